@@ -1,0 +1,114 @@
+/**
+ * Command-line parsing for `udpget serve` and `udpget fetch` (node:util parseArgs), turning
+ * every mistake into a one-line usage error.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { ExitCode, UdpgetError } from "./exit.ts";
+import { MAX_BLOCK_SIZE } from "./packet.ts";
+import { DEFAULT_PIECE_SIZE } from "./file_digest.ts";
+
+/** Usage text printed by `--help` and after usage errors. */
+export const USAGE = `usage:
+  udpget serve <port> [--root DIR] [--host ADDR]
+  udpget fetch <servers.txt> <connections> [<file>] [-o OUT] [--force] [--quiet]
+               [--block-size N]
+  udpget --help | --version`;
+
+/** Options of `udpget serve`. */
+export interface ServeArgs {
+  port: number;
+  root: string;
+  host: string;
+  pieceSize: number;
+}
+
+/** Options of `udpget fetch`. */
+export interface FetchArgs {
+  serversFile: string;
+  connections: number;
+  /** Undefined: ask on the terminal. */
+  file?: string;
+  /** Undefined: basename of `file` in the current directory. */
+  output?: string;
+  force: boolean;
+  quiet: boolean;
+  blockSize: number;
+}
+
+/** Default data bytes per datagram: fits a 1500-byte Ethernet MTU with IPv4/IPv6 headers. */
+export const DEFAULT_BLOCK_SIZE = 1400;
+
+/** Most concurrent workers `fetch` accepts. */
+export const MAX_CONNECTIONS = 64;
+
+function usage(message: string): UdpgetError {
+  return new UdpgetError(ExitCode.Usage, `${message} (see udpget --help)`);
+}
+
+function parse(
+  args: string[],
+  options: Record<string, { type: "string" | "boolean"; short?: string }>,
+): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw usage((e as Error).message.split("\n")[0]);
+  }
+}
+
+/** Parses an integer in `[min, max]` or throws a usage error naming `what`. */
+export function parseIntArg(text: string, what: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text)) throw usage(`${what} must be a whole number, got "${text}"`);
+  const n = Number(text);
+  if (n < min || n > max) throw usage(`${what} must be in ${min}..${max}, got ${text}`);
+  return n;
+}
+
+/** Parses the arguments after `serve`. */
+export function parseServeArgs(args: string[]): ServeArgs {
+  const { values, positionals } = parse(args, {
+    root: { type: "string" },
+    host: { type: "string" },
+    "piece-size": { type: "string" },
+  });
+  if (positionals.length !== 1) throw usage("serve takes exactly one <port>");
+  const pieceSize = values["piece-size"] === undefined
+    ? DEFAULT_PIECE_SIZE
+    : parseIntArg(String(values["piece-size"]), "--piece-size", 1024, 1 << 26);
+  return {
+    port: parseIntArg(positionals[0], "port", 0, 65535),
+    root: String(values.root ?? "."),
+    host: String(values.host ?? "0.0.0.0"),
+    pieceSize,
+  };
+}
+
+/** Parses the arguments after `fetch`. */
+export function parseFetchArgs(args: string[]): FetchArgs {
+  const { values, positionals } = parse(args, {
+    output: { type: "string", short: "o" },
+    force: { type: "boolean", short: "f" },
+    quiet: { type: "boolean", short: "q" },
+    "block-size": { type: "string" },
+  });
+  if (positionals.length < 2 || positionals.length > 3) {
+    throw usage("fetch takes <servers.txt> <connections> [<file>]");
+  }
+  const [serversFile, conns, file] = positionals;
+  if (file === "") throw usage("<file> must not be empty");
+  if (values.output === "") throw usage("-o needs a file name");
+  return {
+    serversFile,
+    connections: parseIntArg(conns, "<connections>", 1, MAX_CONNECTIONS),
+    file,
+    output: values.output === undefined ? undefined : String(values.output),
+    force: values.force === true,
+    quiet: values.quiet === true,
+    blockSize: values["block-size"] === undefined
+      ? DEFAULT_BLOCK_SIZE
+      : parseIntArg(String(values["block-size"]), "--block-size", 512, MAX_BLOCK_SIZE),
+  };
+}

@@ -1,0 +1,84 @@
+/**
+ * Which servers to fetch from: the metadata most servers agree on wins.
+ *
+ * A server that answers with another size or digest holds another version of the file (or
+ * lies); mixing its bytes in would corrupt the output, so it is left out and reported.
+ *
+ * @module
+ */
+
+/** The part of a META_REPLY that must be identical for two servers to be used together. */
+export interface FileMeta {
+  /** File size in bytes. */
+  size: number;
+  /** Piece size the server hashes with. */
+  pieceSize: number;
+  /** Largest block the server sends. */
+  maxBlock: number;
+  /** SHA-256 of the whole file. */
+  digest: Uint8Array;
+  /** SHA-256 of the concatenated piece hashes. */
+  piecesRoot: Uint8Array;
+  /** Modification time on that server (informational: it may differ between servers). */
+  mtimeMs: number;
+}
+
+/** How one server answered the metadata request. */
+export type MetaAnswer =
+  | { kind: "meta"; meta: FileMeta }
+  | { kind: "error"; code: number; message: string }
+  | { kind: "silent" };
+
+/** The decision: which servers to use, and what to tell the user about the others. */
+export type Consensus =
+  | {
+    ok: true;
+    meta: FileMeta;
+    /** Indices of the servers that agree on `meta`. */
+    servers: number[];
+    /** Servers left out because their metadata differs. */
+    disagreeing: number[];
+  }
+  | {
+    ok: false;
+    /** `missing`: every server that answered refused; `silent`: nobody answered. */
+    reason: "missing" | "silent";
+  };
+
+/** Hex encoding of bytes, for messages and map keys. */
+export function toHex(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += b.toString(16).padStart(2, "0");
+  return s;
+}
+
+function agreementKey(m: FileMeta): string {
+  return `${m.size}/${m.pieceSize}/${toHex(m.digest)}/${toHex(m.piecesRoot)}`;
+}
+
+/**
+ * Picks the metadata held by the most servers; ties go to the group holding the server listed
+ * first. With `trustedDigest`, only servers offering that digest count.
+ */
+export function chooseMeta(answers: MetaAnswer[], trustedDigest?: Uint8Array): Consensus {
+  const groups = new Map<string, number[]>();
+  answers.forEach((a, i) => {
+    if (a.kind !== "meta") return;
+    const key = agreementKey(a.meta);
+    groups.set(key, [...(groups.get(key) ?? []), i]);
+  });
+  let best: number[] | undefined;
+  for (const members of groups.values()) {
+    const meta = (answers[members[0]] as { meta: FileMeta }).meta;
+    if (trustedDigest && toHex(meta.digest) !== toHex(trustedDigest)) continue;
+    if (!best || members.length > best.length) best = members; // Map keeps first-seen order
+  }
+  if (!best) {
+    const anyAnswer = answers.some((a) => a.kind !== "silent");
+    return { ok: false, reason: anyAnswer ? "missing" : "silent" };
+  }
+  const chosen = new Set(best);
+  const disagreeing = answers.flatMap((a, i) => a.kind === "meta" && !chosen.has(i) ? [i] : []);
+  const meta = (answers[best[0]] as { meta: FileMeta }).meta;
+  return { ok: true, meta, servers: best, disagreeing };
+}

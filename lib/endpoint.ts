@@ -1,0 +1,137 @@
+/**
+ * The client's sockets: one UDP socket per worker (and per address family in use), each with
+ * an async-iterator receive loop that routes replies to whoever is waiting for that
+ * request id — and only when they come from the server the request went to.
+ *
+ * @module
+ */
+
+import { decode, type Packet } from "./packet.ts";
+
+/** A resolved server address. */
+export interface ServerAddr {
+  /** As written in the servers file, for messages. */
+  label: string;
+  /** Numeric IP address. */
+  hostname: string;
+  port: number;
+  family: "ipv4" | "ipv6";
+}
+
+/** Receives the replies to one request id. */
+export type ReplyHandler = (p: Packet) => void;
+
+interface Pending {
+  server: number;
+  onReply: ReplyHandler;
+}
+
+/** Counters of datagrams the endpoint dropped. */
+export interface EndpointStats {
+  malformed: number;
+  stray: number;
+}
+
+/** The client side of the wire: sockets, request ids and reply routing. */
+export class ClientEndpoint {
+  /** Datagrams dropped because they were undecodable or matched no request. */
+  readonly stats: EndpointStats = { malformed: 0, stray: 0 };
+  #servers: ServerAddr[];
+  #sockets: Map<ServerAddr["family"], Deno.DatagramConn>[] = [];
+  #pending = new Map<number, Pending>();
+  #nextId = Math.floor(Math.random() * 0xffffffff);
+  #loops: Promise<void>[] = [];
+
+  /** Opens `workers` sockets for each address family the `servers` use. */
+  constructor(servers: ServerAddr[], workers: number) {
+    this.#servers = servers;
+    const families = new Set(servers.map((s) => s.family));
+    for (let w = 0; w < workers; w++) {
+      const byFamily = new Map<ServerAddr["family"], Deno.DatagramConn>();
+      for (const fam of families) {
+        const hostname = fam === "ipv4" ? "0.0.0.0" : "::";
+        const sock = Deno.listenDatagram({ hostname, port: 0, transport: "udp" });
+        byFamily.set(fam, sock);
+        this.#loops.push(this.#receiveLoop(sock));
+      }
+      this.#sockets.push(byFamily);
+    }
+  }
+
+  /** Number of workers (sockets per family). */
+  get workers(): number {
+    return this.#sockets.length;
+  }
+
+  /** Allocates a request id whose replies from `server` go to `onReply`. */
+  open(server: number, onReply: ReplyHandler): number {
+    let id: number;
+    do {
+      id = this.#nextId;
+      this.#nextId = (this.#nextId + 1) >>> 0;
+    } while (this.#pending.has(id));
+    this.#pending.set(id, { server, onReply });
+    return id;
+  }
+
+  /** Stops routing replies for `id`: late ones are counted as stray. */
+  close(id: number): void {
+    this.#pending.delete(id);
+  }
+
+  /** Sends `bytes` to `server` from `worker`'s socket; false if the send failed. */
+  async send(worker: number, server: number, bytes: Uint8Array): Promise<boolean> {
+    const s = this.#servers[server];
+    const sock = this.#sockets[worker].get(s.family)!;
+    try {
+      await sock.send(bytes, { transport: "udp", hostname: s.hostname, port: s.port });
+      return true;
+    } catch {
+      return false; // e.g. ICMP unreachable reported on a previous send: same as a loss
+    }
+  }
+
+  /** Closes every socket and waits for the receive loops to end. */
+  async shutdown(): Promise<void> {
+    for (const m of this.#sockets) for (const s of m.values()) s.close();
+    this.#pending.clear();
+    await Promise.allSettled(this.#loops);
+  }
+
+  async #receiveLoop(sock: Deno.DatagramConn): Promise<void> {
+    try {
+      for await (const [data, addr] of sock) this.#route(data, addr as Deno.NetAddr);
+    } catch {
+      // the socket was closed (shutdown) or failed: either way the loop is over
+    }
+  }
+
+  #route(data: Uint8Array, from: Deno.NetAddr): void {
+    const r = decode(data);
+    if (!r.ok) {
+      this.stats.malformed++;
+      return;
+    }
+    const p = this.#pending.get(r.packet.requestId);
+    const s = p && this.#servers[p.server];
+    if (!p || !s || s.port !== from.port || !sameHost(s.hostname, from.hostname)) {
+      this.stats.stray++;
+      return;
+    }
+    p.onReply(r.packet);
+  }
+}
+
+function sameHost(a: string, b: string): boolean {
+  if (a === b) return true;
+  // IPv6 has several spellings of one address; compare canonical forms
+  return a.includes(":") && b.includes(":") && canonicalV6(a) === canonicalV6(b);
+}
+
+function canonicalV6(h: string): string {
+  try {
+    return new URL(`http://[${h}]/`).hostname;
+  } catch {
+    return h;
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * Exit codes of the `udpget` command and the error type that carries one.
+ *
+ * Every failure the user can cause or meet ends as one `UdpgetError` whose message is printed
+ * as a single line on stderr and whose code is the process exit status.
+ *
+ * @module
+ */
+
+/** Documented exit statuses (see README "Exit codes"). */
+export const ExitCode = {
+  /** The file was fetched and verified, or the server shut down cleanly. */
+  Ok: 0,
+  /** An unexpected internal error (a bug: please report it). */
+  Internal: 1,
+  /** Bad command line, bad servers file. */
+  Usage: 2,
+  /** Every server that answered said the file does not exist (or may not be served). */
+  NotFound: 3,
+  /** No server answered, or every server failed before the transfer finished. */
+  Unreachable: 4,
+  /** The bytes received do not match the digest the servers agreed on. */
+  Verification: 5,
+  /** A local file could not be read or written (output directory, disk full...). */
+  LocalIo: 6,
+  /** The output file exists and `--force` was not given. */
+  OutputExists: 7,
+  /** Interrupted by SIGINT/SIGTERM. */
+  Interrupted: 130,
+} as const;
+
+/** One of the values of {@linkcode ExitCode}. */
+export type ExitCodeValue = typeof ExitCode[keyof typeof ExitCode];
+
+/** An error meant for the user: a one-line message and the exit status to end with. */
+export class UdpgetError extends Error {
+  /** The process exit status this error maps to. */
+  readonly exitCode: ExitCodeValue;
+
+  /** Creates an error with a one-line `message` that ends the process with `exitCode`. */
+  constructor(exitCode: ExitCodeValue, message: string) {
+    super(message);
+    this.name = "UdpgetError";
+    this.exitCode = exitCode;
+  }
+}

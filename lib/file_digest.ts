@@ -1,0 +1,69 @@
+/**
+ * Content digests of a served file: SHA-256 of the whole file and of every piece, in one
+ * pass, plus the root that lets a client check a list of piece hashes against agreed metadata.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+
+/** Digests of one version of a file. */
+export interface FileDigest {
+  /** Bytes hashed. */
+  size: number;
+  /** Piece size used for `pieceHashes`. */
+  pieceSize: number;
+  /** SHA-256 of the whole file. */
+  digest: Uint8Array;
+  /** SHA-256 of each piece, concatenated (32 bytes per piece). */
+  pieceHashes: Uint8Array;
+  /** SHA-256 of `pieceHashes`. */
+  piecesRoot: Uint8Array;
+}
+
+/** SHA-256 of some bytes. */
+export function sha256(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash("sha256").update(bytes).digest());
+}
+
+const READ_SIZE = 1 << 20;
+
+/**
+ * Hashes `size` bytes of an open file from offset 0. Reads in 1 MiB steps and yields to the
+ * event loop between them, so a server keeps answering while a large file is being hashed.
+ * Throws if the file turns out shorter than `size` (it changed under us).
+ */
+export async function digestFile(
+  file: Deno.FsFile,
+  size: number,
+  pieceSize: number,
+): Promise<FileDigest> {
+  const whole = createHash("sha256");
+  const pieceCount = Math.ceil(size / pieceSize);
+  const pieceHashes = new Uint8Array(pieceCount * 32);
+  const buf = new Uint8Array(Math.min(READ_SIZE, pieceSize));
+  await file.seek(0, Deno.SeekMode.Start);
+  for (let piece = 0; piece < pieceCount; piece++) {
+    const h = createHash("sha256");
+    let left = Math.min(pieceSize, size - piece * pieceSize);
+    while (left > 0) {
+      const n = await file.read(buf.subarray(0, Math.min(buf.length, left)));
+      if (n === null || n === 0) throw new Error("file shrank while being hashed");
+      const chunk = buf.subarray(0, n);
+      h.update(chunk);
+      whole.update(chunk);
+      left -= n;
+    }
+    pieceHashes.set(h.digest(), piece * 32);
+  }
+  return {
+    size,
+    pieceSize,
+    digest: new Uint8Array(whole.digest()),
+    pieceHashes,
+    piecesRoot: sha256(pieceHashes),
+  };
+}
+
+/** Default piece size: 1 MiB pieces keep the hash list at 32 B per MiB of file. */
+export const DEFAULT_PIECE_SIZE = 1 << 20;

@@ -1,0 +1,45 @@
+/**
+ * Human-readable sizes, rates and durations for progress and summary lines.
+ *
+ * @module
+ */
+
+import prettyBytes from "pretty-bytes";
+
+/** `1.18 MiB`: binary units, as file sizes are usually counted. */
+export function formatBytes(n: number): string {
+  return prettyBytes(n, { binary: true, maximumFractionDigits: 1 });
+}
+
+/** `12.3 MiB/s`. */
+export function formatRate(bytesPerSecond: number): string {
+  return `${formatBytes(Math.max(0, bytesPerSecond))}/s`;
+}
+
+/** `0:07`, `1:02:03`, or `--:--` when unknown. */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return "--:--";
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+}
+
+/** What the progress line shows. */
+export interface ProgressState {
+  done: number;
+  total: number;
+  elapsedMs: number;
+  alive: number;
+  servers: number;
+}
+
+/** One progress line: bytes, percentage, mean rate, ETA and live servers. */
+export function formatProgress(p: ProgressState): string {
+  const pct = p.total === 0 ? 100 : (100 * p.done) / p.total;
+  const rate = p.elapsedMs > 0 ? (p.done * 1000) / p.elapsedMs : 0;
+  const eta = rate > 0 ? (p.total - p.done) / rate : Infinity;
+  return `${formatBytes(p.done)} / ${formatBytes(p.total)}  ${pct.toFixed(1)}%  ` +
+    `${formatRate(rate)}  ETA ${formatDuration(eta)}  servers ${p.alive}/${p.servers}`;
+}

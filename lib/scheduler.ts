@@ -1,0 +1,250 @@
+/**
+ * Which bytes to ask which server for next: the shared work queue of a fetch.
+ *
+ * The file is cut into pieces (the unit of verification, sized by the servers) and each piece
+ * into blocks (the unit of one datagram, sized by the client). A server takes a whole piece
+ * from the queue and owns it, so that a bad piece can be blamed on one source; requests then
+ * cover runs of that piece's missing blocks. When the queue is empty, idle servers duplicate
+ * blocks still in flight elsewhere (end game), so the slowest server never sets the tail.
+ *
+ * Pure state machine: no I/O, no clock.
+ *
+ * @module
+ */
+
+/** Geometry of a transfer. */
+export interface PieceLayout {
+  /** File size in bytes. */
+  size: number;
+  /** Bytes per piece (last piece shorter). */
+  pieceSize: number;
+  /** Data bytes per datagram (last block of a piece shorter). */
+  blockSize: number;
+}
+
+/** One request to send: a run of blocks inside one piece. */
+export interface Assignment {
+  /** Server the request goes to. */
+  server: number;
+  /** Piece the blocks belong to. */
+  piece: number;
+  /** Index of the first block within the piece. */
+  firstBlock: number;
+  /** Number of consecutive blocks. */
+  blockCount: number;
+  /** Absolute byte offset of the first block. */
+  offset: number;
+  /** Total bytes requested. */
+  length: number;
+  /** True when these blocks are already in flight on another server (end game). */
+  duplicate: boolean;
+}
+
+/** What happened to one received block. */
+export type BlockOutcome =
+  /** New data: write it. `pieceComplete` is set when it was the piece's last block. */
+  | { kind: "new"; pieceComplete: boolean }
+  /** Already had it (a duplicate or late datagram): drop it. */
+  | { kind: "duplicate" }
+  /** Does not match any block of the layout: offset or length is wrong. */
+  | { kind: "invalid" };
+
+const NO_OWNER = -1;
+
+interface ActivePiece {
+  owner: number;
+  /** 1 when the block has arrived. */
+  received: Uint8Array;
+  /** Number of requests in flight that cover each block. */
+  inFlight: Uint8Array;
+  missing: number;
+}
+
+/** The work queue: piece ownership, block bookkeeping and end-game duplication. */
+export class PieceScheduler {
+  /** Geometry this scheduler was built for. */
+  readonly layout: PieceLayout;
+  /** Number of pieces in the file. */
+  readonly pieceCount: number;
+  #state: Uint8Array; // 0 queued, 1 active, 2 complete (awaiting verification), 3 verified
+  #active = new Map<number, ActivePiece>();
+  #queue: number[] = [];
+  #verified = 0;
+
+  /** Builds the queue with every piece missing, lowest offsets first. */
+  constructor(layout: PieceLayout) {
+    if (layout.pieceSize <= 0 || layout.blockSize <= 0 || layout.size < 0) {
+      throw new RangeError("piece and block sizes must be positive");
+    }
+    this.layout = layout;
+    this.pieceCount = Math.ceil(layout.size / layout.pieceSize);
+    this.#state = new Uint8Array(this.pieceCount);
+    for (let i = this.pieceCount - 1; i >= 0; i--) this.#queue.push(i);
+  }
+
+  /** True when every piece has been verified. */
+  get done(): boolean {
+    return this.#verified === this.pieceCount;
+  }
+
+  /** Number of verified pieces. */
+  get verifiedPieces(): number {
+    return this.#verified;
+  }
+
+  /** Byte range `[start, end)` of a piece. */
+  pieceRange(piece: number): [number, number] {
+    const start = piece * this.layout.pieceSize;
+    return [start, Math.min(this.layout.size, start + this.layout.pieceSize)];
+  }
+
+  /** Marks a piece as already present and verified (used when resuming). */
+  markVerified(piece: number): void {
+    if (this.#state[piece] === 3) return;
+    this.#active.delete(piece);
+    this.#queue = this.#queue.filter((p) => p !== piece);
+    this.#state[piece] = 3;
+    this.#verified++;
+  }
+
+  /**
+   * Next request for `server`, at most `maxBlocks` blocks, or `undefined` when it has nothing
+   * useful to do right now (wait for a change).
+   */
+  next(server: number, maxBlocks: number): Assignment | undefined {
+    return this.#continueOwned(server, maxBlocks) ?? this.#takeQueued(server, maxBlocks) ??
+      this.#duplicateInFlight(server, maxBlocks);
+  }
+
+  /** Ends a request (answered, timed out or abandoned): its unreceived blocks are free again. */
+  release(a: Assignment): void {
+    const p = this.#active.get(a.piece);
+    if (!p) return;
+    for (let b = a.firstBlock; b < a.firstBlock + a.blockCount; b++) {
+      if (p.inFlight[b] > 0) p.inFlight[b]--;
+    }
+  }
+
+  /** Accounts for one received datagram at absolute `offset` with `length` data bytes. */
+  onBlock(offset: number, length: number): BlockOutcome {
+    const { pieceSize, blockSize, size } = this.layout;
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset >= size) return { kind: "invalid" };
+    const piece = Math.floor(offset / pieceSize);
+    const [start, end] = this.pieceRange(piece);
+    const rel = offset - start;
+    if (rel % blockSize !== 0) return { kind: "invalid" };
+    if (length !== Math.min(blockSize, end - offset)) return { kind: "invalid" };
+    const p = this.#active.get(piece);
+    if (!p) return { kind: "duplicate" };
+    const block = rel / blockSize;
+    if (p.received[block]) return { kind: "duplicate" };
+    p.received[block] = 1;
+    p.missing--;
+    if (p.missing > 0) return { kind: "new", pieceComplete: false };
+    this.#active.delete(piece);
+    this.#state[piece] = 2;
+    return { kind: "new", pieceComplete: true };
+  }
+
+  /** Records the verdict on a complete piece: verified, or corrupt and to be fetched again. */
+  settlePiece(piece: number, ok: boolean): void {
+    if (this.#state[piece] !== 2) return;
+    if (ok) {
+      this.#state[piece] = 3;
+      this.#verified++;
+    } else {
+      this.#state[piece] = 0;
+      this.#queue.push(piece); // front of the queue: the tail of the array is taken first
+    }
+  }
+
+  /** A server left: its pieces go back to the front of the queue, keeping what arrived. */
+  dropServer(server: number): void {
+    for (const [piece, p] of this.#active) {
+      if (p.owner !== server) continue;
+      p.owner = NO_OWNER;
+      this.#queue.push(piece);
+    }
+  }
+
+  #continueOwned(server: number, maxBlocks: number): Assignment | undefined {
+    for (const [piece, p] of this.#active) {
+      if (p.owner !== server) continue;
+      const a = this.#claimRun(server, piece, p, maxBlocks, 0);
+      if (a) return a;
+    }
+    return undefined;
+  }
+
+  #takeQueued(server: number, maxBlocks: number): Assignment | undefined {
+    while (this.#queue.length > 0) {
+      const piece = this.#queue.pop()!;
+      let p = this.#active.get(piece);
+      if (!p) {
+        if (this.#state[piece] !== 0) continue; // settled meanwhile
+        p = this.#newActive(piece);
+      }
+      p.owner = server;
+      const a = this.#claimRun(server, piece, p, maxBlocks, 0);
+      if (a) return a;
+    }
+    return undefined;
+  }
+
+  #duplicateInFlight(server: number, maxBlocks: number): Assignment | undefined {
+    let best: [number, ActivePiece] | undefined;
+    for (const entry of this.#active) {
+      const p = entry[1];
+      if (p.owner === server) continue;
+      if (!best || p.missing > best[1].missing) best = entry;
+    }
+    if (!best) return undefined;
+    return this.#claimRun(server, best[0], best[1], maxBlocks, 1);
+  }
+
+  #newActive(piece: number): ActivePiece {
+    const [start, end] = this.pieceRange(piece);
+    const blocks = Math.ceil((end - start) / this.layout.blockSize);
+    const p: ActivePiece = {
+      owner: NO_OWNER,
+      received: new Uint8Array(blocks),
+      inFlight: new Uint8Array(blocks),
+      missing: blocks,
+    };
+    this.#state[piece] = 1;
+    this.#active.set(piece, p);
+    return p;
+  }
+
+  /** Claims the first run of unreceived blocks that have exactly `inFlight` requests on them. */
+  #claimRun(
+    server: number,
+    piece: number,
+    p: ActivePiece,
+    maxBlocks: number,
+    inFlight: number,
+  ): Assignment | undefined {
+    const n = p.received.length;
+    let first = 0;
+    while (first < n && (p.received[first] || p.inFlight[first] !== inFlight)) first++;
+    if (first === n) return undefined;
+    let last = first;
+    while (
+      last + 1 < n && last + 1 - first < maxBlocks && !p.received[last + 1] &&
+      p.inFlight[last + 1] === inFlight
+    ) last++;
+    for (let b = first; b <= last; b++) p.inFlight[b]++;
+    const [start, end] = this.pieceRange(piece);
+    const offset = start + first * this.layout.blockSize;
+    const length = Math.min(end, start + (last + 1) * this.layout.blockSize) - offset;
+    return {
+      server,
+      piece,
+      firstBlock: first,
+      blockCount: last - first + 1,
+      offset,
+      length,
+      duplicate: inFlight > 0,
+    };
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * Per-server liveness: round-trip estimate, timeouts with backoff, and the decision to drop a
+ * server that stopped answering. Pure: every method takes the current time.
+ *
+ * @module
+ */
+
+import { DEFAULT_RTT_OPTIONS, RttEstimator, type RttOptions } from "./rtt.ts";
+
+/** When a silent server is given up on. */
+export interface HealthOptions {
+  /** Timeouts in a row (with nothing heard in between) before a server can be dropped. */
+  maxTimeouts: number;
+  /** And at least this long without a single datagram from it, in ms. */
+  deadAfterMs: number;
+  /** Retransmission timeout bounds. */
+  rtt: RttOptions;
+}
+
+/** Defaults: a server is dropped after ≥ 4 timeouts and 2 s of silence. */
+export const DEFAULT_HEALTH_OPTIONS: HealthOptions = {
+  maxTimeouts: 4,
+  deadAfterMs: 2000,
+  rtt: DEFAULT_RTT_OPTIONS,
+};
+
+/** Liveness state of one server. */
+export class ServerHealth {
+  /** Round-trip estimator that gives this server's request timeout. */
+  readonly rtt: RttEstimator;
+  #opts: HealthOptions;
+  #timeouts = 0;
+  #lastHeard: number;
+  #lastBackoff = -Infinity;
+  #dropReason: string | undefined;
+
+  /** Starts tracking a server first contacted at `now` (ms). */
+  constructor(now: number, opts: HealthOptions = DEFAULT_HEALTH_OPTIONS) {
+    this.#opts = opts;
+    this.rtt = new RttEstimator(opts.rtt);
+    this.#lastHeard = now;
+  }
+
+  /** False once the server has been dropped. */
+  get alive(): boolean {
+    return this.#dropReason === undefined;
+  }
+
+  /** Why the server was dropped, if it was. */
+  get dropReason(): string | undefined {
+    return this.#dropReason;
+  }
+
+  /** Any valid datagram from the server proves it is alive. */
+  onHeard(now: number): void {
+    this.#lastHeard = now;
+    this.#timeouts = 0;
+  }
+
+  /**
+   * A request sent at `sentAt` got no complete answer by `now`. Backs off once per loss
+   * episode (not once per request: many requests in flight time out together), and drops the
+   * server when it has been silent for long enough. Returns whether it is still alive.
+   */
+  onTimeout(sentAt: number, now: number): boolean {
+    if (!this.alive) return false;
+    this.#timeouts++;
+    if (sentAt >= this.#lastBackoff) {
+      this.rtt.backOff();
+      this.#lastBackoff = now;
+    }
+    const silentFor = now - this.#lastHeard;
+    if (this.#timeouts >= this.#opts.maxTimeouts && silentFor >= this.#opts.deadAfterMs) {
+      this.drop(`no answer for ${(silentFor / 1000).toFixed(1)} s`);
+    }
+    return this.alive;
+  }
+
+  /** Drops the server for good, with a reason for the user. */
+  drop(reason: string): void {
+    this.#dropReason ??= reason;
+  }
+}

@@ -1,0 +1,285 @@
+/**
+ * `udpget serve`: answers metadata, hash and chunk requests for the regular files under one
+ * root directory, read-only. Moves bytes between the socket and files; what to answer is
+ * decided by `lib/serve_policy.ts`.
+ *
+ * @module
+ */
+
+import {
+  CHUNK_REPLY_HEADER_SIZE,
+  type ChunkRequest,
+  decode,
+  encode,
+  ErrorCode,
+  type HashesRequest,
+  MAX_BLOCK_SIZE,
+  MAX_DATAGRAM_SIZE,
+  type MetaRequest,
+  type Packet,
+  writeChunkReplyHeader,
+} from "./lib/packet.ts";
+import { FileTable, type ServedFile } from "./lib/file_table.ts";
+import { checkChunkRequest, hashesReplyCount, TransferLog } from "./lib/serve_policy.ts";
+import { formatServer } from "./lib/servers.ts";
+import { parseServeArgs } from "./lib/cli_args.ts";
+import { ExitCode, UdpgetError } from "./lib/exit.ts";
+import { resolve } from "node:path";
+
+/** What `serve` needs to run. */
+export interface ServeOptions {
+  /** UDP port to bind; 0 picks a free one (printed on the first line). */
+  port: number;
+  /** Address to bind: `0.0.0.0` (default), `127.0.0.1`, `::`... */
+  host: string;
+  /** Directory whose regular files are served. */
+  root: string;
+  /** Piece size used for piece hashes. */
+  pieceSize: number;
+  /** Where log lines go. */
+  log: (line: string) => void;
+  /** Stops the server when aborted. */
+  signal: AbortSignal;
+  /** Called once with the bound address, before the first datagram is read. */
+  onListening?: (addr: Deno.NetAddr) => void;
+}
+
+/** Counters a server keeps about its traffic. */
+export interface ServeStats {
+  datagrams: number;
+  malformed: number;
+  requests: number;
+  bytesSent: number;
+  sendErrors: number;
+}
+
+/** Runs a server until `opts.signal` aborts; resolves with its counters. */
+export async function serve(opts: ServeOptions): Promise<ServeStats> {
+  const realRoot = await Deno.realPath(opts.root);
+  if (!(await Deno.stat(realRoot)).isDirectory) throw new Error(`${opts.root} is not a directory`);
+  const sock = Deno.listenDatagram({ port: opts.port, hostname: opts.host, transport: "udp" });
+  const server = new UdpServer(sock, new FileTable(realRoot, opts.pieceSize), opts.log);
+  opts.onListening?.(sock.addr as Deno.NetAddr);
+  const stop = () => sock.close();
+  opts.signal.addEventListener("abort", stop, { once: true });
+  try {
+    await server.run();
+  } finally {
+    opts.signal.removeEventListener("abort", stop);
+    server.close();
+  }
+  return server.stats;
+}
+
+class UdpServer {
+  readonly stats: ServeStats = {
+    datagrams: 0,
+    malformed: 0,
+    requests: 0,
+    bytesSent: 0,
+    sendErrors: 0,
+  };
+  #sock: Deno.DatagramConn;
+  #files: FileTable;
+  #transfers: TransferLog;
+  #sendBuf = new Uint8Array(MAX_DATAGRAM_SIZE);
+  #sweep: ReturnType<typeof setInterval>;
+
+  constructor(sock: Deno.DatagramConn, files: FileTable, log: (line: string) => void) {
+    this.#sock = sock;
+    this.#files = files;
+    this.#transfers = new TransferLog(log);
+    this.#sweep = setInterval(() => this.#transfers.sweep(Date.now()), 1000);
+  }
+
+  async run(): Promise<void> {
+    try {
+      for await (const [data, addr] of this.#sock) {
+        this.stats.datagrams++;
+        await this.#onDatagram(data, addr as Deno.NetAddr);
+      }
+    } catch (e) {
+      // close() ends the iterator with an error; anything else is a real socket failure
+      if (!(e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted)) throw e;
+    }
+  }
+
+  close(): void {
+    clearInterval(this.#sweep);
+    this.#transfers.flush();
+    this.#files.close();
+  }
+
+  async #onDatagram(data: Uint8Array, addr: Deno.NetAddr): Promise<void> {
+    const r = decode(data);
+    if (!r.ok) {
+      this.stats.malformed++;
+      const id = r.error.requestId;
+      if (id === undefined) return; // not even a header: not worth an answer
+      const code = r.error.kind === "bad_version"
+        ? ErrorCode.BadVersion
+        : r.error.kind === "unknown_type" || r.error.kind === "bad_flags"
+        ? ErrorCode.Unsupported
+        : ErrorCode.BadRequest;
+      await this.#sendError(addr, id, code, r.error.message);
+      return;
+    }
+    const p = r.packet;
+    try {
+      switch (p.type) {
+        case "meta_request":
+          this.stats.requests++;
+          // not awaited: hashing a large file must not stall chunk traffic
+          this.#onMeta(p, addr).catch((e) => this.#internal(addr, p.requestId, e));
+          return;
+        case "hashes_request":
+          this.stats.requests++;
+          return await this.#onHashes(p, addr);
+        case "chunk_request":
+          this.stats.requests++;
+          return await this.#onChunk(p, addr);
+        default:
+          this.stats.malformed++; // a reply type sent to a server
+      }
+    } catch (e) {
+      await this.#internal(addr, p.requestId, e);
+    }
+  }
+
+  async #onMeta(p: MetaRequest, addr: Deno.NetAddr): Promise<void> {
+    const f = await this.#files.open(p.name);
+    if ("code" in f) return this.#sendError(addr, p.requestId, f.code, f.message);
+    const d = await this.#files.digest(f, 100);
+    if (!d) {
+      return this.#sendError(addr, p.requestId, ErrorCode.Busy, "computing digest, retry");
+    }
+    await this.#send(
+      encode({
+        type: "meta_reply",
+        requestId: p.requestId,
+        size: f.size,
+        mtimeMs: f.mtimeMs,
+        pieceSize: d.pieceSize,
+        maxBlock: MAX_BLOCK_SIZE,
+        digest: d.digest,
+        piecesRoot: d.piecesRoot,
+      }),
+      addr,
+    );
+  }
+
+  async #onHashes(p: HashesRequest, addr: Deno.NetAddr): Promise<void> {
+    const f = await this.#files.open(p.name);
+    if ("code" in f) return this.#sendError(addr, p.requestId, f.code, f.message);
+    const d = await this.#files.digest(f, 0);
+    if (!d) return this.#sendError(addr, p.requestId, ErrorCode.Busy, "computing digest, retry");
+    if (f.fileId !== p.fileId) {
+      return this.#sendError(addr, p.requestId, ErrorCode.Stale, "file changed");
+    }
+    const count = hashesReplyCount(p.firstPiece, p.count, d.pieceHashes.length / 32);
+    if (count === 0) {
+      return this.#sendError(addr, p.requestId, ErrorCode.OutOfRange, "no such piece");
+    }
+    const hashes = d.pieceHashes.subarray(p.firstPiece * 32, (p.firstPiece + count) * 32);
+    await this.#send(
+      encode({
+        type: "hashes_reply",
+        requestId: p.requestId,
+        fileId: p.fileId,
+        firstPiece: p.firstPiece,
+        hashes,
+      }),
+      addr,
+    );
+  }
+
+  async #onChunk(p: ChunkRequest, addr: Deno.NetAddr): Promise<void> {
+    const f = await this.#files.open(p.name);
+    if ("code" in f) return this.#sendError(addr, p.requestId, f.code, f.message);
+    if (f.fileId === undefined) {
+      this.#files.digest(f, 0); // start it: the client skipped the metadata request
+      return this.#sendError(addr, p.requestId, ErrorCode.Busy, "computing digest, retry");
+    }
+    const refusal = checkChunkRequest(p, f.fileId, this.#files.currentSize(f));
+    if (refusal) return this.#sendError(addr, p.requestId, refusal.code, refusal.message);
+    this.#transfers.record(addr, p.name, p.length, Date.now());
+    await this.#sendRange(f, p, addr);
+  }
+
+  /** Streams [offset, offset+length) as blocks, reading each straight into the send buffer. */
+  async #sendRange(f: ServedFile, p: ChunkRequest, addr: Deno.NetAddr): Promise<void> {
+    const end = p.offset + p.length;
+    const buf = this.#sendBuf;
+    for (let off = p.offset; off < end; off += p.blockSize) {
+      const n = Math.min(p.blockSize, end - off);
+      if (
+        !this.#files.readAt(
+          f,
+          buf.subarray(CHUNK_REPLY_HEADER_SIZE, CHUNK_REPLY_HEADER_SIZE + n),
+          off,
+        )
+      ) {
+        return this.#sendError(addr, p.requestId, ErrorCode.Stale, "file shrank");
+      }
+      const len = writeChunkReplyHeader(buf, p.requestId, p.fileId, off, n);
+      await this.#send(buf.subarray(0, len), addr);
+    }
+  }
+
+  async #internal(addr: Deno.NetAddr, requestId: number, e: unknown): Promise<void> {
+    const msg = e instanceof Error ? e.message : String(e);
+    await this.#sendError(addr, requestId, ErrorCode.Internal, "server I/O error");
+    this.#transfers.log(`error serving ${formatServer(addr.hostname, addr.port)}: ${msg}`);
+  }
+
+  #sendError(addr: Deno.NetAddr, requestId: number, code: number, message: string): Promise<void> {
+    return this.#send(encode({ type: "error", requestId, code, message } as Packet), addr);
+  }
+
+  async #send(bytes: Uint8Array, addr: Deno.NetAddr): Promise<void> {
+    try {
+      this.stats.bytesSent += await this.#sock.send(bytes, addr);
+    } catch {
+      this.stats.sendErrors++; // e.g. the client's port is gone: nothing to do about it
+    }
+  }
+}
+
+/** `udpget serve <port> [--root DIR] [--host ADDR]`: serves until SIGINT/SIGTERM. */
+export async function runServe(args: string[]): Promise<number> {
+  const a = parseServeArgs(args);
+  try {
+    const info = await Deno.stat(a.root);
+    if (!info.isDirectory) {
+      throw new UdpgetError(ExitCode.Usage, `--root ${a.root}: not a directory`);
+    }
+  } catch (e) {
+    if (e instanceof UdpgetError) throw e;
+    throw new UdpgetError(ExitCode.Usage, `--root ${a.root}: ${(e as Error).message}`);
+  }
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
+  try {
+    const stats = await serve({
+      ...a,
+      log,
+      signal: stop.signal,
+      onListening: (addr) =>
+        console.log(
+          `udpget: serving ${resolve(a.root)} on udp ${formatServer(addr.hostname, addr.port)}`,
+        ),
+    }).catch((e) => {
+      throw new UdpgetError(ExitCode.LocalIo, `cannot listen on ${a.host}:${a.port}: ${e.message}`);
+    });
+    log(
+      `stopped: ${stats.requests} requests, ${stats.bytesSent} bytes sent, ` +
+        `${stats.malformed} malformed datagrams dropped`,
+    );
+    return ExitCode.Ok;
+  } finally {
+    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+  }
+}
