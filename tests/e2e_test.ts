@@ -1,0 +1,197 @@
+/**
+ * End to end: real `udpget serve` processes on ephemeral loopback ports and `udpget fetch`
+ * run as a user would, comparing bytes. No timing assertions.
+ */
+
+import assert from "node:assert/strict";
+import {
+  exists,
+  runUdpget,
+  sameBytes,
+  seededBytes,
+  type ServerProcess,
+  startServer,
+  tempDir,
+  writeServersFile,
+} from "./harness.ts";
+import { UdpRelay } from "./relay.ts";
+import { ExitCode } from "../lib/exit.ts";
+
+const MiB = 1 << 20;
+
+/** Runs `body` with `n` servers over one shared root, all stopped afterwards. */
+async function withServers(
+  n: number,
+  body: (servers: ServerProcess[], root: string, work: string) => Promise<void>,
+  roots?: string[],
+): Promise<void> {
+  const dir = await tempDir();
+  const servers: ServerProcess[] = [];
+  try {
+    const root = `${dir.path}/root`;
+    const work = `${dir.path}/work`;
+    await Deno.mkdir(root);
+    await Deno.mkdir(work);
+    for (let i = 0; i < n; i++) servers.push(await startServer(roots?.[i] ?? root));
+    await body(servers, root, work);
+  } finally {
+    await Promise.all(servers.map((s) => s.stop("SIGKILL")));
+    await dir.cleanup();
+  }
+}
+
+async function fetchAndCompare(
+  servers: ServerProcess[],
+  root: string,
+  work: string,
+  size: number,
+  connections: number,
+): Promise<void> {
+  const name = `f_${size}_${connections}.bin`;
+  const data = seededBytes(size, size + connections);
+  await Deno.writeFile(`${root}/${name}`, data);
+  const list = await writeServersFile(work, servers.map((s) => s.port));
+  const r = await runUdpget(["fetch", list, String(connections), name, "--quiet"], work);
+  assert.equal(r.code, 0, r.stderr);
+  const got = await Deno.readFile(`${work}/${name}`);
+  assert.ok(sameBytes(got, data), `bytes differ for size ${size}`);
+  assert.equal(await exists(`${work}/${name}.part`), false);
+  assert.match(r.stderr, /sha256 verified/);
+}
+
+Deno.test("e2e: edge sizes 0, 1, piece-1, piece, piece+1 from 3 servers", async () => {
+  await withServers(3, async (servers, root, work) => {
+    for (const size of [0, 1, MiB - 1, MiB, MiB + 1]) {
+      await fetchAndCompare(servers, root, work, size, 3);
+    }
+  });
+});
+
+Deno.test("e2e: several MiB of random data with 1, 3 and 8 connections", async () => {
+  await withServers(3, async (servers, root, work) => {
+    for (const c of [1, 3, 8]) await fetchAndCompare(servers, root, work, 6 * MiB + 12345, c);
+  });
+});
+
+Deno.test("e2e: -o names the output, an existing output needs --force", async () => {
+  await withServers(2, async (servers, root, work) => {
+    const data = seededBytes(300_000, 5);
+    await Deno.writeFile(`${root}/src.bin`, data);
+    const list = await writeServersFile(work, servers.map((s) => s.port));
+    await Deno.writeTextFile(`${work}/mine.txt`, "precious");
+    const refused = await runUdpget(["fetch", list, "2", "src.bin", "-o", "mine.txt"], work);
+    assert.equal(refused.code, ExitCode.OutputExists, refused.stderr);
+    assert.equal(await Deno.readTextFile(`${work}/mine.txt`), "precious");
+    assert.equal(refused.stderr.trim().split("\n").length, 1, "one line of error");
+    const forced = await runUdpget(
+      ["fetch", list, "2", "src.bin", "-o", "mine.txt", "--force", "-q"],
+      work,
+    );
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.ok(sameBytes(await Deno.readFile(`${work}/mine.txt`), data));
+  });
+});
+
+Deno.test("e2e: a server killed mid-transfer; the file is still correct", async () => {
+  await withServers(3, async (servers, root, work) => {
+    const data = seededBytes(24 * MiB, 77);
+    await Deno.writeFile(`${root}/big.bin`, data);
+    // Server 0 is reached through a relay, so the test knows when it is mid-transfer.
+    const relay = new UdpRelay(servers[0].port);
+    try {
+      const list = await writeServersFile(work, [relay.port, servers[1].port, servers[2].port]);
+      const run = runUdpget(["fetch", list, "3", "big.bin", "-q"], work);
+      await relay.after("to_client", 300);
+      await servers[0].stop("SIGKILL");
+      const r = await run;
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, new RegExp(`127\\.0\\.0\\.1:${relay.port}: dropped`));
+      assert.ok(sameBytes(await Deno.readFile(`${work}/big.bin`), data));
+    } finally {
+      await relay.close();
+    }
+  });
+});
+
+Deno.test("e2e: all servers down: exit code 4, no output, no .part", async () => {
+  const dir = await tempDir();
+  // Sockets that are open but never answer: nothing else can take their ports meanwhile.
+  const silent = [0, 1].map(() =>
+    Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" })
+  );
+  try {
+    const list = await writeServersFile(
+      dir.path,
+      silent.map((s) => (s.addr as Deno.NetAddr).port),
+    );
+    const r = await runUdpget(["fetch", list, "2", "x.bin"], dir.path);
+    assert.equal(r.code, ExitCode.Unreachable, r.stderr);
+    assert.match(r.stderr, /no server answered/);
+    assert.equal(await exists(`${dir.path}/x.bin`), false);
+    assert.equal(await exists(`${dir.path}/x.bin.part`), false);
+  } finally {
+    for (const s of silent) s.close();
+    await dir.cleanup();
+  }
+});
+
+Deno.test("e2e: file missing on one server only; missing everywhere is exit 3", async () => {
+  const dir = await tempDir();
+  const roots = [`${dir.path}/a`, `${dir.path}/b`, `${dir.path}/c`];
+  for (const r of roots) await Deno.mkdir(r);
+  const data = seededBytes(2 * MiB + 3, 9);
+  await Deno.writeFile(`${roots[1]}/f.bin`, data);
+  await Deno.writeFile(`${roots[2]}/f.bin`, data);
+  try {
+    await withServers(3, async (servers, _root, work) => {
+      const list = await writeServersFile(work, servers.map((s) => s.port));
+      const r = await runUdpget(["fetch", list, "3", "f.bin", "-q"], work);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, new RegExp(`127\\.0\\.0\\.1:${servers[0].port}: NOT_FOUND`));
+      assert.ok(sameBytes(await Deno.readFile(`${work}/f.bin`), data));
+      const none = await runUdpget(["fetch", list, "3", "nope.bin"], work);
+      assert.equal(none.code, ExitCode.NotFound, none.stderr);
+      assert.equal(await exists(`${work}/nope.bin`), false);
+    }, roots);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+Deno.test("e2e: a server with another version of the file is left out", async () => {
+  const dir = await tempDir();
+  const roots = [`${dir.path}/a`, `${dir.path}/b`, `${dir.path}/c`];
+  for (const r of roots) await Deno.mkdir(r);
+  const data = seededBytes(MiB + 100, 10);
+  const other = seededBytes(MiB + 100, 11);
+  await Deno.writeFile(`${roots[0]}/f.bin`, other);
+  await Deno.writeFile(`${roots[1]}/f.bin`, data);
+  await Deno.writeFile(`${roots[2]}/f.bin`, data);
+  try {
+    await withServers(3, async (servers, _root, work) => {
+      const list = await writeServersFile(work, servers.map((s) => s.port));
+      const r = await runUdpget(["fetch", list, "2", "f.bin", "-q"], work);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /left out, it has another version/);
+      assert.ok(sameBytes(await Deno.readFile(`${work}/f.bin`), data));
+    }, roots);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+Deno.test("e2e: a bad servers file line is reported with its line number (exit 2)", async () => {
+  const dir = await tempDir();
+  try {
+    const list = `${dir.path}/servers.txt`;
+    await Deno.writeTextFile(list, "# mirrors\r\n127.0.0.1 9000\r\n\r\nlocalhost:70000");
+    const r = await runUdpget(["fetch", list, "2", "f.bin"], dir.path);
+    assert.equal(r.code, ExitCode.Usage);
+    assert.match(r.stderr, /servers\.txt:4: .*70000/);
+    const bad = await runUdpget(["fetch", list, "zero", "f.bin"], dir.path);
+    assert.equal(bad.code, ExitCode.Usage);
+    assert.equal(bad.stderr.trim().split("\n").length, 1);
+  } finally {
+    await dir.cleanup();
+  }
+});

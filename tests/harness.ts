@@ -1,0 +1,156 @@
+/**
+ * Test harness: real `udpget serve` / `udpget fetch` processes on ephemeral loopback ports,
+ * temp dirs, and seeded random files. Every process started here is killed by `stop()`.
+ *
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+
+/** Runtime flags for running main.ts as a user would (through `deno task udpget`). */
+const RUN_FLAGS = [
+  "run",
+  "--quiet",
+  "--unstable-net",
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+];
+
+/** A running `udpget serve`. */
+export interface ServerProcess {
+  port: number;
+  /** Everything it printed so far (stdout and stderr). */
+  output(): string;
+  /** Sends `signal` (default SIGTERM) and waits for the exit status. */
+  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+}
+
+/** Starts `udpget serve 0 --root <root> --host 127.0.0.1` and waits for its listening line. */
+export async function startServer(root: string, extra: string[] = []): Promise<ServerProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...RUN_FLAGS, MAIN, "serve", "0", "--root", root, "--host", "127.0.0.1", ...extra],
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  let text = "";
+  const dec = new TextDecoder();
+  let portFound!: (port: number) => void;
+  const listening = new Promise<number>((r) => portFound = r);
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) {
+      text += dec.decode(chunk, { stream: true });
+      const m = text.match(/on udp 127\.0\.0\.1:(\d+)/);
+      if (m) portFound(Number(m[1]));
+    }
+  };
+  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const exited = child.status.then((s) => {
+    portFound(-1);
+    return s;
+  });
+  const port = await listening;
+  let status: Deno.CommandStatus | undefined;
+  const server: ServerProcess = {
+    port,
+    output: () => text,
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      if (status) return status;
+      try {
+        child.kill(signal);
+      } catch {
+        // already exited
+      }
+      status = await exited;
+      await pumps;
+      return status;
+    },
+  };
+  if (port < 0) {
+    await server.stop();
+    throw new Error(`server did not start: ${text}`);
+  }
+  return server;
+}
+
+/** Result of one `udpget fetch` run. */
+export interface FetchRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `udpget <args>` in `cwd` to completion. */
+export async function runUdpget(args: string[], cwd: string): Promise<FetchRun> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [...RUN_FLAGS, MAIN, ...args],
+    cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Starts `udpget <args>` in `cwd` without waiting; the caller must await `.status`. */
+export function spawnUdpget(args: string[], cwd: string): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: [...RUN_FLAGS, MAIN, ...args],
+    cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/** Deterministic pseudo-random bytes (mulberry32), so failures can be reproduced. */
+export function seededBytes(size: number, seed: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let a = seed >>> 0;
+  for (let i = 0; i < size; i += 4) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    const v = (t ^ (t >>> 14)) >>> 0;
+    out[i] = v & 0xff;
+    if (i + 1 < size) out[i + 1] = (v >>> 8) & 0xff;
+    if (i + 2 < size) out[i + 2] = (v >>> 16) & 0xff;
+    if (i + 3 < size) out[i + 3] = v >>> 24;
+  }
+  return out;
+}
+
+/** A fresh temp dir, removed by `cleanup()`. */
+export async function tempDir(): Promise<{ path: string; cleanup(): Promise<void> }> {
+  const path = await Deno.makeTempDir({ prefix: "udpget_test_" });
+  return { path, cleanup: () => Deno.remove(path, { recursive: true }).catch(() => {}) };
+}
+
+/** Writes a servers file listing loopback `ports` and returns its path. */
+export async function writeServersFile(dir: string, ports: number[]): Promise<string> {
+  const path = `${dir}/servers.txt`;
+  await Deno.writeTextFile(path, ports.map((p) => `127.0.0.1 ${p}`).join("\n"));
+  return path;
+}
+
+/** True when the two byte arrays are equal. */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** True if `path` exists. */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
