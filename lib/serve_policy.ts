@@ -6,7 +6,6 @@
  */
 
 import { type ChunkRequest, ErrorCode, MAX_BLOCK_SIZE } from "./packet.ts";
-import { formatServer } from "./servers.ts";
 
 /** Longest range one request may ask for (bounds the work a single datagram can trigger). */
 export const MAX_REQUEST_BYTES = 16 << 20;
@@ -47,6 +46,7 @@ export function hashesReplyCount(first: number, count: number, pieceCount: numbe
 
 interface Transfer {
   client: string;
+  ports: Set<number>;
   name: string;
   bytes: number;
   requests: number;
@@ -58,8 +58,9 @@ interface Transfer {
 export const TRANSFER_IDLE_MS = 2000;
 
 /**
- * Aggregates chunk requests into transfers (one client address, one file) and logs one line
- * per transfer once it goes idle, instead of one line per datagram.
+ * Aggregates chunk requests into transfers and logs one line per transfer once it goes idle,
+ * instead of one line per datagram. A transfer is keyed by client IP and file, not by port:
+ * one fetch uses a socket (so a port) per worker.
  */
 export class TransferLog {
   #out: (line: string) => void;
@@ -77,13 +78,14 @@ export class TransferLog {
 
   /** Counts a request of `bytes` by `addr` for `name` at time `now` (ms). */
   record(addr: Deno.NetAddr, name: string, bytes: number, now: number): void {
-    const client = formatServer(addr.hostname, addr.port);
-    const key = `${client} ${name}`;
+    const key = `${addr.hostname} ${name}`;
     let t = this.#open.get(key);
     if (!t) {
-      t = { client, name, bytes: 0, requests: 0, first: now, last: now };
+      const client = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+      t = { client, ports: new Set(), name, bytes: 0, requests: 0, first: now, last: now };
       this.#open.set(key, t);
     }
+    t.ports.add(addr.port);
     t.bytes += bytes;
     t.requests++;
     t.last = now;
@@ -106,6 +108,7 @@ export class TransferLog {
 
 function describe(t: Transfer): string {
   const secs = Math.max(0.001, (t.last - t.first) / 1000);
-  return `sent ${JSON.stringify(t.name)} to ${t.client}: ${t.bytes} bytes in ${t.requests} ` +
-    `requests over ${secs.toFixed(3)} s`;
+  const ports = t.ports.size === 1 ? "1 port" : `${t.ports.size} ports`;
+  return `sent ${JSON.stringify(t.name)} to ${t.client} (${ports}): ${t.bytes} bytes in ` +
+    `${t.requests} requests over ${secs.toFixed(3)} s`;
 }

@@ -195,3 +195,26 @@ Deno.test("e2e: a bad servers file line is reported with its line number (exit 2
     await dir.cleanup();
   }
 });
+
+Deno.test("e2e: IPv6; SIGTERM stops the server cleanly with one log line per transfer", async () => {
+  const dir = await tempDir();
+  const server = await startServer(dir.path, [], "::1");
+  try {
+    const data = seededBytes(500_000, 12);
+    await Deno.writeFile(`${dir.path}/six.bin`, data);
+    const list = `${dir.path}/servers.txt`;
+    await Deno.writeTextFile(list, `[::1]:${server.port}\n`);
+    await Deno.mkdir(`${dir.path}/out`);
+    const r = await runUdpget(["fetch", list, "2", "six.bin", "-q"], `${dir.path}/out`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(sameBytes(await Deno.readFile(`${dir.path}/out/six.bin`), data));
+    const status = await server.stop("SIGTERM");
+    assert.equal(status.code, 0);
+    const transfers = server.output().split("\n").filter((l) => l.includes('sent "six.bin"'));
+    assert.equal(transfers.length, 1, server.output());
+    assert.match(server.output(), /stopped: \d+ requests/);
+  } finally {
+    await server.stop("SIGKILL");
+    await dir.cleanup();
+  }
+});

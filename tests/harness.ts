@@ -28,10 +28,14 @@ export interface ServerProcess {
   stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
 }
 
-/** Starts `udpget serve 0 --root <root> --host 127.0.0.1` and waits for its listening line. */
-export async function startServer(root: string, extra: string[] = []): Promise<ServerProcess> {
+/** Starts `udpget serve 0 --root <root> --host <host>` and waits for its listening line. */
+export async function startServer(
+  root: string,
+  extra: string[] = [],
+  host = "127.0.0.1",
+): Promise<ServerProcess> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [...RUN_FLAGS, MAIN, "serve", "0", "--root", root, "--host", "127.0.0.1", ...extra],
+    args: [...RUN_FLAGS, MAIN, "serve", "0", "--root", root, "--host", host, ...extra],
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
@@ -43,7 +47,7 @@ export async function startServer(root: string, extra: string[] = []): Promise<S
   const pump = async (stream: ReadableStream<Uint8Array>) => {
     for await (const chunk of stream) {
       text += dec.decode(chunk, { stream: true });
-      const m = text.match(/on udp 127\.0\.0\.1:(\d+)/);
+      const m = text.match(/on udp \S+:(\d+)\n/);
       if (m) portFound(Number(m[1]));
     }
   };
