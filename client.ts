@@ -403,6 +403,7 @@ async function fetchRun(d: Download, worker: number, run: ServerRun, a: Assignme
     if (--remaining === 0) settle("complete");
   });
   const sentAt = Date.now();
+  let lost = false;
   if (a.duplicate) d.retransmitted += a.length;
   try {
     const packet = encode({
@@ -417,10 +418,11 @@ async function fetchRun(d: Download, worker: number, run: ServerRun, a: Assignme
     });
     await d.endpoint.send(worker, run.index, packet);
     const o = await withTimeout(outcome, run.health.rtt.rto());
+    lost = o === undefined;
     onOutcome(d, run, o, sentAt);
   } finally {
     d.endpoint.close(id);
-    d.sched.release(a);
+    d.sched.release(a, lost);
   }
 }
 

@@ -38,6 +38,9 @@ export interface Assignment {
   length: number;
   /** True when these blocks are already in flight on another server (end game). */
   duplicate: boolean;
+  /** Which activation of the piece this belongs to: a piece re-fetched after a failed
+   * verification starts a new one, and releases of older requests must not touch it. */
+  generation: number;
 }
 
 /** What happened to one received block. */
@@ -53,10 +56,14 @@ const NO_OWNER = -1;
 
 interface ActivePiece {
   owner: number;
+  generation: number;
   /** 1 when the block has arrived. */
   received: Uint8Array;
-  /** Number of requests in flight that cover each block. */
-  inFlight: Uint8Array;
+  /**
+   * Servers with a request in flight for each block: two slots per block (block b uses
+   * 2b and 2b+1), NO_OWNER when empty. At most two requests ever cover one block.
+   */
+  holders: Int32Array;
   missing: number;
 }
 
@@ -70,6 +77,7 @@ export class PieceScheduler {
   #active = new Map<number, ActivePiece>();
   #queue: number[] = [];
   #verified = 0;
+  #generations = 0;
 
   /** Builds the queue with every piece missing, lowest offsets first. */
   constructor(layout: PieceLayout) {
@@ -100,7 +108,7 @@ export class PieceScheduler {
 
   /** Marks a piece as already present and verified (used when resuming). */
   markVerified(piece: number): void {
-    if (this.#state[piece] === 3) return;
+    if (!(piece >= 0 && piece < this.pieceCount) || this.#state[piece] === 3) return;
     this.#active.delete(piece);
     this.#queue = this.#queue.filter((p) => p !== piece);
     this.#state[piece] = 3;
@@ -116,12 +124,21 @@ export class PieceScheduler {
       this.#duplicateInFlight(server, maxBlocks);
   }
 
-  /** Ends a request (answered, timed out or abandoned): its unreceived blocks are free again. */
-  release(a: Assignment): void {
+  /**
+   * Ends a request (answered, timed out or abandoned): its unreceived blocks are free again.
+   * With `lost` (it timed out), the server also gives up the piece, which goes to the front of
+   * the queue: the next free lane, usually another server's, retries it.
+   */
+  release(a: Assignment, lost = false): void {
     const p = this.#active.get(a.piece);
-    if (!p) return;
+    if (!p || p.generation !== a.generation) return;
     for (let b = a.firstBlock; b < a.firstBlock + a.blockCount; b++) {
-      if (p.inFlight[b] > 0) p.inFlight[b]--;
+      if (p.holders[2 * b] === a.server) p.holders[2 * b] = NO_OWNER;
+      else if (p.holders[2 * b + 1] === a.server) p.holders[2 * b + 1] = NO_OWNER;
+    }
+    if (lost && p.owner === a.server) {
+      p.owner = NO_OWNER;
+      this.#queue.push(a.piece);
     }
   }
 
@@ -170,7 +187,7 @@ export class PieceScheduler {
   #continueOwned(server: number, maxBlocks: number): Assignment | undefined {
     for (const [piece, p] of this.#active) {
       if (p.owner !== server) continue;
-      const a = this.#claimRun(server, piece, p, maxBlocks, 0);
+      const a = this.#claimRun(server, piece, p, maxBlocks, false);
       if (a) return a;
     }
     return undefined;
@@ -180,26 +197,27 @@ export class PieceScheduler {
     while (this.#queue.length > 0) {
       const piece = this.#queue.pop()!;
       let p = this.#active.get(piece);
+      if (p && p.owner !== NO_OWNER) continue; // queued twice and already taken
       if (!p) {
         if (this.#state[piece] !== 0) continue; // settled meanwhile
         p = this.#newActive(piece);
       }
       p.owner = server;
-      const a = this.#claimRun(server, piece, p, maxBlocks, 0);
+      const a = this.#claimRun(server, piece, p, maxBlocks, false);
       if (a) return a;
     }
     return undefined;
   }
 
   #duplicateInFlight(server: number, maxBlocks: number): Assignment | undefined {
-    let best: [number, ActivePiece] | undefined;
-    for (const entry of this.#active) {
-      const p = entry[1];
-      if (p.owner === server) continue;
-      if (!best || p.missing > best[1].missing) best = entry;
+    // pieces with the most missing blocks first: they are the likeliest to set the tail
+    const candidates = [...this.#active].filter(([, p]) => p.owner !== server);
+    candidates.sort((x, y) => y[1].missing - x[1].missing);
+    for (const [piece, p] of candidates) {
+      const a = this.#claimRun(server, piece, p, maxBlocks, true);
+      if (a) return a;
     }
-    if (!best) return undefined;
-    return this.#claimRun(server, best[0], best[1], maxBlocks, 1);
+    return undefined;
   }
 
   #newActive(piece: number): ActivePiece {
@@ -207,8 +225,9 @@ export class PieceScheduler {
     const blocks = Math.ceil((end - start) / this.layout.blockSize);
     const p: ActivePiece = {
       owner: NO_OWNER,
+      generation: ++this.#generations,
       received: new Uint8Array(blocks),
-      inFlight: new Uint8Array(blocks),
+      holders: new Int32Array(2 * blocks).fill(NO_OWNER),
       missing: blocks,
     };
     this.#state[piece] = 1;
@@ -216,24 +235,27 @@ export class PieceScheduler {
     return p;
   }
 
-  /** Claims the first run of unreceived blocks that have exactly `inFlight` requests on them. */
+  /**
+   * Claims the first run of unreceived blocks that no request covers (or, for `duplicate`,
+   * that exactly one request from another server covers).
+   */
   #claimRun(
     server: number,
     piece: number,
     p: ActivePiece,
     maxBlocks: number,
-    inFlight: number,
+    duplicate: boolean,
   ): Assignment | undefined {
     const n = p.received.length;
+    const fits = (b: number) => !p.received[b] && claimable(p.holders, b, server, duplicate);
     let first = 0;
-    while (first < n && (p.received[first] || p.inFlight[first] !== inFlight)) first++;
+    while (first < n && !fits(first)) first++;
     if (first === n) return undefined;
     let last = first;
-    while (
-      last + 1 < n && last + 1 - first < maxBlocks && !p.received[last + 1] &&
-      p.inFlight[last + 1] === inFlight
-    ) last++;
-    for (let b = first; b <= last; b++) p.inFlight[b]++;
+    while (last + 1 < n && last + 1 - first < maxBlocks && fits(last + 1)) last++;
+    for (let b = first; b <= last; b++) {
+      p.holders[p.holders[2 * b] === NO_OWNER ? 2 * b : 2 * b + 1] = server;
+    }
     const [start, end] = this.pieceRange(piece);
     const offset = start + first * this.layout.blockSize;
     const length = Math.min(end, start + (last + 1) * this.layout.blockSize) - offset;
@@ -244,7 +266,17 @@ export class PieceScheduler {
       blockCount: last - first + 1,
       offset,
       length,
-      duplicate: inFlight > 0,
+      duplicate,
+      generation: p.generation,
     };
   }
+}
+
+/** Whether `server` may request block `b`: a free block, or (end game) one held by one other. */
+function claimable(holders: Int32Array, b: number, server: number, duplicate: boolean): boolean {
+  const h0 = holders[2 * b];
+  const h1 = holders[2 * b + 1];
+  const count = (h0 !== NO_OWNER ? 1 : 0) + (h1 !== NO_OWNER ? 1 : 0);
+  if (!duplicate) return count === 0;
+  return count === 1 && h0 !== server && h1 !== server;
 }

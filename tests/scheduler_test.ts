@@ -120,8 +120,9 @@ Deno.test("one-byte file: one piece, one one-byte block", () => {
   assert.equal(s.pieceCount, 1);
   assert.equal(s.done, false);
   assert.deepEqual(s.pieceRange(0), [0, 1]);
-  const a = s.next(0, 8);
-  assert.deepEqual(a, {
+  const a = s.next(0, 8)!;
+  const { server, piece, firstBlock, blockCount, offset, length, duplicate } = a;
+  assert.deepEqual({ server, piece, firstBlock, blockCount, offset, length, duplicate }, {
     server: 0,
     piece: 0,
     firstBlock: 0,
@@ -863,4 +864,17 @@ Deno.test("simulation: 3 lossy, duplicating, reordering servers, one killed, rea
 
 Deno.test("simulation is deterministic for a seed", () => {
   assert.deepEqual(simulate(42), simulate(42));
+});
+
+Deno.test("a timed-out request (release lost) hands its piece to the next server", () => {
+  const s = new PieceScheduler({ size: 8, pieceSize: 8, blockSize: 1 });
+  const a = s.next(0, 4)!;
+  assert.deepEqual([a.server, a.firstBlock, a.blockCount], [0, 0, 4]);
+  assert.equal(s.onBlock(0, 1).kind, "new");
+  s.release(a, true);
+  const b = s.next(1, 8)!;
+  assert.equal(b.server, 1);
+  assert.equal(b.duplicate, false);
+  assert.deepEqual([b.firstBlock, b.blockCount], [1, 7], "block 0 arrived and is not asked again");
+  assert.equal(s.next(0, 8)?.duplicate, true, "server 0 no longer owns it: only end game");
 });

@@ -1,0 +1,158 @@
+import assert from "node:assert/strict";
+import {
+  DEFAULT_BLOCK_SIZE,
+  MAX_CONNECTIONS,
+  parseFetchArgs,
+  parseIntArg,
+  parseServeArgs,
+  USAGE,
+} from "../lib/cli_args.ts";
+import { ExitCode, UdpgetError } from "../lib/exit.ts";
+import { DEFAULT_PIECE_SIZE } from "../lib/file_digest.ts";
+import { MAX_BLOCK_SIZE } from "../lib/packet.ts";
+
+/** Asserts that `fn` throws a usage error (exit code 2) whose message matches `re`. */
+function usageError(fn: () => unknown, re?: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof UdpgetError, `not a UdpgetError: ${e}`);
+    assert.equal(e.exitCode, ExitCode.Usage);
+    assert.equal(e.exitCode, 2);
+    assert.ok(!e.message.includes("\n"), `multi-line message: ${JSON.stringify(e.message)}`);
+    if (re) assert.match(e.message, re);
+    return true;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// fetch
+// ---------------------------------------------------------------------------------------------
+
+Deno.test("fetch: defaults", () => {
+  assert.deepEqual(parseFetchArgs(["servers.txt", "4", "movie.mkv"]), {
+    serversFile: "servers.txt",
+    connections: 4,
+    file: "movie.mkv",
+    output: undefined,
+    force: false,
+    quiet: false,
+    blockSize: DEFAULT_BLOCK_SIZE,
+  });
+  assert.equal(DEFAULT_BLOCK_SIZE, 1400);
+});
+
+Deno.test("fetch: the file may be left out (asked for later)", () => {
+  const a = parseFetchArgs(["servers.txt", "1"]);
+  assert.equal(a.file, undefined);
+  assert.equal(a.serversFile, "servers.txt");
+  assert.equal(a.connections, 1);
+});
+
+Deno.test("fetch: -o and --output", () => {
+  assert.equal(parseFetchArgs(["s", "2", "f", "-o", "out.bin"]).output, "out.bin");
+  assert.equal(parseFetchArgs(["s", "2", "f", "--output", "dir/out.bin"]).output, "dir/out.bin");
+  assert.equal(parseFetchArgs(["s", "2", "f", "--output=x"]).output, "x");
+  assert.equal(parseFetchArgs(["-o", "first", "s", "2", "f"]).output, "first");
+  usageError(() => parseFetchArgs(["s", "2", "f", "-o", ""]), /-o/);
+  usageError(() => parseFetchArgs(["s", "2", "f", "-o"]));
+});
+
+Deno.test("fetch: --force / -f and --quiet / -q", () => {
+  const long = parseFetchArgs(["s", "2", "f", "--force", "--quiet"]);
+  assert.equal(long.force, true);
+  assert.equal(long.quiet, true);
+  const short = parseFetchArgs(["-f", "s", "2", "-q", "f"]);
+  assert.equal(short.force, true);
+  assert.equal(short.quiet, true);
+  const one = parseFetchArgs(["s", "2", "f", "--quiet"]);
+  assert.deepEqual([one.force, one.quiet], [false, true]);
+  usageError(() => parseFetchArgs(["s", "2", "f", "--force=yes"]));
+});
+
+Deno.test("fetch: --block-size bounds are 512 and MAX_BLOCK_SIZE", () => {
+  const bs = (v: string) => parseFetchArgs(["s", "2", "f", "--block-size", v]).blockSize;
+  assert.equal(bs("512"), 512);
+  assert.equal(bs("1400"), 1400);
+  assert.equal(bs(String(MAX_BLOCK_SIZE)), MAX_BLOCK_SIZE);
+  usageError(() => bs("511"), /--block-size/);
+  usageError(() => bs("0"), /--block-size/);
+  usageError(() => bs(String(MAX_BLOCK_SIZE + 1)), /--block-size/);
+  usageError(() => bs("1e3"), /--block-size/);
+  usageError(() => bs("abc"), /--block-size/);
+  usageError(() => bs(""), /--block-size/);
+  usageError(() => parseFetchArgs(["s", "2", "f", "--block-size"]));
+});
+
+Deno.test("fetch: connections must be a whole number in 1..64", () => {
+  assert.equal(MAX_CONNECTIONS, 64);
+  assert.equal(parseFetchArgs(["s", "1", "f"]).connections, 1);
+  assert.equal(parseFetchArgs(["s", "64", "f"]).connections, 64);
+  for (const bad of ["0", "65", "abc", "1.5", "+3", " 3", "3x", "", "99999999999999999999"]) {
+    usageError(() => parseFetchArgs(["s", bad, "f"]), /connections/);
+  }
+  usageError(() => parseFetchArgs(["s", "-1", "f"])); // an unknown option to parseArgs
+});
+
+Deno.test("fetch: unknown flags are rejected", () => {
+  usageError(() => parseFetchArgs(["s", "2", "f", "--bogus"]));
+  usageError(() => parseFetchArgs(["s", "2", "f", "-z"]));
+  usageError(() => parseFetchArgs(["--root", "x", "s", "2", "f"]), /root/);
+});
+
+Deno.test("fetch: too many or too few positionals are rejected", () => {
+  usageError(() => parseFetchArgs(["s", "2", "f", "extra"]), /fetch takes/);
+  usageError(() => parseFetchArgs(["s"]), /fetch takes/);
+  usageError(() => parseFetchArgs([]), /fetch takes/);
+  usageError(() => parseFetchArgs(["s", "2", ""]), /file/);
+});
+
+Deno.test("fetch: everything after -- is positional", () => {
+  const a = parseFetchArgs(["s", "2", "--", "--weird-name"]);
+  assert.equal(a.file, "--weird-name");
+});
+
+Deno.test("usage errors point at --help", () => {
+  usageError(() => parseFetchArgs([]), /see udpget --help/);
+  assert.match(USAGE, /udpget serve/);
+  assert.match(USAGE, /udpget fetch/);
+});
+
+// ---------------------------------------------------------------------------------------------
+// serve
+// ---------------------------------------------------------------------------------------------
+
+Deno.test("serve: defaults", () => {
+  assert.deepEqual(parseServeArgs(["9000"]), {
+    port: 9000,
+    root: ".",
+    host: "0.0.0.0",
+    pieceSize: DEFAULT_PIECE_SIZE,
+  });
+});
+
+Deno.test("serve: --root, --host, --piece-size", () => {
+  assert.deepEqual(
+    parseServeArgs(["--root", "/srv", "--host", "::", "--piece-size", "65536", "0"]),
+    { port: 0, root: "/srv", host: "::", pieceSize: 65536 },
+  );
+  assert.equal(parseServeArgs(["1", "--piece-size", "1024"]).pieceSize, 1024);
+  assert.equal(parseServeArgs(["1", "--piece-size", String(1 << 26)]).pieceSize, 1 << 26);
+  usageError(() => parseServeArgs(["1", "--piece-size", "1023"]), /--piece-size/);
+  usageError(() => parseServeArgs(["1", "--piece-size", String((1 << 26) + 1)]), /--piece-size/);
+});
+
+Deno.test("serve: port must be 0..65535 and exactly one", () => {
+  assert.equal(parseServeArgs(["65535"]).port, 65535);
+  usageError(() => parseServeArgs(["65536"]), /port/);
+  usageError(() => parseServeArgs(["http"]), /port/);
+  usageError(() => parseServeArgs([]), /exactly one/);
+  usageError(() => parseServeArgs(["1", "2"]), /exactly one/);
+  usageError(() => parseServeArgs(["1", "--force"]));
+});
+
+Deno.test("parseIntArg: digits only, inclusive bounds", () => {
+  assert.equal(parseIntArg("7", "x", 7, 7), 7);
+  assert.equal(parseIntArg("007", "x", 0, 10), 7);
+  usageError(() => parseIntArg("8", "x", 0, 7), /x must be in 0\.\.7, got 8/);
+  usageError(() => parseIntArg("-1", "x", -5, 7), /x must be a whole number/);
+  usageError(() => parseIntArg("0x10", "x", 0, 100), /whole number/);
+});
