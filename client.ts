@@ -432,11 +432,7 @@ function onOutcome(d: Download, run: ServerRun, o: RunOutcome, sentAt: number): 
     run.health.rtt.addSample(now - sentAt);
   } else if (o === undefined) {
     if (!run.health.onTimeout(sentAt, now)) dropServer(d, run);
-  } else if (o.error === ErrorCode.Busy || o.error === ErrorCode.Internal) {
-    run.health.onHeard(now);
-    run.health.rtt.backOff();
-  } else {
-    run.health.drop(`${errorCodeName(o.error)}: ${o.message}`);
+  } else if (!run.health.onError(o.error, o.message, now)) {
     dropServer(d, run);
   }
 }

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { ErrorCode, errorCodeName } from "./packet.ts";
 import { DEFAULT_RTT_OPTIONS, RttEstimator, type RttOptions } from "./rtt.ts";
 
 /** When a silent server is given up on. */
@@ -72,6 +73,21 @@ export class ServerHealth {
     const silentFor = now - this.#lastHeard;
     if (this.#timeouts >= this.#opts.maxTimeouts && silentFor >= this.#opts.deadAfterMs) {
       this.drop(`no answer for ${(silentFor / 1000).toFixed(1)} s`);
+    }
+    return this.alive;
+  }
+
+  /**
+   * The server answered a request with an ERROR packet. BUSY and INTERNAL are passing
+   * conditions (back off and retry); anything else (NOT_FOUND, STALE, OUT_OF_RANGE...) means
+   * it can no longer serve this file, so it is dropped. Returns whether it is still alive.
+   */
+  onError(code: number, message: string, now: number): boolean {
+    this.onHeard(now);
+    if (code === ErrorCode.Busy || code === ErrorCode.Internal) {
+      this.rtt.backOff();
+    } else {
+      this.drop(`${errorCodeName(code)}: ${message}`);
     }
     return this.alive;
   }

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { DEFAULT_RTT_OPTIONS, RttEstimator, type RttOptions } from "../lib/rtt.ts";
 import { DEFAULT_HEALTH_OPTIONS, type HealthOptions, ServerHealth } from "../lib/server_health.ts";
+import { ErrorCode } from "../lib/packet.ts";
 
 const WIDE: RttOptions = { initialRtoMs: 1000, minRtoMs: 0, maxRtoMs: 1_000_000 };
 
@@ -265,4 +266,15 @@ Deno.test("health: a timeout drop is not overwritten by a later drop", () => {
   assert.equal(h.dropReason, "no answer for 3.0 s");
   h.drop("later");
   assert.equal(h.dropReason, "no answer for 3.0 s");
+});
+
+Deno.test("ServerHealth.onError: BUSY and INTERNAL back off, other errors drop the server", () => {
+  const h = new ServerHealth(0);
+  const before = h.rtt.rto();
+  assert.equal(h.onError(ErrorCode.Busy, "hashing", 10), true);
+  assert.ok(h.rtt.rto() > before, "backed off");
+  assert.equal(h.onError(ErrorCode.Internal, "io", 20), true);
+  assert.equal(h.onError(ErrorCode.Stale, "file changed", 30), false);
+  assert.equal(h.alive, false);
+  assert.equal(h.dropReason, "STALE: file changed");
 });
