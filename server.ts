@@ -25,6 +25,8 @@ import { formatServer } from "./lib/servers.ts";
 import { parseServeArgs } from "./lib/cli_args.ts";
 import { ExitCode, UdpgetError } from "./lib/exit.ts";
 import { resolve } from "node:path";
+import { TokenBucket } from "./lib/token_bucket.ts";
+import { sleep } from "./lib/timer.ts";
 
 /** What `serve` needs to run. */
 export interface ServeOptions {
@@ -36,6 +38,8 @@ export interface ServeOptions {
   root: string;
   /** Piece size used for piece hashes. */
   pieceSize: number;
+  /** Bytes per second to send at most (all clients together); undefined: no cap. */
+  rate?: number;
   /** Where log lines go. */
   log: (line: string) => void;
   /** Stops the server when aborted. */
@@ -58,7 +62,12 @@ export async function serve(opts: ServeOptions): Promise<ServeStats> {
   const realRoot = await Deno.realPath(opts.root);
   if (!(await Deno.stat(realRoot)).isDirectory) throw new Error(`${opts.root} is not a directory`);
   const sock = Deno.listenDatagram({ port: opts.port, hostname: opts.host, transport: "udp" });
-  const server = new UdpServer(sock, new FileTable(realRoot, opts.pieceSize), opts.log);
+  const limiter = opts.rate === undefined ? undefined : new TokenBucket(
+    opts.rate,
+    Math.max(opts.rate / 100, 2 * MAX_DATAGRAM_SIZE),
+    performance.now(),
+  );
+  const server = new UdpServer(sock, new FileTable(realRoot, opts.pieceSize), opts.log, limiter);
   opts.onListening?.(sock.addr as Deno.NetAddr);
   const stop = () => sock.close();
   opts.signal.addEventListener("abort", stop, { once: true });
@@ -84,9 +93,16 @@ class UdpServer {
   #transfers: TransferLog;
   #sendBuf = new Uint8Array(MAX_DATAGRAM_SIZE);
   #sweep: ReturnType<typeof setInterval>;
+  #limiter: TokenBucket | undefined;
 
-  constructor(sock: Deno.DatagramConn, files: FileTable, log: (line: string) => void) {
+  constructor(
+    sock: Deno.DatagramConn,
+    files: FileTable,
+    log: (line: string) => void,
+    limiter: TokenBucket | undefined,
+  ) {
     this.#sock = sock;
+    this.#limiter = limiter;
     this.#files = files;
     this.#transfers = new TransferLog(log);
     this.#sweep = setInterval(() => this.#transfers.sweep(Date.now()), 1000);
@@ -222,8 +238,15 @@ class UdpServer {
         return this.#sendError(addr, p.requestId, ErrorCode.Stale, "file shrank");
       }
       const len = writeChunkReplyHeader(buf, p.requestId, p.fileId, off, n);
+      await this.#pace(len);
       await this.#send(buf.subarray(0, len), addr);
     }
+  }
+
+  /** Waits as long as `--rate` requires before sending `bytes`; sub-ms debts are carried. */
+  async #pace(bytes: number): Promise<void> {
+    const wait = this.#limiter?.take(bytes, performance.now()) ?? 0;
+    if (wait >= 1) await sleep(wait);
   }
 
   async #internal(addr: Deno.NetAddr, requestId: number, e: unknown): Promise<void> {

@@ -9,12 +9,14 @@ import { parseArgs } from "node:util";
 import { ExitCode, UdpgetError } from "./exit.ts";
 import { MAX_BLOCK_SIZE } from "./packet.ts";
 import { DEFAULT_PIECE_SIZE } from "./file_digest.ts";
+import { parseRate } from "./token_bucket.ts";
 
 /** Usage text printed by `--help` and after usage errors. */
 export const USAGE = `usage:
-  udpget serve <port> [--root DIR] [--host ADDR]
+  udpget serve <port> [--root DIR] [--host ADDR] [--rate BYTES/S]
   udpget fetch <servers.txt> <connections> [<file>] [-o OUT] [--force] [--quiet]
-               [--block-size N]
+               [--block-size auto|N] [--limit BYTES/S]
+  rates take k, M, G suffixes (powers of 1000) or Ki, Mi, Gi (powers of 1024): 20M, 500k
   udpget --help | --version`;
 
 /** Options of `udpget serve`. */
@@ -23,6 +25,8 @@ export interface ServeArgs {
   root: string;
   host: string;
   pieceSize: number;
+  /** Bytes per second this server sends at most, over all clients; undefined: no cap. */
+  rate?: number;
 }
 
 /** Options of `udpget fetch`. */
@@ -35,11 +39,11 @@ export interface FetchArgs {
   output?: string;
   force: boolean;
   quiet: boolean;
-  blockSize: number;
+  /** Data bytes per datagram, or "auto" to probe the path. */
+  blockSize: number | "auto";
+  /** Bytes per second to request at most; undefined: no limit. */
+  limit?: number;
 }
-
-/** Default data bytes per datagram: fits a 1500-byte Ethernet MTU with IPv4/IPv6 headers. */
-export const DEFAULT_BLOCK_SIZE = 1400;
 
 /** Most concurrent workers `fetch` accepts. */
 export const MAX_CONNECTIONS = 64;
@@ -73,6 +77,7 @@ export function parseServeArgs(args: string[]): ServeArgs {
     root: { type: "string" },
     host: { type: "string" },
     "piece-size": { type: "string" },
+    rate: { type: "string" },
   });
   if (positionals.length !== 1) throw usage("serve takes exactly one <port>");
   const pieceSize = values["piece-size"] === undefined
@@ -83,6 +88,7 @@ export function parseServeArgs(args: string[]): ServeArgs {
     root: String(values.root ?? "."),
     host: String(values.host ?? "0.0.0.0"),
     pieceSize,
+    rate: optionalRate(values.rate, "--rate"),
   };
 }
 
@@ -93,6 +99,7 @@ export function parseFetchArgs(args: string[]): FetchArgs {
     force: { type: "boolean", short: "f" },
     quiet: { type: "boolean", short: "q" },
     "block-size": { type: "string" },
+    limit: { type: "string" },
   });
   if (positionals.length < 2 || positionals.length > 3) {
     throw usage("fetch takes <servers.txt> <connections> [<file>]");
@@ -107,8 +114,16 @@ export function parseFetchArgs(args: string[]): FetchArgs {
     output: values.output === undefined ? undefined : String(values.output),
     force: values.force === true,
     quiet: values.quiet === true,
-    blockSize: values["block-size"] === undefined
-      ? DEFAULT_BLOCK_SIZE
+    blockSize: values["block-size"] === undefined || values["block-size"] === "auto"
+      ? "auto"
       : parseIntArg(String(values["block-size"]), "--block-size", 512, MAX_BLOCK_SIZE),
+    limit: optionalRate(values.limit, "--limit"),
   };
+}
+
+function optionalRate(v: string | boolean | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const rate = parseRate(String(v));
+  if (rate === undefined) throw usage(`${flag} takes a rate like 20M or 500k, got "${v}"`);
+  return rate;
 }

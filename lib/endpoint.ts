@@ -1,7 +1,8 @@
 /**
- * The client's sockets: one UDP socket per worker (and per address family in use), each with
- * an async-iterator receive loop that routes replies to whoever is waiting for that
- * request id — and only when they come from the server the request went to.
+ * The client's sockets: one UDP socket per (worker, server) pair, each with an async-iterator
+ * receive loop that routes replies to whoever is waiting for that request id — and only when
+ * they come from the server the request went to. A socket per pair gives every server its own
+ * kernel receive buffer on every worker, so one server's burst cannot crowd out another's.
  *
  * @module
  */
@@ -37,24 +38,22 @@ export class ClientEndpoint {
   /** Datagrams dropped because they were undecodable or matched no request. */
   readonly stats: EndpointStats = { malformed: 0, stray: 0 };
   #servers: ServerAddr[];
-  #sockets: Map<ServerAddr["family"], Deno.DatagramConn>[] = [];
+  /** `#sockets[worker][server]`. */
+  #sockets: Deno.DatagramConn[][] = [];
   #pending = new Map<number, Pending>();
   #nextId = Math.floor(Math.random() * 0xffffffff);
   #loops: Promise<void>[] = [];
 
-  /** Opens `workers` sockets for each address family the `servers` use. */
+  /** Opens `workers` sockets for each server, bound to the server's address family. */
   constructor(servers: ServerAddr[], workers: number) {
     this.#servers = servers;
-    const families = new Set(servers.map((s) => s.family));
     for (let w = 0; w < workers; w++) {
-      const byFamily = new Map<ServerAddr["family"], Deno.DatagramConn>();
-      for (const fam of families) {
-        const hostname = fam === "ipv4" ? "0.0.0.0" : "::";
+      this.#sockets.push(servers.map((s) => {
+        const hostname = s.family === "ipv4" ? "0.0.0.0" : "::";
         const sock = Deno.listenDatagram({ hostname, port: 0, transport: "udp" });
-        byFamily.set(fam, sock);
         this.#loops.push(this.#receiveLoop(sock));
-      }
-      this.#sockets.push(byFamily);
+        return sock;
+      }));
     }
   }
 
@@ -82,7 +81,7 @@ export class ClientEndpoint {
   /** Sends `bytes` to `server` from `worker`'s socket; false if the send failed. */
   async send(worker: number, server: number, bytes: Uint8Array): Promise<boolean> {
     const s = this.#servers[server];
-    const sock = this.#sockets[worker].get(s.family)!;
+    const sock = this.#sockets[worker][server];
     try {
       await sock.send(bytes, { transport: "udp", hostname: s.hostname, port: s.port });
       return true;
@@ -93,7 +92,7 @@ export class ClientEndpoint {
 
   /** Closes every socket and waits for the receive loops to end. */
   async shutdown(): Promise<void> {
-    for (const m of this.#sockets) for (const s of m.values()) s.close();
+    for (const row of this.#sockets) for (const s of row) s.close();
     this.#pending.clear();
     await Promise.allSettled(this.#loops);
   }

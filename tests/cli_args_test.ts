@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import {
-  DEFAULT_BLOCK_SIZE,
   MAX_CONNECTIONS,
   parseFetchArgs,
   parseIntArg,
@@ -35,9 +34,20 @@ Deno.test("fetch: defaults", () => {
     output: undefined,
     force: false,
     quiet: false,
-    blockSize: DEFAULT_BLOCK_SIZE,
+    blockSize: "auto",
+    limit: undefined,
   });
-  assert.equal(DEFAULT_BLOCK_SIZE, 1400);
+});
+
+Deno.test("fetch: --limit and serve --rate take rates with suffixes", () => {
+  assert.equal(parseFetchArgs(["s", "2", "f", "--limit", "20M"]).limit, 20_000_000);
+  assert.equal(parseFetchArgs(["s", "2", "f", "--block-size", "auto"]).blockSize, "auto");
+  assert.equal(parseServeArgs(["9000", "--rate", "500k"]).rate, 500_000);
+  assert.equal(parseServeArgs(["9000", "--rate", "4Mi"]).rate, 4 << 20);
+  assert.equal(parseServeArgs(["9000"]).rate, undefined);
+  for (const bad of ["fast", "0", "-5M", "5X"]) {
+    assert.throws(() => parseServeArgs(["9000", "--rate", bad]), UdpgetError);
+  }
 });
 
 Deno.test("fetch: the file may be left out (asked for later)", () => {
@@ -126,13 +136,14 @@ Deno.test("serve: defaults", () => {
     root: ".",
     host: "0.0.0.0",
     pieceSize: DEFAULT_PIECE_SIZE,
+    rate: undefined,
   });
 });
 
 Deno.test("serve: --root, --host, --piece-size", () => {
   assert.deepEqual(
     parseServeArgs(["--root", "/srv", "--host", "::", "--piece-size", "65536", "0"]),
-    { port: 0, root: "/srv", host: "::", pieceSize: 65536 },
+    { port: 0, root: "/srv", host: "::", pieceSize: 65536, rate: undefined },
   );
   assert.equal(parseServeArgs(["1", "--piece-size", "1024"]).pieceSize, 1024);
   assert.equal(parseServeArgs(["1", "--piece-size", String(1 << 26)]).pieceSize, 1 << 26);

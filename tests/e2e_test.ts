@@ -100,8 +100,13 @@ Deno.test("e2e: a server killed mid-transfer; the file is still correct", async 
     const relay = new UdpRelay(servers[0].port);
     try {
       const list = await writeServersFile(work, [relay.port, servers[1].port, servers[2].port]);
-      const run = runUdpget(["fetch", list, "3", "big.bin", "-q"], work);
-      await relay.after("to_client", 300);
+      // small blocks: many datagrams, so "300 through the relay" is early in the transfer
+      const run = runUdpget(["fetch", list, "3", "big.bin", "-q", "--block-size", "1400"], work);
+      const midway = await Promise.race([
+        relay.after("to_client", 300).then(() => true),
+        run.then(() => false),
+      ]);
+      assert.ok(midway, "the fetch ended before server 0 sent 300 datagrams");
       await servers[0].stop("SIGKILL");
       const r = await run;
       assert.equal(r.code, 0, r.stderr);

@@ -1,0 +1,58 @@
+/**
+ * Main-thread side of the verification worker (`verify_worker.ts`): one promise per piece
+ * submitted, answered in order, and the whole-file digest at the end.
+ *
+ * @module
+ */
+
+/** Messages to the worker. */
+export type VerifyRequest =
+  | { kind: "open"; path: string; size: number; pieceSize: number; hashes?: Uint8Array }
+  | { kind: "piece"; piece: number }
+  | { kind: "finish" };
+
+/** Messages from the worker. */
+export type VerifyReply =
+  | { kind: "opened" }
+  | { kind: "piece"; piece: number; ok: boolean }
+  | { kind: "digest"; digest?: Uint8Array };
+
+/** Hashes pieces and the whole file on a worker thread. */
+export class PieceVerifier {
+  #worker: Worker;
+  #waiting: ((r: VerifyReply) => void)[] = [];
+
+  /** Starts the worker on the `.part` file at `path`. */
+  constructor(path: string, size: number, pieceSize: number, hashes?: Uint8Array) {
+    this.#worker = new Worker(new URL("./verify_worker.ts", import.meta.url).href, {
+      type: "module",
+    });
+    this.#worker.onmessage = (e: MessageEvent<VerifyReply>) => this.#waiting.shift()?.(e.data);
+    this.#ask({ kind: "open", path, size, pieceSize, hashes });
+  }
+
+  /** Checks a complete piece (already written to the file) against its hash. */
+  async verify(piece: number): Promise<boolean> {
+    const r = await this.#ask({ kind: "piece", piece });
+    return r.kind === "piece" && r.ok;
+  }
+
+  /** SHA-256 of the whole file, once every piece has been verified; `undefined` if not. */
+  async digest(): Promise<Uint8Array | undefined> {
+    const r = await this.#ask({ kind: "finish" });
+    return r.kind === "digest" ? r.digest : undefined;
+  }
+
+  /** Stops the worker. */
+  close(): void {
+    this.#worker.terminate();
+    for (const w of this.#waiting.splice(0)) w({ kind: "digest" });
+  }
+
+  #ask(m: VerifyRequest): Promise<VerifyReply> {
+    return new Promise((resolve) => {
+      this.#waiting.push(resolve);
+      this.#worker.postMessage(m);
+    });
+  }
+}
