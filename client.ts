@@ -15,7 +15,7 @@ import { type FetchArgs, parseFetchArgs } from "./lib/cli_args.ts";
 import { chooseMeta, type FileMeta, type MetaAnswer, toHex } from "./lib/consensus.ts";
 import { ClientEndpoint, type ServerAddr } from "./lib/endpoint.ts";
 import { ExitCode, UdpgetError } from "./lib/exit.ts";
-import { formatBytes, formatDuration, formatProgress, formatRate } from "./lib/format.ts";
+import { formatBytes, formatProgress, formatRate } from "./lib/format.ts";
 import { sha256 } from "./lib/file_digest.ts";
 import { Notifier } from "./lib/notifier.ts";
 import { CongestionWindow } from "./lib/congestion.ts";
