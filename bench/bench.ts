@@ -1,0 +1,528 @@
+/**
+ * `deno task bench`: udpget against the tools a user would otherwise pick, in one run, on
+ * loopback. Installs missing Debian tools (aria2, nginx-light, tftpd-hpa, iperf3, curl), makes
+ * random files in a temp dir, starts every server, and prints one table: each scenario's
+ * median of RUNS runs for udpget and for each anchor, and the ratio.
+ *
+ * `BENCH_RUNS=N` changes the number of runs, `BENCH_ONLY=A,C` runs some scenarios only.
+ *
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+const RELAY = fileURLToPath(new URL("./relay.ts", import.meta.url));
+const RUNS = Number(Deno.env.get("BENCH_RUNS") ?? "3");
+const ONLY = (Deno.env.get("BENCH_ONLY") ?? "A,B,C,D,E").split(",");
+const MiB = 1 << 20;
+const GiB = 1 << 30;
+
+interface Row {
+  scenario: string;
+  what: string;
+  value: string;
+  note?: string;
+}
+const rows: Row[] = [];
+
+function log(msg: string): void {
+  console.error(`bench: ${msg}`);
+}
+
+async function sh(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, cwd: opts.cwd, stdout: "piped", stderr: "piped" })
+    .output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  if (out.code !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${out.code}): ${text}`);
+  return text;
+}
+
+async function have(cmd: string): Promise<boolean> {
+  const r = await new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "null" })
+    .output();
+  return r.code === 0;
+}
+
+async function ensureTools(): Promise<void> {
+  const need = [
+    ["aria2c", "aria2"],
+    ["nginx", "nginx-light"],
+    ["in.tftpd", "tftpd-hpa"],
+    [
+      "iperf3",
+      "iperf3",
+    ],
+    ["curl", "curl"],
+    ["/usr/bin/time", "time"],
+  ];
+  const missing: string[] = [];
+  for (const [cmd, pkg] of need) if (!(await have(cmd))) missing.push(pkg);
+  if (missing.length === 0) return;
+  log(`installing ${missing.join(" ")}`);
+  await sh("apt-get", ["update", "-qq"]);
+  await sh("env", [
+    "DEBIAN_FRONTEND=noninteractive",
+    "apt-get",
+    "install",
+    "-y",
+    "-qq",
+    ...missing,
+  ]);
+}
+
+/** Wall-clock seconds and peak RSS (KiB) of one command, via /usr/bin/time. */
+async function timed(
+  cmd: string,
+  args: string[],
+  cwd: string,
+): Promise<{ s: number; rssKiB: number }> {
+  const t0 = performance.now();
+  const out = await new Deno.Command("/usr/bin/time", {
+    args: ["-f", "RSS=%M", cmd, ...args],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const s = (performance.now() - t0) / 1000;
+  const err = new TextDecoder().decode(out.stderr);
+  if (out.code !== 0) throw new Error(`${cmd} ${args.join(" ")} failed: ${err.slice(-500)}`);
+  const rss = Number(/RSS=(\d+)/.exec(err)?.[1] ?? "0");
+  return { s, rssKiB: rss };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function medianOf(
+  label: string,
+  run: () => Promise<{ s: number; rssKiB: number }>,
+): Promise<{ s: number; rssKiB: number }> {
+  const s: number[] = [];
+  const r: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const x = await run();
+    s.push(x.s);
+    r.push(x.rssKiB);
+  }
+  log(`${label}: ${s.map((x) => x.toFixed(2)).join(" ")} s`);
+  return { s: median(s), rssKiB: Math.max(...r) };
+}
+
+// ---- processes -----------------------------------------------------------------------
+
+const children: Deno.ChildProcess[] = [];
+
+async function spawnUntil(cmd: string, args: string[], re: RegExp): Promise<RegExpMatchArray> {
+  const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped", stdin: "null" })
+    .spawn();
+  children.push(child);
+  let text = "";
+  const dec = new TextDecoder();
+  return await new Promise((resolve, reject) => {
+    const pump = async (s: ReadableStream<Uint8Array>) => {
+      for await (const c of s) {
+        text += dec.decode(c);
+        const m = text.match(re);
+        if (m) resolve(m);
+      }
+      reject(new Error(`${cmd} ended without ${re}: ${text}`));
+    };
+    pump(child.stdout);
+    pump(child.stderr).catch(() => {});
+  });
+}
+
+async function udpgetServer(root: string, extra: string[] = []): Promise<number> {
+  const m = await spawnUntil(
+    Deno.execPath(),
+    ["run", "-A", "--quiet", MAIN, "serve", "0", "--root", root, "--host", "127.0.0.1", ...extra],
+    /on udp 127\.0\.0\.1:(\d+)/,
+  );
+  return Number(m[1]);
+}
+
+async function relay(target: number, loss: number, seed: number): Promise<number> {
+  const m = await spawnUntil(
+    Deno.execPath(),
+    [
+      "run",
+      "-A",
+      "--quiet",
+      RELAY,
+      "--target",
+      String(target),
+      "--loss",
+      String(loss),
+      "--seed",
+      String(seed),
+    ],
+    /relay: 127\.0\.0\.1:(\d+)/,
+  );
+  return Number(m[1]);
+}
+
+function fetchArgs(list: string, file: string, out: string, extra: string[] = []): string[] {
+  return [
+    "run",
+    "-A",
+    "--quiet",
+    MAIN,
+    "fetch",
+    list,
+    "3",
+    file,
+    "-o",
+    out,
+    "-q",
+    "--force",
+    ...extra,
+  ];
+}
+
+async function udpgetFetch(
+  dir: string,
+  ports: number[],
+  file: string,
+  extra: string[] = [],
+): Promise<{ s: number; rssKiB: number }> {
+  const list = `${dir}/servers-${ports.join("-")}.txt`;
+  await Deno.writeTextFile(list, ports.map((p) => `127.0.0.1 ${p}`).join("\n"));
+  const r = await timed(Deno.execPath(), fetchArgs(list, file, `${dir}/out/${file}`, extra), dir);
+  await Deno.remove(`${dir}/out/${file}`);
+  return r;
+}
+
+async function nginx(dir: string, name: string, root: string, ports: number[], rates?: string[]) {
+  const servers = ports.map((p, i) =>
+    `server { listen 127.0.0.1:${p}; root ${root}; ${rates ? `limit_rate ${rates[i]};` : ""} }`
+  ).join("\n");
+  const conf = `${dir}/${name}.conf`;
+  await Deno.writeTextFile(
+    conf,
+    `user root; worker_processes 1; daemon off; pid ${dir}/${name}.pid; error_log ${dir}/${name}.err;
+events {} http { access_log off; sendfile on; ${servers} }`,
+  );
+  const child = new Deno.Command("nginx", { args: ["-c", conf], stdout: "null", stderr: "null" })
+    .spawn();
+  children.push(child);
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Deno.Command("curl", {
+      args: ["-s", "-o", "/dev/null", `http://127.0.0.1:${ports[0]}/`],
+    }).output();
+    if (ok.code === 0) return;
+    await new Promise((r) => setTimeout(r, 50)); // waiting for an external daemon to bind
+  }
+  throw new Error("nginx did not start");
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const p = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return p;
+}
+
+// ---- scenarios -----------------------------------------------------------------------
+
+async function makeFile(path: string, size: number): Promise<void> {
+  // 64 MiB of random data repeated: fast to make, and no compression or dedup anywhere.
+  const chunk = new Uint8Array(Math.min(size, 64 * MiB));
+  for (let i = 0; i < chunk.length; i += 65536) {
+    crypto.getRandomValues(chunk.subarray(i, i + 65536));
+  }
+  const f = await Deno.open(path, { write: true, create: true, truncate: true });
+  for (let left = size; left > 0; left -= chunk.length) {
+    await f.write(chunk.subarray(0, Math.min(left, chunk.length)));
+  }
+  f.close();
+}
+
+function fmtS(s: number): string {
+  return `${s.toFixed(2)} s`;
+}
+
+function rate(bytes: number, s: number): string {
+  return `${(bytes / MiB / s).toFixed(0)} MiB/s`;
+}
+
+async function main(): Promise<void> {
+  await ensureTools();
+  const dir = await Deno.makeTempDir({ prefix: "udpget_bench_" });
+  await Deno.mkdir(`${dir}/srv`);
+  await Deno.mkdir(`${dir}/out`);
+  await Deno.chmod(dir, 0o755);
+  const srv = `${dir}/srv`;
+  try {
+    log(`files in ${srv}`);
+    await makeFile(`${srv}/g1.bin`, GiB);
+    await makeFile(`${srv}/m256.bin`, 256 * MiB);
+    const ports = [await udpgetServer(srv), await udpgetServer(srv), await udpgetServer(srv)];
+    // warm-up: servers hash each file once, page cache holds it
+    for (const f of ["g1.bin", "m256.bin"]) await udpgetFetch(dir, ports, f);
+
+    if (ONLY.includes("A") || ONLY.includes("E")) {
+      const httpPorts = [freePort(), freePort(), freePort()];
+      await nginx(dir, "plain", srv, httpPorts);
+      const u = await medianOf("A udpget", () => udpgetFetch(dir, ports, "g1.bin"));
+      const curl = await medianOf(
+        "A curl",
+        () =>
+          timed(
+            "curl",
+            ["-s", "-o", `${dir}/out/c.bin`, `http://127.0.0.1:${httpPorts[0]}/g1.bin`],
+            dir,
+          ),
+      );
+      const aria = await medianOf("A aria2c", async () => {
+        const r = await timed("aria2c", [
+          "-q",
+          "-d",
+          `${dir}/out`,
+          "-o",
+          "a.bin",
+          "--allow-overwrite=true",
+          "--file-allocation=none",
+          "-s3",
+          "-x1",
+          "-k1M",
+          ...httpPorts.map((p) => `http://127.0.0.1:${p}/g1.bin`),
+        ], dir);
+        await Deno.remove(`${dir}/out/a.bin`);
+        return r;
+      });
+      const cp = await medianOf(
+        "A cp",
+        () => timed("cp", [`${srv}/g1.bin`, `${dir}/out/cp.bin`], dir),
+      );
+      if (ONLY.includes("A")) {
+        rows.push({ scenario: "A 1 GiB, 3 servers, 3 conns", what: "udpget", value: fmtS(u.s) });
+        rows.push({
+          scenario: "",
+          what: "curl HTTP (1 source)",
+          value: fmtS(curl.s),
+          note: `udpget/curl ${(u.s / curl.s).toFixed(2)}× time; goal ≤ 1`,
+        });
+        rows.push({
+          scenario: "",
+          what: "aria2c -s3 -x1 -k1M",
+          value: fmtS(aria.s),
+          note: `udpget/aria2c ${(u.s / aria.s).toFixed(2)}× time; goal < 1`,
+        });
+        rows.push({
+          scenario: "",
+          what: "cp",
+          value: fmtS(cp.s),
+          note: `udpget/cp ${(u.s / cp.s).toFixed(2)}×`,
+        });
+      }
+      if (ONLY.includes("E")) {
+        await makeFile(`${srv}/g4.bin`, 4 * GiB);
+        await udpgetFetch(dir, ports, "g4.bin"); // warm-up (hashing)
+        const u4 = await medianOf("E udpget 4 GiB", () => udpgetFetch(dir, ports, "g4.bin"));
+        const c4 = await medianOf(
+          "E curl 4 GiB",
+          () =>
+            timed("curl", [
+              "-s",
+              "-o",
+              `${dir}/out/c.bin`,
+              `http://127.0.0.1:${httpPorts[0]}/g4.bin`,
+            ], dir),
+        );
+        const a4 = await medianOf("E aria2c 4 GiB", async () => {
+          const r = await timed("aria2c", [
+            "-q",
+            "-d",
+            `${dir}/out`,
+            "-o",
+            "a.bin",
+            "--allow-overwrite=true",
+            "--file-allocation=none",
+            "-s3",
+            "-x1",
+            "-k1M",
+            ...httpPorts.map((p) => `http://127.0.0.1:${p}/g4.bin`),
+          ], dir);
+          await Deno.remove(`${dir}/out/a.bin`);
+          return r;
+        });
+        await Deno.remove(`${srv}/g4.bin`);
+        const mib = (k: number) => `${(k / 1024).toFixed(0)} MiB`;
+        rows.push({
+          scenario: "E peak RSS of the fetch",
+          what: "udpget 1 GiB / 4 GiB",
+          value: `${mib(u.rssKiB)} / ${mib(u4.rssKiB)}`,
+          note: "goal ≤ 150 MiB, flat",
+        });
+        rows.push({
+          scenario: "",
+          what: "curl 1 GiB / 4 GiB",
+          value: `${mib(curl.rssKiB)} / ${mib(c4.rssKiB)}`,
+        });
+        rows.push({
+          scenario: "",
+          what: "aria2c 1 GiB / 4 GiB",
+          value: `${mib(aria.rssKiB)} / ${mib(a4.rssKiB)}`,
+        });
+      }
+    }
+
+    if (ONLY.includes("B")) {
+      const size = 256 * MiB;
+      const u = await medianOf(
+        "B udpget 1444 B",
+        () => udpgetFetch(dir, ports, "m256.bin", ["--block-size", "1444"]),
+      );
+      const tftpPort = freePort();
+      await spawnUntil("sh", [
+        "-c",
+        `exec in.tftpd -L -s ${srv} -a 127.0.0.1:${tftpPort} -u root -v 2>&1 & sleep 0.3; echo started`,
+      ], /started/);
+      const tftp = await medianOf(
+        "B TFTP blksize 1428",
+        () =>
+          timed("curl", [
+            "-s",
+            "--tftp-blksize",
+            "1428",
+            "-o",
+            `${dir}/out/t.bin`,
+            `tftp://127.0.0.1:${tftpPort}/m256.bin`,
+          ], dir),
+      );
+      const ip = freePort();
+      await spawnUntil("sh", [
+        "-c",
+        `exec iperf3 -s -1 -p ${ip} 2>&1 | head -c 0 & sleep 0.3; echo started`,
+      ], /started/);
+      const iperf = JSON.parse(
+        await sh("iperf3", [
+          "-c",
+          "127.0.0.1",
+          "-p",
+          String(ip),
+          "-u",
+          "-b",
+          "0",
+          "-l",
+          "1400",
+          "-t",
+          "2",
+          "--json",
+        ]),
+      );
+      const gbit = (iperf.end?.sum?.bits_per_second ?? 0) / 1e9;
+      const ur = size / MiB / u.s;
+      rows.push({
+        scenario: "B 256 MiB, ≤ 1472-byte datagrams",
+        what: "udpget --block-size 1444",
+        value: rate(size, u.s),
+        note: `goal ≥ 250 MiB/s and ≥ 10× TFTP: ${(ur / (size / MiB / tftp.s)).toFixed(1)}× TFTP`,
+      });
+      rows.push({ scenario: "", what: "curl TFTP blksize 1428", value: rate(size, tftp.s) });
+      rows.push({
+        scenario: "",
+        what: "iperf3 UDP 1400 B ceiling",
+        value: `${(gbit * 1e9 / 8 / MiB).toFixed(0)} MiB/s`,
+      });
+    }
+
+    if (ONLY.includes("C")) {
+      const size = 256 * MiB;
+      const caps = ["60Mi", "20Mi", "4Mi"];
+      const ideal = size / ((60 + 20 + 4) * MiB);
+      const capped = [
+        await udpgetServer(srv, ["--rate", caps[0]]),
+        await udpgetServer(srv, ["--rate", caps[1]]),
+        await udpgetServer(srv, ["--rate", caps[2]]),
+      ];
+      await udpgetFetch(dir, capped, "m256.bin"); // warm-up (hashing)
+      const httpPorts = [freePort(), freePort(), freePort()];
+      await nginx(dir, "capped", srv, httpPorts, ["60m", "20m", "4m"]);
+      for (const order of ["fast-first", "slow-first"]) {
+        const ps = order === "fast-first" ? capped : [...capped].reverse();
+        const hs = order === "fast-first" ? httpPorts : [...httpPorts].reverse();
+        const u = await medianOf(`C udpget ${order}`, () => udpgetFetch(dir, ps, "m256.bin"));
+        const a = await medianOf(`C aria2c ${order}`, async () => {
+          const r = await timed("aria2c", [
+            "-q",
+            "-d",
+            `${dir}/out`,
+            "-o",
+            "a.bin",
+            "--allow-overwrite=true",
+            "--file-allocation=none",
+            "-s3",
+            "-x1",
+            "-k1M",
+            ...hs.map((p) => `http://127.0.0.1:${p}/m256.bin`),
+          ], dir);
+          await Deno.remove(`${dir}/out/a.bin`);
+          return r;
+        });
+        rows.push({
+          scenario: `C 256 MiB, caps 60/20/4 MiB/s, ${order}`,
+          what: "udpget",
+          value: fmtS(u.s),
+          note: `${(100 * ideal / u.s).toFixed(0)} % of ideal ${ideal.toFixed(2)} s; goal ≥ 95 %`,
+        });
+        rows.push({
+          scenario: "",
+          what: "aria2c",
+          value: fmtS(a.s),
+          note: `${(100 * ideal / a.s).toFixed(0)} % of ideal`,
+        });
+      }
+    }
+
+    if (ONLY.includes("D")) {
+      let base = 0;
+      for (const [i, loss] of [0, 0.01, 0.05].entries()) {
+        const relays = [
+          await relay(ports[0], loss, 11 + i),
+          await relay(ports[1], loss, 21 + i),
+          await relay(ports[2], loss, 31 + i),
+        ];
+        const u = await medianOf(
+          `D udpget ${loss * 100}% loss`,
+          () => udpgetFetch(dir, relays, "g1.bin"),
+        );
+        const goodput = GiB / MiB / u.s;
+        if (loss === 0) base = goodput;
+        const goal = loss === 0 ? "baseline" : loss === 0.01 ? "goal ≥ 90 %" : "goal ≥ 75 %";
+        rows.push({
+          scenario: i === 0 ? "D 1 GiB through a lossy relay" : "",
+          what: `udpget, ${loss * 100} % loss`,
+          value: `${goodput.toFixed(0)} MiB/s`,
+          note: `${(100 * goodput / base).toFixed(0)} % of 0 %; ${goal}`,
+        });
+      }
+    }
+  } finally {
+    for (const c of children) {
+      try {
+        c.kill("SIGTERM");
+      } catch { /* gone */ }
+    }
+    await Promise.allSettled(children.map((c) => c.status));
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+  printTable();
+}
+
+function printTable(): void {
+  const cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
+  console.log(
+    `\nudpget benchmark, median of ${RUNS} runs; ${navigator.hardwareConcurrency} cores, ${cpu}; ${
+      new Date().toISOString().slice(0, 10)
+    }\n`,
+  );
+  console.log("| scenario | tool | figure | comparison |");
+  console.log("|---|---|---:|---|");
+  for (const r of rows) console.log(`| ${r.scenario} | ${r.what} | ${r.value} | ${r.note ?? ""} |`);
+}
+
+await main();

@@ -1,0 +1,36 @@
+/**
+ * `deno run -A bench/relay.ts --target PORT [--loss P] [--seed N]`: an impairing UDP relay as
+ * its own process (so its CPU is not charged to the client), dropping each datagram with
+ * probability P using a seeded PRNG. Prints `relay: 127.0.0.1:PORT` once listening.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { UdpRelay } from "../tests/relay.ts";
+
+/** mulberry32: a tiny seeded PRNG, so a loss pattern can be replayed. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { target: { type: "string" }, loss: { type: "string" }, seed: { type: "string" } },
+  });
+  const loss = Number(values.loss ?? "0");
+  const random = mulberry32(Number(values.seed ?? "1"));
+  const relay = new UdpRelay(Number(values.target), () => loss > 0 && random() < loss);
+  console.log(`relay: 127.0.0.1:${relay.port}`);
+  const stop = () => relay.close().then(() => Deno.exit(0));
+  Deno.addSignalListener("SIGTERM", stop);
+  Deno.addSignalListener("SIGINT", stop);
+}
