@@ -434,7 +434,7 @@ async function lane(d: Download, worker: number, run: ServerRun): Promise<void> 
     d.endpoint.close(id);
     d.rerequested += r.a.length - r.received;
     const t = now();
-    if (timeout && r.received === 0) run.cwnd.onPersistentLoss(t);
+    if (timeout && r.received === 0) run.cwnd.onPersistentLoss(t, r.sentAt);
     else run.cwnd.onLoss(r.sentAt, t);
     d.sched.release(r.a, timeout);
     if (timeout && !run.health.onTimeout(r.sentAt, t)) dropServer(d, run);

@@ -67,10 +67,16 @@ export class CongestionWindow {
     this.#cwnd = this.#ssthresh;
   }
 
-  /** A timeout with nothing received at all: collapse to the floor (RFC 9002 §7.6.2 spirit). */
-  onPersistentLoss(now: number): void {
-    this.#recoveryStart = now;
-    this.#ssthresh = this.#clamp(this.#cwnd * this.#o.lossReduction);
+  /**
+   * A request sent at `sentAt` timed out with nothing received (noticed at `now`): the window
+   * collapses to the floor (RFC 9002 §7.6.2). The slow-start threshold is lowered only once
+   * per episode, so several requests timing out together do not ruin the recovery.
+   */
+  onPersistentLoss(now: number, sentAt: number = now): void {
+    if (sentAt > this.#recoveryStart) {
+      this.#recoveryStart = now;
+      this.#ssthresh = this.#clamp(this.#cwnd * this.#o.lossReduction);
+    }
     this.#cwnd = this.#clamp(0);
   }
 
