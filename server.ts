@@ -27,6 +27,7 @@ import { ExitCode, UdpgetError } from "./lib/exit.ts";
 import { resolve } from "node:path";
 import { TokenBucket } from "./lib/token_bucket.ts";
 import { sleep } from "./lib/timer.ts";
+import { datagrams } from "./lib/datagrams.ts";
 
 /** What `serve` needs to run. */
 export interface ServeOptions {
@@ -110,9 +111,9 @@ class UdpServer {
 
   async run(): Promise<void> {
     try {
-      for await (const [data, addr] of this.#sock) {
+      for await (const [data, addr] of datagrams(this.#sock, MAX_DATAGRAM_SIZE)) {
         this.stats.datagrams++;
-        await this.#onDatagram(data, addr as Deno.NetAddr);
+        await this.#onDatagram(data, addr);
       }
     } catch (e) {
       // close() ends the iterator with an error; anything else is a real socket failure

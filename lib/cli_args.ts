@@ -15,7 +15,7 @@ import { parseRate } from "./token_bucket.ts";
 export const USAGE = `usage:
   udpget serve <port> [--root DIR] [--host ADDR] [--rate BYTES/S]
   udpget fetch <servers.txt> <connections> [<file>] [-o OUT] [--force] [--quiet]
-               [--block-size auto|N] [--limit BYTES/S]
+               [--block-size auto|N] [--limit BYTES/S] [--verify full|pieces]
   rates take k, M, G suffixes (powers of 1000) or Ki, Mi, Gi (powers of 1024): 20M, 500k
   udpget --help | --version`;
 
@@ -43,6 +43,11 @@ export interface FetchArgs {
   blockSize: number | "auto";
   /** Bytes per second to request at most; undefined: no limit. */
   limit?: number;
+  /**
+   * `full`: every piece against its hash and the whole file against its SHA-256 (two hash
+   * passes); `pieces`: every piece against its hash, the hash list against the agreed root.
+   */
+  verify: "full" | "pieces";
 }
 
 /** Most concurrent workers `fetch` accepts. */
@@ -100,7 +105,12 @@ export function parseFetchArgs(args: string[]): FetchArgs {
     quiet: { type: "boolean", short: "q" },
     "block-size": { type: "string" },
     limit: { type: "string" },
+    verify: { type: "string" },
   });
+  const verify = values.verify ?? "full";
+  if (verify !== "full" && verify !== "pieces") {
+    throw usage(`--verify takes "full" or "pieces", got "${verify}"`);
+  }
   if (positionals.length < 2 || positionals.length > 3) {
     throw usage("fetch takes <servers.txt> <connections> [<file>]");
   }
@@ -118,6 +128,7 @@ export function parseFetchArgs(args: string[]): FetchArgs {
       ? "auto"
       : parseIntArg(String(values["block-size"]), "--block-size", 512, MAX_BLOCK_SIZE),
     limit: optionalRate(values.limit, "--limit"),
+    verify,
   };
 }
 

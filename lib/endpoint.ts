@@ -7,7 +7,8 @@
  * @module
  */
 
-import { decode, type Packet } from "./packet.ts";
+import { datagrams } from "./datagrams.ts";
+import { decode, encode, type Packet } from "./packet.ts";
 
 /** A resolved server address. */
 export interface ServerAddr {
@@ -19,8 +20,18 @@ export interface ServerAddr {
   family: "ipv4" | "ipv6";
 }
 
-/** Receives the replies to one request id. */
+/**
+ * Receives the replies to one request id. The packet's byte fields are views into the
+ * receive buffer, valid only during the call: copy what is kept (see `detach`).
+ */
 export type ReplyHandler = (p: Packet) => void;
+
+/** A copy of `p` that owns its bytes, for replies kept past the handler call. */
+export function detach(p: Packet): Packet {
+  const r = decode(encode(p));
+  if (!r.ok) throw new Error("re-decoding an accepted packet failed");
+  return r.packet;
+}
 
 interface Pending {
   server: number;
@@ -99,7 +110,7 @@ export class ClientEndpoint {
 
   async #receiveLoop(sock: Deno.DatagramConn): Promise<void> {
     try {
-      for await (const [data, addr] of sock) this.#route(data, addr as Deno.NetAddr);
+      for await (const [data, addr] of datagrams(sock)) this.#route(data, addr);
     } catch {
       // the socket was closed (shutdown) or failed: either way the loop is over
     }

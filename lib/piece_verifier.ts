@@ -7,7 +7,14 @@
 
 /** Messages to the worker. */
 export type VerifyRequest =
-  | { kind: "open"; path: string; size: number; pieceSize: number; hashes?: Uint8Array }
+  | {
+    kind: "open";
+    path: string;
+    size: number;
+    pieceSize: number;
+    hashes?: Uint8Array;
+    whole: boolean;
+  }
   | { kind: "piece"; piece: number }
   | { kind: "finish" };
 
@@ -22,13 +29,22 @@ export class PieceVerifier {
   #worker: Worker;
   #waiting: ((r: VerifyReply) => void)[] = [];
 
-  /** Starts the worker on the `.part` file at `path`. */
-  constructor(path: string, size: number, pieceSize: number, hashes?: Uint8Array) {
+  /**
+   * Starts the worker on the `.part` file at `path`. With `whole`, it also computes the
+   * SHA-256 of the whole file (a second hash pass over every byte).
+   */
+  constructor(
+    path: string,
+    size: number,
+    pieceSize: number,
+    hashes: Uint8Array | undefined,
+    whole: boolean,
+  ) {
     this.#worker = new Worker(new URL("./verify_worker.ts", import.meta.url).href, {
       type: "module",
     });
     this.#worker.onmessage = (e: MessageEvent<VerifyReply>) => this.#waiting.shift()?.(e.data);
-    this.#ask({ kind: "open", path, size, pieceSize, hashes });
+    this.#ask({ kind: "open", path, size, pieceSize, hashes, whole });
   }
 
   /** Checks a complete piece (already written to the file) against its hash. */
@@ -37,7 +53,7 @@ export class PieceVerifier {
     return r.kind === "piece" && r.ok;
   }
 
-  /** SHA-256 of the whole file, once every piece has been verified; `undefined` if not. */
+  /** SHA-256 of the whole file once every piece is verified; `undefined` if not (or not asked). */
   async digest(): Promise<Uint8Array | undefined> {
     const r = await this.#ask({ kind: "finish" });
     return r.kind === "digest" ? r.digest : undefined;

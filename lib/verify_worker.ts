@@ -21,6 +21,7 @@ let whole: Hash = createHash("sha256");
 let verified: Uint8Array = new Uint8Array(0);
 let prefix = 0; // pieces [0, prefix) have been fed to `whole`
 let buf = new Uint8Array(0);
+let wantWhole = true;
 
 function readPiece(piece: number): Uint8Array {
   const start = piece * pieceSize;
@@ -41,13 +42,25 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+/** Checks a piece; when it is the next one of the in-order prefix, the same read also feeds
+ * the whole-file hash, so most pieces are read once, not twice. */
 function check(piece: number): boolean {
-  if (!hashes) return true; // no piece hashes: only the whole-file digest will judge
-  const got = createHash("sha256").update(readPiece(piece)).digest();
-  return equal(new Uint8Array(got), hashes.subarray(piece * 32, piece * 32 + 32));
+  if (!hashes && (piece !== prefix || !wantWhole)) return true; // the file digest will judge
+  const bytes = readPiece(piece);
+  const ok = !hashes ||
+    equal(
+      new Uint8Array(createHash("sha256").update(bytes).digest()),
+      hashes.subarray(piece * 32, piece * 32 + 32),
+    );
+  if (ok && piece === prefix && wantWhole) {
+    whole.update(bytes);
+    verified[prefix++] = 1;
+  }
+  return ok;
 }
 
 function advancePrefix(): void {
+  if (!wantWhole) return;
   while (prefix < verified.length && verified[prefix]) whole.update(readPiece(prefix++));
 }
 
@@ -59,6 +72,7 @@ self.onmessage = (e: MessageEvent<VerifyRequest>) => {
     pieceSize = m.pieceSize;
     size = m.size;
     hashes = m.hashes;
+    wantWhole = m.whole;
     whole = createHash("sha256");
     verified = new Uint8Array(Math.ceil(size / pieceSize));
     prefix = 0;
@@ -73,7 +87,7 @@ self.onmessage = (e: MessageEvent<VerifyRequest>) => {
     reply = { kind: "piece", piece: m.piece, ok };
   } else {
     advancePrefix();
-    const complete = prefix === verified.length;
+    const complete = wantWhole && prefix === verified.length;
     reply = { kind: "digest", digest: complete ? new Uint8Array(whole.digest()) : undefined };
     file?.close();
     file = undefined;
