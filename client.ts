@@ -241,7 +241,15 @@ function brief(e: unknown): string {
 // ---------------------------------------------------------------------------------------
 // The transfer
 
+/** What other lanes of the same server may do to a lane: declare its requests lost. */
+interface LaneHandle {
+  win: RequestWindow;
+  lose(id: number, timeout: boolean): void;
+}
+
 interface ServerRun {
+  /** The server's lanes, one per worker: a completion on one reveals losses on the others. */
+  lanes: LaneHandle[];
   addr: ServerAddr;
   index: number;
   health: ServerHealth;
@@ -284,9 +292,9 @@ class Download {
     this.fileId = fileIdOf(meta.digest);
     const laneBlocks = laneDatagrams(blockSize);
     this.laneBytes = laneBlocks * blockSize;
-    // One request fills a lane: fewer, larger requests cost less CPU than pipelining within a
-    // lane (measured), and the other workers' lanes to the same server keep it busy meanwhile.
-    this.requestBlocks = laneBlocks;
+    // two requests per lane: one being answered while the next is already asked for, and a
+    // completed later request reveals a lost earlier one without waiting for the timeout
+    this.requestBlocks = Math.max(1, Math.floor(laneBlocks / 2));
   }
 
   get alive(): number {
@@ -334,6 +342,7 @@ async function download(
     : Math.min(a.blockSize, meta.maxBlock);
   const lanesPerServer = endpoint.workers;
   const runs = chosen.map((index): ServerRun => ({
+    lanes: [],
     addr: servers[index],
     index,
     health: new ServerHealth(Date.now()),
@@ -343,6 +352,7 @@ async function download(
       minBlocks: 2,
       maxBytes: lanesPerServer * laneDatagrams(blockSize) * blockSize,
       lossReduction: 0.7,
+      lossTolerance: 0.1,
     }),
     bytes: 0,
     firstAt: 0,
@@ -417,18 +427,26 @@ async function lane(d: Download, worker: number, run: ServerRun): Promise<void> 
   const events = new Notifier();
   const now = () => Date.now();
 
-  const finish = (id: number, how: "complete" | "error" | "lost") => {
+  const finish = (id: number, how: "complete" | "error") => {
     const r = open.get(id);
     if (!r) return;
     open.delete(id);
     d.endpoint.close(id);
-    const lostEarlier = how === "lost" ? [] : win.finish(id, now(), run.health.rtt.srtt ?? 1);
+    const t = now();
+    const rtt = run.health.rtt.srtt ?? 1;
+    const lostEarlier = win.finish(id, t, rtt);
     if (how === "complete") {
-      run.health.rtt.addSample(now() - r.sentAt);
+      run.health.rtt.addSample(t - r.sentAt);
       run.cwnd.onAck(r.a.length, r.sentAt);
     }
     d.sched.release(r.a);
     for (const l of lostEarlier) lose(l.id, false);
+    if (how === "complete") {
+      for (const other of run.lanes) {
+        if (other.win === win) continue;
+        for (const l of other.win.lostBefore(r.sentAt, t, rtt)) other.lose(l.id, false);
+      }
+    }
     events.notify();
   };
 
@@ -441,11 +459,13 @@ async function lane(d: Download, worker: number, run: ServerRun): Promise<void> 
     d.rerequested += r.a.length - r.received;
     const t = now();
     if (timeout && r.received === 0) run.cwnd.onPersistentLoss(t, r.sentAt);
-    else run.cwnd.onLoss(r.sentAt, t);
+    else run.cwnd.onLoss(r.sentAt, t, r.a.length - r.received);
     d.sched.release(r.a, timeout);
     if (timeout && !run.health.onTimeout(r.sentAt, t)) dropServer(d, run);
     d.changed.notify();
+    events.notify();
   };
+  run.lanes.push({ win, lose });
 
   const send = async (a: Assignment) => {
     const r: LaneRequest = { a, sentAt: now(), received: 0 };

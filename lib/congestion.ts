@@ -23,6 +23,13 @@ export interface CongestionOptions {
    * matters when losses are random rather than caused by our own sending.
    */
   lossReduction: number;
+  /**
+   * Share of a round's bytes (one window's worth) that may be lost before the window is
+   * reduced; 0 (default) reduces on every loss episode. Random loss on a lossy path (a few %)
+   * is not a sign of congestion; our own overload (a receive buffer overflowing) drops many
+   * datagrams at once and crosses the threshold. Timeouts with nothing received always count.
+   */
+  lossTolerance?: number;
 }
 
 /** Congestion state of one server. */
@@ -31,6 +38,8 @@ export class CongestionWindow {
   #cwnd: number;
   #ssthresh = Infinity;
   #recoveryStart = -Infinity;
+  #roundAcked = 0;
+  #roundLost = 0;
 
   /** A window of `initialBlocks` blocks, clamped to the bounds. */
   constructor(o: CongestionOptions) {
@@ -53,15 +62,24 @@ export class CongestionWindow {
    * recovery period began do not grow the window (they were sent with the old, larger one).
    */
   onAck(bytes: number, sentAt: number): void {
+    this.#countRound(bytes, 0);
     if (sentAt <= this.#recoveryStart) return;
     if (this.slowStart) this.#cwnd += bytes;
     else this.#cwnd += (this.#o.blockSize * bytes) / this.#cwnd;
     this.#cwnd = this.#clamp(this.#cwnd);
   }
 
-  /** Data of a request sent at `sentAt` was lost (noticed at `now`). */
-  onLoss(sentAt: number, now: number): void {
+  /**
+   * `lostBytes` of a request sent at `sentAt` were lost (noticed at `now`). Reduces the window
+   * once per episode, and only if the round's loss share exceeds the tolerance.
+   */
+  onLoss(sentAt: number, now: number, lostBytes: number = this.#o.blockSize): void {
+    this.#countRound(0, lostBytes);
     if (sentAt <= this.#recoveryStart) return; // same episode: reduce once
+    const total = this.#roundAcked + this.#roundLost;
+    if (this.#roundLost < (this.#o.lossTolerance ?? 0) * total) return;
+    this.#roundAcked = 0;
+    this.#roundLost = 0;
     this.#recoveryStart = now;
     this.#ssthresh = this.#clamp(this.#cwnd * this.#o.lossReduction);
     this.#cwnd = this.#ssthresh;
@@ -78,6 +96,16 @@ export class CongestionWindow {
       this.#ssthresh = this.#clamp(this.#cwnd * this.#o.lossReduction);
     }
     this.#cwnd = this.#clamp(0);
+  }
+
+  /** Loss shares are judged per round: one window's worth of bytes, acked or lost. */
+  #countRound(acked: number, lost: number): void {
+    if (this.#roundAcked + this.#roundLost >= this.#cwnd) {
+      this.#roundAcked = 0;
+      this.#roundLost = 0;
+    }
+    this.#roundAcked += acked;
+    this.#roundLost += lost;
   }
 
   #clamp(x: number): number {

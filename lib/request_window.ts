@@ -74,6 +74,17 @@ export class RequestWindow {
     return lost;
   }
 
+  /**
+   * Another lane to the same server finished a request sent at `before`: requests here sent
+   * earlier, and more than the time threshold ago, are lost too (removed and returned).
+   */
+  lostBefore(before: number, now: number, rtt: number): InFlight[] {
+    const limit = Math.max(1, TIME_THRESHOLD * rtt);
+    const lost = this.#open.filter((r) => r.sentAt < before && now - r.sentAt > limit);
+    for (const r of lost) this.#remove(this.#open.indexOf(r));
+    return lost;
+  }
+
   /** Removes and returns the requests whose deadline has passed at `now`. */
   expire(now: number): InFlight[] {
     const lost = this.#open.filter((r) => r.deadline <= now);

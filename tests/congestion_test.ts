@@ -346,3 +346,25 @@ Deno.test("property: window stays within [floor, maxBytes]; acks grow, losses re
     { seed: 20240611, numRuns: 300 },
   );
 });
+
+Deno.test("loss tolerance: scattered random loss keeps the window, a burst reduces it", () => {
+  const opts = {
+    blockSize: 1000,
+    initialBlocks: 20,
+    minBlocks: 2,
+    maxBytes: 1_000_000,
+    lossReduction: 0.5,
+    lossTolerance: 0.1,
+  };
+  const w = new CongestionWindow(opts);
+  const start = w.bytes;
+  // one block lost among 20 acked (5 %): tolerated
+  for (let i = 0; i < 19; i++) w.onAck(1000, 1);
+  w.onLoss(1, 2, 1000);
+  assert.ok(w.bytes >= start, `window kept (${w.bytes})`);
+  // a burst: 40 % of the next round lost
+  const before = w.bytes;
+  for (let i = 0; i < 3; i++) w.onAck(1000, 3);
+  for (let i = 0; i < 3; i++) w.onLoss(3, 4, 1000);
+  assert.ok(w.bytes < before, `window reduced (${before} -> ${w.bytes})`);
+});

@@ -14,7 +14,7 @@ import {
   tempDir,
   writeServersFile,
 } from "./harness.ts";
-import { UdpRelay } from "./relay.ts";
+import { mulberry32, UdpRelay } from "./relay.ts";
 import { ExitCode } from "../lib/exit.ts";
 
 const MiB = 1 << 20;
@@ -222,4 +222,27 @@ Deno.test("e2e: IPv6; SIGTERM stops the server cleanly with one log line per tra
     await server.stop("SIGKILL");
     await dir.cleanup();
   }
+});
+
+Deno.test("e2e: 10 % loss on every path (seeded relays): bytes still identical", async () => {
+  await withServers(3, async (servers, root, work) => {
+    const data = seededBytes(4 * MiB + 777, 13);
+    await Deno.writeFile(`${root}/lossy.bin`, data);
+    let seed = 5;
+    const relays = servers.map((s) => {
+      const random = mulberry32(seed++);
+      return new UdpRelay(s.port, () => random() < 0.1);
+    });
+    try {
+      const list = await writeServersFile(work, relays.map((r) => r.port));
+      const r = await runUdpget(["fetch", list, "3", "lossy.bin", "-q"], work);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(sameBytes(await Deno.readFile(`${work}/lossy.bin`), data));
+      const dropped = relays.reduce((n, x) => n + x.seen.to_client + x.seen.to_server, 0);
+      assert.ok(dropped > 0);
+      assert.match(r.stderr, /re-requested [1-9]/, "losses were repaired by re-requests");
+    } finally {
+      await Promise.all(relays.map((x) => x.close()));
+    }
+  });
 });

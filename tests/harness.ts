@@ -6,6 +6,7 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { mulberry32 } from "./relay.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
@@ -111,21 +112,14 @@ export function spawnUdpget(args: string[], cwd: string): Deno.ChildProcess {
   }).spawn();
 }
 
-/** Deterministic pseudo-random bytes (mulberry32), so failures can be reproduced. */
+/** Deterministic pseudo-random bytes, so failures can be reproduced. */
 export function seededBytes(size: number, seed: number): Uint8Array {
   const out = new Uint8Array(size);
-  let a = seed >>> 0;
-  for (let i = 0; i < size; i += 4) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    const v = (t ^ (t >>> 14)) >>> 0;
-    out[i] = v & 0xff;
-    if (i + 1 < size) out[i + 1] = (v >>> 8) & 0xff;
-    if (i + 2 < size) out[i + 2] = (v >>> 16) & 0xff;
-    if (i + 3 < size) out[i + 3] = v >>> 24;
-  }
+  const random = mulberry32(seed);
+  const view = new DataView(out.buffer);
+  let i = 0;
+  for (; i + 4 <= size; i += 4) view.setUint32(i, random() * 4294967296);
+  for (; i < size; i++) out[i] = random() * 256;
   return out;
 }
 
