@@ -19,7 +19,7 @@ export interface RttOptions {
 /** Defaults suited to LAN and loopback transfers. */
 export const DEFAULT_RTT_OPTIONS: RttOptions = {
   initialRtoMs: 300,
-  minRtoMs: 40,
+  minRtoMs: 20,
   maxRtoMs: 4000,
 };
 
