@@ -29,7 +29,7 @@ async function demo(): Promise<number> {
     const list = `${dir.path}/servers.txt`;
     await Deno.writeTextFile(list, servers.map((s) => `127.0.0.1 ${s.port}`).join("\n"));
     console.log(`demo: servers on 127.0.0.1 ports ${servers.map((s) => s.port).join(", ")}`);
-    const args = ["fetch", list, "3", "demo.bin", "-o", "fetched.bin", "--block-size", "60000"];
+    const args = ["fetch", list, "3", "demo.bin", "-o", "fetched.bin"];
     console.log(`demo: udpget ${args.join(" ")}`);
     const fetch = await new Deno.Command(Deno.execPath(), {
       args: ["run", "--quiet", "--unstable-net", "-A", MAIN, ...args],
