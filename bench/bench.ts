@@ -218,6 +218,25 @@ events {} http { access_log off; sendfile on; ${servers} }`,
   throw new Error("nginx did not start");
 }
 
+/** aria2c from every port at once, as in the shared figures: `-s3 -x1 -k1M`. */
+async function aria2(dir: string, ports: number[], file: string) {
+  const r = await timed("aria2c", [
+    "-q",
+    "-d",
+    `${dir}/out`,
+    "-o",
+    "a.bin",
+    "--allow-overwrite=true",
+    "--file-allocation=none",
+    "-s3",
+    "-x1",
+    "-k1M",
+    ...ports.map((p) => `http://127.0.0.1:${p}/${file}`),
+  ], dir);
+  await Deno.remove(`${dir}/out/a.bin`);
+  return r;
+}
+
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const p = (l.addr as Deno.NetAddr).port;
@@ -276,23 +295,7 @@ async function main(): Promise<void> {
             dir,
           ),
       );
-      const aria = await medianOf("A aria2c", async () => {
-        const r = await timed("aria2c", [
-          "-q",
-          "-d",
-          `${dir}/out`,
-          "-o",
-          "a.bin",
-          "--allow-overwrite=true",
-          "--file-allocation=none",
-          "-s3",
-          "-x1",
-          "-k1M",
-          ...httpPorts.map((p) => `http://127.0.0.1:${p}/g1.bin`),
-        ], dir);
-        await Deno.remove(`${dir}/out/a.bin`);
-        return r;
-      });
+      const aria = await medianOf("A aria2c", () => aria2(dir, httpPorts, "g1.bin"));
       const cp = await medianOf(
         "A cp",
         () => timed("cp", [`${srv}/g1.bin`, `${dir}/out/cp.bin`], dir),
@@ -332,23 +335,7 @@ async function main(): Promise<void> {
               `http://127.0.0.1:${httpPorts[0]}/g4.bin`,
             ], dir),
         );
-        const a4 = await medianOf("E aria2c 4 GiB", async () => {
-          const r = await timed("aria2c", [
-            "-q",
-            "-d",
-            `${dir}/out`,
-            "-o",
-            "a.bin",
-            "--allow-overwrite=true",
-            "--file-allocation=none",
-            "-s3",
-            "-x1",
-            "-k1M",
-            ...httpPorts.map((p) => `http://127.0.0.1:${p}/g4.bin`),
-          ], dir);
-          await Deno.remove(`${dir}/out/a.bin`);
-          return r;
-        });
+        const a4 = await medianOf("E aria2c 4 GiB", () => aria2(dir, httpPorts, "g4.bin"));
         await Deno.remove(`${srv}/g4.bin`);
         const mib = (k: number) => `${(k / 1024).toFixed(0)} MiB`;
         rows.push({
@@ -446,23 +433,7 @@ async function main(): Promise<void> {
         const ps = order === "fast-first" ? capped : [...capped].reverse();
         const hs = order === "fast-first" ? httpPorts : [...httpPorts].reverse();
         const u = await medianOf(`C udpget ${order}`, () => udpgetFetch(dir, ps, "m256.bin"));
-        const a = await medianOf(`C aria2c ${order}`, async () => {
-          const r = await timed("aria2c", [
-            "-q",
-            "-d",
-            `${dir}/out`,
-            "-o",
-            "a.bin",
-            "--allow-overwrite=true",
-            "--file-allocation=none",
-            "-s3",
-            "-x1",
-            "-k1M",
-            ...hs.map((p) => `http://127.0.0.1:${p}/m256.bin`),
-          ], dir);
-          await Deno.remove(`${dir}/out/a.bin`);
-          return r;
-        });
+        const a = await medianOf(`C aria2c ${order}`, () => aria2(dir, hs, "m256.bin"));
         rows.push({
           scenario: `C 256 MiB, caps 60/20/4 MiB/s, ${order}`,
           what: "udpget",

@@ -1,22 +1,11 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { type Assignment, type PieceLayout, PieceScheduler } from "../lib/scheduler.ts";
+import { mulberry32 } from "./relay.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/** Deterministic PRNG (mulberry32): the same seed always gives the same sequence in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Number of blocks of `piece`. */
 function blocksOf(layout: PieceLayout, piece: number): number {
