@@ -521,7 +521,8 @@ async function lane(d: Download, worker: number, run: ServerRun): Promise<void> 
     }
     if (open.size === 0 && !a) {
       // nothing to do until work is released elsewhere (or the end)
-      await Promise.race([d.changed.wait(), events.wait()]);
+      // (the 1 s bound is only a safety net: every change notifies)
+      await withTimeout(Promise.race([d.changed.wait(), events.wait()]), 1000);
       continue;
     }
     const wake = Math.max(0, win.nextDeadline() - now());

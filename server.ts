@@ -239,14 +239,14 @@ class UdpServer {
         return this.#sendError(addr, p.requestId, ErrorCode.Stale, "file shrank");
       }
       const len = writeChunkReplyHeader(buf, p.requestId, p.fileId, off, n);
-      await this.#pace(len);
+      if (this.#limiter) await this.#pace(this.#limiter, len); // no await per datagram otherwise
       await this.#send(buf.subarray(0, len), addr);
     }
   }
 
   /** Waits as long as `--rate` requires before sending `bytes`; sub-ms debts are carried. */
-  async #pace(bytes: number): Promise<void> {
-    const wait = this.#limiter?.take(bytes, performance.now()) ?? 0;
+  async #pace(limiter: TokenBucket, bytes: number): Promise<void> {
+    const wait = limiter.take(bytes, performance.now());
     if (wait >= 1) await sleep(wait);
   }
 
