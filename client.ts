@@ -21,6 +21,7 @@ import { Notifier } from "./lib/notifier.ts";
 import { CongestionWindow } from "./lib/congestion.ts";
 import { PieceVerifier } from "./lib/piece_verifier.ts";
 import { RequestWindow } from "./lib/request_window.ts";
+import { SourceLedger } from "./lib/blame.ts";
 import { TokenBucket } from "./lib/token_bucket.ts";
 import { encode, ErrorCode, errorCodeName, fileIdOf, NO_TOKEN, type Packet } from "./lib/packet.ts";
 import { type Assignment, PieceScheduler } from "./lib/scheduler.ts";
@@ -272,6 +273,8 @@ class Download {
   /** In-flight cap of one lane: what one socket can buffer for one server. */
   readonly laneBytes: number;
   verifier!: PieceVerifier;
+  /** Which servers delivered each piece in progress, to blame a corrupt one. */
+  readonly sources = new SourceLedger();
   limiter: TokenBucket | undefined;
   /** What the final check established, for the summary line. */
   verified = "";
@@ -487,9 +490,10 @@ async function lane(d: Download, worker: number, run: ServerRun): Promise<void> 
       if (o.kind === "new") {
         writeAt(d.part, p.data, p.offset);
         run.bytes += p.data.length;
+        d.sources.record(a.piece, run.index);
         run.lastAt = t;
         d.received += p.data.length;
-        if (o.pieceComplete) void settlePiece(d, a.piece, run);
+        if (o.pieceComplete) void settlePiece(d, a.piece);
       }
       if (r.received === a.length) finish(id, "complete");
     });
@@ -544,15 +548,24 @@ function dropServer(d: Download, run: ServerRun): void {
   if (d.alive === 0) d.finish();
 }
 
-/** Checks a completed piece on the verifier thread; a bad one is fetched again. */
-async function settlePiece(d: Download, piece: number, run: ServerRun): Promise<void> {
+/**
+ * Checks a completed piece on the verifier thread. A bad one is fetched again, and the server
+ * that sent it (or, after repeated offences, one of several that shared it) is excluded.
+ */
+async function settlePiece(d: Download, piece: number): Promise<void> {
   const ok = await d.verifier.verify(piece);
   d.sched.settlePiece(piece, ok);
-  if (!ok) {
+  if (ok) {
+    d.sources.verified(piece);
+  } else {
     d.badPieces++;
-    console.error(
-      `\r\x1b[Kudpget: piece ${piece} from ${run.addr.label} failed its hash; fetching it again`,
-    );
+    console.error(`\r\x1b[Kudpget: piece ${piece} failed its SHA-256; fetching it again`);
+    for (const server of d.sources.corrupt(piece)) {
+      const run = d.runs.find((r) => r.index === server);
+      if (!run) continue;
+      run.health.drop(`excluded: sent bytes that failed the hash of piece ${piece}`);
+      dropServer(d, run);
+    }
     d.changed.notify();
   }
   if (d.sched.done) d.finish();

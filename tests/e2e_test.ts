@@ -246,3 +246,23 @@ Deno.test("e2e: 10 % loss on every path (seeded relays): bytes still identical",
     }
   });
 });
+
+Deno.test("e2e: a server sending wrong bytes under correct headers is excluded", async () => {
+  await withServers(3, async (servers, root, work) => {
+    const data = seededBytes(6 * MiB, 14);
+    await Deno.writeFile(`${root}/f.bin`, data);
+    // flip one data byte of every CHUNK_REPLY (type 4) from server 0
+    const liar = new UdpRelay(servers[0].port, () => false, (dir, _n, d) => {
+      if (dir === "to_client" && d[3] === 4 && d.length > 28) d[28] ^= 0x5a;
+    });
+    try {
+      const list = await writeServersFile(work, [liar.port, servers[1].port, servers[2].port]);
+      const r = await runUdpget(["fetch", list, "3", "f.bin", "-q"], work);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, new RegExp(`${liar.port}: dropped \\(excluded: sent bytes`));
+      assert.ok(sameBytes(await Deno.readFile(`${work}/f.bin`), data));
+    } finally {
+      await liar.close();
+    }
+  });
+});

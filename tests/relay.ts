@@ -23,6 +23,9 @@ export type Direction = "to_server" | "to_client";
 /** Decides the fate of the n-th datagram (0-based, per direction): true drops it. */
 export type DropRule = (dir: Direction, n: number, data: Uint8Array) => boolean;
 
+/** Rewrites a datagram in place before it is forwarded (corruption tests). */
+export type Mutator = (dir: Direction, n: number, data: Uint8Array) => void;
+
 /** Relays between clients and `127.0.0.1:<targetPort>`, one upstream socket per client. */
 export class UdpRelay {
   /** Port the relay listens on (give this to the client). */
@@ -32,12 +35,15 @@ export class UdpRelay {
   #front: Deno.DatagramConn;
   #target: number;
   #drop: DropRule;
+  #mutate: Mutator | undefined;
   #upstreams = new Map<string, Deno.DatagramConn>();
   #loops: Promise<void>[] = [];
   #watchers: { dir: Direction; n: number; resolve: () => void }[] = [];
 
-  /** Starts relaying to `targetPort`; `drop` decides losses (default: none). */
-  constructor(targetPort: number, drop: DropRule = () => false) {
+  /** Starts relaying to `targetPort`; `drop` decides losses (default: none), `mutate` may
+   * rewrite what is forwarded. */
+  constructor(targetPort: number, drop: DropRule = () => false, mutate?: Mutator) {
+    this.#mutate = mutate;
     this.#front = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
     this.port = (this.#front.addr as Deno.NetAddr).port;
     this.#target = targetPort;
@@ -67,7 +73,9 @@ export class UdpRelay {
       w.resolve();
       return false;
     });
-    return this.#drop(dir, n, data);
+    if (this.#drop(dir, n, data)) return true;
+    this.#mutate?.(dir, n, data);
+    return false;
   }
 
   async #frontLoop(): Promise<void> {
