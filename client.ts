@@ -109,7 +109,7 @@ async function chooseFile(
   a: FetchArgs,
   signal: AbortSignal,
 ): Promise<Chosen> {
-  if (a.file !== undefined) return await discover(endpoint, servers, a.file, signal);
+  if (a.file !== undefined) return await discover(endpoint, servers, a.file, signal, a.checksum);
   if (!Deno.stdin.isTerminal()) {
     throw new UdpgetError(ExitCode.Usage, "missing <file> (and stdin is not a terminal to ask)");
   }
@@ -118,7 +118,7 @@ async function chooseFile(
     if (name === undefined) throw new UdpgetError(ExitCode.Usage, "no file name given");
     if (name === "") continue;
     try {
-      return await discover(endpoint, servers, name, signal);
+      return await discover(endpoint, servers, name, signal, a.checksum);
     } catch (e) {
       if (!(e instanceof UdpgetError) || e.exitCode !== ExitCode.NotFound) throw e;
       console.error(`udpget: ${e.message}; try another name (Ctrl-D to give up)`);
@@ -132,6 +132,7 @@ async function discover(
   servers: ServerAddr[],
   name: string,
   signal: AbortSignal,
+  trusted?: Uint8Array,
 ): Promise<Chosen> {
   const answers = await Promise.all(
     servers.map((_, i) => askMeta(endpoint, i, name, signal)),
@@ -142,9 +143,15 @@ async function discover(
       console.error(`udpget: ${servers[i].label}: ${errorCodeName(ans.code)}: ${ans.message}`);
     } else if (ans.kind === "silent") console.error(`udpget: ${servers[i].label}: no answer`);
   });
-  const c = chooseMeta(answers);
+  const c = chooseMeta(answers, trusted);
   if (!c.ok) {
     if (c.reason === "silent") throw new UdpgetError(ExitCode.Unreachable, "no server answered");
+    if (c.reason === "untrusted") {
+      throw new UdpgetError(
+        ExitCode.Verification,
+        `no server offers "${name}" with sha256 ${toHex(trusted!)}`,
+      );
+    }
     throw new UdpgetError(ExitCode.NotFound, `"${name}" is not available from any server`);
   }
   for (const i of c.disagreeing) {
@@ -370,7 +377,7 @@ async function download(
     signal.addEventListener("abort", () => d.finish(), { once: true });
     const hashes = await fetchPieceHashes(d, signal);
     // without piece hashes, only a full pass can vouch for the file
-    const whole = a.verify === "full" || !hashes;
+    const whole = a.verify === "full" || !hashes || a.checksum !== undefined;
     d.verifier = new PieceVerifier(partPath, meta.size, meta.pieceSize, hashes, whole);
     d.verified = whole ? "sha256 verified" : `${d.sched.pieceCount} pieces verified (SHA-256)`;
     if (d.sched.done) d.finish();

@@ -16,6 +16,7 @@ export const USAGE = `usage:
   udpget serve <port> [--root DIR] [--host ADDR] [--rate BYTES/S]
   udpget fetch <servers.txt> <connections> [<file>] [-o OUT] [--force] [--quiet]
                [--block-size auto|N] [--limit BYTES/S] [--verify full|pieces]
+               [--checksum sha256=HEX]
   rates take k, M, G suffixes (powers of 1000) or Ki, Mi, Gi (powers of 1024): 20M, 500k
   udpget --help | --version`;
 
@@ -48,6 +49,8 @@ export interface FetchArgs {
    * passes); `pieces`: every piece against its hash, the hash list against the agreed root.
    */
   verify: "full" | "pieces";
+  /** A SHA-256 the user trusts (`--checksum sha256=HEX`); only servers offering it are used. */
+  checksum?: Uint8Array;
 }
 
 /** Most concurrent workers `fetch` accepts. */
@@ -106,6 +109,7 @@ export function parseFetchArgs(args: string[]): FetchArgs {
     "block-size": { type: "string" },
     limit: { type: "string" },
     verify: { type: "string" },
+    checksum: { type: "string" },
   });
   const verify = values.verify ?? "full";
   if (verify !== "full" && verify !== "pieces") {
@@ -129,7 +133,15 @@ export function parseFetchArgs(args: string[]): FetchArgs {
       : parseIntArg(String(values["block-size"]), "--block-size", 512, MAX_BLOCK_SIZE),
     limit: optionalRate(values.limit, "--limit"),
     verify,
+    checksum: values.checksum === undefined ? undefined : parseChecksum(String(values.checksum)),
   };
+}
+
+/** `sha256=<64 hex digits>` → the digest bytes, or a usage error. */
+export function parseChecksum(text: string): Uint8Array {
+  const m = /^sha256=([0-9a-fA-F]{64})$/.exec(text.trim());
+  if (!m) throw usage(`--checksum takes sha256=<64 hex digits>, got "${text}"`);
+  return new Uint8Array(m[1].match(/../g)!.map((h) => parseInt(h, 16)));
 }
 
 function optionalRate(v: string | boolean | undefined, flag: string): number | undefined {

@@ -41,8 +41,11 @@ export type Consensus =
   }
   | {
     ok: false;
-    /** `missing`: every server that answered refused; `silent`: nobody answered. */
-    reason: "missing" | "silent";
+    /**
+     * `missing`: every server that answered refused; `silent`: nobody answered; `untrusted`:
+     * servers have the file, but none with the trusted digest.
+     */
+    reason: "missing" | "silent" | "untrusted";
   };
 
 /** Hex encoding of bytes, for messages and map keys. */
@@ -74,6 +77,7 @@ export function chooseMeta(answers: MetaAnswer[], trustedDigest?: Uint8Array): C
     if (!best || members.length > best.length) best = members; // Map keeps first-seen order
   }
   if (!best) {
+    if (groups.size > 0) return { ok: false, reason: "untrusted" };
     const anyAnswer = answers.some((a) => a.kind !== "silent");
     return { ok: false, reason: anyAnswer ? "missing" : "silent" };
   }

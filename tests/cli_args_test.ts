@@ -37,6 +37,7 @@ Deno.test("fetch: defaults", () => {
     blockSize: "auto",
     limit: undefined,
     verify: "full",
+    checksum: undefined,
   });
 });
 

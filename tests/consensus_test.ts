@@ -165,7 +165,7 @@ Deno.test("chooseMeta: trustedDigest among several groups with that digest uses 
 Deno.test("chooseMeta: trustedDigest held by nobody is not ok", () => {
   const c = chooseMeta([ok(meta()), ok(meta()), silent], digestOf(0x77));
   assert.equal(c.ok, false);
-  assert.deepEqual(c, { ok: false, reason: "missing" });
+  assert.deepEqual(c, { ok: false, reason: "untrusted" });
   assert.deepEqual(chooseMeta([silent, silent], digestOf(0x77)), { ok: false, reason: "silent" });
 });
 

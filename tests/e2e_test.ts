@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import {
   exists,
   runUdpget,
@@ -264,5 +265,28 @@ Deno.test("e2e: a server sending wrong bytes under correct headers is excluded",
     } finally {
       await liar.close();
     }
+  });
+});
+
+Deno.test("e2e: --checksum: the trusted digest passes, a wrong one is exit 5 and no file", async () => {
+  await withServers(2, async (servers, root, work) => {
+    const data = seededBytes(MiB + 5, 15);
+    await Deno.writeFile(`${root}/c.bin`, data);
+    const list = await writeServersFile(work, servers.map((s) => s.port));
+    const good = createHash("sha256").update(data).digest("hex");
+    const ok = await runUdpget(
+      ["fetch", list, "2", "c.bin", "-q", "--checksum", `sha256=${good}`],
+      work,
+    );
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.ok(sameBytes(await Deno.readFile(`${work}/c.bin`), data));
+    const wrong = "0".repeat(64);
+    const bad = await runUdpget(
+      ["fetch", list, "2", "c.bin", "-o", "d.bin", "--checksum", `sha256=${wrong}`],
+      work,
+    );
+    assert.equal(bad.code, ExitCode.Verification, bad.stderr);
+    assert.equal(await exists(`${work}/d.bin`), false);
+    assert.equal(await exists(`${work}/d.bin.part`), false);
   });
 });
