@@ -10,6 +10,12 @@ import { type ChunkRequest, ErrorCode, MAX_BLOCK_SIZE } from "./packet.ts";
 /** Longest range one request may ask for (bounds the work a single datagram can trigger). */
 export const MAX_REQUEST_BYTES = 16 << 20;
 
+/**
+ * Most datagrams one request may trigger. Without it a 50-byte request for 16 MiB in 1-byte
+ * blocks would keep the server sending for minutes (found by the fuzz test).
+ */
+export const MAX_BLOCKS_PER_REQUEST = 1024;
+
 /** Hashes per HASHES_REPLY: 40 × 32 B keeps the reply under an Ethernet-sized datagram. */
 export const HASHES_PER_REPLY = 40;
 
@@ -31,6 +37,12 @@ export function checkChunkRequest(
   }
   if (p.length > MAX_REQUEST_BYTES) {
     return { code: ErrorCode.Unsupported, message: `range longer than ${MAX_REQUEST_BYTES}` };
+  }
+  if (Math.ceil(p.length / p.blockSize) > MAX_BLOCKS_PER_REQUEST) {
+    return {
+      code: ErrorCode.Unsupported,
+      message: `more than ${MAX_BLOCKS_PER_REQUEST} blocks in one request`,
+    };
   }
   if (p.offset + p.length > size) {
     return { code: ErrorCode.OutOfRange, message: `range ends past ${size}` };

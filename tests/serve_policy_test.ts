@@ -4,6 +4,7 @@ import {
   checkChunkRequest,
   HASHES_PER_REPLY,
   hashesReplyCount,
+  MAX_BLOCKS_PER_REQUEST,
   MAX_REQUEST_BYTES,
   TRANSFER_IDLE_MS,
   TransferLog,
@@ -39,7 +40,11 @@ Deno.test("checkChunkRequest: a valid request is accepted", () => {
     undefined,
   );
   assert.equal(
-    checkChunkRequest(req({ length: MAX_REQUEST_BYTES }), FILE_ID, MAX_REQUEST_BYTES),
+    checkChunkRequest(
+      req({ length: MAX_REQUEST_BYTES, blockSize: MAX_BLOCK_SIZE }),
+      FILE_ID,
+      MAX_REQUEST_BYTES,
+    ),
     undefined,
   );
 });
@@ -288,4 +293,19 @@ Deno.test("checkName: ordinary names, including dots inside segments, are fine",
   ) {
     assert.equal(checkName(name), undefined, name);
   }
+});
+
+Deno.test("checkChunkRequest: a request may not trigger more than MAX_BLOCKS_PER_REQUEST datagrams", () => {
+  const p = {
+    type: "chunk_request" as const,
+    requestId: 1,
+    token: new Uint8Array(16),
+    fileId: 7n,
+    offset: 0,
+    length: MAX_BLOCKS_PER_REQUEST + 1,
+    blockSize: 1,
+    name: "f",
+  };
+  assert.equal(checkChunkRequest(p, 7n, 1 << 20)?.code, ErrorCode.Unsupported);
+  assert.equal(checkChunkRequest({ ...p, length: MAX_BLOCKS_PER_REQUEST }, 7n, 1 << 20), undefined);
 });
