@@ -23,7 +23,7 @@ import { PieceVerifier } from "./lib/piece_verifier.ts";
 import { RequestWindow } from "./lib/request_window.ts";
 import { SourceLedger } from "./lib/blame.ts";
 import { TokenBucket } from "./lib/token_bucket.ts";
-import { encode, ErrorCode, errorCodeName, fileIdOf, NO_TOKEN, type Packet } from "./lib/packet.ts";
+import { encode, ErrorCode, errorCodeName, fileIdOf, type Packet } from "./lib/packet.ts";
 import { type Assignment, PieceScheduler } from "./lib/scheduler.ts";
 import { ServerHealth } from "./lib/server_health.ts";
 import { formatServer, parseServerList } from "./lib/servers.ts";
@@ -171,19 +171,17 @@ async function askMeta(
   signal: AbortSignal,
 ): Promise<MetaAnswer> {
   const busyUntil = Date.now() + META_BUSY_LIMIT_MS;
-  let token = NO_TOKEN;
   for (let attempt = 0; attempt < META_ATTEMPTS && !signal.aborted;) {
     const reply = await request(
       endpoint,
       0,
       server,
-      (requestId) => encode({ type: "meta_request", requestId, token, name }),
+      (requestId) =>
+        encode({ type: "meta_request", requestId, token: endpoint.token(server), name }),
       META_FIRST_TIMEOUT_MS << attempt,
     );
-    if (reply === undefined) {
-      attempt++;
-    } else if (reply.type === "retry") {
-      token = reply.token.slice();
+    if (reply === undefined || reply.type === "retry") {
+      attempt++; // (request() already answered RETRYs; another one means the token is refused)
     } else if (reply.type === "error" && reply.code === ErrorCode.Busy && Date.now() < busyUntil) {
       await sleep(200, signal);
     } else if (reply.type === "error") {
@@ -192,21 +190,17 @@ async function askMeta(
       const { size, pieceSize, maxBlock, digest, piecesRoot, mtimeMs } = reply;
       return {
         kind: "meta",
-        meta: {
-          size,
-          pieceSize,
-          maxBlock,
-          mtimeMs,
-          digest: digest.slice(),
-          piecesRoot: piecesRoot.slice(),
-        },
+        meta: { size, pieceSize, maxBlock, mtimeMs, digest, piecesRoot },
       };
     }
   }
   return { kind: "silent" };
 }
 
-/** Sends one request and waits for its first reply, or `undefined` after `timeoutMs`. */
+/**
+ * Sends one request and waits for its first reply, or `undefined` after `timeoutMs`. A RETRY
+ * (address validation) is followed up to twice: `build` must read the server's current token.
+ */
 async function request(
   endpoint: ClientEndpoint,
   worker: number,
@@ -214,15 +208,19 @@ async function request(
   build: (requestId: number) => Uint8Array,
   timeoutMs: number,
 ): Promise<Packet | undefined> {
-  let settle!: (p: Packet) => void;
-  const reply = new Promise<Packet>((r) => settle = r);
-  const id = endpoint.open(server, (p) => settle(detach(p)));
-  try {
-    await endpoint.send(worker, server, build(id));
-    return await withTimeout(reply, timeoutMs);
-  } finally {
-    endpoint.close(id);
+  let reply: Packet | undefined;
+  for (let i = 0; i < 3 && (i === 0 || reply?.type === "retry"); i++) {
+    let settle!: (p: Packet) => void;
+    const answer = new Promise<Packet>((r) => settle = r);
+    const id = endpoint.open(server, (p) => settle(detach(p)));
+    try {
+      await endpoint.send(worker, server, build(id));
+      reply = await withTimeout(answer, timeoutMs);
+    } finally {
+      endpoint.close(id);
+    }
   }
+  return reply;
 }
 
 async function checkOutput(out: string, force: boolean): Promise<void> {
@@ -267,7 +265,6 @@ interface ServerRun {
   /** Time from its first request to its last delivered block, for its throughput. */
   firstAt: number;
   lastAt: number;
-  token: Uint8Array;
 }
 
 /** State shared by all lanes of one download. */
@@ -367,7 +364,6 @@ async function download(
     bytes: 0,
     firstAt: 0,
     lastAt: 0,
-    token: NO_TOKEN,
   }));
   const d = new Download(endpoint, part, name, meta, blockSize, runs);
   if (a.limit) d.limiter = new TokenBucket(a.limit, Math.max(a.limit / 20, blockSize), Date.now());
@@ -481,6 +477,7 @@ async function lane(d: Download, worker: number, run: ServerRun): Promise<void> 
     const r: LaneRequest = { a, sentAt: now(), received: 0 };
     const seen = new Uint8Array(a.blockCount);
     const id = d.endpoint.open(run.index, (p) => {
+      if (p.type === "retry") return finish(id, "error"); // asked again with the new token
       if (p.type === "error") {
         if (!run.health.onError(p.code, p.message, now())) dropServer(d, run);
         return finish(id, "error");
@@ -510,7 +507,7 @@ async function lane(d: Download, worker: number, run: ServerRun): Promise<void> 
     const packet = encode({
       type: "chunk_request",
       requestId: id,
-      token: run.token,
+      token: d.endpoint.token(run.index),
       fileId: d.fileId,
       offset: a.offset,
       length: a.length,
@@ -594,7 +591,7 @@ async function fetchPieceHashes(d: Download, signal: AbortSignal): Promise<Uint8
       encode({
         type: "hashes_request",
         requestId,
-        token: run.token,
+        token: d.endpoint.token(run.index),
         fileId: d.fileId,
         firstPiece: first,
         count: Math.min(0xffff, count - first),
@@ -641,7 +638,7 @@ async function probeBlockSize(
           encode({
             type: "chunk_request",
             requestId,
-            token: NO_TOKEN,
+            token: endpoint.token(server),
             fileId,
             offset: 0,
             length,

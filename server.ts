@@ -28,6 +28,7 @@ import { resolve } from "node:path";
 import { TokenBucket } from "./lib/token_bucket.ts";
 import { sleep } from "./lib/timer.ts";
 import { datagrams } from "./lib/datagrams.ts";
+import { CookieJar } from "./lib/cookie.ts";
 
 /** What `serve` needs to run. */
 export interface ServeOptions {
@@ -54,6 +55,8 @@ export interface ServeStats {
   datagrams: number;
   malformed: number;
   requests: number;
+  /** Requests answered with RETRY because their address was not validated yet. */
+  retries: number;
   bytesSent: number;
   sendErrors: number;
 }
@@ -86,6 +89,7 @@ class UdpServer {
     datagrams: 0,
     malformed: 0,
     requests: 0,
+    retries: 0,
     bytesSent: 0,
     sendErrors: 0,
   };
@@ -95,6 +99,7 @@ class UdpServer {
   #sendBuf = new Uint8Array(MAX_DATAGRAM_SIZE);
   #sweep: ReturnType<typeof setInterval>;
   #limiter: TokenBucket | undefined;
+  #cookies = new CookieJar(crypto.getRandomValues(new Uint8Array(32)));
 
   constructor(
     sock: Deno.DatagramConn,
@@ -142,18 +147,25 @@ class UdpServer {
       return;
     }
     const p = r.packet;
+    if (p.type === "meta_request" || p.type === "hashes_request" || p.type === "chunk_request") {
+      this.stats.requests++;
+      const now = Date.now();
+      if (!this.#cookies.valid(p.token, addr.hostname, now)) {
+        // unproven source address: a 26-byte RETRY, never more than 3x what it sent
+        this.stats.retries++;
+        const token = this.#cookies.issue(addr.hostname, now);
+        return await this.#send(encode({ type: "retry", requestId: p.requestId, token }), addr);
+      }
+    }
     try {
       switch (p.type) {
         case "meta_request":
-          this.stats.requests++;
           // not awaited: hashing a large file must not stall chunk traffic
           this.#onMeta(p, addr).catch((e) => this.#internal(addr, p.requestId, e));
           return;
         case "hashes_request":
-          this.stats.requests++;
           return await this.#onHashes(p, addr);
         case "chunk_request":
-          this.stats.requests++;
           return await this.#onChunk(p, addr);
         default:
           this.stats.malformed++; // a reply type sent to a server

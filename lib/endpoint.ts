@@ -8,7 +8,7 @@
  */
 
 import { datagrams } from "./datagrams.ts";
-import { decode, encode, type Packet } from "./packet.ts";
+import { decode, encode, NO_TOKEN, type Packet } from "./packet.ts";
 
 /** A resolved server address. */
 export interface ServerAddr {
@@ -54,10 +54,13 @@ export class ClientEndpoint {
   #pending = new Map<number, Pending>();
   #nextId = Math.floor(Math.random() * 0xffffffff);
   #loops: Promise<void>[] = [];
+  /** Address-validation token per server, as last handed out by its RETRY. */
+  #tokens: Uint8Array[];
 
   /** Opens `workers` sockets for each server, bound to the server's address family. */
   constructor(servers: ServerAddr[], workers: number) {
     this.#servers = servers;
+    this.#tokens = servers.map(() => NO_TOKEN);
     for (let w = 0; w < workers; w++) {
       this.#sockets.push(servers.map((s) => {
         const hostname = s.family === "ipv4" ? "0.0.0.0" : "::";
@@ -71,6 +74,11 @@ export class ClientEndpoint {
   /** Number of workers (sockets per family). */
   get workers(): number {
     return this.#sockets.length;
+  }
+
+  /** The token to put in requests to `server` (all zero until it sent a RETRY). */
+  token(server: number): Uint8Array {
+    return this.#tokens[server];
   }
 
   /** Allocates a request id whose replies from `server` go to `onReply`. */
@@ -128,6 +136,8 @@ export class ClientEndpoint {
       this.stats.stray++;
       return;
     }
+    // a RETRY proves nothing yet, but its token validates every later request to that server
+    if (r.packet.type === "retry") this.#tokens[p.server] = r.packet.token.slice();
     p.onReply(r.packet);
   }
 }

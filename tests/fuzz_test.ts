@@ -46,16 +46,23 @@ Deno.test("fuzz: 100 000 random and mutated datagrams leave the server serving",
   const to = { transport: "udp" as const, hostname: "127.0.0.1", port };
   let syncId = 0xfff00000;
   /** A real request; its answer proves the server handled everything sent before it. */
+  let token = NO_TOKEN;
   const ask = async (p: Packet): Promise<Packet | undefined> => {
     // the flood may overflow the server's socket buffer: resend until answered, up to 5 s
     const deadline = Date.now() + 5000;
     let resendAt = 0;
     while (Date.now() < deadline) {
       if (Date.now() >= resendAt) {
-        await sock.send(encode(p), to);
+        await sock.send(encode("token" in p && p.type !== "retry" ? { ...p, token } : p), to);
         resendAt = Date.now() + 200;
       }
       const got = inbox.find((x) => x.requestId === p.requestId);
+      if (got?.type === "retry") {
+        token = got.token.slice(); // address validation: resend with the token
+        inbox.splice(inbox.indexOf(got), 1);
+        resendAt = 0;
+        continue;
+      }
       if (got) return got;
       await withTimeout(new Promise<void>((r) => wake = r), 100);
     }
@@ -70,12 +77,13 @@ Deno.test("fuzz: 100 000 random and mutated datagrams leave the server serving",
     });
     assert.equal(first?.type, "meta_reply");
     const fileId = fileIdOf(first?.type === "meta_reply" ? first.digest : new Uint8Array(8));
+    // seeds carry the valid token, so mutations reach the request handlers, not only RETRY
     const seeds: Uint8Array[] = [
-      encode({ type: "meta_request", requestId: 1, token: NO_TOKEN, name: "f.bin" }),
+      encode({ type: "meta_request", requestId: 1, token, name: "f.bin" }),
       encode({
         type: "chunk_request",
         requestId: 2,
-        token: NO_TOKEN,
+        token,
         fileId,
         offset: 0,
         length: 100,
@@ -85,7 +93,7 @@ Deno.test("fuzz: 100 000 random and mutated datagrams leave the server serving",
       encode({
         type: "hashes_request",
         requestId: 3,
-        token: NO_TOKEN,
+        token,
         fileId,
         firstPiece: 0,
         count: 2,

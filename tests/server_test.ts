@@ -52,18 +52,27 @@ async function withServer(body: (s: Running) => Promise<void>): Promise<void> {
   })();
   const p = await listening;
   /** Sends `pk` and collects replies until `expect` arrived or 1 s of silence. */
-  const ask = async (pk: Packet | Uint8Array, expect = 1): Promise<Packet[]> => {
+  const exchange = async (bytes: Uint8Array, expect: number): Promise<Packet[]> => {
     inbox.length = 0;
-    await sock.send(pk instanceof Uint8Array ? pk : encode(pk), {
-      transport: "udp",
-      hostname: "127.0.0.1",
-      port: p,
-    });
+    await sock.send(bytes, { transport: "udp", hostname: "127.0.0.1", port: p });
     while (inbox.length < expect) {
       const got = await withTimeout(new Promise<boolean>((r) => wake = () => r(true)), 1000);
       if (got === undefined && inbox.length < expect) break;
     }
     return inbox.splice(0);
+  };
+  /** Sends a request (with the address-validation token once the server handed one out). */
+  let token = NO_TOKEN;
+  const ask = async (pk: Packet | Uint8Array, expect = 1): Promise<Packet[]> => {
+    if (pk instanceof Uint8Array) return exchange(pk, expect);
+    const withToken = (q: Packet) => "token" in q && q.type !== "retry" ? { ...q, token } : q;
+    let replies = await exchange(encode(withToken(pk)), expect);
+    const retry = replies.find((r) => r.type === "retry");
+    if (retry?.type === "retry") {
+      token = retry.token.slice();
+      replies = await exchange(encode(withToken(pk)), expect);
+    }
+    return replies;
   };
   try {
     await body({
@@ -214,5 +223,45 @@ Deno.test("server: a burst of garbage datagrams is dropped and counted, service 
     assert.equal(after.at(-1)?.type, "meta_reply");
     const stats = await s.stop();
     assert.ok(stats.malformed >= 3000, `malformed counted: ${stats.malformed}`);
+  });
+});
+
+Deno.test("server: before address validation it sends at most 3x what it received", async () => {
+  await withServer(async (s) => {
+    await Deno.writeFile(`${s.root}/big.bin`, seededBytes(1 << 20, 4));
+    const raw = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+    try {
+      let received = 0;
+      let sent = 0;
+      const requests: Packet[] = [
+        meta("big.bin"),
+        meta("x"), // shortest name: the smallest request there is
+        {
+          type: "chunk_request",
+          requestId: 8,
+          token: NO_TOKEN,
+          fileId: 1n,
+          offset: 0,
+          length: 1 << 20,
+          blockSize: 1000,
+          name: "big.bin",
+        },
+      ];
+      for (const pk of requests) {
+        const bytes = encode(pk);
+        sent += bytes.length;
+        await raw.send(bytes, { transport: "udp", hostname: "127.0.0.1", port: s.port });
+        const got = await withTimeout(raw.receive(), 1000);
+        assert.ok(got, "an answer came");
+        received += got[0].length;
+        const r = decode(got[0]);
+        assert.ok(r.ok && r.packet.type === "retry", "only a RETRY before validation");
+        // and nothing else follows it (no data for the chunk request)
+        assert.equal(await withTimeout(raw.receive(), 200), undefined);
+      }
+      assert.ok(received <= 3 * sent, `${received} bytes sent back for ${sent} received`);
+    } finally {
+      raw.close();
+    }
   });
 });
