@@ -284,7 +284,6 @@ class Download {
   verified = "";
   received = 0;
   rerequested = 0;
-  badPieces = 0;
   finished = false;
 
   constructor(
@@ -562,7 +561,6 @@ async function settlePiece(d: Download, piece: number): Promise<void> {
   if (ok) {
     d.sources.verified(piece);
   } else {
-    d.badPieces++;
     console.error(`\r\x1b[Kudpget: piece ${piece} failed its SHA-256; fetching it again`);
     for (const server of d.sources.corrupt(piece)) {
       const run = d.runs.find((r) => r.index === server);

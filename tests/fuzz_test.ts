@@ -4,11 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import { serve } from "../server.ts";
-import { decode, encode, fileIdOf, NO_TOKEN, type Packet } from "../lib/packet.ts";
+import { encode, fileIdOf, NO_TOKEN, type Packet } from "../lib/packet.ts";
 import { sha256 } from "../lib/file_digest.ts";
-import { withTimeout } from "../lib/timer.ts";
-import { seededBytes, tempDir } from "./harness.ts";
+import { PacketInbox, seededBytes, serveInProcess, tempDir } from "./harness.ts";
 import { mulberry32 } from "./relay.ts";
 
 const TOTAL = 100_000;
@@ -16,33 +14,14 @@ const SYNC_EVERY = 250;
 
 Deno.test("fuzz: 100 000 random and mutated datagrams leave the server serving", async () => {
   const dir = await tempDir();
-  const stop = new AbortController();
-  let listening!: (p: number) => void;
-  const portP = new Promise<number>((r) => listening = r);
   const data = seededBytes(100_000, 21);
   await Deno.writeFile(`${dir.path}/f.bin`, data);
-  const done = serve({
-    port: 0,
-    host: "127.0.0.1",
-    root: dir.path,
-    pieceSize: 1 << 16,
-    log: () => {},
-    signal: stop.signal,
-    onListening: (a) => listening(a.port),
-  });
-  const sock = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
-  const inbox: Packet[] = [];
-  let wake: (() => void) | undefined;
-  const loop = (async () => {
-    try {
-      for await (const [d] of sock) {
-        const r = decode(d);
-        if (r.ok && r.packet.requestId >= 0xfff00000) inbox.push(r.packet);
-        wake?.();
-      }
-    } catch { /* closed */ }
-  })();
-  const port = await portP;
+  const server = await serveInProcess(dir.path);
+  // only answers to our own sync requests are kept (mutated ids stay below 0xfff00000)
+  const client = new PacketInbox((p) => p.requestId >= 0xfff00000);
+  const sock = client.sock;
+  const inbox = client.packets;
+  const port = server.port;
   const to = { transport: "udp" as const, hostname: "127.0.0.1", port };
   let syncId = 0xfff00000;
   /** A real request; its answer proves the server handled everything sent before it. */
@@ -64,7 +43,7 @@ Deno.test("fuzz: 100 000 random and mutated datagrams leave the server serving",
         continue;
       }
       if (got) return got;
-      await withTimeout(new Promise<void>((r) => wake = r), 100);
+      await client.next(100);
     }
     return undefined;
   };
@@ -141,15 +120,12 @@ Deno.test("fuzz: 100 000 random and mutated datagrams leave the server serving",
     }
     const grown = Deno.memoryUsage().heapUsed - heapBefore;
     assert.ok(grown < 64 << 20, `heap grew by ${grown} bytes`);
-    stop.abort();
-    const stats = await done;
+    const stats = await server.stop();
     assert.ok(stats.datagrams > TOTAL / 2, `server saw ${stats.datagrams} datagrams`);
     assert.ok(stats.malformed > TOTAL / 4, `malformed counted: ${stats.malformed}`);
   } finally {
-    stop.abort();
-    await done;
-    sock.close();
-    await loop;
+    await server.stop();
+    await client.close();
     await dir.cleanup();
   }
 });

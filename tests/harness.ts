@@ -7,6 +7,9 @@
 
 import { fileURLToPath } from "node:url";
 import { mulberry32 } from "./relay.ts";
+import { serve, type ServeStats } from "../server.ts";
+import { decode, type Packet } from "../lib/packet.ts";
+import { withTimeout } from "../lib/timer.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
@@ -150,5 +153,69 @@ export async function exists(path: string): Promise<boolean> {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** A `serve()` running inside the test process (so its counters can be read). */
+export interface InProcessServer {
+  port: number;
+  /** Stops it and resolves with its counters (idempotent). */
+  stop(): Promise<ServeStats>;
+}
+
+/** Starts `serve()` on an ephemeral loopback port over `root` with 64 KiB pieces. */
+export async function serveInProcess(root: string): Promise<InProcessServer> {
+  const abort = new AbortController();
+  let listening!: (port: number) => void;
+  const port = new Promise<number>((r) => listening = r);
+  const done = serve({
+    port: 0,
+    host: "127.0.0.1",
+    root,
+    pieceSize: 1 << 16,
+    log: () => {},
+    signal: abort.signal,
+    onListening: (a) => listening(a.port),
+  });
+  return {
+    port: await Promise.race([port, done.then(() => -1)]),
+    stop: () => {
+      abort.abort();
+      return done;
+    },
+  };
+}
+
+/** A raw client socket that decodes what it receives into `packets` (those `keep` accepts). */
+export class PacketInbox {
+  /** Decoded packets received so far (callers may clear or splice it). */
+  readonly packets: Packet[] = [];
+  /** The socket, for sending. */
+  readonly sock = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  #wake: (() => void) | undefined;
+  #loop: Promise<void>;
+
+  /** Starts receiving. */
+  constructor(keep: (p: Packet) => boolean = () => true) {
+    this.#loop = (async () => {
+      try {
+        for await (const [data] of this.sock) {
+          const r = decode(data);
+          if (r.ok && keep(r.packet)) this.packets.push(r.packet);
+          this.#wake?.();
+        }
+      } catch { /* closed */ }
+    })();
+  }
+
+  /** Resolves true at the next datagram, or undefined after `ms`. */
+  next(ms: number): Promise<boolean | undefined> {
+    return withTimeout(new Promise<boolean>((r) => this.#wake = () => r(true)), ms);
+  }
+
+  /** Closes the socket and ends the receive loop. */
+  async close(): Promise<void> {
+    this.sock.close();
+    await this.#loop;
   }
 }

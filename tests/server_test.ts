@@ -4,9 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import { serve, type ServeStats } from "../server.ts";
+import type { ServeStats } from "../server.ts";
 import { decode, encode, ErrorCode, fileIdOf, NO_TOKEN, type Packet } from "../lib/packet.ts";
-import { seededBytes, tempDir } from "./harness.ts";
+import { PacketInbox, seededBytes, serveInProcess, tempDir } from "./harness.ts";
 import { sha256 } from "../lib/file_digest.ts";
 import { withTimeout } from "../lib/timer.ts";
 
@@ -26,37 +26,17 @@ async function withServer(body: (s: Running) => Promise<void>): Promise<void> {
   const outside = `${dir.path}/outside`;
   await Deno.mkdir(root);
   await Deno.mkdir(outside);
-  const stop = new AbortController();
-  let port!: (n: number) => void;
-  const listening = new Promise<number>((r) => port = r);
-  const done = serve({
-    port: 0,
-    host: "127.0.0.1",
-    root,
-    pieceSize: 1 << 16,
-    log: () => {},
-    signal: stop.signal,
-    onListening: (a) => port(a.port),
-  });
-  const sock = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
-  const inbox: Packet[] = [];
-  let wake: (() => void) | undefined;
-  const loop = (async () => {
-    try {
-      for await (const [data] of sock) {
-        const r = decode(data);
-        if (r.ok) inbox.push(r.packet);
-        wake?.();
-      }
-    } catch { /* closed */ }
-  })();
-  const p = await listening;
+  const server = await serveInProcess(root);
+  const client = new PacketInbox();
+  const sock = client.sock;
+  const inbox = client.packets;
+  const p = server.port;
   /** Sends `pk` and collects replies until `expect` arrived or 1 s of silence. */
   const exchange = async (bytes: Uint8Array, expect: number): Promise<Packet[]> => {
     inbox.length = 0;
     await sock.send(bytes, { transport: "udp", hostname: "127.0.0.1", port: p });
     while (inbox.length < expect) {
-      const got = await withTimeout(new Promise<boolean>((r) => wake = () => r(true)), 1000);
+      const got = await client.next(1000);
       if (got === undefined && inbox.length < expect) break;
     }
     return inbox.splice(0);
@@ -81,16 +61,11 @@ async function withServer(body: (s: Running) => Promise<void>): Promise<void> {
       outside,
       ask,
       sock,
-      stop: async () => {
-        stop.abort();
-        return await done;
-      },
+      stop: () => server.stop(),
     });
   } finally {
-    stop.abort();
-    await done;
-    sock.close();
-    await loop;
+    await server.stop();
+    await client.close();
     await dir.cleanup();
   }
 }
