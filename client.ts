@@ -20,6 +20,7 @@ import { sha256 } from "./lib/file_digest.ts";
 import { Notifier } from "./lib/notifier.ts";
 import { CongestionWindow } from "./lib/congestion.ts";
 import { PieceVerifier } from "./lib/piece_verifier.ts";
+import { PartialDownload } from "./lib/partial_download.ts";
 import { RequestWindow } from "./lib/request_window.ts";
 import { SourceLedger } from "./lib/blame.ts";
 import { TokenBucket } from "./lib/token_bucket.ts";
@@ -259,6 +260,8 @@ interface ServerRun {
   addr: ServerAddr;
   index: number;
   health: ServerHealth;
+  /** Set once its drop has been handled (reported, its pieces released). */
+  dropped: boolean;
   cwnd: CongestionWindow;
   /** Bytes this server delivered first (its share). */
   bytes: number;
@@ -283,12 +286,14 @@ class Download {
   /** What the final check established, for the summary line. */
   verified = "";
   received = 0;
+  /** Bytes of pieces verified by an earlier run, not fetched again. */
+  resumed = 0;
   rerequested = 0;
   finished = false;
 
   constructor(
     readonly endpoint: ClientEndpoint,
-    readonly part: Deno.FsFile,
+    readonly partial: PartialDownload,
     readonly name: string,
     readonly meta: FileMeta,
     readonly blockSize: number,
@@ -334,24 +339,20 @@ async function download(
   a: FetchArgs,
   signal: AbortSignal,
 ): Promise<string> {
-  const partPath = `${out}.part`;
-  let part: Deno.FsFile;
-  try {
-    part = await Deno.open(partPath, { read: true, write: true, create: true, truncate: true });
-    await part.truncate(meta.size);
-  } catch (e) {
-    throw new UdpgetError(ExitCode.LocalIo, `cannot write ${partPath}: ${brief(e)}`);
-  }
   const started = performance.now();
   const blockSize = a.blockSize === "auto"
     ? await probeBlockSize(endpoint, chosen, name, meta, signal)
     : Math.min(a.blockSize, meta.maxBlock);
+  abortCheck(signal);
+  // nothing can throw between opening the .part and the try that keeps or discards it
+  const partial = await PartialDownload.open(out, name, meta, a.force, (l) => console.error(l));
   const lanesPerServer = endpoint.workers;
   const runs = chosen.map((index): ServerRun => ({
     lanes: [],
     addr: servers[index],
     index,
     health: new ServerHealth(Date.now()),
+    dropped: false,
     cwnd: new CongestionWindow({
       blockSize,
       initialBlocks: 10,
@@ -364,17 +365,19 @@ async function download(
     firstAt: 0,
     lastAt: 0,
   }));
-  const d = new Download(endpoint, part, name, meta, blockSize, runs);
+  const d = new Download(endpoint, partial, name, meta, blockSize, runs);
   if (a.limit) d.limiter = new TokenBucket(a.limit, Math.max(a.limit / 20, blockSize), Date.now());
   const progress = a.quiet || !Deno.stderr.isTerminal() ? undefined : startProgress(d, started);
   let ok = false;
+  let kept = false;
   try {
     signal.addEventListener("abort", () => d.finish(), { once: true });
     const hashes = await fetchPieceHashes(d, signal);
     // without piece hashes, only a full pass can vouch for the file
     const whole = a.verify === "full" || !hashes || a.checksum !== undefined;
-    d.verifier = new PieceVerifier(partPath, meta.size, meta.pieceSize, hashes, whole);
+    d.verifier = new PieceVerifier(partial.partPath, meta.size, meta.pieceSize, hashes, whole);
     d.verified = whole ? "sha256 verified" : `${d.sched.pieceCount} pieces verified (SHA-256)`;
+    await recheckClaimed(d, out);
     if (d.sched.done) d.finish();
     const lanes: Promise<void>[] = [];
     for (let w = 0; w < endpoint.workers; w++) {
@@ -395,23 +398,58 @@ async function download(
           toHex(meta.digest),
       );
     }
-    part.close();
+    await partial.complete();
     await checkOutput(out, a.force);
-    await Deno.rename(partPath, out).catch((e) => {
-      throw new UdpgetError(ExitCode.LocalIo, `cannot rename ${partPath} to ${out}: ${brief(e)}`);
+    await Deno.rename(partial.partPath, out).catch((e) => {
+      throw new UdpgetError(
+        ExitCode.LocalIo,
+        `cannot rename ${partial.partPath} to ${out}: ${brief(e)}`,
+      );
     });
     ok = true;
     return summary(d, out, performance.now() - started);
+  } catch (e) {
+    // a wrong whole file is not worth resuming; anything else with verified pieces is
+    const wrong = e instanceof UdpgetError && e.exitCode === ExitCode.Verification;
+    if (!wrong && d.sched.verifiedPieces > 0) {
+      kept = true;
+      await partial.keep();
+      console.error(
+        `\r\x1b[Kudpget: kept ${partial.partPath} (${d.sched.verifiedPieces} of ` +
+          `${d.sched.pieceCount} pieces verified; state in ${partial.statePath}); ` +
+          `run the same command again to resume`,
+      );
+    }
+    throw e;
   } finally {
     progress?.stop();
     d.verifier?.close();
-    if (!ok) {
-      try {
-        part.close();
-      } catch { /* already closed */ }
-      await Deno.remove(partPath).catch(() => {});
-    }
+    if (!ok && !kept) await partial.discard();
   }
+}
+
+/**
+ * Re-checks the pieces an earlier run recorded as verified against their hashes (the `.part`
+ * may have been torn by a crash or edited since); those that pass are not fetched again.
+ */
+async function recheckClaimed(d: Download, out: string): Promise<void> {
+  const claimed = d.partial.claimed;
+  if (claimed.length === 0) return;
+  const oks = await Promise.all(claimed.map((p) => d.verifier.verify(p)));
+  claimed.forEach((p, i) => {
+    if (!oks[i]) return;
+    d.sched.markVerified(p);
+    d.partial.recordVerified(p);
+    const [start, end] = d.sched.pieceRange(p);
+    d.resumed += end - start;
+  });
+  d.received = d.resumed;
+  const kept = d.sched.verifiedPieces;
+  const bad = claimed.length - kept;
+  console.error(
+    `udpget: resuming ${out}: ${kept} of ${d.sched.pieceCount} pieces already verified` +
+      (bad > 0 ? `, ${bad} failed their re-check and will be fetched again` : ""),
+  );
 }
 
 /** A chunk request of one lane, from send to completion or loss. */
@@ -491,7 +529,7 @@ async function lane(d: Download, worker: number, run: ServerRun): Promise<void> 
       seen[block] = 1;
       r.received += p.data.length;
       if (o.kind === "new") {
-        writeAt(d.part, p.data, p.offset);
+        writeAt(d.partial.file, p.data, p.offset);
         run.bytes += p.data.length;
         d.sources.record(a.piece, run.index);
         run.lastAt = t;
@@ -544,7 +582,8 @@ async function lane(d: Download, worker: number, run: ServerRun): Promise<void> 
 }
 
 function dropServer(d: Download, run: ServerRun): void {
-  if (run.health.alive) return;
+  if (run.health.alive || run.dropped) return;
+  run.dropped = true;
   d.sched.dropServer(run.index);
   console.error(`\r\x1b[Kudpget: ${run.addr.label}: dropped (${run.health.dropReason})`);
   d.changed.notify();
@@ -560,6 +599,7 @@ async function settlePiece(d: Download, piece: number): Promise<void> {
   d.sched.settlePiece(piece, ok);
   if (ok) {
     d.sources.verified(piece);
+    d.partial.recordVerified(piece);
   } else {
     console.error(`\r\x1b[Kudpget: piece ${piece} failed its SHA-256; fetching it again`);
     for (const server of d.sources.corrupt(piece)) {
@@ -698,7 +738,9 @@ function summary(d: Download, out: string, ms: number): string {
     const active = Math.max(1e-3, (r.lastAt - r.firstAt) / 1000);
     return `${r.addr.label} ${pct.toFixed(0)}% at ${formatRate(r.bytes / active)}`;
   }).join(", ");
+  const fetched = d.meta.size - d.resumed;
+  const resumed = d.resumed > 0 ? `, ${formatBytes(d.resumed)} resumed` : "";
   return `udpget: ${out}: ${formatBytes(d.meta.size)} in ${secs.toFixed(2)} s ` +
-    `(${formatRate(d.meta.size / Math.max(secs, 1e-3))}), ${d.verified}; ` +
+    `(${formatRate(fetched / Math.max(secs, 1e-3))}${resumed}), ${d.verified}; ` +
     `block ${d.blockSize} B, re-requested ${formatBytes(d.rerequested)}; from ${shares}`;
 }

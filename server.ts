@@ -176,7 +176,7 @@ class UdpServer {
   }
 
   async #onMeta(p: MetaRequest, addr: Deno.NetAddr): Promise<void> {
-    const f = await this.#files.open(p.name);
+    const f = await this.#files.open(p.name, true);
     if ("code" in f) return this.#sendError(addr, p.requestId, f.code, f.message);
     const d = await this.#files.digest(f, 100);
     if (!d) {
@@ -229,7 +229,10 @@ class UdpServer {
       this.#files.digest(f, 0); // start it: the client skipped the metadata request
       return this.#sendError(addr, p.requestId, ErrorCode.Busy, "computing digest, retry");
     }
-    const refusal = checkChunkRequest(p, f.fileId, this.#files.currentSize(f));
+    const size = this.#files.currentSize(f);
+    // modified since it was hashed: its bytes would no longer match the digest clients hold
+    if (f.changed) return this.#sendError(addr, p.requestId, ErrorCode.Stale, "file changed");
+    const refusal = checkChunkRequest(p, f.fileId, size);
     if (refusal) return this.#sendError(addr, p.requestId, refusal.code, refusal.message);
     this.#transfers.record(addr, p.name, p.length, Date.now());
     await this.#sendRange(f, p, addr);

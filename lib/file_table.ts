@@ -50,11 +50,14 @@ export class FileTable {
     this.#pieceSize = pieceSize;
   }
 
-  /** Resolves and opens `name`, or says why not. */
-  async open(name: string): Promise<ServedFile | FileRefusal> {
+  /**
+   * Resolves and opens `name`, or says why not. A name resolved less than a second ago is
+   * reused unless `fresh` (metadata requests, which define the version a client will fetch).
+   */
+  async open(name: string, fresh = false): Promise<ServedFile | FileRefusal> {
     const now = Date.now();
     const cached = this.#byName.get(name);
-    if (cached && now - cached.checkedAt < NAME_TTL_MS && !cached.file.changed) {
+    if (!fresh && cached && now - cached.checkedAt < NAME_TTL_MS && !cached.file.changed) {
       cached.file.lastUsed = now;
       return cached.file;
     }

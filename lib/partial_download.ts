@@ -1,0 +1,158 @@
+/**
+ * `OUT.part` and its resume state `OUT.part.state`: opening (fresh, resumed or started over),
+ * recording verified pieces, and keeping or discarding both when the fetch ends.
+ *
+ * The state file is written before the `.part` is created and then at most once a second, so
+ * a `.part` made by udpget always has a state beside it; a `.part` without one is somebody
+ * else's file and is not overwritten without `--force`.
+ *
+ * @module
+ */
+
+import type { FileMeta } from "./consensus.ts";
+import { ExitCode, UdpgetError } from "./exit.ts";
+import {
+  decodeResumeState,
+  encodeResumeState,
+  freshState,
+  markPiece,
+  planResume,
+  type ResumeState,
+} from "./resume_state.ts";
+
+/** How often (ms) newly verified pieces are recorded in the state file. */
+export const STATE_FLUSH_MS = 1000;
+
+/** Where a partial download of `out` lives. */
+export function partialPaths(out: string): { part: string; state: string } {
+  return { part: `${out}.part`, state: `${out}.part.state` };
+}
+
+/** An open `.part` file and its state. */
+export class PartialDownload {
+  /** Pieces an earlier run recorded as verified; to be re-checked before being trusted. */
+  readonly claimed: number[];
+  #state: ResumeState;
+  #dirty = false;
+  #timer: ReturnType<typeof setInterval>;
+  #writing: Promise<void> = Promise.resolve();
+
+  private constructor(
+    readonly file: Deno.FsFile,
+    readonly partPath: string,
+    readonly statePath: string,
+    state: ResumeState,
+    claimed: number[],
+  ) {
+    this.#state = state;
+    this.claimed = claimed;
+    this.#timer = setInterval(() => void this.flush(), STATE_FLUSH_MS);
+  }
+
+  /**
+   * Opens `OUT.part` for the file `name` described by `meta`: continues an earlier partial
+   * download of the same version, starts over (saying why through `log`) when the servers'
+   * version changed, and refuses a `.part` udpget did not make unless `force`.
+   */
+  static async open(
+    out: string,
+    name: string,
+    meta: FileMeta,
+    force: boolean,
+    log: (line: string) => void,
+  ): Promise<PartialDownload> {
+    const { part, state: statePath } = partialPaths(out);
+    let claimed: number[] = [];
+    const info = await Deno.lstat(part).catch(() => undefined);
+    if (info) {
+      if (!info.isFile) {
+        throw new UdpgetError(ExitCode.LocalIo, `${part} exists and is not a regular file`);
+      }
+      const text = await Deno.readTextFile(statePath).catch(() => "");
+      const plan = planResume(decodeResumeState(text), name, meta);
+      if (plan.kind === "resume") {
+        claimed = plan.pieces;
+      } else if (plan.kind === "changed") {
+        log(`udpget: ${part} holds ${plan.was}; the servers' file changed, starting over`);
+      } else if (!force) {
+        throw new UdpgetError(
+          ExitCode.OutputExists,
+          `${part} exists and is not a udpget partial download; remove it or use --force`,
+        );
+      }
+    }
+    const state = freshState(name, meta);
+    for (const p of claimed) markPiece(state, p);
+    try {
+      await writeAtomically(statePath, encodeResumeState(state));
+      const file = await Deno.open(part, {
+        read: true,
+        write: true,
+        create: true,
+        truncate: claimed.length === 0,
+      });
+      await file.truncate(meta.size);
+      // claims are re-checked by the caller; until then only the checked ones count
+      return new PartialDownload(file, part, statePath, freshState(name, meta), claimed);
+    } catch (e) {
+      throw new UdpgetError(ExitCode.LocalIo, `cannot write ${part}: ${(e as Error).message}`);
+    }
+  }
+
+  /** Records that `piece` is verified and written (saved within `STATE_FLUSH_MS`). */
+  recordVerified(piece: number): void {
+    markPiece(this.#state, piece);
+    this.#dirty = true;
+  }
+
+  /** Writes the state now if it changed; writes never overlap. */
+  flush(): Promise<void> {
+    if (!this.#dirty) return this.#writing;
+    this.#dirty = false;
+    const text = encodeResumeState(this.#state);
+    this.#writing = this.#writing.then(() => writeAtomically(this.statePath, text)).catch(
+      () => {}, // a failed state write costs a re-check or re-fetch later, not correctness
+    );
+    return this.#writing;
+  }
+
+  /** The download failed or was interrupted: saves the state and closes `.part`, keeping both. */
+  async keep(): Promise<void> {
+    clearInterval(this.#timer);
+    this.#dirty = true;
+    await this.flush();
+    closeQuietly(this.file);
+  }
+
+  /** Closes `.part` and removes it and the state (nothing worth resuming, or it is wrong). */
+  async discard(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#writing;
+    closeQuietly(this.file);
+    await Deno.remove(this.partPath).catch(() => {});
+    await Deno.remove(this.statePath).catch(() => {});
+  }
+
+  /** `.part` became the output: stops recording and removes the state. */
+  async complete(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#writing;
+    closeQuietly(this.file);
+    await Deno.remove(this.statePath).catch(() => {});
+  }
+}
+
+/** Temp file + rename: a reader sees the old state or the new one, never half of one. */
+async function writeAtomically(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await Deno.writeTextFile(tmp, text);
+  await Deno.rename(tmp, path);
+}
+
+function closeQuietly(file: Deno.FsFile): void {
+  try {
+    file.close();
+  } catch {
+    // already closed
+  }
+}
