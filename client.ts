@@ -147,6 +147,16 @@ async function discover(
   const c = chooseMeta(answers, trusted);
   if (!c.ok) {
     if (c.reason === "silent") throw new UdpgetError(ExitCode.Unreachable, "no server answered");
+    if (c.reason === "tie") {
+      answers.forEach((ans, i) => {
+        if (ans.kind === "meta") console.error(`udpget: ${servers[i].label}: ${version(ans.meta)}`);
+      });
+      throw new UdpgetError(
+        ExitCode.Verification,
+        `servers disagree on "${name}" and no version has a majority; ` +
+          `pass --checksum sha256=HEX to choose the one you trust`,
+      );
+    }
     if (c.reason === "untrusted") {
       throw new UdpgetError(
         ExitCode.Verification,
@@ -158,11 +168,14 @@ async function discover(
   for (const i of c.disagreeing) {
     const m = (answers[i] as { meta: FileMeta }).meta;
     console.error(
-      `udpget: ${servers[i].label}: left out, it has another version ` +
-        `(${m.size} bytes, sha256 ${toHex(m.digest).slice(0, 16)}…)`,
+      `udpget: ${servers[i].label}: left out, it has another version (${version(m)})`,
     );
   }
   return { name, meta: c.meta, chosen: c.servers };
+}
+
+function version(m: FileMeta): string {
+  return `${m.size} bytes, sha256 ${toHex(m.digest).slice(0, 16)}…`;
 }
 
 async function askMeta(
@@ -310,6 +323,13 @@ class Download {
 
   get alive(): number {
     return this.runs.filter((r) => r.health.alive).length;
+  }
+
+  /** When any server still in the transfer was last heard from. */
+  lastHeard(): number {
+    let t = -Infinity;
+    for (const r of this.runs) if (r.health.alive) t = Math.max(t, r.health.lastHeard);
+    return t;
   }
 
   finish(): void {
@@ -504,7 +524,7 @@ async function lane(d: Download, worker: number, run: ServerRun): Promise<void> 
     if (timeout && r.received === 0) run.cwnd.onPersistentLoss(t, r.sentAt);
     else run.cwnd.onLoss(r.sentAt, t, r.a.length - r.received);
     d.sched.release(r.a, timeout);
-    if (timeout && !run.health.onTimeout(r.sentAt, t)) dropServer(d, run);
+    if (timeout && !run.health.onTimeout(r.sentAt, t, d.lastHeard())) dropServer(d, run);
     d.changed.notify();
     events.notify();
   };

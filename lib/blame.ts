@@ -1,20 +1,31 @@
 /**
- * Who sent a corrupt piece: the servers that delivered a piece's blocks are recorded, and when
- * the piece fails its hash they are blamed. A sole source is excluded at once; when several
- * servers contributed (end game), each gets a strike and two strikes exclude.
+ * Who sent a corrupt piece. The servers that delivered a piece's blocks are recorded; when the
+ * piece passes or fails its hash, each source is credited or blamed (a share of 1 / number of
+ * sources). A server is excluded once it has been blamed for at least `MIN_BAD_TO_EXCLUDE`
+ * pieces and for more pieces than it delivered good ones.
+ *
+ * Why a ratio and not "one strike": a server that lies is wrong on most pieces and goes after
+ * two, while a path that corrupts the odd datagram (every server's, on a bad link) fails a few
+ * pieces among many good ones. Excluding those servers would turn a repairable nuisance into a
+ * failed download; their bad pieces are caught and fetched again either way.
  *
  * Pure bookkeeping: the caller drops the servers this returns.
  *
  * @module
  */
 
-/** Strikes that exclude a server that shared the blame for corrupt pieces. */
-export const STRIKES_TO_EXCLUDE = 2;
+/** Blame (in pieces) below which a server is never excluded. */
+export const MIN_BAD_TO_EXCLUDE = 2;
 
-/** Sources of the pieces in progress, and strikes against servers. */
+interface Record {
+  good: number;
+  bad: number;
+}
+
+/** Sources of the pieces in progress, and each server's good and bad deliveries. */
 export class SourceLedger {
   #sources = new Map<number, Set<number>>();
-  #strikes = new Map<number, number>();
+  #servers = new Map<number, Record>();
 
   /** `server` delivered new bytes of `piece`. */
   record(piece: number, server: number): void {
@@ -23,20 +34,31 @@ export class SourceLedger {
     s.add(server);
   }
 
-  /** The piece passed its hash: its sources are forgotten. */
+  /** The piece passed its hash: its sources are credited and forgotten. */
   verified(piece: number): void {
-    this.#sources.delete(piece);
+    const sources = this.#take(piece);
+    for (const s of sources) this.#of(s).good += 1 / sources.length;
   }
 
-  /** The piece failed its hash: returns the servers to exclude now. */
+  /** The piece failed its hash: its sources are blamed; returns the servers to exclude now. */
   corrupt(piece: number): number[] {
+    const sources = this.#take(piece);
+    return sources.filter((s) => {
+      const r = this.#of(s);
+      r.bad += 1 / sources.length;
+      return r.bad >= MIN_BAD_TO_EXCLUDE && r.bad > r.good;
+    });
+  }
+
+  #take(piece: number): number[] {
     const sources = [...(this.#sources.get(piece) ?? [])];
     this.#sources.delete(piece);
-    if (sources.length === 1) return sources;
-    return sources.filter((s) => {
-      const n = (this.#strikes.get(s) ?? 0) + 1;
-      this.#strikes.set(s, n);
-      return n >= STRIKES_TO_EXCLUDE;
-    });
+    return sources;
+  }
+
+  #of(server: number): Record {
+    let r = this.#servers.get(server);
+    if (!r) this.#servers.set(server, r = { good: 0, bad: 0 });
+    return r;
   }
 }

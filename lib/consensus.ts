@@ -43,9 +43,10 @@ export type Consensus =
     ok: false;
     /**
      * `missing`: every server that answered refused; `silent`: nobody answered; `untrusted`:
-     * servers have the file, but none with the trusted digest.
+     * servers have the file, but none with the trusted digest; `tie`: servers disagree and no
+     * version is held by more servers than every other (without a trusted digest).
      */
-    reason: "missing" | "silent" | "untrusted";
+    reason: "missing" | "silent" | "untrusted" | "tie";
   };
 
 /** Hex encoding of bytes, for messages and map keys. */
@@ -60,8 +61,10 @@ function agreementKey(m: FileMeta): string {
 }
 
 /**
- * Picks the metadata held by the most servers; ties go to the group holding the server listed
- * first. With `trustedDigest`, only servers offering that digest count.
+ * Picks the metadata held by the most servers. Without `trustedDigest`, a tie between versions
+ * is refused: udpget cannot tell which one the user wants, and guessing would fetch a file the
+ * user may not trust. With `trustedDigest`, only servers offering that digest count (a tie
+ * among them, e.g. two piece sizes, goes to the group holding the server listed first).
  */
 export function chooseMeta(answers: MetaAnswer[], trustedDigest?: Uint8Array): Consensus {
   const groups = new Map<string, number[]>();
@@ -71,11 +74,17 @@ export function chooseMeta(answers: MetaAnswer[], trustedDigest?: Uint8Array): C
     groups.set(key, [...(groups.get(key) ?? []), i]);
   });
   let best: number[] | undefined;
+  let tied = false;
   for (const members of groups.values()) {
     const meta = (answers[members[0]] as { meta: FileMeta }).meta;
     if (trustedDigest && toHex(meta.digest) !== toHex(trustedDigest)) continue;
-    if (!best || members.length > best.length) best = members; // Map keeps first-seen order
+    if (best && members.length === best.length) tied = true;
+    if (!best || members.length > best.length) {
+      best = members; // Map keeps first-seen order
+      tied = false;
+    }
   }
+  if (tied && !trustedDigest) return { ok: false, reason: "tie" };
   if (!best) {
     if (groups.size > 0) return { ok: false, reason: "untrusted" };
     const anyAnswer = answers.some((a) => a.kind !== "silent");

@@ -14,14 +14,21 @@ export interface HealthOptions {
   maxTimeouts: number;
   /** And at least this long without a single datagram from it, in ms. */
   deadAfterMs: number;
+  /**
+   * When no server at all has been heard for `deadAfterMs`, the outage is more likely on the
+   * client's side (a dead link, a suspended laptop) than on every server at once: a server is
+   * then given up only after this long (ms).
+   */
+  allSilentDeadAfterMs: number;
   /** Retransmission timeout bounds. */
   rtt: RttOptions;
 }
 
-/** Defaults: a server is dropped after ≥ 4 timeouts and 2 s of silence. */
+/** Defaults: a server is dropped after ≥ 4 timeouts and 2 s of silence (6 s if all are). */
 export const DEFAULT_HEALTH_OPTIONS: HealthOptions = {
   maxTimeouts: 4,
   deadAfterMs: 2000,
+  allSilentDeadAfterMs: 6000,
   rtt: DEFAULT_RTT_OPTIONS,
 };
 
@@ -52,6 +59,11 @@ export class ServerHealth {
     return this.#dropReason;
   }
 
+  /** When the server was last heard from (ms). */
+  get lastHeard(): number {
+    return this.#lastHeard;
+  }
+
   /** Any valid datagram from the server proves it is alive. */
   onHeard(now: number): void {
     this.#lastHeard = now;
@@ -61,9 +73,10 @@ export class ServerHealth {
   /**
    * A request sent at `sentAt` got no complete answer by `now`. Backs off once per loss
    * episode (not once per request: many requests in flight time out together), and drops the
-   * server when it has been silent for long enough. Returns whether it is still alive.
+   * server when it has been silent for long enough. `anyHeard` is when any server of the
+   * transfer was last heard (default: never mind the others). Returns whether it is still alive.
    */
-  onTimeout(sentAt: number, now: number): boolean {
+  onTimeout(sentAt: number, now: number, anyHeard = now): boolean {
     if (!this.alive) return false;
     this.#timeouts++;
     if (sentAt >= this.#lastBackoff) {
@@ -71,7 +84,9 @@ export class ServerHealth {
       this.#lastBackoff = now;
     }
     const silentFor = now - this.#lastHeard;
-    if (this.#timeouts >= this.#opts.maxTimeouts && silentFor >= this.#opts.deadAfterMs) {
+    const allSilent = now - anyHeard >= this.#opts.deadAfterMs;
+    const limit = allSilent ? this.#opts.allSilentDeadAfterMs : this.#opts.deadAfterMs;
+    if (this.#timeouts >= this.#opts.maxTimeouts && silentFor >= limit) {
       this.drop(`no answer for ${(silentFor / 1000).toFixed(1)} s`);
     }
     return this.alive;

@@ -1,23 +1,28 @@
 import assert from "node:assert/strict";
-import { SourceLedger, STRIKES_TO_EXCLUDE } from "../lib/blame.ts";
+import { MIN_BAD_TO_EXCLUDE, SourceLedger } from "../lib/blame.ts";
+import { mulberry32 } from "./relay.ts";
 
-Deno.test("blame: a sole source of a corrupt piece is excluded at once", () => {
+Deno.test("blame: a sole source failing twice (and never passing) is excluded", () => {
+  assert.equal(MIN_BAD_TO_EXCLUDE, 2);
   const l = new SourceLedger();
   l.record(3, 1);
   l.record(3, 1);
-  assert.deepEqual(l.corrupt(3), [1]);
+  assert.deepEqual(l.corrupt(3), [], "one bad piece may be a damaged datagram");
   assert.deepEqual(l.corrupt(3), [], "the piece's sources were forgotten");
+  l.record(4, 1);
+  assert.deepEqual(l.corrupt(4), [1]);
 });
 
-Deno.test("blame: shared blame excludes after repeated offences only", () => {
-  assert.equal(STRIKES_TO_EXCLUDE, 2);
+Deno.test("blame: shared blame counts a share per source", () => {
   const l = new SourceLedger();
-  l.record(0, 1);
-  l.record(0, 2);
-  assert.deepEqual(l.corrupt(0), [], "first strike for both");
-  l.record(1, 2);
-  l.record(1, 3);
-  assert.deepEqual(l.corrupt(1), [2], "server 2 offended twice");
+  for (let piece = 0; piece < 3; piece++) {
+    l.record(piece, 1);
+    l.record(piece, 2);
+    assert.deepEqual(l.corrupt(piece), [], `half a piece each after ${piece + 1}`);
+  }
+  l.record(3, 1);
+  l.record(3, 2);
+  assert.deepEqual(l.corrupt(3), [1, 2], "two pieces' worth of blame each");
 });
 
 Deno.test("blame: verified pieces carry no blame", () => {
@@ -25,4 +30,19 @@ Deno.test("blame: verified pieces carry no blame", () => {
   l.record(5, 0);
   l.verified(5);
   assert.deepEqual(l.corrupt(5), []);
+});
+
+Deno.test("blame: a mostly good server survives occasional bad pieces; a liar does not", () => {
+  const random = mulberry32(42);
+  const l = new SourceLedger();
+  const excluded = new Set<number>();
+  // server 0: 25 % of its pieces fail (a noisy path); server 1: 90 % fail (a liar)
+  for (let piece = 0; piece < 400; piece++) {
+    const server = piece % 2;
+    l.record(piece, server);
+    const fails = random() < (server === 0 ? 0.25 : 0.9);
+    if (fails) for (const s of l.corrupt(piece)) excluded.add(s);
+    else l.verified(piece);
+  }
+  assert.deepEqual([...excluded], [1]);
 });

@@ -84,26 +84,22 @@ Deno.test("chooseMeta: mtime does not split groups (informational only)", () => 
   assert.deepEqual(c, { ok: true, meta: a, servers: [0, 1], disagreeing: [] });
 });
 
-Deno.test("chooseMeta: a tie goes to the group holding the earliest server", () => {
+Deno.test("chooseMeta: a tie between versions is refused (no majority to trust)", () => {
   const x = meta({ digest: digestOf(0x01) });
   const y = meta({ digest: digestOf(0x02) });
-  assert.deepEqual(chooseMeta([ok(x), ok(y), ok(y), ok(x)]), {
-    ok: true,
-    meta: x,
-    servers: [0, 3],
-    disagreeing: [1, 2],
-  });
-  assert.deepEqual(chooseMeta([silent, err(), ok(y), ok(x), ok(x), ok(y)]), {
-    ok: true,
-    meta: y,
-    servers: [2, 5],
-    disagreeing: [3, 4],
-  });
-  // Three-way tie.
   const z = meta({ digest: digestOf(0x03) });
-  const c = chooseMeta([ok(z), ok(x), ok(y)]);
+  const tie = { ok: false, reason: "tie" };
+  assert.deepEqual(chooseMeta([ok(x), ok(y), ok(y), ok(x)]), tie);
+  assert.deepEqual(chooseMeta([silent, err(), ok(y), ok(x)]), tie);
+  assert.deepEqual(chooseMeta([ok(z), ok(x), ok(y)]), tie, "three-way tie");
+  // A tie below the largest group does not matter.
+  const c = chooseMeta([ok(z), ok(x), ok(y), ok(y)]);
   assert.ok(c.ok);
-  assert.deepEqual([c.meta, c.servers, c.disagreeing], [z, [0], [1, 2]]);
+  assert.deepEqual([c.meta, c.servers, c.disagreeing], [y, [2, 3], [0, 1]]);
+  // With a trusted digest, the tie is resolved by the user.
+  const t = chooseMeta([ok(x), ok(y)], digestOf(0x02));
+  assert.ok(t.ok);
+  assert.deepEqual(t.servers, [1]);
 });
 
 Deno.test("chooseMeta: a larger group beats an earlier one", () => {
@@ -169,7 +165,7 @@ Deno.test("chooseMeta: trustedDigest held by nobody is not ok", () => {
   assert.deepEqual(chooseMeta([silent, silent], digestOf(0x77)), { ok: false, reason: "silent" });
 });
 
-Deno.test("chooseMeta: property — the chosen group is a largest one, earliest on ties", () => {
+Deno.test("chooseMeta: property — the chosen group is the largest one; ties are refused", () => {
   const answerArb: fc.Arbitrary<MetaAnswer> = fc.oneof(
     fc.constant(silent),
     fc.constant(err()),
@@ -184,11 +180,15 @@ Deno.test("chooseMeta: property — the chosen group is a largest one, earliest 
         assert.deepEqual(c, { ok: false, reason });
         return;
       }
-      assert.ok(c.ok);
       const keyOf = (i: number) => toHex((answers[i] as { meta: FileMeta }).meta.digest);
       const counts = new Map<string, number>();
       for (const i of metaIdx) counts.set(keyOf(i), (counts.get(keyOf(i)) ?? 0) + 1);
       const best = Math.max(...counts.values());
+      if ([...counts.values()].filter((n) => n === best).length > 1) {
+        assert.deepEqual(c, { ok: false, reason: "tie" });
+        return;
+      }
+      assert.ok(c.ok);
       const winner = metaIdx.find((i) => counts.get(keyOf(i)) === best)!;
       assert.deepEqual(c.servers, metaIdx.filter((i) => keyOf(i) === keyOf(winner)));
       assert.deepEqual(c.disagreeing, metaIdx.filter((i) => keyOf(i) !== keyOf(winner)));

@@ -149,6 +149,7 @@ Deno.test("rtt: property — matches an RFC 6298 reference and stays within boun
 const OPTS: HealthOptions = {
   maxTimeouts: 3,
   deadAfterMs: 1000,
+  allSilentDeadAfterMs: 3000,
   rtt: { initialRtoMs: 100, minRtoMs: 10, maxRtoMs: 100_000 },
 };
 
@@ -277,4 +278,17 @@ Deno.test("ServerHealth.onError: BUSY and INTERNAL back off, other errors drop t
   assert.equal(h.onError(ErrorCode.Stale, "file changed", 30), false);
   assert.equal(h.alive, false);
   assert.equal(h.dropReason, "STALE: file changed");
+});
+
+Deno.test("health: when every server is silent (our outage), dropping waits longer", () => {
+  assert.equal(DEFAULT_HEALTH_OPTIONS.allSilentDeadAfterMs, 6000);
+  const lone = new ServerHealth(0, OPTS);
+  // nobody heard since t=0: the 1 s limit becomes 3 s
+  for (let t = 500; t < 3000; t += 500) assert.equal(lone.onTimeout(t - 500, t, 0), true, `${t}`);
+  assert.equal(lone.onTimeout(2999, 3000, 0), false);
+  // another server heard recently: the usual 1 s applies
+  const h = new ServerHealth(0, OPTS);
+  h.onTimeout(0, 400, 900);
+  h.onTimeout(400, 800, 900);
+  assert.equal(h.onTimeout(800, 1000, 900), false);
 });

@@ -26,6 +26,20 @@ export type DropRule = (dir: Direction, n: number, data: Uint8Array) => boolean;
 /** Rewrites a datagram in place before it is forwarded (corruption tests). */
 export type Mutator = (dir: Direction, n: number, data: Uint8Array) => void;
 
+/** Further impairments, each decided per datagram (n is 0-based, per direction). */
+export interface Impairments {
+  /** True: forward the datagram twice. */
+  duplicate?: (dir: Direction, n: number) => boolean;
+  /**
+   * True: hold the datagram back and forward it after the next one in the same direction
+   * (or after `HOLD_MS` if none comes), so the two arrive swapped.
+   */
+  holdBack?: (dir: Direction, n: number) => boolean;
+}
+
+/** Longest a held-back datagram waits for a successor to overtake it. */
+export const HOLD_MS = 5;
+
 /** Relays between clients and `127.0.0.1:<targetPort>`, one upstream socket per client. */
 export class UdpRelay {
   /** Port the relay listens on (give this to the client). */
@@ -39,11 +53,21 @@ export class UdpRelay {
   #upstreams = new Map<string, Deno.DatagramConn>();
   #loops: Promise<void>[] = [];
   #watchers: { dir: Direction; n: number; resolve: () => void }[] = [];
+  #more: Impairments;
+  #held: Partial<Record<Direction, () => Promise<void>>> = {};
+  /** While true, every datagram in both directions is dropped (a blackhole). */
+  blackhole = false;
 
   /** Starts relaying to `targetPort`; `drop` decides losses (default: none), `mutate` may
-   * rewrite what is forwarded. */
-  constructor(targetPort: number, drop: DropRule = () => false, mutate?: Mutator) {
+   * rewrite what is forwarded, `more` adds duplication and reordering. */
+  constructor(
+    targetPort: number,
+    drop: DropRule = () => false,
+    mutate?: Mutator,
+    more: Impairments = {},
+  ) {
     this.#mutate = mutate;
+    this.#more = more;
     this.#front = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
     this.port = (this.#front.addr as Deno.NetAddr).port;
     this.#target = targetPort;
@@ -66,26 +90,47 @@ export class UdpRelay {
     await Promise.allSettled(this.#loops);
   }
 
-  #count(dir: Direction, data: Uint8Array): boolean {
+  #count(dir: Direction, data: Uint8Array): number {
     const n = this.seen[dir]++;
     this.#watchers = this.#watchers.filter((w) => {
       if (w.dir !== dir || this.seen[dir] < w.n) return true;
       w.resolve();
       return false;
     });
-    if (this.#drop(dir, n, data)) return true;
+    if (this.blackhole || this.#drop(dir, n, data)) return -1;
     this.#mutate?.(dir, n, data);
-    return false;
+    return n;
+  }
+
+  /** Forwards one datagram with `send`, applying duplication and reordering. */
+  async #forward(dir: Direction, n: number, send: () => Promise<void>): Promise<void> {
+    const held = this.#held[dir];
+    if (this.#more.holdBack?.(dir, n) && !held) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const release = async () => {
+        clearTimeout(timer);
+        if (this.#held[dir] !== release) return;
+        delete this.#held[dir];
+        await send();
+      };
+      this.#held[dir] = release;
+      timer = setTimeout(() => void release(), HOLD_MS);
+      return;
+    }
+    await send();
+    if (this.#more.duplicate?.(dir, n)) await send();
+    if (held) await held();
   }
 
   async #frontLoop(): Promise<void> {
     try {
       for await (const [data, addr] of this.#front) {
         const client = addr as Deno.NetAddr;
-        if (this.#count("to_server", data)) continue;
+        const n = this.#count("to_server", data);
+        if (n < 0) continue;
         const up = this.#upstream(client);
-        await up.send(data, { transport: "udp", hostname: "127.0.0.1", port: this.#target })
-          .catch(() => {});
+        const to: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port: this.#target };
+        await this.#forward("to_server", n, () => up.send(data, to).then(() => {}, () => {}));
       }
     } catch {
       // closed
@@ -105,8 +150,13 @@ export class UdpRelay {
   async #backLoop(up: Deno.DatagramConn, client: Deno.NetAddr): Promise<void> {
     try {
       for await (const [data] of up) {
-        if (this.#count("to_client", data)) continue;
-        await this.#front.send(data, client).catch(() => {});
+        const n = this.#count("to_client", data);
+        if (n < 0) continue;
+        await this.#forward(
+          "to_client",
+          n,
+          () => this.#front.send(data, client).then(() => {}, () => {}),
+        );
       }
     } catch {
       // closed
