@@ -468,7 +468,8 @@ async function recheckClaimed(d: Download, out: string): Promise<void> {
   const bad = claimed.length - kept;
   console.error(
     `udpget: resuming ${out}: ${kept} of ${d.sched.pieceCount} pieces already verified` +
-      (bad > 0 ? `, ${bad} failed their re-check and will be fetched again` : ""),
+      (bad === 1 ? ", 1 failed its re-check and will be fetched again" : "") +
+      (bad > 1 ? `, ${bad} failed their re-check and will be fetched again` : ""),
   );
 }
 

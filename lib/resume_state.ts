@@ -131,7 +131,9 @@ export function planResume(
   meta: FileMeta,
 ): ResumePlan {
   if (!state) return { kind: "foreign" };
-  if (state.name !== name) return { kind: "changed", was: `a download of ${JSON.stringify(state.name)}` };
+  if (state.name !== name) {
+    return { kind: "changed", was: `a download of ${JSON.stringify(state.name)}` };
+  }
   if (
     state.size !== meta.size || state.pieceSize !== meta.pieceSize ||
     state.digest !== toHex(meta.digest) || state.piecesRoot !== toHex(meta.piecesRoot)

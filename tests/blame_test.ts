@@ -41,7 +41,7 @@ Deno.test("blame: a mostly good server survives occasional bad pieces; a liar do
     const server = piece % 2;
     l.record(piece, server);
     const fails = random() < (server === 0 ? 0.25 : 0.9);
-    if (fails) for (const s of l.corrupt(piece)) excluded.add(s);
+    if (fails) { for (const s of l.corrupt(piece)) excluded.add(s); }
     else l.verified(piece);
   }
   assert.deepEqual([...excluded], [1]);

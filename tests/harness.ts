@@ -219,3 +219,25 @@ export class PacketInbox {
     await this.#loop;
   }
 }
+
+/** Runs `body` with `n` servers over one shared root, all stopped afterwards. */
+export async function withServers(
+  n: number,
+  body: (servers: ServerProcess[], root: string, work: string) => Promise<void>,
+  roots?: string[],
+  extra: string[] = [],
+): Promise<void> {
+  const dir = await tempDir();
+  const servers: ServerProcess[] = [];
+  try {
+    const root = `${dir.path}/root`;
+    const work = `${dir.path}/work`;
+    await Deno.mkdir(root);
+    await Deno.mkdir(work);
+    for (let i = 0; i < n; i++) servers.push(await startServer(roots?.[i] ?? root, extra));
+    await body(servers, root, work);
+  } finally {
+    await Promise.all(servers.map((s) => s.stop("SIGKILL")));
+    await dir.cleanup();
+  }
+}

@@ -106,7 +106,7 @@ export class UdpRelay {
   async #forward(dir: Direction, n: number, send: () => Promise<void>): Promise<void> {
     const held = this.#held[dir];
     if (this.#more.holdBack?.(dir, n) && !held) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let timer: ReturnType<typeof setTimeout> | undefined = undefined;
       const release = async () => {
         clearTimeout(timer);
         if (this.#held[dir] !== release) return;
