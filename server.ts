@@ -59,6 +59,10 @@ export interface ServeStats {
   retries: number;
   bytesSent: number;
   sendErrors: number;
+  /** Chunk requests refused by the per-client and server-wide transfer limits. */
+  refused: number;
+  /** Most transfers tracked at once (bounded by MAX_OPEN_TRANSFERS). */
+  peakTransfers: number;
 }
 
 /** Runs a server until `opts.signal` aborts; resolves with its counters. */
@@ -92,6 +96,8 @@ class UdpServer {
     retries: 0,
     bytesSent: 0,
     sendErrors: 0,
+    refused: 0,
+    peakTransfers: 0,
   };
   #sock: Deno.DatagramConn;
   #files: FileTable;
@@ -234,7 +240,12 @@ class UdpServer {
     if (f.changed) return this.#sendError(addr, p.requestId, ErrorCode.Stale, "file changed");
     const refusal = checkChunkRequest(p, f.fileId, size);
     if (refusal) return this.#sendError(addr, p.requestId, refusal.code, refusal.message);
-    this.#transfers.record(addr, p.name, p.length, Date.now());
+    const tooMany = this.#transfers.record(addr, p.name, p.length, Date.now());
+    if (tooMany) {
+      this.stats.refused++;
+      return this.#sendError(addr, p.requestId, tooMany.code, tooMany.message);
+    }
+    this.stats.peakTransfers = Math.max(this.stats.peakTransfers, this.#transfers.size);
     await this.#sendRange(f, p, addr);
   }
 

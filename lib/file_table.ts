@@ -36,6 +36,8 @@ export interface FileRefusal {
 
 const NAME_TTL_MS = 1000;
 const MAX_OPEN = 64;
+/** Requested names remembered (many names can reach one file: `a`, `./a`, `x/../a`...). */
+export const MAX_NAMES = 1024;
 
 /** Open handles and digests of the files under one root. */
 export class FileTable {
@@ -69,8 +71,15 @@ export class FileTable {
         : { code: ErrorCode.AccessDenied, message: r.reason };
     }
     const f = await this.#openVersion(r.realPath, r.info, now);
+    this.#byName.delete(name); // re-inserted last: the Map's order is the eviction order
     this.#byName.set(name, { file: f, checkedAt: now });
+    if (this.#byName.size > MAX_NAMES) this.#byName.delete(this.#byName.keys().next().value!);
     return f;
+  }
+
+  /** Number of requested names remembered (bounded by `MAX_NAMES`). */
+  get namesCached(): number {
+    return this.#byName.size;
   }
 
   /**

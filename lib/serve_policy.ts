@@ -58,7 +58,9 @@ export function hashesReplyCount(first: number, count: number, pieceCount: numbe
 
 interface Transfer {
   client: string;
+  host: string;
   ports: Set<number>;
+  extraPorts: number;
   name: string;
   bytes: number;
   requests: number;
@@ -69,14 +71,28 @@ interface Transfer {
 /** A transfer is over when its client has been quiet this long (ms). */
 export const TRANSFER_IDLE_MS = 2000;
 
+/** Transfers (distinct files) one client IP may have open at once. */
+export const MAX_TRANSFERS_PER_CLIENT = 16;
+
 /**
- * Aggregates chunk requests into transfers and logs one line per transfer once it goes idle,
- * instead of one line per datagram. A transfer is keyed by client IP and file, not by port:
- * one fetch uses a socket (so a port) per worker.
+ * Transfers tracked at once, all clients together: the server's per-client state stays bounded
+ * however many addresses have validated; beyond it new transfers are refused until some expire.
+ */
+export const MAX_OPEN_TRANSFERS = 4096;
+
+/** Source ports remembered per transfer (for the log line); more are only counted. */
+const MAX_PORTS_LISTED = 64;
+
+/**
+ * Aggregates chunk requests into transfers, limits them, and logs one line per transfer once
+ * it goes idle, instead of one line per datagram. A transfer is keyed by client IP and file,
+ * not by port: one fetch uses a socket (so a port) per worker. Idle transfers expire, so the
+ * state is bounded by `MAX_OPEN_TRANSFERS` and `MAX_TRANSFERS_PER_CLIENT`.
  */
 export class TransferLog {
   #out: (line: string) => void;
   #open = new Map<string, Transfer>();
+  #perClient = new Map<string, number>();
 
   /** Log lines go to `out`. */
   constructor(out: (line: string) => void) {
@@ -88,19 +104,57 @@ export class TransferLog {
     this.#out(line);
   }
 
-  /** Counts a request of `bytes` by `addr` for `name` at time `now` (ms). */
-  record(addr: Deno.NetAddr, name: string, bytes: number, now: number): void {
+  /** Number of transfers being tracked. */
+  get size(): number {
+    return this.#open.size;
+  }
+
+  /**
+   * Counts a request of `bytes` by `addr` for `name` at time `now` (ms), or refuses it when it
+   * would open one transfer too many (for this client, or for the whole server).
+   */
+  record(addr: Deno.NetAddr, name: string, bytes: number, now: number): Refusal | undefined {
     const key = `${addr.hostname} ${name}`;
     let t = this.#open.get(key);
     if (!t) {
+      const refusal = this.#admit(addr.hostname, now);
+      if (refusal) return refusal;
       const client = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-      t = { client, ports: new Set(), name, bytes: 0, requests: 0, first: now, last: now };
+      t = {
+        client,
+        host: addr.hostname,
+        ports: new Set(),
+        extraPorts: 0,
+        name,
+        bytes: 0,
+        requests: 0,
+        first: now,
+        last: now,
+      };
       this.#open.set(key, t);
+      this.#perClient.set(addr.hostname, (this.#perClient.get(addr.hostname) ?? 0) + 1);
     }
-    t.ports.add(addr.port);
+    if (t.ports.size < MAX_PORTS_LISTED || t.ports.has(addr.port)) t.ports.add(addr.port);
+    else t.extraPorts++;
     t.bytes += bytes;
     t.requests++;
     t.last = now;
+    return undefined;
+  }
+
+  #admit(host: string, now: number): Refusal | undefined {
+    if ((this.#perClient.get(host) ?? 0) >= MAX_TRANSFERS_PER_CLIENT) this.sweep(now);
+    if ((this.#perClient.get(host) ?? 0) >= MAX_TRANSFERS_PER_CLIENT) {
+      return {
+        code: ErrorCode.TooMany,
+        message: `more than ${MAX_TRANSFERS_PER_CLIENT} transfers from one client`,
+      };
+    }
+    if (this.#open.size >= MAX_OPEN_TRANSFERS) this.sweep(now);
+    if (this.#open.size >= MAX_OPEN_TRANSFERS) {
+      return { code: ErrorCode.TooMany, message: "server busy with too many transfers" };
+    }
+    return undefined;
   }
 
   /** Logs and forgets transfers idle since before `now - TRANSFER_IDLE_MS`. */
@@ -108,6 +162,9 @@ export class TransferLog {
     for (const [key, t] of this.#open) {
       if (now - t.last < TRANSFER_IDLE_MS) continue;
       this.#open.delete(key);
+      const left = (this.#perClient.get(t.host) ?? 1) - 1;
+      if (left > 0) this.#perClient.set(t.host, left);
+      else this.#perClient.delete(t.host);
       this.#out(describe(t));
     }
   }
@@ -120,7 +177,8 @@ export class TransferLog {
 
 function describe(t: Transfer): string {
   const secs = Math.max(0.001, (t.last - t.first) / 1000);
-  const ports = t.ports.size === 1 ? "1 port" : `${t.ports.size} ports`;
+  const n = t.ports.size + t.extraPorts;
+  const ports = n === 1 ? "1 port" : `${n} ports`;
   return `sent ${JSON.stringify(t.name)} to ${t.client} (${ports}): ${t.bytes} bytes in ` +
     `${t.requests} requests over ${secs.toFixed(3)} s`;
 }

@@ -5,7 +5,9 @@ import {
   HASHES_PER_REPLY,
   hashesReplyCount,
   MAX_BLOCKS_PER_REQUEST,
+  MAX_OPEN_TRANSFERS,
   MAX_REQUEST_BYTES,
+  MAX_TRANSFERS_PER_CLIENT,
   TRANSFER_IDLE_MS,
   TransferLog,
 } from "../lib/serve_policy.ts";
@@ -308,4 +310,51 @@ Deno.test("checkChunkRequest: a request may not trigger more than MAX_BLOCKS_PER
   };
   assert.equal(checkChunkRequest(p, 7n, 1 << 20)?.code, ErrorCode.Unsupported);
   assert.equal(checkChunkRequest({ ...p, length: MAX_BLOCKS_PER_REQUEST }, 7n, 1 << 20), undefined);
+});
+
+Deno.test("TransferLog: at most MAX_TRANSFERS_PER_CLIENT files per client at once", () => {
+  assert.equal(MAX_TRANSFERS_PER_CLIENT, 16);
+  const { log } = newLog();
+  const a = addr("10.0.0.1", 5000);
+  for (let i = 0; i < MAX_TRANSFERS_PER_CLIENT; i++) {
+    assert.equal(log.record(a, `f${i}`, 1, 0), undefined, `file ${i}`);
+  }
+  const refused = log.record(addr("10.0.0.1", 6000), "one-more", 1, 100);
+  assert.equal(refused?.code, ErrorCode.TooMany);
+  assert.equal(log.record(a, "f3", 1, 100), undefined, "an open transfer goes on");
+  assert.equal(log.record(addr("10.0.0.2", 5000), "one-more", 1, 100), undefined, "others");
+  assert.equal(log.size, MAX_TRANSFERS_PER_CLIENT + 1);
+});
+
+Deno.test("TransferLog: idle transfers expire and free their client's slots", () => {
+  const { log, lines } = newLog();
+  const a = addr("10.0.0.1", 5000);
+  for (let i = 0; i < MAX_TRANSFERS_PER_CLIENT; i++) log.record(a, `f${i}`, 1, 0);
+  assert.equal(log.record(a, "late", 1, TRANSFER_IDLE_MS - 1)?.code, ErrorCode.TooMany);
+  assert.equal(log.record(a, "late", 1, TRANSFER_IDLE_MS), undefined, "expired on admission");
+  assert.equal(lines.length, MAX_TRANSFERS_PER_CLIENT, "each expired transfer logged once");
+  assert.equal(log.size, 1);
+});
+
+Deno.test("TransferLog: server-wide cap bounds the state whatever the number of clients", () => {
+  assert.equal(MAX_OPEN_TRANSFERS, 4096);
+  const { log } = newLog();
+  let refused = 0;
+  for (let i = 0; i < MAX_OPEN_TRANSFERS + 500; i++) {
+    const host = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+    if (log.record(addr(host, 1000 + (i % 50)), "f", 1, i % 1000)) refused++;
+  }
+  assert.equal(log.size, MAX_OPEN_TRANSFERS);
+  assert.equal(refused, 500);
+  // once they have gone idle, new clients get in again
+  assert.equal(log.record(addr("192.0.2.1", 1), "f", 1, 10_000_000), undefined);
+  assert.equal(log.size, 1);
+});
+
+Deno.test("TransferLog: a flood from many ports of one client keeps one bounded transfer", () => {
+  const { log, lines } = newLog();
+  for (let port = 1; port <= 60_000; port++) log.record(addr("10.0.0.9", port), "f", 1, 0);
+  assert.equal(log.size, 1);
+  log.flush();
+  assert.match(lines[0], /\(60000 ports\): 60000 bytes in 60000 requests/);
 });
