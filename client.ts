@@ -21,6 +21,7 @@ import { Notifier } from "./lib/notifier.ts";
 import { CongestionWindow } from "./lib/congestion.ts";
 import { PieceVerifier } from "./lib/piece_verifier.ts";
 import { PartialDownload } from "./lib/partial_download.ts";
+import { readKeyFile } from "./lib/auth.ts";
 import { RequestWindow } from "./lib/request_window.ts";
 import { SourceLedger } from "./lib/blame.ts";
 import { TokenBucket } from "./lib/token_bucket.ts";
@@ -40,11 +41,12 @@ const META_BUSY_LIMIT_MS = 120_000;
 export async function runFetch(args: string[]): Promise<number> {
   const a = parseFetchArgs(args);
   const servers = await loadServers(a.serversFile);
+  const key = a.secretFile === undefined ? undefined : await loadKey(a.secretFile);
   const stop = new AbortController();
   const onSignal = () => stop.abort();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
-  const endpoint = new ClientEndpoint(servers, a.connections);
+  const endpoint = new ClientEndpoint(servers, a.connections, key);
   try {
     const { name, meta, chosen } = await chooseFile(endpoint, servers, a, stop.signal);
     const out = a.output ?? basename(name);
@@ -55,6 +57,15 @@ export async function runFetch(args: string[]): Promise<number> {
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
     await endpoint.shutdown();
+  }
+}
+
+/** Reads the shared key of `--secret-file` (usage error if unreadable or too short). */
+export async function loadKey(path: string): Promise<Uint8Array> {
+  try {
+    return await readKeyFile(path);
+  } catch (e) {
+    throw new UdpgetError(ExitCode.Usage, (e as Error).message);
   }
 }
 
@@ -110,7 +121,10 @@ async function chooseFile(
   a: FetchArgs,
   signal: AbortSignal,
 ): Promise<Chosen> {
-  if (a.file !== undefined) return await discover(endpoint, servers, a.file, signal, a.checksum);
+  const keyed = a.secretFile !== undefined;
+  if (a.file !== undefined) {
+    return await discover(endpoint, servers, a.file, signal, a.checksum, keyed);
+  }
   if (!Deno.stdin.isTerminal()) {
     throw new UdpgetError(ExitCode.Usage, "missing <file> (and stdin is not a terminal to ask)");
   }
@@ -119,7 +133,7 @@ async function chooseFile(
     if (name === undefined) throw new UdpgetError(ExitCode.Usage, "no file name given");
     if (name === "") continue;
     try {
-      return await discover(endpoint, servers, name, signal, a.checksum);
+      return await discover(endpoint, servers, name, signal, a.checksum, keyed);
     } catch (e) {
       if (!(e instanceof UdpgetError) || e.exitCode !== ExitCode.NotFound) throw e;
       console.error(`udpget: ${e.message}; try another name (Ctrl-D to give up)`);
@@ -134,6 +148,7 @@ async function discover(
   name: string,
   signal: AbortSignal,
   trusted?: Uint8Array,
+  keyed = false,
 ): Promise<Chosen> {
   const answers = await Promise.all(
     servers.map((_, i) => askMeta(endpoint, i, name, signal)),
@@ -145,6 +160,7 @@ async function discover(
     } else if (ans.kind === "silent") console.error(`udpget: ${servers[i].label}: no answer`);
   });
   const c = chooseMeta(answers, trusted);
+  if (!c.ok && c.reason === "missing") authCheck(answers, keyed);
   if (!c.ok) {
     if (c.reason === "silent") throw new UdpgetError(ExitCode.Unreachable, "no server answered");
     if (c.reason === "tie") {
@@ -172,6 +188,22 @@ async function discover(
     );
   }
   return { name, meta: c.meta, chosen: c.servers };
+}
+
+/**
+ * When no server offered the file and some refused authentication (or, with a key, did not
+ * understand it), the cause is the key, not the file: exit 8 rather than "not found".
+ */
+function authCheck(answers: MetaAnswer[], keyed: boolean): void {
+  const authErrors = answers.filter((a) =>
+    a.kind === "error" &&
+    (a.code === ErrorCode.AuthFailed || (keyed && a.code === ErrorCode.Unsupported))
+  );
+  if (authErrors.length === 0) return;
+  const why = keyed
+    ? "the key of --secret-file is refused (or the servers do not use one)"
+    : "the servers require --secret-file";
+  throw new UdpgetError(ExitCode.AuthFailed, `authentication failed: ${why}`);
 }
 
 function version(m: FileMeta): string {

@@ -13,6 +13,7 @@ import {
   encode,
   ErrorCode,
   type HashesRequest,
+  HEADER_SIZE,
   MAX_BLOCK_SIZE,
   MAX_DATAGRAM_SIZE,
   type MetaRequest,
@@ -29,6 +30,12 @@ import { TokenBucket } from "./lib/token_bucket.ts";
 import { sleep } from "./lib/timer.ts";
 import { datagrams } from "./lib/datagrams.ts";
 import { CookieJar } from "./lib/cookie.ts";
+import {
+  type AuthFailure,
+  authFailureMessage,
+  readKeyFile,
+  RequestAuthenticator,
+} from "./lib/auth.ts";
 
 /** What `serve` needs to run. */
 export interface ServeOptions {
@@ -42,6 +49,8 @@ export interface ServeOptions {
   pieceSize: number;
   /** Bytes per second to send at most (all clients together); undefined: no cap. */
   rate?: number;
+  /** Shared key: when set, only requests authenticated with it are answered. */
+  key?: Uint8Array;
   /** Where log lines go. */
   log: (line: string) => void;
   /** Stops the server when aborted. */
@@ -63,6 +72,8 @@ export interface ServeStats {
   refused: number;
   /** Most transfers tracked at once (bounded by MAX_OPEN_TRANSFERS). */
   peakTransfers: number;
+  /** Datagrams refused by `--secret-file` authentication. */
+  authFailed: number;
 }
 
 /** Runs a server until `opts.signal` aborts; resolves with its counters. */
@@ -75,7 +86,9 @@ export async function serve(opts: ServeOptions): Promise<ServeStats> {
     Math.max(opts.rate / 100, 2 * MAX_DATAGRAM_SIZE),
     performance.now(),
   );
-  const server = new UdpServer(sock, new FileTable(realRoot, opts.pieceSize), opts.log, limiter);
+  const auth = opts.key ? new RequestAuthenticator(opts.key) : undefined;
+  const files = new FileTable(realRoot, opts.pieceSize);
+  const server = new UdpServer(sock, files, opts.log, limiter, auth);
   opts.onListening?.(sock.addr as Deno.NetAddr);
   const stop = () => sock.close();
   opts.signal.addEventListener("abort", stop, { once: true });
@@ -98,6 +111,7 @@ class UdpServer {
     sendErrors: 0,
     refused: 0,
     peakTransfers: 0,
+    authFailed: 0,
   };
   #sock: Deno.DatagramConn;
   #files: FileTable;
@@ -106,14 +120,17 @@ class UdpServer {
   #sweep: ReturnType<typeof setInterval>;
   #limiter: TokenBucket | undefined;
   #cookies = new CookieJar(crypto.getRandomValues(new Uint8Array(32)));
+  #auth: RequestAuthenticator | undefined;
 
   constructor(
     sock: Deno.DatagramConn,
     files: FileTable,
     log: (line: string) => void,
     limiter: TokenBucket | undefined,
+    auth: RequestAuthenticator | undefined,
   ) {
     this.#sock = sock;
+    this.#auth = auth;
     this.#limiter = limiter;
     this.#files = files;
     this.#transfers = new TransferLog(log);
@@ -139,6 +156,11 @@ class UdpServer {
   }
 
   async #onDatagram(data: Uint8Array, addr: Deno.NetAddr): Promise<void> {
+    if (this.#auth) {
+      const opened = this.#auth.open(data, Date.now());
+      if (!opened.ok) return await this.#refuseAuth(data, addr, opened.reason);
+      data = opened.packet;
+    }
     const r = decode(data);
     if (!r.ok) {
       this.stats.malformed++;
@@ -179,6 +201,23 @@ class UdpServer {
     } catch (e) {
       await this.#internal(addr, p.requestId, e);
     }
+  }
+
+  /**
+   * AUTH_FAILED with the reason, if the datagram has a request id to echo and the answer is
+   * no larger than 3× the datagram (nothing here proves the source address).
+   */
+  async #refuseAuth(data: Uint8Array, addr: Deno.NetAddr, reason: AuthFailure): Promise<void> {
+    this.stats.authFailed++;
+    if (data.length < HEADER_SIZE || data[0] !== 0x55 || data[1] !== 0x47) return;
+    const requestId = new DataView(data.buffer, data.byteOffset).getUint32(6);
+    const reply = encode({
+      type: "error",
+      requestId,
+      code: ErrorCode.AuthFailed,
+      message: authFailureMessage(reason),
+    });
+    if (reply.length <= 3 * data.length) await this.#send(reply, addr);
   }
 
   async #onMeta(p: MetaRequest, addr: Deno.NetAddr): Promise<void> {
@@ -307,6 +346,12 @@ export async function runServe(args: string[]): Promise<number> {
     if (e instanceof UdpgetError) throw e;
     throw new UdpgetError(ExitCode.Usage, `--root ${a.root}: ${(e as Error).message}`);
   }
+  let key: Uint8Array | undefined;
+  if (a.secretFile !== undefined) {
+    key = await readKeyFile(a.secretFile).catch((e) => {
+      throw new UdpgetError(ExitCode.Usage, e.message);
+    });
+  }
   const stop = new AbortController();
   const onSignal = () => stop.abort();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
@@ -315,11 +360,13 @@ export async function runServe(args: string[]): Promise<number> {
   try {
     const stats = await serve({
       ...a,
+      key,
       log,
       signal: stop.signal,
       onListening: (addr) =>
         console.log(
-          `udpget: serving ${resolve(a.root)} on udp ${formatServer(addr.hostname, addr.port)}`,
+          `udpget: serving ${resolve(a.root)} on udp ${formatServer(addr.hostname, addr.port)}` +
+            (key ? " (authenticated requests only)" : ""),
         ),
     }).catch((e) => {
       throw new UdpgetError(ExitCode.LocalIo, `cannot listen on ${a.host}:${a.port}: ${e.message}`);

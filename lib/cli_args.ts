@@ -13,10 +13,10 @@ import { parseRate } from "./token_bucket.ts";
 
 /** Usage text printed by `--help` and after usage errors. */
 export const USAGE = `usage:
-  udpget serve <port> [--root DIR] [--host ADDR] [--rate BYTES/S]
+  udpget serve <port> [--root DIR] [--host ADDR] [--rate BYTES/S] [--secret-file F]
   udpget fetch <servers.txt> <connections> [<file>] [-o OUT] [--force] [--quiet]
                [--block-size auto|N] [--limit BYTES/S] [--verify full|pieces]
-               [--checksum sha256=HEX]
+               [--checksum sha256=HEX] [--secret-file F]
   rates take k, M, G suffixes (powers of 1000) or Ki, Mi, Gi (powers of 1024): 20M, 500k
   udpget --help | --version`;
 
@@ -28,6 +28,8 @@ export interface ServeArgs {
   pieceSize: number;
   /** Bytes per second this server sends at most, over all clients; undefined: no cap. */
   rate?: number;
+  /** Shared-key file: only requests authenticated with that key are answered. */
+  secretFile?: string;
 }
 
 /** Options of `udpget fetch`. */
@@ -51,6 +53,8 @@ export interface FetchArgs {
   verify: "full" | "pieces";
   /** A SHA-256 the user trusts (`--checksum sha256=HEX`); only servers offering it are used. */
   checksum?: Uint8Array;
+  /** Shared-key file: every request is authenticated with that key. */
+  secretFile?: string;
 }
 
 /** Most concurrent workers `fetch` accepts. */
@@ -79,6 +83,12 @@ export function parseIntArg(text: string, what: string, min: number, max: number
   return n;
 }
 
+function optionalPath(v: string | boolean | undefined, what: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (v === "") throw usage(`${what} needs a file name`);
+  return String(v);
+}
+
 /** Parses the arguments after `serve`. */
 export function parseServeArgs(args: string[]): ServeArgs {
   const { values, positionals } = parse(args, {
@@ -86,6 +96,7 @@ export function parseServeArgs(args: string[]): ServeArgs {
     host: { type: "string" },
     "piece-size": { type: "string" },
     rate: { type: "string" },
+    "secret-file": { type: "string" },
   });
   if (positionals.length !== 1) throw usage("serve takes exactly one <port>");
   const pieceSize = values["piece-size"] === undefined
@@ -97,6 +108,7 @@ export function parseServeArgs(args: string[]): ServeArgs {
     host: String(values.host ?? "0.0.0.0"),
     pieceSize,
     rate: optionalRate(values.rate, "--rate"),
+    secretFile: optionalPath(values["secret-file"], "--secret-file"),
   };
 }
 
@@ -110,6 +122,7 @@ export function parseFetchArgs(args: string[]): FetchArgs {
     limit: { type: "string" },
     verify: { type: "string" },
     checksum: { type: "string" },
+    "secret-file": { type: "string" },
   });
   const verify = values.verify ?? "full";
   if (verify !== "full" && verify !== "pieces") {
@@ -134,6 +147,7 @@ export function parseFetchArgs(args: string[]): FetchArgs {
     limit: optionalRate(values.limit, "--limit"),
     verify,
     checksum: values.checksum === undefined ? undefined : parseChecksum(String(values.checksum)),
+    secretFile: optionalPath(values["secret-file"], "--secret-file"),
   };
 }
 

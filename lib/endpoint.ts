@@ -7,6 +7,7 @@
  * @module
  */
 
+import { seal } from "./auth.ts";
 import { datagrams } from "./datagrams.ts";
 import { decode, encode, NO_TOKEN, type Packet } from "./packet.ts";
 
@@ -57,9 +58,16 @@ export class ClientEndpoint {
   /** Address-validation token per server, as last handed out by its RETRY. */
   #tokens: Uint8Array[];
 
-  /** Opens `workers` sockets for each server, bound to the server's address family. */
-  constructor(servers: ServerAddr[], workers: number) {
+  /** Shared key (`--secret-file`): every request is sealed with it. */
+  #key: Uint8Array | undefined;
+
+  /**
+   * Opens `workers` sockets for each server, bound to the server's address family. With `key`,
+   * every request sent carries an authentication trailer.
+   */
+  constructor(servers: ServerAddr[], workers: number, key?: Uint8Array) {
     this.#servers = servers;
+    this.#key = key;
     this.#tokens = servers.map(() => NO_TOKEN);
     for (let w = 0; w < workers; w++) {
       this.#sockets.push(servers.map((s) => {
@@ -101,6 +109,9 @@ export class ClientEndpoint {
   async send(worker: number, server: number, bytes: Uint8Array): Promise<boolean> {
     const s = this.#servers[server];
     const sock = this.#sockets[worker][server];
+    if (this.#key) {
+      bytes = seal(bytes, this.#key, Date.now(), crypto.getRandomValues(new Uint8Array(8)));
+    }
     try {
       await sock.send(bytes, { transport: "udp", hostname: s.hostname, port: s.port });
       return true;

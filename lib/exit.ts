@@ -23,8 +23,10 @@ export const ExitCode = {
   Verification: 5,
   /** A local file could not be read or written (output directory, disk full...). */
   LocalIo: 6,
-  /** The output file exists and `--force` was not given. */
+  /** The output file (or a `.part` udpget did not make) exists and `--force` was not given. */
   OutputExists: 7,
+  /** Servers refused our authentication (`--secret-file` missing, wrong key, clock skew). */
+  AuthFailed: 8,
   /** Interrupted by SIGINT/SIGTERM. */
   Interrupted: 130,
 } as const;

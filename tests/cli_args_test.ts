@@ -38,7 +38,15 @@ Deno.test("fetch: defaults", () => {
     limit: undefined,
     verify: "full",
     checksum: undefined,
+    secretFile: undefined,
   });
+});
+
+Deno.test("--secret-file on both sides; an empty name is a usage error", () => {
+  assert.equal(parseFetchArgs(["s", "2", "f", "--secret-file", "k"]).secretFile, "k");
+  assert.equal(parseServeArgs(["9000", "--secret-file", "k"]).secretFile, "k");
+  usageError(() => parseFetchArgs(["s", "2", "f", "--secret-file", ""]), /needs a file name/);
+  usageError(() => parseServeArgs(["9000", "--secret-file"]));
 });
 
 Deno.test("fetch: --limit and serve --rate take rates with suffixes", () => {
@@ -139,13 +147,14 @@ Deno.test("serve: defaults", () => {
     host: "0.0.0.0",
     pieceSize: DEFAULT_PIECE_SIZE,
     rate: undefined,
+    secretFile: undefined,
   });
 });
 
 Deno.test("serve: --root, --host, --piece-size", () => {
   assert.deepEqual(
     parseServeArgs(["--root", "/srv", "--host", "::", "--piece-size", "65536", "0"]),
-    { port: 0, root: "/srv", host: "::", pieceSize: 65536, rate: undefined },
+    { port: 0, root: "/srv", host: "::", pieceSize: 65536, rate: undefined, secretFile: undefined },
   );
   assert.equal(parseServeArgs(["1", "--piece-size", "1024"]).pieceSize, 1024);
   assert.equal(parseServeArgs(["1", "--piece-size", String(1 << 26)]).pieceSize, 1 << 26);

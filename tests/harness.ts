@@ -51,7 +51,7 @@ export async function startServer(
   const pump = async (stream: ReadableStream<Uint8Array>) => {
     for await (const chunk of stream) {
       text += dec.decode(chunk, { stream: true });
-      const m = text.match(/on udp \S+:(\d+)\n/);
+      const m = text.match(/on udp \S+:(\d+)[ \n]/);
       if (m) portFound(Number(m[1]));
     }
   };
