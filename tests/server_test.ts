@@ -102,7 +102,26 @@ Deno.test("server: path traversal and non-regular files get an error packet", as
     await Deno.mkdir(`${s.root}/sub`);
     const fifo = await new Deno.Command("mkfifo", { args: [`${s.root}/fifo`] }).output();
     assert.equal(fifo.code, 0);
+    await Deno.symlink("/dev/zero", `${s.root}/zero_link`);
+    // ".." in every position of a three-part path, alone and mixed with "." and empty parts
+    const parts = ["sub", "x", "ok.txt"];
+    const dotdots = parts.flatMap((_, i) => [
+      [...parts.slice(0, i), "..", ...parts.slice(i)].join("/"),
+      [...parts.slice(0, i), ".", "..", ...parts.slice(i + 1)].join("/"),
+      [...parts.slice(0, i), "", "..", ...parts.slice(i + 1)].join("/"),
+    ]);
     const attempts = [
+      ...dotdots,
+      "ok.txt/..",
+      "sub/../ok.txt",
+      "//etc/passwd",
+      "..%2fok.txt",
+      "%2e%2e%2foutside%2fsecret.txt",
+      "ok.txt\0",
+      "\0",
+      "zero_link",
+      "/dev/null",
+      "sub/",
       "../outside/secret.txt",
       "sub/../../outside/secret.txt",
       "sub/..",
