@@ -282,6 +282,11 @@ async function checkOutput(out: string, force: boolean): Promise<void> {
   }
 }
 
+/** A message during the transfer: on a terminal it first clears the progress line. */
+function note(line: string): void {
+  console.error(Deno.stderr.isTerminal() ? `\r\x1b[K${line}` : line);
+}
+
 function abortCheck(signal: AbortSignal): void {
   if (signal.aborted) throw new UdpgetError(ExitCode.Interrupted, "interrupted");
 }
@@ -466,8 +471,8 @@ async function download(
     if (!wrong && d.sched.verifiedPieces > 0) {
       kept = true;
       await partial.keep();
-      console.error(
-        `\r\x1b[Kudpget: kept ${partial.partPath} (${d.sched.verifiedPieces} of ` +
+      note(
+        `udpget: kept ${partial.partPath} (${d.sched.verifiedPieces} of ` +
           `${d.sched.pieceCount} pieces verified; state in ${partial.statePath}); ` +
           `run the same command again to resume`,
       );
@@ -638,7 +643,7 @@ function dropServer(d: Download, run: ServerRun): void {
   if (run.health.alive || run.dropped) return;
   run.dropped = true;
   d.sched.dropServer(run.index);
-  console.error(`\r\x1b[Kudpget: ${run.addr.label}: dropped (${run.health.dropReason})`);
+  note(`udpget: ${run.addr.label}: dropped (${run.health.dropReason})`);
   d.changed.notify();
   if (d.alive === 0) d.finish();
 }
@@ -654,7 +659,7 @@ async function settlePiece(d: Download, piece: number): Promise<void> {
     d.sources.verified(piece);
     d.partial.recordVerified(piece);
   } else {
-    console.error(`\r\x1b[Kudpget: piece ${piece} failed its SHA-256; fetching it again`);
+    note(`udpget: piece ${piece} failed its SHA-256; fetching it again`);
     for (const server of d.sources.corrupt(piece)) {
       const run = d.runs.find((r) => r.index === server);
       if (!run) continue;

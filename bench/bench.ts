@@ -114,6 +114,8 @@ async function medianOf(
 // ---- processes -----------------------------------------------------------------------
 
 const children: Deno.ChildProcess[] = [];
+/** Cleanups for what is not a direct child (daemons started through a shell). */
+const stops: (() => Promise<unknown>)[] = [];
 
 async function spawnUntil(cmd: string, args: string[], re: RegExp): Promise<RegExpMatchArray> {
   const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped", stdin: "null" })
@@ -368,6 +370,10 @@ async function main(): Promise<void> {
         "-c",
         `exec in.tftpd -L -s ${srv} -a 127.0.0.1:${tftpPort} -u root -v 2>&1 & sleep 0.3; echo started`,
       ], /started/);
+      // the backgrounded tftpd is no child of ours and holds the shell's stdout: stop it by name,
+      // or the benchmark would never exit
+      const pattern = `in.tftpd -L -s ${srv} -a 127.0.0.1:${tftpPort}`;
+      stops.push(() => new Deno.Command("pkill", { args: ["-f", pattern] }).output());
       const tftp = await medianOf(
         "B TFTP blksize 1428",
         () =>
@@ -473,6 +479,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
+    for (const stop of stops) await stop().catch(() => {});
     for (const c of children) {
       try {
         c.kill("SIGTERM");
