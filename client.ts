@@ -540,7 +540,8 @@ async function lane(d: Download, worker: number, run: ServerRun): Promise<void> 
       run.health.rtt.addSample(t - r.sentAt);
       run.cwnd.onAck(r.a.length, r.sentAt);
     }
-    d.sched.release(r.a);
+    // an error answer gives the piece up: this server cannot serve it now, another may
+    d.sched.release(r.a, how === "error");
     for (const l of lostEarlier) lose(l.id, false);
     if (how === "complete") {
       for (const other of run.lanes) {
@@ -615,7 +616,8 @@ async function lane(d: Download, worker: number, run: ServerRun): Promise<void> 
   while (!d.finished && run.health.alive) {
     const cap = Math.min(d.laneBytes, run.cwnd.bytes / d.endpoint.workers);
     let a: Assignment | undefined;
-    while (win.canSend(d.requestBlocks * d.blockSize, cap)) {
+    // (re-checked each turn: the server may be dropped while this lane awaits the limiter)
+    while (run.health.alive && !d.finished && win.canSend(d.requestBlocks * d.blockSize, cap)) {
       a = d.sched.next(run.index, d.requestBlocks);
       if (!a) break;
       const wait = d.limiter?.take(a.length, now()) ?? 0;
@@ -634,15 +636,18 @@ async function lane(d: Download, worker: number, run: ServerRun): Promise<void> 
   }
   for (const id of [...open.keys()]) {
     d.endpoint.close(id);
-    d.sched.release(open.get(id)!.a);
+    d.sched.release(open.get(id)!.a, !run.health.alive);
   }
+  if (!run.health.alive) d.sched.dropServer(run.index); // nothing stays owned by a dead server
   if (d.alive === 0) d.finish();
 }
 
 function dropServer(d: Download, run: ServerRun): void {
-  if (run.health.alive || run.dropped) return;
-  run.dropped = true;
+  if (run.health.alive) return;
+  // every time, not once: a lane may have taken a piece for this server since the last call
   d.sched.dropServer(run.index);
+  if (run.dropped) return;
+  run.dropped = true;
   note(`udpget: ${run.addr.label}: dropped (${run.health.dropReason})`);
   d.changed.notify();
   if (d.alive === 0) d.finish();

@@ -32,6 +32,9 @@ export const DEFAULT_HEALTH_OPTIONS: HealthOptions = {
   rtt: DEFAULT_RTT_OPTIONS,
 };
 
+/** BUSY/INTERNAL answers in a row (nothing useful between) after which a server is dropped. */
+export const MAX_ERRORS_IN_ROW = 32;
+
 /** Liveness state of one server. */
 export class ServerHealth {
   /** Round-trip estimator that gives this server's request timeout. */
@@ -41,6 +44,7 @@ export class ServerHealth {
   #lastHeard: number;
   #lastBackoff = -Infinity;
   #dropReason: string | undefined;
+  #errorsInRow = 0;
 
   /** Starts tracking a server first contacted at `now` (ms). */
   constructor(now: number, opts: HealthOptions = DEFAULT_HEALTH_OPTIONS) {
@@ -68,6 +72,7 @@ export class ServerHealth {
   onHeard(now: number): void {
     this.#lastHeard = now;
     this.#timeouts = 0;
+    this.#errorsInRow = 0;
   }
 
   /**
@@ -95,12 +100,18 @@ export class ServerHealth {
   /**
    * The server answered a request with an ERROR packet. BUSY and INTERNAL are passing
    * conditions (back off and retry); anything else (NOT_FOUND, STALE, OUT_OF_RANGE...) means
-   * it can no longer serve this file, so it is dropped. Returns whether it is still alive.
+   * it can no longer serve this file, so it is dropped; so is a server that answers BUSY or
+   * INTERNAL `MAX_ERRORS_IN_ROW` times with no data in between. Returns whether it is still alive.
    */
   onError(code: number, message: string, now: number): boolean {
-    this.onHeard(now);
+    this.#lastHeard = now;
+    this.#timeouts = 0;
     if (code === ErrorCode.Busy || code === ErrorCode.Internal) {
       this.rtt.backOff();
+      // passing, unless it never passes: a server that only ever answers errors is no source
+      if (++this.#errorsInRow >= MAX_ERRORS_IN_ROW) {
+        this.drop(`${MAX_ERRORS_IN_ROW} ${errorCodeName(code)} answers in a row: ${message}`);
+      }
     } else {
       this.drop(`${errorCodeName(code)}: ${message}`);
     }

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { DEFAULT_RTT_OPTIONS, RttEstimator, type RttOptions } from "../lib/rtt.ts";
-import { DEFAULT_HEALTH_OPTIONS, type HealthOptions, ServerHealth } from "../lib/server_health.ts";
+import {
+  DEFAULT_HEALTH_OPTIONS,
+  type HealthOptions,
+  MAX_ERRORS_IN_ROW,
+  ServerHealth,
+} from "../lib/server_health.ts";
 import { ErrorCode } from "../lib/packet.ts";
 
 const WIDE: RttOptions = { initialRtoMs: 1000, minRtoMs: 0, maxRtoMs: 1_000_000 };
@@ -291,4 +296,17 @@ Deno.test("health: when every server is silent (our outage), dropping waits long
   h.onTimeout(0, 400, 900);
   h.onTimeout(400, 800, 900);
   assert.equal(h.onTimeout(800, 1000, 900), false);
+});
+
+Deno.test("ServerHealth.onError: only BUSY/INTERNAL, forever, drops the server too", () => {
+  const h = new ServerHealth(0, OPTS);
+  for (let i = 1; i < MAX_ERRORS_IN_ROW; i++) {
+    assert.equal(h.onError(ErrorCode.Busy, "hashing", i), true, `answer ${i}`);
+  }
+  h.onHeard(100); // data in between: the count starts again
+  for (let i = 1; i < MAX_ERRORS_IN_ROW; i++) {
+    assert.equal(h.onError(ErrorCode.Internal, "io", 100 + i), true);
+  }
+  assert.equal(h.onError(ErrorCode.Internal, "io", 200), false);
+  assert.match(h.dropReason ?? "", /32 INTERNAL answers in a row/);
 });

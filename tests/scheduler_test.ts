@@ -867,3 +867,18 @@ Deno.test("a timed-out request (release lost) hands its piece to the next server
   assert.deepEqual([b.firstBlock, b.blockCount], [1, 7], "block 0 arrived and is not asked again");
   assert.equal(s.next(0, 8)?.duplicate, true, "server 0 no longer owns it: only end game");
 });
+
+Deno.test("dropServer again releases what was handed to the server after the first drop", () => {
+  // The client calls dropServer whenever it sees a dropped server's answer: a lane that was
+  // waiting (e.g. on --limit) may have taken work for it after the first call.
+  const s = new PieceScheduler({ size: 4 * 1024, pieceSize: 1024, blockSize: 512 });
+  s.dropServer(0);
+  const late = s.next(0, 2)!;
+  assert.equal(late.piece, 0);
+  s.release(late); // answered STALE: not lost, so the server still owns piece 0
+  const others: number[] = [];
+  for (let a = s.next(1, 2); a; a = s.next(1, 2)) others.push(a.piece);
+  assert.ok(!others.includes(0), "piece 0 is stuck with server 0 until it is dropped again");
+  s.dropServer(0);
+  assert.equal(s.next(2, 2)?.piece, 0);
+});
