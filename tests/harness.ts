@@ -91,17 +91,29 @@ export interface FetchRun {
   stderr: string;
 }
 
+/**
+ * A guard, not a timing assertion: a run still going after this long is a hang (a bug), and is
+ * killed so the suite fails with a message instead of stalling CI.
+ */
+export const HANG_GUARD_MS = 180_000;
+
 /** Runs `udpget <args>` in `cwd` to completion. */
 export async function runUdpget(args: string[], cwd: string): Promise<FetchRun> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [...RUN_FLAGS, MAIN, ...args],
-    cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  const child = spawnUdpget(args, cwd);
+  let hung = false;
+  const guard = setTimeout(() => {
+    hung = true;
+    child.kill("SIGKILL");
+  }, HANG_GUARD_MS);
+  try {
+    const out = await child.output();
+    const dec = new TextDecoder();
+    const run = { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+    if (hung) throw new Error(`udpget ${args.join(" ")} hung; killed. stderr: ${run.stderr}`);
+    return run;
+  } finally {
+    clearTimeout(guard);
+  }
 }
 
 /** Starts `udpget <args>` in `cwd` without waiting; the caller must await `.status`. */
