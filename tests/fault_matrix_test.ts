@@ -208,19 +208,12 @@ Deno.test("fault: client killed with SIGKILL, then the same command resumes", as
   await withRelays(data, 9, {}, async ({ list, work }) => {
     const args = ["fetch", list, "3", "f.bin", "-q"];
     const { part, state } = partialPaths(`${work}/f.bin`);
-    const watcher = Deno.watchFs(work);
     const child = spawnUdpget([...args, "--limit", "4M"], work);
     let recorded = 0;
     try {
-      // wait (on file events) until the state file records a few verified pieces
-      for await (const _ of watcher) {
-        const s = decodeResumeState(await Deno.readTextFile(state).catch(() => ""));
-        recorded = s ? verifiedPieces(s).length : 0;
-        if (recorded >= 4) break;
-      }
+      recorded = await stateRecords(state, 4, child);
       child.kill("SIGKILL");
     } finally {
-      watcher.close();
       await child.output().catch(() => {});
     }
     assert.ok(await exists(part));
@@ -232,6 +225,53 @@ Deno.test("fault: client killed with SIGKILL, then the same command resumes", as
     assert.ok(sameBytes(await Deno.readFile(`${work}/f.bin`), data));
   });
 });
+
+Deno.test("fault: Ctrl-C keeps .part and says where the state is; exit 130", async () => {
+  const data = seededBytes(16 * MiB, 17);
+  await withRelays(data, 17, {}, async ({ list, work }) => {
+    const { part, state } = partialPaths(`${work}/f.bin`);
+    const child = spawnUdpget(["fetch", list, "3", "f.bin", "--limit", "4M"], work);
+    let out: Deno.CommandOutput;
+    try {
+      await stateRecords(state, 1, child);
+      child.kill("SIGINT");
+    } finally {
+      out = await child.output();
+    }
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, ExitCode.Interrupted, stderr);
+    assert.match(
+      stderr,
+      /kept f\.bin\.part \(\d+ of 64 pieces verified; state in f\.bin\.part\.state\)/,
+    );
+    assert.ok(await exists(part));
+    assert.ok(await exists(state));
+  });
+});
+
+/**
+ * Waits, on file events, until the state file at `state` records `n` verified pieces; fails
+ * if `child` exits first.
+ */
+async function stateRecords(state: string, n: number, child: Deno.ChildProcess): Promise<number> {
+  const watcher = Deno.watchFs(state.slice(0, state.lastIndexOf("/")));
+  const exited = child.status.then((st) => {
+    watcher.close();
+    return st;
+  });
+  try {
+    for await (const _ of watcher) {
+      const s = decodeResumeState(await Deno.readTextFile(state).catch(() => ""));
+      const recorded = s ? verifiedPieces(s).length : 0;
+      if (recorded >= n) return recorded;
+    }
+  } finally {
+    try {
+      watcher.close();
+    } catch { /* closed when the child exited */ }
+  }
+  throw new Error(`udpget exited (${(await exited).code}) before recording ${n} pieces`);
+}
 
 Deno.test("fault: a torn .part (bytes changed after a crash) is re-checked, not trusted", async () => {
   const data = seededBytes(2 * MiB, 10);
