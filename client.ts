@@ -41,7 +41,7 @@ const META_BUSY_LIMIT_MS = 120_000;
 export async function runFetch(args: string[]): Promise<number> {
   const a = parseFetchArgs(args);
   const servers = await loadServers(a.serversFile);
-  const key = a.secretFile === undefined ? undefined : await loadKey(a.secretFile);
+  const key = a.secretFile === undefined ? undefined : await readKeyFile(a.secretFile);
   const stop = new AbortController();
   const onSignal = () => stop.abort();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
@@ -57,15 +57,6 @@ export async function runFetch(args: string[]): Promise<number> {
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
     await endpoint.shutdown();
-  }
-}
-
-/** Reads the shared key of `--secret-file` (usage error if unreadable or too short). */
-export async function loadKey(path: string): Promise<Uint8Array> {
-  try {
-    return await readKeyFile(path);
-  } catch (e) {
-    throw new UdpgetError(ExitCode.Usage, (e as Error).message);
   }
 }
 
@@ -312,6 +303,8 @@ interface ServerRun {
   health: ServerHealth;
   /** Set once its drop has been handled (reported, its pieces released). */
   dropped: boolean;
+  /** No new requests before this time (ms): it answered BUSY, INTERNAL or TOO_MANY. */
+  pausedUntil: number;
   cwnd: CongestionWindow;
   /** Bytes this server delivered first (its share). */
   bytes: number;
@@ -410,6 +403,7 @@ async function download(
     index,
     health: new ServerHealth(Date.now()),
     dropped: false,
+    pausedUntil: 0,
     cwnd: new CongestionWindow({
       blockSize,
       initialBlocks: 10,
@@ -434,7 +428,7 @@ async function download(
     const whole = a.verify === "full" || !hashes || a.checksum !== undefined;
     d.verifier = new PieceVerifier(partial.partPath, meta.size, meta.pieceSize, hashes, whole);
     d.verified = whole ? "sha256 verified" : `${d.sched.pieceCount} pieces verified (SHA-256)`;
-    await recheckClaimed(d, out);
+    await recheckClaimed(d, out, hashes !== undefined);
     if (d.sched.done) d.finish();
     const lanes: Promise<void>[] = [];
     for (let w = 0; w < endpoint.workers; w++) {
@@ -489,9 +483,16 @@ async function download(
  * Re-checks the pieces an earlier run recorded as verified against their hashes (the `.part`
  * may have been torn by a crash or edited since); those that pass are not fetched again.
  */
-async function recheckClaimed(d: Download, out: string): Promise<void> {
+async function recheckClaimed(d: Download, out: string, hashes: boolean): Promise<void> {
   const claimed = d.partial.claimed;
   if (claimed.length === 0) return;
+  if (!hashes) {
+    // claims that cannot be checked piece by piece are not trusted: fetch everything again
+    console.error(
+      `udpget: ${out}: no piece hashes to re-check the partial download; starting over`,
+    );
+    return;
+  }
   const oks = await Promise.all(claimed.map((p) => d.verifier.verify(p)));
   claimed.forEach((p, i) => {
     if (!oks[i]) return;
@@ -528,7 +529,8 @@ async function lane(d: Download, worker: number, run: ServerRun): Promise<void> 
   const events = new Notifier();
   const now = () => Date.now();
 
-  const finish = (id: number, how: "complete" | "error") => {
+  /** `retry`: a new address token arrived, ask again; `error`: the server refused. */
+  const finish = (id: number, how: "complete" | "retry" | "error") => {
     const r = open.get(id);
     if (!r) return;
     open.delete(id);
@@ -573,9 +575,10 @@ async function lane(d: Download, worker: number, run: ServerRun): Promise<void> 
     const r: LaneRequest = { a, sentAt: now(), received: 0 };
     const seen = new Uint8Array(a.blockCount);
     const id = d.endpoint.open(run.index, (p) => {
-      if (p.type === "retry") return finish(id, "error"); // asked again with the new token
+      if (p.type === "retry") return finish(id, "retry"); // asked again with the new token
       if (p.type === "error") {
         if (!run.health.onError(p.code, p.message, now())) dropServer(d, run);
+        run.pausedUntil = now() + run.health.rtt.rto(); // BUSY & co: not again at once
         return finish(id, "error");
       }
       if (p.type !== "chunk_reply" || p.fileId !== d.fileId) return;
@@ -616,8 +619,16 @@ async function lane(d: Download, worker: number, run: ServerRun): Promise<void> 
   while (!d.finished && run.health.alive) {
     const cap = Math.min(d.laneBytes, run.cwnd.bytes / d.endpoint.workers);
     let a: Assignment | undefined;
+    const paused = run.pausedUntil - now();
+    if (paused > 0 && open.size === 0) {
+      await withTimeout(d.changed.wait(), paused);
+      continue;
+    }
     // (re-checked each turn: the server may be dropped while this lane awaits the limiter)
-    while (run.health.alive && !d.finished && win.canSend(d.requestBlocks * d.blockSize, cap)) {
+    while (
+      run.health.alive && !d.finished && run.pausedUntil <= now() &&
+      win.canSend(d.requestBlocks * d.blockSize, cap)
+    ) {
       a = d.sched.next(run.index, d.requestBlocks);
       if (!a) break;
       const wait = d.limiter?.take(a.length, now()) ?? 0;

@@ -13,15 +13,20 @@ import {
   encode,
   ErrorCode,
   type HashesRequest,
-  HEADER_SIZE,
   MAX_BLOCK_SIZE,
   MAX_DATAGRAM_SIZE,
   type MetaRequest,
   type Packet,
+  requestIdOfRequest,
   writeChunkReplyHeader,
 } from "./lib/packet.ts";
 import { FileTable, type ServedFile } from "./lib/file_table.ts";
-import { checkChunkRequest, hashesReplyCount, TransferLog } from "./lib/serve_policy.ts";
+import {
+  AMPLIFICATION_FACTOR,
+  checkChunkRequest,
+  hashesReplyCount,
+  TransferLog,
+} from "./lib/serve_policy.ts";
 import { formatServer } from "./lib/servers.ts";
 import { parseServeArgs } from "./lib/cli_args.ts";
 import { ExitCode, UdpgetError } from "./lib/exit.ts";
@@ -204,20 +209,20 @@ class UdpServer {
   }
 
   /**
-   * AUTH_FAILED with the reason, if the datagram has a request id to echo and the answer is
-   * no larger than 3× the datagram (nothing here proves the source address).
+   * AUTH_FAILED with the reason, if the datagram is a request and the answer is no larger than
+   * 3× the datagram (nothing here proves the source address).
    */
   async #refuseAuth(data: Uint8Array, addr: Deno.NetAddr, reason: AuthFailure): Promise<void> {
     this.stats.authFailed++;
-    if (data.length < HEADER_SIZE || data[0] !== 0x55 || data[1] !== 0x47) return;
-    const requestId = new DataView(data.buffer, data.byteOffset).getUint32(6);
+    const requestId = requestIdOfRequest(data);
+    if (requestId === undefined) return; // never answer a reply (or noise)
     const reply = encode({
       type: "error",
       requestId,
       code: ErrorCode.AuthFailed,
       message: authFailureMessage(reason),
     });
-    if (reply.length <= 3 * data.length) await this.#send(reply, addr);
+    if (reply.length <= AMPLIFICATION_FACTOR * data.length) await this.#send(reply, addr);
   }
 
   async #onMeta(p: MetaRequest, addr: Deno.NetAddr): Promise<void> {
@@ -274,10 +279,8 @@ class UdpServer {
       this.#files.digest(f, 0); // start it: the client skipped the metadata request
       return this.#sendError(addr, p.requestId, ErrorCode.Busy, "computing digest, retry");
     }
-    const size = this.#files.currentSize(f);
-    // modified since it was hashed: its bytes would no longer match the digest clients hold
-    if (f.changed) return this.#sendError(addr, p.requestId, ErrorCode.Stale, "file changed");
-    const refusal = checkChunkRequest(p, f.fileId, size);
+    const size = this.#files.currentSize(f); // (marks it changed if it moved since hashed)
+    const refusal = checkChunkRequest(p, f.fileId, size, f.changed);
     if (refusal) return this.#sendError(addr, p.requestId, refusal.code, refusal.message);
     const tooMany = this.#transfers.record(addr, p.name, p.length, Date.now());
     if (tooMany) {
@@ -346,12 +349,7 @@ export async function runServe(args: string[]): Promise<number> {
     if (e instanceof UdpgetError) throw e;
     throw new UdpgetError(ExitCode.Usage, `--root ${a.root}: ${(e as Error).message}`);
   }
-  let key: Uint8Array | undefined;
-  if (a.secretFile !== undefined) {
-    key = await readKeyFile(a.secretFile).catch((e) => {
-      throw new UdpgetError(ExitCode.Usage, e.message);
-    });
-  }
+  const key = a.secretFile === undefined ? undefined : await readKeyFile(a.secretFile);
   const stop = new AbortController();
   const onSignal = () => stop.abort();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];

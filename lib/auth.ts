@@ -1,7 +1,7 @@
 /**
  * Optional access control (`--secret-file`): requests carry a keyed-MAC trailer, flagged by
- * header flags bit 0 (PROTOCOL.md §7.2). Pure apart from hashing: keys, clocks and nonces are
- * passed in.
+ * header flags bit 0 (PROTOCOL.md §7.2). Pure apart from hashing (keys, clocks and nonces are
+ * passed in) and `readKeyFile`.
  *
  * Trailer, appended after the body: `timestamp_ms u64 | nonce 8 bytes | tag 16 bytes`, where
  * `tag` is HMAC-SHA256(key, every byte before it, flags included), truncated to 128 bits. The
@@ -13,6 +13,7 @@
 
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { HEADER_SIZE } from "./packet.ts";
+import { ExitCode, UdpgetError } from "./exit.ts";
 
 /** Header flags bit announcing the trailer. */
 export const AUTH_FLAG = 0x0001;
@@ -140,8 +141,12 @@ export class ReplayGuard {
     return true;
   }
 
-  /** Forgets pairs with timestamps below `before`. */
+  /**
+   * Forgets pairs with timestamps below `before`, and refuses those timestamps from now on:
+   * should the clock step back, a forgotten pair must not become acceptable again.
+   */
   #prune(before: number): void {
+    this.#floor = Math.max(this.#floor, before - 1);
     while (this.#head < this.#order.length && this.#order[this.#head].ts < before) {
       this.#seen.delete(this.#order[this.#head++].key);
     }
@@ -158,20 +163,22 @@ function mac(key: Uint8Array, bytes: Uint8Array): Uint8Array {
 }
 
 /**
- * Reads a key file: its bytes, without a trailing newline. Throws a one-line Error when it is
- * unreadable or shorter than `MIN_KEY_BYTES`.
+ * Reads a key file: its bytes, without a trailing newline. Throws a usage error (exit 2) when
+ * it is unreadable or shorter than `MIN_KEY_BYTES`.
  */
 export async function readKeyFile(path: string): Promise<Uint8Array> {
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
-    throw new Error(`cannot read secret file ${path}: ${(e as Error).message.split("\n")[0]}`);
+    const why = (e as Error).message.split("\n")[0];
+    throw new UdpgetError(ExitCode.Usage, `cannot read secret file ${path}: ${why}`);
   }
   let end = bytes.length;
   while (end > 0 && (bytes[end - 1] === 0x0a || bytes[end - 1] === 0x0d)) end--;
   if (end < MIN_KEY_BYTES) {
-    throw new Error(`secret file ${path}: key shorter than ${MIN_KEY_BYTES} bytes`);
+    const why = `key shorter than ${MIN_KEY_BYTES} bytes`;
+    throw new UdpgetError(ExitCode.Usage, `secret file ${path}: ${why}`);
   }
   return bytes.slice(0, end);
 }

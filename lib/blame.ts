@@ -46,7 +46,8 @@ export class SourceLedger {
     return sources.filter((s) => {
       const r = this.#of(s);
       r.bad += 1 / sources.length;
-      return r.bad >= MIN_BAD_TO_EXCLUDE && r.bad > r.good;
+      // (shares of 1/3 do not add up exactly: compare with a tolerance)
+      return r.bad >= MIN_BAD_TO_EXCLUDE - 1e-9 && r.bad > r.good;
     });
   }
 

@@ -60,6 +60,10 @@ function agreementKey(m: FileMeta): string {
   return `${m.size}/${m.pieceSize}/${toHex(m.digest)}/${toHex(m.piecesRoot)}`;
 }
 
+function firstMeta(answers: MetaAnswer[], group: number[]): FileMeta {
+  return (answers[group[0]] as { meta: FileMeta }).meta;
+}
+
 /**
  * Picks the metadata held by the most servers. Without `trustedDigest`, a tie between versions
  * is refused: udpget cannot tell which one the user wants, and guessing would fetch a file the
@@ -78,7 +82,9 @@ export function chooseMeta(answers: MetaAnswer[], trustedDigest?: Uint8Array): C
   for (const members of groups.values()) {
     const meta = (answers[members[0]] as { meta: FileMeta }).meta;
     if (trustedDigest && toHex(meta.digest) !== toHex(trustedDigest)) continue;
-    if (best && members.length === best.length) tied = true;
+    // same bytes under another piece size is no rival version
+    const rival = best && toHex(meta.digest) !== toHex(firstMeta(answers, best).digest);
+    if (best && members.length === best.length && rival) tied = true;
     if (!best || members.length > best.length) {
       best = members; // Map keeps first-seen order
       tied = false;

@@ -480,6 +480,21 @@ function readHeader(bytes: Uint8Array, view: DataView): Header | DecodeError {
 }
 
 /**
+ * The request id of a datagram that claims to be a version-1 request (META, CHUNK or HASHES
+ * request), without decoding its body; `undefined` for anything else. A server must never answer
+ * a reply type: two servers could then be made to bounce errors at each other forever.
+ */
+export function requestIdOfRequest(bytes: Uint8Array): number | undefined {
+  if (bytes.length < HEADER_SIZE) return undefined;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (view.getUint16(0) !== MAGIC || bytes[2] !== VERSION) return undefined;
+  const t = bytes[3];
+  const isRequest = t === PacketType.MetaRequest || t === PacketType.ChunkRequest ||
+    t === PacketType.HashesRequest;
+  return isRequest ? view.getUint32(6) : undefined;
+}
+
+/**
  * Decodes one datagram. Never throws, for any input. Byte-array fields of the
  * result (`token`, `digest`, `piecesRoot`, `data`, `hashes`) are views into
  * `bytes`, not copies: copy them before `bytes` is reused.

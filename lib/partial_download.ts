@@ -47,6 +47,7 @@ export class PartialDownload {
     this.#state = state;
     this.claimed = claimed;
     this.#timer = setInterval(() => void this.flush(), STATE_FLUSH_MS);
+    Deno.unrefTimer(this.#timer); // never the reason the process stays alive
   }
 
   /**
@@ -85,11 +86,11 @@ export class PartialDownload {
     for (const p of claimed) markPiece(state, p);
     try {
       await writeAtomically(statePath, encodeResumeState(state));
+      // createNew when there was none: a symlink planted since the lstat is not followed
       const file = await Deno.open(part, {
         read: true,
         write: true,
-        create: true,
-        truncate: claimed.length === 0,
+        ...(info ? { truncate: claimed.length === 0 } : { createNew: true }),
       });
       await file.truncate(meta.size);
       // claims are re-checked by the caller; until then only the checked ones count
@@ -131,6 +132,7 @@ export class PartialDownload {
     closeQuietly(this.file);
     await Deno.remove(this.partPath).catch(() => {});
     await Deno.remove(this.statePath).catch(() => {});
+    await Deno.remove(`${this.statePath}.tmp`).catch(() => {});
   }
 
   /** `.part` became the output: stops recording and removes the state. */
@@ -139,6 +141,7 @@ export class PartialDownload {
     await this.#writing;
     closeQuietly(this.file);
     await Deno.remove(this.statePath).catch(() => {});
+    await Deno.remove(`${this.statePath}.tmp`).catch(() => {});
   }
 }
 

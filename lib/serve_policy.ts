@@ -25,13 +25,23 @@ export interface Refusal {
   message: string;
 }
 
-/** Checks a chunk request against the file's current identity and size. */
+/**
+ * Most bytes a server sends toward an address for each byte received from it, until the
+ * address is validated (RFC 9000 §8).
+ */
+export const AMPLIFICATION_FACTOR = 3;
+
+/**
+ * Checks a chunk request against the file's current identity and size; `changed`: the file
+ * was modified since it was hashed, so its bytes no longer match the digest clients hold.
+ */
 export function checkChunkRequest(
   p: ChunkRequest,
   fileId: bigint,
   size: number,
+  changed = false,
 ): Refusal | undefined {
-  if (p.fileId !== fileId) return { code: ErrorCode.Stale, message: "file changed" };
+  if (p.fileId !== fileId || changed) return { code: ErrorCode.Stale, message: "file changed" };
   if (p.blockSize > MAX_BLOCK_SIZE) {
     return { code: ErrorCode.Unsupported, message: `block size above ${MAX_BLOCK_SIZE}` };
   }
@@ -93,6 +103,7 @@ export class TransferLog {
   #out: (line: string) => void;
   #open = new Map<string, Transfer>();
   #perClient = new Map<string, number>();
+  #lastSweep = -Infinity;
 
   /** Log lines go to `out`. */
   constructor(out: (line: string) => void) {
@@ -143,14 +154,17 @@ export class TransferLog {
   }
 
   #admit(host: string, now: number): Refusal | undefined {
-    if ((this.#perClient.get(host) ?? 0) >= MAX_TRANSFERS_PER_CLIENT) this.sweep(now);
+    const full = (this.#perClient.get(host) ?? 0) >= MAX_TRANSFERS_PER_CLIENT ||
+      this.#open.size >= MAX_OPEN_TRANSFERS;
+    // at a limit, expire idle transfers first, but at most every 100 ms: a flood of refused
+    // requests must not make each one walk the whole table
+    if (full && now - this.#lastSweep >= 100) this.sweep(now);
     if ((this.#perClient.get(host) ?? 0) >= MAX_TRANSFERS_PER_CLIENT) {
       return {
         code: ErrorCode.TooMany,
         message: `more than ${MAX_TRANSFERS_PER_CLIENT} transfers from one client`,
       };
     }
-    if (this.#open.size >= MAX_OPEN_TRANSFERS) this.sweep(now);
     if (this.#open.size >= MAX_OPEN_TRANSFERS) {
       return { code: ErrorCode.TooMany, message: "server busy with too many transfers" };
     }
@@ -159,6 +173,7 @@ export class TransferLog {
 
   /** Logs and forgets transfers idle since before `now - TRANSFER_IDLE_MS`. */
   sweep(now: number): void {
+    this.#lastSweep = now;
     for (const [key, t] of this.#open) {
       if (now - t.last < TRANSFER_IDLE_MS) continue;
       this.#open.delete(key);

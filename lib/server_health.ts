@@ -32,8 +32,14 @@ export const DEFAULT_HEALTH_OPTIONS: HealthOptions = {
   rtt: DEFAULT_RTT_OPTIONS,
 };
 
-/** BUSY/INTERNAL answers in a row (nothing useful between) after which a server is dropped. */
+/**
+ * A server answering only BUSY, INTERNAL or TOO_MANY (nothing useful between) is dropped after
+ * this many such answers spanning at least `ERRORS_ONLY_MS`: counting answers alone would drop
+ * it within one round trip when many requests are in flight.
+ */
 export const MAX_ERRORS_IN_ROW = 32;
+/** See `MAX_ERRORS_IN_ROW` (ms): longer than hashing a large file takes. */
+export const ERRORS_ONLY_MS = 30_000;
 
 /** Liveness state of one server. */
 export class ServerHealth {
@@ -45,6 +51,7 @@ export class ServerHealth {
   #lastBackoff = -Infinity;
   #dropReason: string | undefined;
   #errorsInRow = 0;
+  #errorsSince: number | undefined;
 
   /** Starts tracking a server first contacted at `now` (ms). */
   constructor(now: number, opts: HealthOptions = DEFAULT_HEALTH_OPTIONS) {
@@ -73,6 +80,7 @@ export class ServerHealth {
     this.#lastHeard = now;
     this.#timeouts = 0;
     this.#errorsInRow = 0;
+    this.#errorsSince = undefined;
   }
 
   /**
@@ -98,19 +106,20 @@ export class ServerHealth {
   }
 
   /**
-   * The server answered a request with an ERROR packet. BUSY and INTERNAL are passing
-   * conditions (back off and retry); anything else (NOT_FOUND, STALE, OUT_OF_RANGE...) means
-   * it can no longer serve this file, so it is dropped; so is a server that answers BUSY or
-   * INTERNAL `MAX_ERRORS_IN_ROW` times with no data in between. Returns whether it is still alive.
+   * The server answered a request with an ERROR packet. BUSY, INTERNAL and TOO_MANY are
+   * passing conditions (back off and retry); anything else (NOT_FOUND, STALE, OUT_OF_RANGE...)
+   * means it can no longer serve this file, so it is dropped; so is a server that answers only
+   * passing errors for too long (see `MAX_ERRORS_IN_ROW`). Returns whether it is still alive.
    */
   onError(code: number, message: string, now: number): boolean {
     this.#lastHeard = now;
     this.#timeouts = 0;
-    if (code === ErrorCode.Busy || code === ErrorCode.Internal) {
+    if (code === ErrorCode.Busy || code === ErrorCode.Internal || code === ErrorCode.TooMany) {
       this.rtt.backOff();
       // passing, unless it never passes: a server that only ever answers errors is no source
-      if (++this.#errorsInRow >= MAX_ERRORS_IN_ROW) {
-        this.drop(`${MAX_ERRORS_IN_ROW} ${errorCodeName(code)} answers in a row: ${message}`);
+      this.#errorsSince ??= now;
+      if (++this.#errorsInRow >= MAX_ERRORS_IN_ROW && now - this.#errorsSince >= ERRORS_ONLY_MS) {
+        this.drop(`only ${errorCodeName(code)} answers for ${ERRORS_ONLY_MS / 1000} s: ${message}`);
       }
     } else {
       this.drop(`${errorCodeName(code)}: ${message}`);

@@ -84,11 +84,12 @@ Deno.test("ReplayGuard: bounded memory, and a replay is never accepted, even whe
   for (let i = 0; i < 1000; i++) {
     assert.equal(g.firstUse(T0 + i, BigInt(i), T0 + 999), false, `replay of ${i}`);
   }
-  // pairs older than the window are forgotten
+  // pairs older than the window are forgotten, and stay refused if the clock steps back
   const w = new ReplayGuard(1000, 100);
-  w.firstUse(T0, 1n, T0);
+  assert.equal(w.firstUse(T0, 1n, T0), true);
   w.firstUse(T0 + 5000, 2n, T0 + 5000);
   assert.equal(w.size, 1);
+  assert.equal(w.firstUse(T0, 1n, T0 + 10), false, "clock stepped back: still a replay");
 });
 
 Deno.test("readKeyFile: trailing newline ignored; short or missing keys are one-line errors", async () => {
@@ -159,6 +160,18 @@ Deno.test("e2e: serve --secret-file answers only requests sealed with its key", 
         name: "f.bin",
       },
     ];
+    // replies and noise are never answered (two keyed servers must not bounce errors forever):
+    // sent first, so the answers to the requests below prove they were handled
+    const notRequests: Packet[] = [
+      {
+        type: "error",
+        requestId: 90,
+        code: ErrorCode.AuthFailed,
+        message: "authentication required",
+      },
+      { type: "retry", requestId: 91, token: NO_TOKEN },
+    ];
+    for (const p of notRequests) await raw.sock.send(encode(p), to);
     for (const p of asks) {
       await raw.sock.send(encode(p), to);
       while (!raw.packets.some((x) => x.requestId === p.requestId)) {

@@ -46,3 +46,14 @@ Deno.test("blame: a mostly good server survives occasional bad pieces; a liar do
   }
   assert.deepEqual([...excluded], [1]);
 });
+
+Deno.test("blame: six pieces shared three ways add up to two (no rounding escape)", () => {
+  const l = new SourceLedger();
+  let excluded: number[] = [];
+  for (let piece = 0; piece < 6; piece++) {
+    for (const s of [1, 2, 3]) l.record(piece, s);
+    excluded = l.corrupt(piece);
+    if (piece < 5) assert.deepEqual(excluded, [], `after ${piece + 1}`);
+  }
+  assert.deepEqual(excluded, [1, 2, 3]);
+});

@@ -96,6 +96,11 @@ Deno.test("chooseMeta: a tie between versions is refused (no majority to trust)"
   const c = chooseMeta([ok(z), ok(x), ok(y), ok(y)]);
   assert.ok(c.ok);
   assert.deepEqual([c.meta, c.servers, c.disagreeing], [y, [2, 3], [0, 1]]);
+  // The same bytes under two piece sizes are no rival versions: the first group is used.
+  const small = meta({ digest: digestOf(0x01), pieceSize: 1 << 16 });
+  const same = chooseMeta([ok(small), ok(x)]);
+  assert.ok(same.ok);
+  assert.deepEqual(same.servers, [0]);
   // With a trusted digest, the tie is resolved by the user.
   const t = chooseMeta([ok(x), ok(y)], digestOf(0x02));
   assert.ok(t.ok);

@@ -3,6 +3,7 @@ import fc from "fast-check";
 import { DEFAULT_RTT_OPTIONS, RttEstimator, type RttOptions } from "../lib/rtt.ts";
 import {
   DEFAULT_HEALTH_OPTIONS,
+  ERRORS_ONLY_MS,
   type HealthOptions,
   MAX_ERRORS_IN_ROW,
   ServerHealth,
@@ -298,15 +299,19 @@ Deno.test("health: when every server is silent (our outage), dropping waits long
   assert.equal(h.onTimeout(800, 1000, 900), false);
 });
 
-Deno.test("ServerHealth.onError: only BUSY/INTERNAL, forever, drops the server too", () => {
+Deno.test("ServerHealth.onError: only passing errors, for long enough, drop the server", () => {
   const h = new ServerHealth(0, OPTS);
-  for (let i = 1; i < MAX_ERRORS_IN_ROW; i++) {
-    assert.equal(h.onError(ErrorCode.Busy, "hashing", i), true, `answer ${i}`);
+  assert.equal(h.onError(ErrorCode.TooMany, "limit", 1), true, "TOO_MANY is passing");
+  // many answers within one round trip are not enough...
+  for (let i = 2; i <= 2 * MAX_ERRORS_IN_ROW; i++) {
+    assert.equal(h.onError(ErrorCode.Busy, "b", i), true);
   }
-  h.onHeard(100); // data in between: the count starts again
+  // ...nor is a long time with data in between
+  h.onHeard(ERRORS_ONLY_MS);
   for (let i = 1; i < MAX_ERRORS_IN_ROW; i++) {
-    assert.equal(h.onError(ErrorCode.Internal, "io", 100 + i), true);
+    assert.equal(h.onError(ErrorCode.Internal, "io", ERRORS_ONLY_MS + i * 2000), true, `${i}`);
   }
-  assert.equal(h.onError(ErrorCode.Internal, "io", 200), false);
-  assert.match(h.dropReason ?? "", /32 INTERNAL answers in a row/);
+  // 32 in a row over 30 s: dropped
+  assert.equal(h.onError(ErrorCode.Internal, "io", ERRORS_ONLY_MS + 32 * 2000), false);
+  assert.match(h.dropReason ?? "", /only INTERNAL answers for 30 s/);
 });

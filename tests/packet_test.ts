@@ -26,6 +26,7 @@ import {
   NO_TOKEN,
   type Packet,
   PacketType,
+  requestIdOfRequest,
   type RetryPacket,
   TOKEN_SIZE,
   VERSION,
@@ -723,4 +724,20 @@ Deno.test("constants", () => {
   assert.equal(toHex(NO_TOKEN), "00".repeat(TOKEN_SIZE));
   assert.equal(CHUNK_REPLY_HEADER_SIZE, HEADER_SIZE + 8 + 8 + 2);
   assert.deepStrictEqual(Object.values(PacketType), [1, 2, 3, 4, 5, 6, 7, 8]);
+});
+
+Deno.test("requestIdOfRequest: only version-1 request types yield an id", () => {
+  const meta = encode({ type: "meta_request", requestId: 5, token: NO_TOKEN, name: "f" });
+  assert.equal(requestIdOfRequest(meta), 5);
+  const err = encode({ type: "error", requestId: 6, code: ErrorCode.AuthFailed, message: "x" });
+  assert.equal(requestIdOfRequest(err), undefined, "replies are never answered");
+  const retry = encode({ type: "retry", requestId: 7, token: NO_TOKEN });
+  assert.equal(requestIdOfRequest(retry), undefined);
+  const v2 = meta.slice();
+  v2[2] = 2;
+  assert.equal(requestIdOfRequest(v2), undefined);
+  assert.equal(requestIdOfRequest(meta.subarray(0, HEADER_SIZE - 1)), undefined);
+  const noise = meta.slice();
+  noise[0] = 0;
+  assert.equal(requestIdOfRequest(noise), undefined);
 });

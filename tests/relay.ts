@@ -55,6 +55,7 @@ export class UdpRelay {
   #watchers: { dir: Direction; n: number; resolve: () => void }[] = [];
   #more: Impairments;
   #held: Partial<Record<Direction, () => Promise<void>>> = {};
+  #holdTimers = new Set<ReturnType<typeof setTimeout> | undefined>();
   /** While true, every datagram in both directions is dropped (a blackhole). */
   blackhole = false;
 
@@ -85,6 +86,7 @@ export class UdpRelay {
 
   /** Stops relaying and closes every socket. */
   async close(): Promise<void> {
+    for (const t of this.#holdTimers) clearTimeout(t);
     this.#front.close();
     for (const u of this.#upstreams.values()) u.close();
     await Promise.allSettled(this.#loops);
@@ -109,12 +111,14 @@ export class UdpRelay {
       let timer: ReturnType<typeof setTimeout> | undefined = undefined;
       const release = async () => {
         clearTimeout(timer);
+        this.#holdTimers.delete(timer);
         if (this.#held[dir] !== release) return;
         delete this.#held[dir];
         await send();
       };
       this.#held[dir] = release;
       timer = setTimeout(() => void release(), HOLD_MS);
+      this.#holdTimers.add(timer);
       return;
     }
     await send();
