@@ -20,7 +20,7 @@ import { sha256 } from "./lib/file_digest.ts";
 import { Notifier } from "./lib/notifier.ts";
 import { CongestionWindow } from "./lib/congestion.ts";
 import { PieceVerifier } from "./lib/piece_verifier.ts";
-import { PartialDownload } from "./lib/partial_download.ts";
+import { keepAfterFailure, PartialDownload } from "./lib/partial_download.ts";
 import { readKeyFile } from "./lib/auth.ts";
 import { RequestWindow } from "./lib/request_window.ts";
 import { SourceLedger } from "./lib/blame.ts";
@@ -150,9 +150,14 @@ async function discover(
       console.error(`udpget: ${servers[i].label}: ${errorCodeName(ans.code)}: ${ans.message}`);
     } else if (ans.kind === "silent") console.error(`udpget: ${servers[i].label}: no answer`);
   });
-  const c = chooseMeta(answers, trusted);
-  if (!c.ok && c.reason === "missing") authCheck(answers, keyed);
+  const c = chooseMeta(answers, trusted, keyed);
   if (!c.ok) {
+    if (c.reason === "auth") {
+      const why = keyed
+        ? "the key of --secret-file is refused (or the servers do not use one)"
+        : "the servers require --secret-file";
+      throw new UdpgetError(ExitCode.AuthFailed, `authentication failed: ${why}`);
+    }
     if (c.reason === "silent") throw new UdpgetError(ExitCode.Unreachable, "no server answered");
     if (c.reason === "tie") {
       answers.forEach((ans, i) => {
@@ -179,22 +184,6 @@ async function discover(
     );
   }
   return { name, meta: c.meta, chosen: c.servers };
-}
-
-/**
- * When no server offered the file and some refused authentication (or, with a key, did not
- * understand it), the cause is the key, not the file: exit 8 rather than "not found".
- */
-function authCheck(answers: MetaAnswer[], keyed: boolean): void {
-  const authErrors = answers.filter((a) =>
-    a.kind === "error" &&
-    (a.code === ErrorCode.AuthFailed || (keyed && a.code === ErrorCode.Unsupported))
-  );
-  if (authErrors.length === 0) return;
-  const why = keyed
-    ? "the key of --secret-file is refused (or the servers do not use one)"
-    : "the servers require --secret-file";
-  throw new UdpgetError(ExitCode.AuthFailed, `authentication failed: ${why}`);
 }
 
 function version(m: FileMeta): string {
@@ -460,9 +449,7 @@ async function download(
     ok = true;
     return summary(d, out, performance.now() - started);
   } catch (e) {
-    // a wrong whole file is not worth resuming; anything else with verified pieces is
-    const wrong = e instanceof UdpgetError && e.exitCode === ExitCode.Verification;
-    if (!wrong && d.sched.verifiedPieces > 0) {
+    if (keepAfterFailure(e, d.sched.verifiedPieces)) {
       kept = true;
       await partial.keep();
       note(

@@ -7,6 +7,8 @@
  * @module
  */
 
+import { ErrorCode } from "./packet.ts";
+
 /** The part of a META_REPLY that must be identical for two servers to be used together. */
 export interface FileMeta {
   /** File size in bytes. */
@@ -44,9 +46,10 @@ export type Consensus =
     /**
      * `missing`: every server that answered refused; `silent`: nobody answered; `untrusted`:
      * servers have the file, but none with the trusted digest; `tie`: servers disagree and no
-     * version is held by more servers than every other (without a trusted digest).
+     * version is held by more servers than every other (without a trusted digest); `auth`:
+     * nobody offers the file and some server refused our authentication.
      */
-    reason: "missing" | "silent" | "untrusted" | "tie";
+    reason: "missing" | "silent" | "untrusted" | "tie" | "auth";
   };
 
 /** Hex encoding of bytes, for messages and map keys. */
@@ -60,6 +63,12 @@ function agreementKey(m: FileMeta): string {
   return `${m.size}/${m.pieceSize}/${toHex(m.digest)}/${toHex(m.piecesRoot)}`;
 }
 
+/** AUTH_FAILED, or UNSUPPORTED (flags) from a server without a key when we send one. */
+function isAuthRefusal(a: MetaAnswer, keyed: boolean): boolean {
+  return a.kind === "error" &&
+    (a.code === ErrorCode.AuthFailed || (keyed && a.code === ErrorCode.Unsupported));
+}
+
 function firstMeta(answers: MetaAnswer[], group: number[]): FileMeta {
   return (answers[group[0]] as { meta: FileMeta }).meta;
 }
@@ -69,8 +78,14 @@ function firstMeta(answers: MetaAnswer[], group: number[]): FileMeta {
  * is refused: udpget cannot tell which one the user wants, and guessing would fetch a file the
  * user may not trust. With `trustedDigest`, only servers offering that digest count (a tie
  * among them, e.g. two piece sizes, goes to the group holding the server listed first).
+ * When nobody offers the file and some server refused authentication (or, for a client with a
+ * key — `keyed` — did not understand it), the cause is the key, not the file: reason `auth`.
  */
-export function chooseMeta(answers: MetaAnswer[], trustedDigest?: Uint8Array): Consensus {
+export function chooseMeta(
+  answers: MetaAnswer[],
+  trustedDigest?: Uint8Array,
+  keyed = false,
+): Consensus {
   const groups = new Map<string, number[]>();
   answers.forEach((a, i) => {
     if (a.kind !== "meta") return;
@@ -93,6 +108,7 @@ export function chooseMeta(answers: MetaAnswer[], trustedDigest?: Uint8Array): C
   if (tied && !trustedDigest) return { ok: false, reason: "tie" };
   if (!best) {
     if (groups.size > 0) return { ok: false, reason: "untrusted" };
+    if (answers.some((a) => isAuthRefusal(a, keyed))) return { ok: false, reason: "auth" };
     const anyAnswer = answers.some((a) => a.kind !== "silent");
     return { ok: false, reason: anyAnswer ? "missing" : "silent" };
   }

@@ -185,7 +185,8 @@ export class FileTable {
   }
 }
 
-function closeQuietly(file: Deno.FsFile): void {
+/** Closes `file`, ignoring that it may already be closed. */
+export function closeQuietly(file: Deno.FsFile): void {
   try {
     file.close();
   } catch {

@@ -11,6 +11,7 @@
 
 import type { FileMeta } from "./consensus.ts";
 import { ExitCode, UdpgetError } from "./exit.ts";
+import { closeQuietly } from "./file_table.ts";
 import {
   decodeResumeState,
   encodeResumeState,
@@ -22,6 +23,15 @@ import {
 
 /** How often (ms) newly verified pieces are recorded in the state file. */
 export const STATE_FLUSH_MS = 1000;
+
+/**
+ * Whether a fetch that failed with `error` should keep its `.part` for a resume: not when the
+ * whole file proved wrong (its bytes are not worth continuing), nor when nothing was verified.
+ */
+export function keepAfterFailure(error: unknown, verifiedPieces: number): boolean {
+  const wrong = error instanceof UdpgetError && error.exitCode === ExitCode.Verification;
+  return !wrong && verifiedPieces > 0;
+}
 
 /** Where a partial download of `out` lives. */
 export function partialPaths(out: string): { part: string; state: string } {
@@ -150,12 +160,4 @@ async function writeAtomically(path: string, text: string): Promise<void> {
   const tmp = `${path}.tmp`;
   await Deno.writeTextFile(tmp, text);
   await Deno.rename(tmp, path);
-}
-
-function closeQuietly(file: Deno.FsFile): void {
-  try {
-    file.close();
-  } catch {
-    // already closed
-  }
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { ErrorCode } from "../lib/packet.ts";
 import { chooseMeta, type FileMeta, type MetaAnswer, toHex } from "../lib/consensus.ts";
 
 function digestOf(byte: number): Uint8Array {
@@ -201,4 +202,14 @@ Deno.test("chooseMeta: property — the chosen group is the largest one; ties ar
     }),
     { seed: 42, numRuns: 500 },
   );
+});
+
+Deno.test("chooseMeta: refused authentication is reported as such, not as a missing file", () => {
+  const auth = err(ErrorCode.AuthFailed, "wrong key");
+  const flags = err(ErrorCode.Unsupported, "unsupported flags 0x1");
+  assert.deepEqual(chooseMeta([auth, err()]), { ok: false, reason: "auth" });
+  assert.deepEqual(chooseMeta([flags, silent]), { ok: false, reason: "missing" }, "no key sent");
+  assert.deepEqual(chooseMeta([flags, silent], undefined, true), { ok: false, reason: "auth" });
+  const m = meta();
+  assert.ok(chooseMeta([auth, ok(m)]).ok, "a server that offers the file wins");
 });

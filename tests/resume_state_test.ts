@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { FileMeta } from "../lib/consensus.ts";
+import { ExitCode, UdpgetError } from "../lib/exit.ts";
+import { keepAfterFailure } from "../lib/partial_download.ts";
 import {
   decodeResumeState,
   encodeResumeState,
@@ -95,4 +97,13 @@ Deno.test("resume plan: same version resumes, another version or name starts ove
   }
   assert.deepEqual(planResume(s, "g", m), { kind: "changed", was: 'a download of "f"' });
   assert.equal(planResume(s, "f", meta({ mtimeMs: 99 })).kind, "resume", "mtime is not identity");
+});
+
+Deno.test("keepAfterFailure: keep verified work, except when the whole file proved wrong", () => {
+  const interrupted = new UdpgetError(ExitCode.Interrupted, "interrupted");
+  const wrong = new UdpgetError(ExitCode.Verification, "sha256 mismatch");
+  assert.equal(keepAfterFailure(interrupted, 3), true);
+  assert.equal(keepAfterFailure(new Error("bug"), 1), true);
+  assert.equal(keepAfterFailure(interrupted, 0), false, "nothing to resume");
+  assert.equal(keepAfterFailure(wrong, 50), false);
 });
