@@ -11,25 +11,25 @@
 
 import { lookup } from "node:dns/promises";
 import { basename } from "node:path";
-import { type FetchArgs, parseFetchArgs } from "./lib/cli_args.ts";
-import { chooseMeta, type FileMeta, type MetaAnswer, toHex } from "./lib/consensus.ts";
-import { ClientEndpoint, detach, type ServerAddr } from "./lib/endpoint.ts";
-import { ExitCode, UdpgetError } from "./lib/exit.ts";
-import { formatBytes, formatProgress, formatRate } from "./lib/format.ts";
-import { sha256 } from "./lib/file_digest.ts";
-import { Notifier } from "./lib/notifier.ts";
-import { CongestionWindow } from "./lib/congestion.ts";
-import { PieceVerifier } from "./lib/piece_verifier.ts";
-import { keepAfterFailure, PartialDownload } from "./lib/partial_download.ts";
-import { readKeyFile } from "./lib/auth.ts";
-import { RequestWindow } from "./lib/request_window.ts";
-import { SourceLedger } from "./lib/blame.ts";
-import { TokenBucket } from "./lib/token_bucket.ts";
-import { encode, ErrorCode, errorCodeName, fileIdOf, type Packet } from "./lib/packet.ts";
-import { type Assignment, PieceScheduler } from "./lib/scheduler.ts";
-import { ServerHealth } from "./lib/server_health.ts";
-import { formatServer, parseServerList } from "./lib/servers.ts";
-import { sleep, withTimeout } from "./lib/timer.ts";
+import { type FetchArgs, parseFetchArgs } from "./lib/cli/cli_args.ts";
+import { chooseMeta, type FileMeta, type MetaAnswer, toHex } from "./lib/engine/consensus.ts";
+import { ClientEndpoint, detach, type ServerAddr } from "./lib/io/endpoint.ts";
+import { ExitCode, UdpgetError } from "./lib/cli/exit.ts";
+import { formatBytes, formatProgress, formatRate } from "./lib/cli/format.ts";
+import { sha256 } from "./lib/io/file_digest.ts";
+import { Notifier } from "./lib/io/notifier.ts";
+import { CongestionWindow } from "./lib/engine/congestion.ts";
+import { PieceVerifier } from "./lib/io/piece_verifier.ts";
+import { keepAfterFailure, PartialDownload } from "./lib/io/partial_download.ts";
+import { readKeyFile } from "./lib/wire/auth.ts";
+import { RequestWindow } from "./lib/engine/request_window.ts";
+import { SourceLedger } from "./lib/engine/blame.ts";
+import { TokenBucket } from "./lib/engine/token_bucket.ts";
+import { encode, ErrorCode, errorCodeName, fileIdOf, type Packet } from "./lib/wire/packet.ts";
+import { type Assignment, PieceScheduler } from "./lib/engine/scheduler.ts";
+import { ServerHealth } from "./lib/engine/server_health.ts";
+import { formatServer, parseServerList } from "./lib/cli/servers.ts";
+import { sleep, withTimeout } from "./lib/io/timer.ts";
 
 /** Metadata attempts per server before it counts as unreachable (timeouts double). */
 const META_ATTEMPTS = 4;

@@ -6,8 +6,8 @@
 
 import { runFetch } from "./client.ts";
 import { runServe } from "./server.ts";
-import { ExitCode, UdpgetError } from "./lib/exit.ts";
-import { USAGE } from "./lib/cli_args.ts";
+import { ExitCode, UdpgetError } from "./lib/cli/exit.ts";
+import { USAGE } from "./lib/cli/cli_args.ts";
 
 /** Version printed by `--version`. */
 export const VERSION = "0.1.0";

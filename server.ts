@@ -19,28 +19,28 @@ import {
   type Packet,
   requestIdOfRequest,
   writeChunkReplyHeader,
-} from "./lib/packet.ts";
-import { FileTable, type ServedFile } from "./lib/file_table.ts";
+} from "./lib/wire/packet.ts";
+import { FileTable, type ServedFile } from "./lib/serving/file_table.ts";
 import {
   AMPLIFICATION_FACTOR,
   checkChunkRequest,
   hashesReplyCount,
   TransferLog,
-} from "./lib/serve_policy.ts";
-import { formatServer } from "./lib/servers.ts";
-import { parseServeArgs } from "./lib/cli_args.ts";
-import { ExitCode, UdpgetError } from "./lib/exit.ts";
+} from "./lib/serving/serve_policy.ts";
+import { formatServer } from "./lib/cli/servers.ts";
+import { parseServeArgs } from "./lib/cli/cli_args.ts";
+import { ExitCode, UdpgetError } from "./lib/cli/exit.ts";
 import { resolve } from "node:path";
-import { TokenBucket } from "./lib/token_bucket.ts";
-import { sleep } from "./lib/timer.ts";
-import { datagrams } from "./lib/datagrams.ts";
-import { CookieJar } from "./lib/cookie.ts";
+import { TokenBucket } from "./lib/engine/token_bucket.ts";
+import { sleep } from "./lib/io/timer.ts";
+import { datagrams } from "./lib/io/datagrams.ts";
+import { CookieJar } from "./lib/wire/cookie.ts";
 import {
   type AuthFailure,
   authFailureMessage,
   readKeyFile,
   RequestAuthenticator,
-} from "./lib/auth.ts";
+} from "./lib/wire/auth.ts";
 
 /** What `serve` needs to run. */
 export interface ServeOptions {

@@ -16,7 +16,7 @@ import {
   withServers,
   writeServersFile,
 } from "./harness.ts";
-import { ExitCode } from "../lib/exit.ts";
+import { ExitCode } from "../lib/cli/exit.ts";
 
 const MiB = 1 << 20;
 

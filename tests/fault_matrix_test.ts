@@ -22,18 +22,18 @@ import {
   writeServersFile,
 } from "./harness.ts";
 import { type Impairments, mulberry32, UdpRelay } from "./relay.ts";
-import { ExitCode } from "../lib/exit.ts";
+import { ExitCode } from "../lib/cli/exit.ts";
 import {
   decodeResumeState,
   encodeResumeState,
   freshState,
   markPiece,
   verifiedPieces,
-} from "../lib/resume_state.ts";
-import type { FileMeta } from "../lib/consensus.ts";
-import { sha256 } from "../lib/file_digest.ts";
-import { partialPaths } from "../lib/partial_download.ts";
-import { sleep } from "../lib/timer.ts";
+} from "../lib/io/resume_state.ts";
+import type { FileMeta } from "../lib/engine/consensus.ts";
+import { sha256 } from "../lib/io/file_digest.ts";
+import { partialPaths } from "../lib/io/partial_download.ts";
+import { sleep } from "../lib/io/timer.ts";
 
 const MiB = 1 << 20;
 /** Smaller pieces than the default: more of them, so resume and blame have something to count. */

@@ -4,8 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { encode, ErrorCode, fileIdOf, NO_TOKEN, type Packet } from "../lib/packet.ts";
-import { MAX_TRANSFERS_PER_CLIENT } from "../lib/serve_policy.ts";
+import { encode, ErrorCode, fileIdOf, NO_TOKEN, type Packet } from "../lib/wire/packet.ts";
+import { MAX_TRANSFERS_PER_CLIENT } from "../lib/serving/serve_policy.ts";
 import { PacketInbox, seededBytes, serveInProcess, tempDir } from "./harness.ts";
 
 const PORTS = 300;

@@ -4,8 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { encode, fileIdOf, NO_TOKEN, type Packet } from "../lib/packet.ts";
-import { sha256 } from "../lib/file_digest.ts";
+import { encode, fileIdOf, NO_TOKEN, type Packet } from "../lib/wire/packet.ts";
+import { sha256 } from "../lib/io/file_digest.ts";
 import { PacketInbox, seededBytes, serveInProcess, tempDir } from "./harness.ts";
 import { mulberry32 } from "./relay.ts";
 

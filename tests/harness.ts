@@ -8,8 +8,8 @@
 import { fileURLToPath } from "node:url";
 import { mulberry32 } from "./relay.ts";
 import { serve, type ServeStats } from "../server.ts";
-import { decode, type Packet } from "../lib/packet.ts";
-import { withTimeout } from "../lib/timer.ts";
+import { decode, type Packet } from "../lib/wire/packet.ts";
+import { withTimeout } from "../lib/io/timer.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 

@@ -5,10 +5,10 @@
 
 import assert from "node:assert/strict";
 import type { ServeStats } from "../server.ts";
-import { decode, encode, ErrorCode, fileIdOf, NO_TOKEN, type Packet } from "../lib/packet.ts";
+import { decode, encode, ErrorCode, fileIdOf, NO_TOKEN, type Packet } from "../lib/wire/packet.ts";
 import { PacketInbox, seededBytes, serveInProcess, tempDir } from "./harness.ts";
-import { sha256 } from "../lib/file_digest.ts";
-import { withTimeout } from "../lib/timer.ts";
+import { sha256 } from "../lib/io/file_digest.ts";
+import { withTimeout } from "../lib/io/timer.ts";
 
 interface Running {
   port: number;

@@ -7,9 +7,9 @@
  * @module
  */
 
-import { seal } from "./auth.ts";
+import { seal } from "../wire/auth.ts";
 import { datagrams } from "./datagrams.ts";
-import { decode, encode, NO_TOKEN, type Packet } from "./packet.ts";
+import { decode, encode, NO_TOKEN, type Packet } from "../wire/packet.ts";
 
 /** A resolved server address. */
 export interface ServerAddr {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type CongestionOptions, CongestionWindow } from "../lib/congestion.ts";
+import { type CongestionOptions, CongestionWindow } from "../../lib/engine/congestion.ts";
 
 const BLOCK = 1000;
 

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ErrorCode, errorCodeName } from "./packet.ts";
+import { ErrorCode, errorCodeName } from "../wire/packet.ts";
 import { DEFAULT_RTT_OPTIONS, RttEstimator, type RttOptions } from "./rtt.ts";
 
 /** When a silent server is given up on. */

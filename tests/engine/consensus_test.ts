@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { ErrorCode } from "../lib/packet.ts";
-import { chooseMeta, type FileMeta, type MetaAnswer, toHex } from "../lib/consensus.ts";
+import { ErrorCode } from "../../lib/wire/packet.ts";
+import { chooseMeta, type FileMeta, type MetaAnswer, toHex } from "../../lib/engine/consensus.ts";
 
 function digestOf(byte: number): Uint8Array {
   return new Uint8Array(32).fill(byte);

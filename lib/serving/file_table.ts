@@ -8,10 +8,10 @@
  * @module
  */
 
-import { ErrorCode, fileIdOf } from "./packet.ts";
-import { digestFile, type FileDigest } from "./file_digest.ts";
+import { ErrorCode, fileIdOf } from "../wire/packet.ts";
+import { digestFile, type FileDigest } from "../io/file_digest.ts";
 import { resolveInRoot } from "./root_path.ts";
-import { withTimeout } from "./timer.ts";
+import { withTimeout } from "../io/timer.ts";
 
 /** An open, servable file. */
 export interface ServedFile {

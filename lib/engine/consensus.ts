@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ErrorCode } from "./packet.ts";
+import { ErrorCode } from "../wire/packet.ts";
 
 /** The part of a META_REPLY that must be identical for two servers to be used together. */
 export interface FileMeta {

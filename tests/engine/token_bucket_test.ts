@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { parseRate, TokenBucket } from "../lib/token_bucket.ts";
+import { parseRate, TokenBucket } from "../../lib/engine/token_bucket.ts";
 
 // ---------------------------------------------------------------------------------------------
 // parseRate

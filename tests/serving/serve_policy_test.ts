@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type ChunkRequest, ErrorCode, MAX_BLOCK_SIZE } from "../lib/packet.ts";
+import { type ChunkRequest, ErrorCode, MAX_BLOCK_SIZE } from "../../lib/wire/packet.ts";
 import {
   checkChunkRequest,
   HASHES_PER_REPLY,
@@ -10,8 +10,8 @@ import {
   MAX_TRANSFERS_PER_CLIENT,
   TRANSFER_IDLE_MS,
   TransferLog,
-} from "../lib/serve_policy.ts";
-import { checkName } from "../lib/root_path.ts";
+} from "../../lib/serving/serve_policy.ts";
+import { checkName } from "../../lib/serving/root_path.ts";
 
 // ---------------------------------------------------------------------------------------------
 // checkChunkRequest

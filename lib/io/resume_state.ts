@@ -10,8 +10,8 @@
  * @module
  */
 
-import type { FileMeta } from "./consensus.ts";
-import { toHex } from "./consensus.ts";
+import type { FileMeta } from "../engine/consensus.ts";
+import { toHex } from "../engine/consensus.ts";
 
 /** Format version of the state document. */
 export const RESUME_STATE_VERSION = 1;

@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { DEFAULT_RTT_OPTIONS, RttEstimator, type RttOptions } from "../lib/rtt.ts";
+import { DEFAULT_RTT_OPTIONS, RttEstimator, type RttOptions } from "../../lib/engine/rtt.ts";
 import {
   DEFAULT_HEALTH_OPTIONS,
   ERRORS_ONLY_MS,
   type HealthOptions,
   MAX_ERRORS_IN_ROW,
   ServerHealth,
-} from "../lib/server_health.ts";
-import { ErrorCode } from "../lib/packet.ts";
+} from "../../lib/engine/server_health.ts";
+import { ErrorCode } from "../../lib/wire/packet.ts";
 
 const WIDE: RttOptions = { initialRtoMs: 1000, minRtoMs: 0, maxRtoMs: 1_000_000 };
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { MIN_BAD_TO_EXCLUDE, SourceLedger } from "../lib/blame.ts";
-import { mulberry32 } from "./relay.ts";
+import { MIN_BAD_TO_EXCLUDE, SourceLedger } from "../../lib/engine/blame.ts";
+import { mulberry32 } from "../relay.ts";
 
 Deno.test("blame: a sole source failing twice (and never passing) is excluded", () => {
   assert.equal(MIN_BAD_TO_EXCLUDE, 2);

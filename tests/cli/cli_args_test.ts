@@ -5,10 +5,10 @@ import {
   parseIntArg,
   parseServeArgs,
   USAGE,
-} from "../lib/cli_args.ts";
-import { ExitCode, UdpgetError } from "../lib/exit.ts";
-import { DEFAULT_PIECE_SIZE } from "../lib/file_digest.ts";
-import { MAX_BLOCK_SIZE } from "../lib/packet.ts";
+} from "../../lib/cli/cli_args.ts";
+import { ExitCode, UdpgetError } from "../../lib/cli/exit.ts";
+import { DEFAULT_PIECE_SIZE } from "../../lib/io/file_digest.ts";
+import { MAX_BLOCK_SIZE } from "../../lib/wire/packet.ts";
 
 /** Asserts that `fn` throws a usage error (exit code 2) whose message matches `re`. */
 function usageError(fn: () => unknown, re?: RegExp): void {

@@ -6,7 +6,7 @@ import {
   type ServerLineError,
   type ServerList,
   type ServerSpec,
-} from "../lib/servers.ts";
+} from "../../lib/cli/servers.ts";
 
 /** Parses text that must contain exactly one line with an error, and returns that error. */
 function onlyError(text: string): ServerLineError {

@@ -7,8 +7,8 @@ import {
   ReplayGuard,
   RequestAuthenticator,
   seal,
-} from "../lib/auth.ts";
-import { decode, encode, ErrorCode, NO_TOKEN, type Packet } from "../lib/packet.ts";
+} from "../../lib/wire/auth.ts";
+import { decode, encode, ErrorCode, NO_TOKEN, type Packet } from "../../lib/wire/packet.ts";
 import {
   exists,
   PacketInbox,
@@ -18,8 +18,8 @@ import {
   startServer,
   tempDir,
   writeServersFile,
-} from "./harness.ts";
-import { ExitCode } from "../lib/exit.ts";
+} from "../harness.ts";
+import { ExitCode } from "../../lib/cli/exit.ts";
 
 const KEY = new TextEncoder().encode("0123456789abcdef0123456789abcdef");
 const NONCE = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);

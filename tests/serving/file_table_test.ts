@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { FileTable, MAX_NAMES } from "../lib/file_table.ts";
-import { tempDir } from "./harness.ts";
+import { FileTable, MAX_NAMES } from "../../lib/serving/file_table.ts";
+import { tempDir } from "../harness.ts";
 
 Deno.test("FileTable: the names it remembers are bounded (LRU), whatever clients ask", async () => {
   const dir = await tempDir();

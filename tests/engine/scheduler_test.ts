@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type Assignment, type PieceLayout, PieceScheduler } from "../lib/scheduler.ts";
-import { mulberry32 } from "./relay.ts";
+import { type Assignment, type PieceLayout, PieceScheduler } from "../../lib/engine/scheduler.ts";
+import { mulberry32 } from "../relay.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { COOKIE_PERIOD_MS, CookieJar } from "../lib/cookie.ts";
+import { COOKIE_PERIOD_MS, CookieJar } from "../../lib/wire/cookie.ts";
 
 const jar = new CookieJar(new Uint8Array(32).fill(9));
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import type { FileMeta } from "../lib/consensus.ts";
-import { ExitCode, UdpgetError } from "../lib/exit.ts";
-import { keepAfterFailure } from "../lib/partial_download.ts";
+import type { FileMeta } from "../../lib/engine/consensus.ts";
+import { ExitCode, UdpgetError } from "../../lib/cli/exit.ts";
+import { keepAfterFailure } from "../../lib/io/partial_download.ts";
 import {
   decodeResumeState,
   encodeResumeState,
@@ -10,7 +10,7 @@ import {
   markPiece,
   planResume,
   verifiedPieces,
-} from "../lib/resume_state.ts";
+} from "../../lib/io/resume_state.ts";
 
 function meta(over: Partial<FileMeta> = {}): FileMeta {
   return {

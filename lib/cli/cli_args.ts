@@ -7,9 +7,9 @@
 
 import { parseArgs } from "node:util";
 import { ExitCode, UdpgetError } from "./exit.ts";
-import { MAX_BLOCK_SIZE } from "./packet.ts";
-import { DEFAULT_PIECE_SIZE } from "./file_digest.ts";
-import { parseRate } from "./token_bucket.ts";
+import { MAX_BLOCK_SIZE } from "../wire/packet.ts";
+import { DEFAULT_PIECE_SIZE } from "../io/file_digest.ts";
+import { parseRate } from "../engine/token_bucket.ts";
 
 /** Usage text printed by `--help` and after usage errors. */
 export const USAGE = `usage:

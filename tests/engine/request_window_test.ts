@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type InFlight, RequestWindow, TIME_THRESHOLD } from "../lib/request_window.ts";
+import { type InFlight, RequestWindow, TIME_THRESHOLD } from "../../lib/engine/request_window.ts";
 
 const ids = (rs: InFlight[]) => rs.map((r) => r.id);
 

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type ChunkRequest, ErrorCode, MAX_BLOCK_SIZE } from "./packet.ts";
+import { type ChunkRequest, ErrorCode, MAX_BLOCK_SIZE } from "../wire/packet.ts";
 
 /** Longest range one request may ask for (bounds the work a single datagram can trigger). */
 export const MAX_REQUEST_BYTES = 16 << 20;

@@ -31,7 +31,7 @@ import {
   TOKEN_SIZE,
   VERSION,
   writeChunkReplyHeader,
-} from "../lib/packet.ts";
+} from "../../lib/wire/packet.ts";
 
 // Fixed seed: a failure found once must be reproducible by everyone.
 const FC_OPTIONS = { seed: 42, numRuns: 1000 };
@@ -292,7 +292,7 @@ function protocolExamples(markdown: string): Map<string, string> {
   return examples;
 }
 
-const protocolUrl = new URL("../PROTOCOL.md", import.meta.url);
+const protocolUrl = new URL("../../PROTOCOL.md", import.meta.url);
 
 Deno.test({
   name: "PROTOCOL.md hex examples equal the golden vectors",

@@ -9,9 +9,9 @@
  * @module
  */
 
-import type { FileMeta } from "./consensus.ts";
-import { ExitCode, UdpgetError } from "./exit.ts";
-import { closeQuietly } from "./file_table.ts";
+import type { FileMeta } from "../engine/consensus.ts";
+import { ExitCode, UdpgetError } from "../cli/exit.ts";
+import { closeQuietly } from "../serving/file_table.ts";
 import {
   decodeResumeState,
   encodeResumeState,
