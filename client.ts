@@ -18,16 +18,20 @@ import { ExitCode, UdpgetError } from "./lib/cli/exit.ts";
 import { formatBytes, formatProgress, formatRate } from "./lib/cli/format.ts";
 import { sha256 } from "./lib/io/file_digest.ts";
 import { Notifier } from "./lib/io/notifier.ts";
-import { CongestionWindow } from "./lib/engine/congestion.ts";
 import { PieceVerifier } from "./lib/io/piece_verifier.ts";
 import { keepAfterFailure, PartialDownload } from "./lib/io/partial_download.ts";
 import { readKeyFile } from "./lib/wire/auth.ts";
-import { RequestWindow } from "./lib/engine/request_window.ts";
-import { SourceLedger } from "./lib/engine/blame.ts";
-import { TokenBucket } from "./lib/engine/token_bucket.ts";
-import { encode, ErrorCode, errorCodeName, fileIdOf, type Packet } from "./lib/wire/packet.ts";
-import { type Assignment, PieceScheduler } from "./lib/engine/scheduler.ts";
-import { ServerHealth } from "./lib/engine/server_health.ts";
+import { FetchSession, type SessionEvent } from "./lib/engine/fetch_session.ts";
+import { ALL } from "./lib/engine/scheduler.ts";
+import {
+  CHUNK_REPLY_HEADER_SIZE,
+  encode,
+  ErrorCode,
+  errorCodeName,
+  fileIdOf,
+  MAX_HASHES_PER_REPLY,
+  type Packet,
+} from "./lib/wire/packet.ts";
 import { formatServer, parseServerList } from "./lib/cli/servers.ts";
 import { sleep, withTimeout } from "./lib/io/timer.ts";
 
@@ -240,8 +244,10 @@ async function request(
     const answer = new Promise<Packet>((r) => settle = r);
     const id = endpoint.open(server, (p) => settle(detach(p)));
     try {
+      const sentAt = performance.now();
       await endpoint.send(worker, server, build(id));
       reply = await withTimeout(answer, timeoutMs);
+      if (reply) endpoint.noteRtt(server, performance.now() - sentAt);
     } finally {
       endpoint.close(id);
     }
@@ -278,50 +284,21 @@ function brief(e: unknown): string {
 // ---------------------------------------------------------------------------------------
 // The transfer
 
-/** What other lanes of the same server may do to a lane: declare its requests lost. */
-interface LaneHandle {
-  win: RequestWindow;
-  lose(id: number, timeout: boolean): void;
-}
-
-interface ServerRun {
-  /** The server's lanes, one per worker: a completion on one reveals losses on the others. */
-  lanes: LaneHandle[];
-  addr: ServerAddr;
-  index: number;
-  health: ServerHealth;
-  /** Set once its drop has been handled (reported, its pieces released). */
-  dropped: boolean;
-  /** No new requests before this time (ms): it answered BUSY, INTERNAL or TOO_MANY. */
-  pausedUntil: number;
-  cwnd: CongestionWindow;
-  /** Bytes this server delivered first (its share). */
-  bytes: number;
-  /** Time from its first request to its last delivered block, for its throughput. */
-  firstAt: number;
-  lastAt: number;
-}
-
-/** State shared by all lanes of one download. */
+/** State of one download, shared by the drive loop, the progress line and the summary. */
 class Download {
-  readonly sched: PieceScheduler;
-  /** Rare global changes: work released, a server dropped, the transfer finished. */
-  readonly changed = new Notifier();
-  readonly fileId: bigint;
-  readonly requestBlocks: number;
-  /** In-flight cap of one lane: what one socket can buffer for one server. */
-  readonly laneBytes: number;
+  /** The engine: which blocks to ask whom for, pacing, losses, congestion, server health. */
+  readonly session: FetchSession;
+  /** Source index in the session → server index in the servers file. */
+  readonly servers: number[];
+  /** Wakes the drive loop: a datagram arrived, a piece was verified, the user interrupted. */
+  readonly wake = new Notifier();
   verifier!: PieceVerifier;
-  /** Which servers delivered each piece in progress, to blame a corrupt one. */
-  readonly sources = new SourceLedger();
-  limiter: TokenBucket | undefined;
   /** What the final check established, for the summary line. */
   verified = "";
-  received = 0;
   /** Bytes of pieces verified by an earlier run, not fetched again. */
   resumed = 0;
-  rerequested = 0;
-  finished = false;
+  /** Pieces being verified right now. */
+  verifying = 0;
 
   constructor(
     readonly endpoint: ClientEndpoint,
@@ -329,31 +306,34 @@ class Download {
     readonly name: string,
     readonly meta: FileMeta,
     readonly blockSize: number,
-    readonly runs: ServerRun[],
+    readonly labels: string[],
+    chosen: number[],
+    limit: number | undefined,
+    maxInflight: number | undefined,
+    maxRequest: number | undefined,
   ) {
-    this.sched = new PieceScheduler({ size: meta.size, pieceSize: meta.pieceSize, blockSize });
-    this.fileId = fileIdOf(meta.digest);
-    const laneBlocks = laneDatagrams(blockSize);
-    this.laneBytes = laneBlocks * blockSize;
-    // two requests per lane: one being answered while the next is already asked for, and a
-    // completed later request reveals a lost earlier one without waiting for the timeout
-    this.requestBlocks = Math.max(1, Math.floor(laneBlocks / 2));
+    this.servers = chosen;
+    const now = performance.now();
+    this.session = new FetchSession({
+      size: meta.size,
+      pieceSize: meta.pieceSize,
+      blockSize,
+      fileId: fileIdOf(meta.digest),
+      name,
+      nextRequestId: () => crypto.getRandomValues(new Uint32Array(1))[0],
+      limitBytesPerSec: limit,
+      maxInflightPerSource: maxInflight,
+      maxRequestBytes: maxRequest,
+      lanes: endpoint.workers,
+    }, now);
+    chosen.forEach((server, source) => {
+      this.session.addSource(source, now, ALL, endpoint.rttOf(server));
+      this.session.setToken(source, endpoint.token(server));
+    });
   }
 
-  get alive(): number {
-    return this.runs.filter((r) => r.health.alive).length;
-  }
-
-  /** When any server still in the transfer was last heard from. */
-  lastHeard(): number {
-    let t = -Infinity;
-    for (const r of this.runs) if (r.health.alive) t = Math.max(t, r.health.lastHeard);
-    return t;
-  }
-
-  finish(): void {
-    this.finished = true;
-    this.changed.notify();
+  get received(): number {
+    return this.resumed + this.session.received;
   }
 }
 
@@ -368,6 +348,17 @@ export function laneDatagrams(blockSize: number): number {
   return Math.max(2, Math.min(64, Math.floor(RCVBUF / (2 * (blockSize + 1536))) + 1));
 }
 
+/** Whether every server is on this machine: no path MTU, the bottleneck is the receiver. */
+export function allLoopback(servers: ServerAddr[]): boolean {
+  return servers.every((s) => s.hostname.startsWith("127.") || s.hostname === "::1");
+}
+
+/** Largest block that fits one Ethernet frame without IP fragmentation (RFC 8085 §3.2). */
+export function mtuSafeBlock(family: "ipv4" | "ipv6"): number {
+  // 1500-byte MTU − IP header (20 or 40) − UDP header (8) − CHUNK_REPLY header (28)
+  return family === "ipv4" ? 1500 - 20 - 8 - CHUNK_REPLY_HEADER_SIZE : 1500 - 40 - 8 - 28;
+}
+
 async function download(
   endpoint: ClientEndpoint,
   servers: ServerAddr[],
@@ -379,56 +370,55 @@ async function download(
   signal: AbortSignal,
 ): Promise<string> {
   const started = performance.now();
-  const blockSize = a.blockSize === "auto"
+  const using = chosen.map((i) => servers[i]);
+  const loopback = allLoopback(using);
+  const blockSize = a.blockSize !== "auto"
+    ? Math.min(a.blockSize, meta.maxBlock)
+    : loopback
     ? await probeBlockSize(endpoint, chosen, name, meta, signal)
-    : Math.min(a.blockSize, meta.maxBlock);
+    // off loopback, never rely on fragmentation: one datagram per Ethernet frame
+    : Math.min(meta.maxBlock, ...using.map((s) => mtuSafeBlock(s.family)));
   abortCheck(signal);
   // nothing can throw between opening the .part and the try that keeps or discards it
   const partial = await PartialDownload.open(out, name, meta, a.force, (l) => console.error(l));
-  const lanesPerServer = endpoint.workers;
-  const runs = chosen.map((index): ServerRun => ({
-    lanes: [],
-    addr: servers[index],
-    index,
-    health: new ServerHealth(Date.now()),
-    dropped: false,
-    pausedUntil: 0,
-    cwnd: new CongestionWindow({
-      blockSize,
-      initialBlocks: 10,
-      minBlocks: 2,
-      maxBytes: lanesPerServer * laneDatagrams(blockSize) * blockSize,
-      lossReduction: 0.7,
-      lossTolerance: 0.1,
-    }),
-    bytes: 0,
-    firstAt: 0,
-    lastAt: 0,
-  }));
-  const d = new Download(endpoint, partial, name, meta, blockSize, runs);
-  if (a.limit) d.limiter = new TokenBucket(a.limit, Math.max(a.limit / 20, blockSize), Date.now());
+  // on loopback the receiver's socket buffers are the bottleneck queue: stay within them
+  const laneBytes = laneDatagrams(blockSize) * blockSize;
+  const maxInflight = loopback ? endpoint.workers * laneBytes : undefined;
+  // and one request must not fill a socket's buffer by itself
+  const maxRequest = loopback ? Math.max(blockSize, laneBytes / 2) : undefined;
+  const d = new Download(
+    endpoint,
+    partial,
+    name,
+    meta,
+    blockSize,
+    servers.map((s) => s.label),
+    chosen,
+    a.limit,
+    maxInflight,
+    maxRequest,
+  );
   const progress = a.quiet || !Deno.stderr.isTerminal() ? undefined : startProgress(d, started);
   let ok = false;
   let kept = false;
   try {
-    signal.addEventListener("abort", () => d.finish(), { once: true });
+    const onAbort = () => d.wake.notify();
+    signal.addEventListener("abort", onAbort, { once: true });
     const hashes = await fetchPieceHashes(d, signal);
     // without piece hashes, only a full pass can vouch for the file
     const whole = a.verify === "full" || !hashes || a.checksum !== undefined;
     d.verifier = new PieceVerifier(partial.partPath, meta.size, meta.pieceSize, hashes, whole);
-    d.verified = whole ? "sha256 verified" : `${d.sched.pieceCount} pieces verified (SHA-256)`;
+    d.verified = whole
+      ? "sha256 verified"
+      : `${d.session.sched.pieceCount} pieces verified (SHA-256)`;
     await recheckClaimed(d, out, hashes !== undefined);
-    if (d.sched.done) d.finish();
-    const lanes: Promise<void>[] = [];
-    for (let w = 0; w < endpoint.workers; w++) {
-      for (const run of runs) lanes.push(lane(d, w, run));
-    }
-    await Promise.all(lanes);
+    await drive(d, signal);
     progress?.stop();
     abortCheck(signal);
-    if (!d.sched.done) {
-      const why = runs.map((r) => `${r.addr.label}: ${r.health.dropReason ?? "?"}`).join("; ");
-      throw new UdpgetError(ExitCode.Unreachable, `every server failed (${why})`);
+    if (!d.session.sched.done) {
+      const stats = d.session.stats();
+      const why = stats.map((s) => `${d.labels[d.servers[s.source]]}: ${s.dropReason ?? "?"}`);
+      throw new UdpgetError(ExitCode.Unreachable, `every server failed (${why.join("; ")})`);
     }
     const digest = await d.verifier.digest();
     if (whole && (!digest || toHex(digest) !== toHex(meta.digest))) {
@@ -447,22 +437,101 @@ async function download(
       );
     });
     ok = true;
+    signal.removeEventListener("abort", onAbort);
     return summary(d, out, performance.now() - started);
   } catch (e) {
-    if (keepAfterFailure(e, d.sched.verifiedPieces)) {
+    const verifiedPieces = d.session.sched.verifiedPieces;
+    if (keepAfterFailure(e, verifiedPieces)) {
       kept = true;
       await partial.keep();
       note(
-        `udpget: kept ${partial.partPath} (${d.sched.verifiedPieces} of ` +
-          `${d.sched.pieceCount} pieces verified; state in ${partial.statePath}); ` +
+        `udpget: kept ${partial.partPath} (${verifiedPieces} of ` +
+          `${d.session.sched.pieceCount} pieces verified; state in ${partial.statePath}); ` +
           `run the same command again to resume`,
       );
     }
     throw e;
   } finally {
+    endpoint.routeOthers(undefined);
     progress?.stop();
     d.verifier?.close();
     if (!ok && !kept) await partial.discard();
+  }
+}
+
+/**
+ * The shell around the engine: replies go in as they arrive (new blocks are written at once),
+ * requests go out as the engine releases them, and between the two the loop sleeps until the
+ * next datagram, verification or engine timer (`Promise.race` in `withTimeout`).
+ */
+async function drive(d: Download, signal: AbortSignal): Promise<void> {
+  const { session, endpoint } = d;
+  const file = d.partial.file;
+  endpoint.routeOthers((server, p) => {
+    const source = d.servers.indexOf(server);
+    if (source < 0) return;
+    const w = session.handleReply(performance.now(), source, p);
+    if (w) writeAt(file, w.data, w.offset);
+    d.wake.notify();
+  });
+  const debug = debugWanted()
+    ? setInterval(() => {
+      const st = session.stats().map((x) =>
+        `${x.source}:${x.alive ? "" : "dead "}${x.state} b=${x.bytes}`
+      );
+      console.error(`debug: ${session.received} ${session.sched.verifiedPieces} ${st.join(" | ")}`);
+    }, 500)
+    : undefined;
+  try {
+    await driveLoop(d, signal);
+  } finally {
+    clearInterval(debug);
+  }
+}
+
+/** `UDPGET_DEBUG=1` (with env access granted) prints the engine's state twice a second. */
+function debugWanted(): boolean {
+  const env = { name: "env", variable: "UDPGET_DEBUG" } as const;
+  return Deno.permissions.querySync(env).state === "granted" && !!Deno.env.get("UDPGET_DEBUG");
+}
+
+async function driveLoop(d: Download, signal: AbortSignal): Promise<void> {
+  const { session, endpoint } = d;
+  while (!session.ended && !signal.aborted) {
+    const now = performance.now();
+    session.handleTimeout(now);
+    for (let t = session.pollTransmit(now); t; t = session.pollTransmit(now)) {
+      // each lane is a worker socket with its own receive buffer
+      void endpoint.send(t.lane, d.servers[t.source], encode(t.packet));
+    }
+    for (let e = session.poll(); e; e = session.poll()) onEvent(d, e);
+    if (session.ended) break;
+    const next = session.pollTimeout();
+    const wait = next === undefined ? 1000 : Math.max(0, next - performance.now());
+    await withTimeout(d.wake.wait(), wait);
+  }
+  // a verification still running when the last block arrived settles the finish
+  while (d.verifying > 0 && !signal.aborted) await d.wake.wait();
+}
+
+function onEvent(d: Download, e: SessionEvent): void {
+  const label = (source: number) => d.labels[d.servers[source]];
+  switch (e.kind) {
+    case "verify":
+      d.verifying++;
+      d.verifier.verify(e.piece).then((ok) => {
+        d.verifying--;
+        d.session.handleVerified(e.piece, ok);
+        if (ok) d.partial.recordVerified(e.piece);
+        d.wake.notify();
+      });
+      return;
+    case "corrupt":
+      note(`udpget: piece ${e.piece} failed its SHA-256; fetching it again`);
+      return;
+    case "dropped":
+      note(`udpget: ${label(e.source)}: dropped (${e.reason})`);
+      return;
   }
 }
 
@@ -481,230 +550,73 @@ async function recheckClaimed(d: Download, out: string, hashes: boolean): Promis
     return;
   }
   const oks = await Promise.all(claimed.map((p) => d.verifier.verify(p)));
+  const sched = d.session.sched;
   claimed.forEach((p, i) => {
     if (!oks[i]) return;
-    d.sched.markVerified(p);
+    d.session.markVerified(p);
     d.partial.recordVerified(p);
-    const [start, end] = d.sched.pieceRange(p);
+    const [start, end] = sched.pieceRange(p);
     d.resumed += end - start;
   });
-  d.received = d.resumed;
-  const kept = d.sched.verifiedPieces;
+  const kept = sched.verifiedPieces;
   const bad = claimed.length - kept;
   console.error(
-    `udpget: resuming ${out}: ${kept} of ${d.sched.pieceCount} pieces already verified` +
+    `udpget: resuming ${out}: ${kept} of ${sched.pieceCount} pieces already verified` +
       (bad === 1 ? ", 1 failed its re-check and will be fetched again" : "") +
       (bad > 1 ? `, ${bad} failed their re-check and will be fetched again` : ""),
   );
 }
 
-/** A chunk request of one lane, from send to completion or loss. */
-interface LaneRequest {
-  a: Assignment;
-  sentAt: number;
-  received: number;
-}
-
-/**
- * One (worker, server) lane: its own socket to that server, a pipeline of requests bounded by
- * the server's congestion window and the socket's buffer, loss detection by time threshold
- * and by timeout (`Promise.race` of the lane's next event against its earliest deadline).
- */
-async function lane(d: Download, worker: number, run: ServerRun): Promise<void> {
-  const win = new RequestWindow();
-  const open = new Map<number, LaneRequest>();
-  const events = new Notifier();
-  const now = () => Date.now();
-
-  /** `retry`: a new address token arrived, ask again; `error`: the server refused. */
-  const finish = (id: number, how: "complete" | "retry" | "error") => {
-    const r = open.get(id);
-    if (!r) return;
-    open.delete(id);
-    d.endpoint.close(id);
-    const t = now();
-    const rtt = run.health.rtt.srtt ?? 1;
-    const lostEarlier = win.finish(id, t, rtt);
-    if (how === "complete") {
-      run.health.rtt.addSample(t - r.sentAt);
-      run.cwnd.onAck(r.a.length, r.sentAt);
-    }
-    // an error answer gives the piece up: this server cannot serve it now, another may
-    d.sched.release(r.a, how === "error");
-    for (const l of lostEarlier) lose(l.id, false);
-    if (how === "complete") {
-      for (const other of run.lanes) {
-        if (other.win === win) continue;
-        for (const l of other.win.lostBefore(r.sentAt, t, rtt)) other.lose(l.id, false);
-      }
-    }
-    events.notify();
-  };
-
-  /** A request's missing blocks are given back; `timeout` also gives up the piece. */
-  const lose = (id: number, timeout: boolean) => {
-    const r = open.get(id);
-    if (!r) return;
-    open.delete(id);
-    d.endpoint.close(id);
-    d.rerequested += r.a.length - r.received;
-    const t = now();
-    if (timeout && r.received === 0) run.cwnd.onPersistentLoss(t, r.sentAt);
-    else run.cwnd.onLoss(r.sentAt, t, r.a.length - r.received);
-    d.sched.release(r.a, timeout);
-    if (timeout && !run.health.onTimeout(r.sentAt, t, d.lastHeard())) dropServer(d, run);
-    d.changed.notify();
-    events.notify();
-  };
-  run.lanes.push({ win, lose });
-
-  const send = async (a: Assignment) => {
-    const r: LaneRequest = { a, sentAt: now(), received: 0 };
-    const seen = new Uint8Array(a.blockCount);
-    const id = d.endpoint.open(run.index, (p) => {
-      if (p.type === "retry") return finish(id, "retry"); // asked again with the new token
-      if (p.type === "error") {
-        if (!run.health.onError(p.code, p.message, now())) dropServer(d, run);
-        run.pausedUntil = now() + run.health.rtt.rto(); // BUSY & co: not again at once
-        return finish(id, "error");
-      }
-      if (p.type !== "chunk_reply" || p.fileId !== d.fileId) return;
-      const block = (p.offset - a.offset) / d.blockSize;
-      if (!(block >= 0 && block < a.blockCount && Number.isInteger(block)) || seen[block]) return;
-      const t = now();
-      run.health.onHeard(t);
-      const o = d.sched.onBlock(p.offset, p.data.length);
-      if (o.kind === "invalid") return;
-      seen[block] = 1;
-      r.received += p.data.length;
-      if (o.kind === "new") {
-        writeAt(d.partial.file, p.data, p.offset);
-        run.bytes += p.data.length;
-        d.sources.record(a.piece, run.index);
-        run.lastAt = t;
-        d.received += p.data.length;
-        if (o.pieceComplete) void settlePiece(d, a.piece);
-      }
-      if (r.received === a.length) finish(id, "complete");
-    });
-    open.set(id, r);
-    if (run.firstAt === 0) run.firstAt = r.sentAt;
-    win.sent(id, a.length, r.sentAt, run.health.rtt.rto());
-    const packet = encode({
-      type: "chunk_request",
-      requestId: id,
-      token: d.endpoint.token(run.index),
-      fileId: d.fileId,
-      offset: a.offset,
-      length: a.length,
-      blockSize: d.blockSize,
-      name: d.name,
-    });
-    await d.endpoint.send(worker, run.index, packet);
-  };
-
-  while (!d.finished && run.health.alive) {
-    const cap = Math.min(d.laneBytes, run.cwnd.bytes / d.endpoint.workers);
-    let a: Assignment | undefined;
-    const paused = run.pausedUntil - now();
-    if (paused > 0 && open.size === 0) {
-      await withTimeout(d.changed.wait(), paused);
-      continue;
-    }
-    // (re-checked each turn: the server may be dropped while this lane awaits the limiter)
-    while (
-      run.health.alive && !d.finished && run.pausedUntil <= now() &&
-      win.canSend(d.requestBlocks * d.blockSize, cap)
-    ) {
-      a = d.sched.next(run.index, d.requestBlocks);
-      if (!a) break;
-      const wait = d.limiter?.take(a.length, now()) ?? 0;
-      if (wait > 1) await sleep(wait);
-      await send(a);
-    }
-    if (open.size === 0 && !a) {
-      // nothing to do until work is released elsewhere (or the end)
-      // (the 1 s bound is only a safety net: every change notifies)
-      await withTimeout(Promise.race([d.changed.wait(), events.wait()]), 1000);
-      continue;
-    }
-    const wake = Math.max(0, win.nextDeadline() - now());
-    await withTimeout(events.wait(), wake);
-    for (const l of win.expire(now())) lose(l.id, true);
-  }
-  for (const id of [...open.keys()]) {
-    d.endpoint.close(id);
-    d.sched.release(open.get(id)!.a, !run.health.alive);
-  }
-  if (!run.health.alive) d.sched.dropServer(run.index); // nothing stays owned by a dead server
-  if (d.alive === 0) d.finish();
-}
-
-function dropServer(d: Download, run: ServerRun): void {
-  if (run.health.alive) return;
-  // every time, not once: a lane may have taken a piece for this server since the last call
-  d.sched.dropServer(run.index);
-  if (run.dropped) return;
-  run.dropped = true;
-  note(`udpget: ${run.addr.label}: dropped (${run.health.dropReason})`);
-  d.changed.notify();
-  if (d.alive === 0) d.finish();
-}
-
-/**
- * Checks a completed piece on the verifier thread. A bad one is fetched again, and the server
- * that sent it (or, after repeated offences, one of several that shared it) is excluded.
- */
-async function settlePiece(d: Download, piece: number): Promise<void> {
-  const ok = await d.verifier.verify(piece);
-  d.sched.settlePiece(piece, ok);
-  if (ok) {
-    d.sources.verified(piece);
-    d.partial.recordVerified(piece);
-  } else {
-    note(`udpget: piece ${piece} failed its SHA-256; fetching it again`);
-    for (const server of d.sources.corrupt(piece)) {
-      const run = d.runs.find((r) => r.index === server);
-      if (!run) continue;
-      run.health.drop(`excluded: sent bytes that failed the hash of piece ${piece}`);
-      dropServer(d, run);
-    }
-    d.changed.notify();
-  }
-  if (d.sched.done) d.finish();
-}
-
 /** Gets the piece hash list and checks it against the agreed `piecesRoot`. */
 async function fetchPieceHashes(d: Download, signal: AbortSignal): Promise<Uint8Array | undefined> {
-  const count = d.sched.pieceCount;
+  const count = d.session.sched.pieceCount;
   const hashes = new Uint8Array(count * 32);
-  let next = 0;
-  let turn = 0;
+  // each reply fits one datagram of the transfer's block size: no fragments off loopback
+  const per = Math.max(1, Math.min(MAX_HASHES_PER_REPLY, Math.floor((d.blockSize + 4) / 32)));
+  const ranges: number[] = [];
+  for (let first = 0; first < count; first += per) ranges.push(first);
+  const fileId = fileIdOf(d.meta.digest);
   let failures = 0;
-  while (next < count && !signal.aborted) {
-    const alive = d.runs.filter((r) => r.health.alive);
-    if (alive.length === 0 || failures > 8 * d.runs.length) return undefined;
-    const run = alive[turn++ % alive.length];
-    const first = next;
-    const reply = await request(d.endpoint, 0, run.index, (requestId) =>
-      encode({
-        type: "hashes_request",
-        requestId,
-        token: d.endpoint.token(run.index),
-        fileId: d.fileId,
-        firstPiece: first,
-        count: Math.min(0xffff, count - first),
-        name: d.name,
-      }), run.health.rtt.rto());
-    if (reply?.type !== "hashes_reply" || reply.firstPiece !== first || reply.hashes.length === 0) {
-      failures++;
-      continue;
+  let turn = 0;
+  /** Fetches hashes [start, start + per), in several replies if a server sends fewer. */
+  const one = async (start: number): Promise<boolean> => {
+    const end = Math.min(count, start + per);
+    let first = start;
+    for (let attempt = 0; first < end && !signal.aborted;) {
+      if (failures > 8 * d.servers.length + ranges.length) return false;
+      const server = d.servers[turn++ % d.servers.length];
+      const rtt = d.endpoint.rttOf(server) ?? 100;
+      const timeout = Math.min(4000, Math.max(150, 3 * rtt) * 2 ** attempt);
+      const want = end - first;
+      const reply = await request(d.endpoint, 0, server, (requestId) =>
+        encode({
+          type: "hashes_request",
+          requestId,
+          token: d.endpoint.token(server),
+          fileId,
+          firstPiece: first,
+          count: want,
+          name: d.name,
+        }), timeout);
+      const got = reply?.type === "hashes_reply" && reply.firstPiece === first
+        ? Math.min(want, reply.hashes.length / 32)
+        : 0;
+      if (got === 0 || reply?.type !== "hashes_reply") {
+        failures++;
+        attempt = Math.min(attempt + 1, 4);
+        continue;
+      }
+      hashes.set(reply.hashes.subarray(0, got * 32), first * 32);
+      first += got;
     }
-    const take = Math.min(reply.hashes.length, (count - first) * 32);
-    hashes.set(reply.hashes.subarray(0, take), first * 32);
-    next = first + take / 32;
+    return first >= end;
+  };
+  // a few ranges at a time: one round trip per batch instead of per range
+  const results: boolean[] = [];
+  for (let i = 0; i < ranges.length; i += 32) {
+    results.push(...await Promise.all(ranges.slice(i, i + 32).map(one)));
+    if (results.includes(false)) return undefined;
   }
-  if (next < count) return undefined;
   if (toHex(sha256(hashes)) !== toHex(d.meta.piecesRoot)) {
     console.error("udpget: piece hash list does not match the agreed root; using the file digest");
     return undefined;
@@ -774,8 +686,8 @@ function startProgress(d: Download, started: number): { stop(): void } {
       done: d.received,
       total: d.meta.size,
       elapsedMs: performance.now() - started,
-      alive: d.alive,
-      servers: d.runs.length,
+      alive: d.session.alive,
+      servers: d.servers.length,
     });
     Deno.stderr.writeSync(enc.encode(`\r\x1b[K${line}`));
   };
@@ -794,14 +706,15 @@ function startProgress(d: Download, started: number): { stop(): void } {
 
 function summary(d: Download, out: string, ms: number): string {
   const secs = ms / 1000;
-  const shares = d.runs.map((r) => {
-    const pct = d.meta.size === 0 ? 0 : (100 * r.bytes) / d.meta.size;
+  const fetchedHere = Math.max(1, d.session.received);
+  const shares = d.session.stats().map((r) => {
+    const pct = (100 * r.bytes) / fetchedHere;
     const active = Math.max(1e-3, (r.lastAt - r.firstAt) / 1000);
-    return `${r.addr.label} ${pct.toFixed(0)}% at ${formatRate(r.bytes / active)}`;
+    return `${d.labels[d.servers[r.source]]} ${pct.toFixed(0)}% at ${formatRate(r.bytes / active)}`;
   }).join(", ");
   const fetched = d.meta.size - d.resumed;
   const resumed = d.resumed > 0 ? `, ${formatBytes(d.resumed)} resumed` : "";
   return `udpget: ${out}: ${formatBytes(d.meta.size)} in ${secs.toFixed(2)} s ` +
     `(${formatRate(fetched / Math.max(secs, 1e-3))}${resumed}), ${d.verified}; ` +
-    `block ${d.blockSize} B, re-requested ${formatBytes(d.rerequested)}; from ${shares}`;
+    `block ${d.blockSize} B, re-requested ${formatBytes(d.session.rerequested)}; from ${shares}`;
 }

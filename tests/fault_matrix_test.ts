@@ -156,7 +156,8 @@ Deno.test("fault: 1 % of data datagrams with a flipped bit: caught by piece hash
 Deno.test("fault: blackhole, everything dropped for 2 s mid-transfer", async () => {
   const data = seededBytes(16 * MiB, 7);
   await withRelays(data, 7, {}, async ({ relays, list, work }) => {
-    const run = runUdpget(["fetch", list, "3", "f.bin", "-q"], work);
+    // (--limit: the transfer lasts long enough for the blackhole to fall in its middle)
+    const run = runUdpget(["fetch", list, "3", "f.bin", "-q", "--limit", "8M"], work);
     const midway = await Promise.race([
       relays[0].after("to_client", 100).then(() => true),
       run.then(() => false),
@@ -326,7 +327,9 @@ Deno.test("fault: one of three servers killed mid-transfer", async () => {
     try {
       const list = await writeServersFile(work, [relay.port, servers[1].port, servers[2].port]);
       // small blocks: many datagrams, so "300 through the relay" is early in the transfer
-      const run = runUdpget(["fetch", list, "3", "big.bin", "-q", "--block-size", "1400"], work);
+      const args = ["fetch", list, "3", "big.bin", "-q", "--block-size", "1400", "--limit", "5M"];
+      // (--limit: the transfer outlasts the 3 s of silence after which a server is dropped)
+      const run = runUdpget(args, work);
       const midway = await Promise.race([
         relay.after("to_client", 300).then(() => true),
         run.then(() => false),

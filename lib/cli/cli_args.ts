@@ -124,7 +124,7 @@ export function parseFetchArgs(args: string[]): FetchArgs {
     checksum: { type: "string" },
     "secret-file": { type: "string" },
   });
-  const verify = values.verify ?? "full";
+  const verify = values.verify ?? "pieces";
   if (verify !== "full" && verify !== "pieces") {
     throw usage(`--verify takes "full" or "pieces", got "${verify}"`);
   }

@@ -54,6 +54,12 @@ export type BlockOutcome =
 
 const NO_OWNER = -1;
 
+/** Which pieces a source holds (a swarm peer may hold only some); servers hold them all. */
+export type PieceFilter = (piece: number) => boolean;
+
+/** The filter of a source that holds every piece. */
+export const ALL: PieceFilter = () => true;
+
 interface ActivePiece {
   owner: number;
   generation: number;
@@ -119,9 +125,9 @@ export class PieceScheduler {
    * Next request for `server`, at most `maxBlocks` blocks, or `undefined` when it has nothing
    * useful to do right now (wait for a change).
    */
-  next(server: number, maxBlocks: number): Assignment | undefined {
-    return this.#continueOwned(server, maxBlocks) ?? this.#takeQueued(server, maxBlocks) ??
-      this.#duplicateInFlight(server, maxBlocks);
+  next(server: number, maxBlocks: number, has: PieceFilter = ALL): Assignment | undefined {
+    return this.#continueOwned(server, maxBlocks) ?? this.#takeQueued(server, maxBlocks, has) ??
+      this.#duplicateInFlight(server, maxBlocks, has);
   }
 
   /**
@@ -193,9 +199,28 @@ export class PieceScheduler {
     return undefined;
   }
 
-  #takeQueued(server: number, maxBlocks: number): Assignment | undefined {
+  #takeQueued(server: number, maxBlocks: number, has: PieceFilter): Assignment | undefined {
+    let skipped: number[] | undefined;
+    try {
+      return this.#takeQueuedFrom(server, maxBlocks, has, (piece) => (skipped ??= []).push(piece));
+    } finally {
+      // pieces this source does not hold stay queued, in their order, for sources that do
+      if (skipped) { for (let i = skipped.length - 1; i >= 0; i--) this.#queue.push(skipped[i]); }
+    }
+  }
+
+  #takeQueuedFrom(
+    server: number,
+    maxBlocks: number,
+    has: PieceFilter,
+    skip: (piece: number) => void,
+  ): Assignment | undefined {
     while (this.#queue.length > 0) {
       const piece = this.#queue.pop()!;
+      if (has !== ALL && this.#state[piece] <= 1 && !has(piece)) {
+        skip(piece);
+        continue;
+      }
       let p = this.#active.get(piece);
       if (p && p.owner !== NO_OWNER) continue; // queued twice and already taken
       if (!p) {
@@ -209,9 +234,11 @@ export class PieceScheduler {
     return undefined;
   }
 
-  #duplicateInFlight(server: number, maxBlocks: number): Assignment | undefined {
+  #duplicateInFlight(server: number, maxBlocks: number, has: PieceFilter): Assignment | undefined {
     // pieces with the most missing blocks first: they are the likeliest to set the tail
-    const candidates = [...this.#active].filter(([, p]) => p.owner !== server);
+    const candidates = [...this.#active].filter(([piece, p]) =>
+      p.owner !== server && (has === ALL || has(piece))
+    );
     candidates.sort((x, y) => y[1].missing - x[1].missing);
     for (const [piece, p] of candidates) {
       const a = this.#claimRun(server, piece, p, maxBlocks, true);

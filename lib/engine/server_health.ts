@@ -24,11 +24,11 @@ export interface HealthOptions {
   rtt: RttOptions;
 }
 
-/** Defaults: a server is dropped after ≥ 4 timeouts and 2 s of silence (6 s if all are). */
+/** Defaults: a server is dropped after ≥ 4 timeouts and 3 s of silence (10 s if all are). */
 export const DEFAULT_HEALTH_OPTIONS: HealthOptions = {
   maxTimeouts: 4,
-  deadAfterMs: 2000,
-  allSilentDeadAfterMs: 6000,
+  deadAfterMs: 3000,
+  allSilentDeadAfterMs: 10_000,
   rtt: DEFAULT_RTT_OPTIONS,
 };
 

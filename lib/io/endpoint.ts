@@ -57,6 +57,12 @@ export class ClientEndpoint {
   #loops: Promise<void>[] = [];
   /** Address-validation token per server, as last handed out by its RETRY. */
   #tokens: Uint8Array[];
+  /** Server index by "host|port" of datagrams seen (-1: none of ours). */
+  #index = new Map<string, number>();
+  #rtts: (number | undefined)[] = [];
+
+  /** Where replies go that match no id opened here (the fetch engine's own ids). */
+  #fallback: ((server: number, p: Packet) => void) | undefined;
 
   /** Shared key (`--secret-file`): every request is sealed with it. */
   #key: Uint8Array | undefined;
@@ -89,6 +95,17 @@ export class ClientEndpoint {
     return this.#tokens[server];
   }
 
+  /** Records a round trip to `server` measured by a request-reply exchange (ms). */
+  noteRtt(server: number, ms: number): void {
+    const old = this.#rtts[server];
+    this.#rtts[server] = old === undefined ? ms : Math.min(old, ms);
+  }
+
+  /** The smallest round trip measured to `server` so far (ms), if any. */
+  rttOf(server: number): number | undefined {
+    return this.#rtts[server];
+  }
+
   /** Allocates a request id whose replies from `server` go to `onReply`. */
   open(server: number, onReply: ReplyHandler): number {
     let id: number;
@@ -98,6 +115,15 @@ export class ClientEndpoint {
     } while (this.#pending.has(id));
     this.#pending.set(id, { server, onReply });
     return id;
+  }
+
+  /**
+   * Routes every reply that matches no id opened with `open` to `handler`, with the index of
+   * the server it came from (datagrams from anywhere else are still dropped). The fetch engine
+   * allocates its own request ids and checks them itself.
+   */
+  routeOthers(handler: ((server: number, p: Packet) => void) | undefined): void {
+    this.#fallback = handler;
   }
 
   /** Stops routing replies for `id`: late ones are counted as stray. */
@@ -142,6 +168,12 @@ export class ClientEndpoint {
       return;
     }
     const p = this.#pending.get(r.packet.requestId);
+    if (!p && this.#fallback) {
+      const server = this.#serverAt(from);
+      if (server < 0) this.stats.stray++;
+      else this.#fallback(server, r.packet);
+      return;
+    }
     const s = p && this.#servers[p.server];
     if (!p || !s || s.port !== from.port || !sameHost(s.hostname, from.hostname)) {
       this.stats.stray++;
@@ -150,6 +182,19 @@ export class ClientEndpoint {
     // a RETRY proves nothing yet, but its token validates every later request to that server
     if (r.packet.type === "retry") this.#tokens[p.server] = r.packet.token.slice();
     p.onReply(r.packet);
+  }
+
+  /** Index of the server at `from`, or -1. */
+  #serverAt(from: Deno.NetAddr): number {
+    const key = `${from.hostname}|${from.port}`;
+    let i = this.#index.get(key);
+    if (i === undefined) {
+      i = this.#servers.findIndex((s) =>
+        s.port === from.port && sameHost(s.hostname, from.hostname)
+      );
+      if (this.#index.size < 4096) this.#index.set(key, i);
+    }
+    return i;
   }
 }
 

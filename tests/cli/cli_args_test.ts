@@ -36,7 +36,7 @@ Deno.test("fetch: defaults", () => {
     quiet: false,
     blockSize: "auto",
     limit: undefined,
-    verify: "full",
+    verify: "pieces",
     checksum: undefined,
     secretFile: undefined,
   });

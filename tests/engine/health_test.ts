@@ -159,9 +159,9 @@ const OPTS: HealthOptions = {
   rtt: { initialRtoMs: 100, minRtoMs: 10, maxRtoMs: 100_000 },
 };
 
-Deno.test("health: default options drop after ≥ 4 timeouts and 2 s of silence", () => {
+Deno.test("health: default options drop after ≥ 4 timeouts and 3 s of silence", () => {
   assert.equal(DEFAULT_HEALTH_OPTIONS.maxTimeouts, 4);
-  assert.equal(DEFAULT_HEALTH_OPTIONS.deadAfterMs, 2000);
+  assert.equal(DEFAULT_HEALTH_OPTIONS.deadAfterMs, 3000);
   const h = new ServerHealth(10_000);
   assert.equal(h.alive, true);
   assert.equal(h.dropReason, undefined);
@@ -287,7 +287,7 @@ Deno.test("ServerHealth.onError: BUSY and INTERNAL back off, other errors drop t
 });
 
 Deno.test("health: when every server is silent (our outage), dropping waits longer", () => {
-  assert.equal(DEFAULT_HEALTH_OPTIONS.allSilentDeadAfterMs, 6000);
+  assert.equal(DEFAULT_HEALTH_OPTIONS.allSilentDeadAfterMs, 10_000);
   const lone = new ServerHealth(0, OPTS);
   // nobody heard since t=0: the 1 s limit becomes 3 s
   for (let t = 500; t < 3000; t += 500) assert.equal(lone.onTimeout(t - 500, t, 0), true, `${t}`);

@@ -1,0 +1,526 @@
+/**
+ * The fetch engine: a pure state machine that moves one file's pieces from any number of
+ * sources to one receiver, in the shape of quinn-proto's `Connection`.
+ *
+ * Events in: `handleReply(now, source, packet)` for every datagram from a source,
+ * `handleTimeout(now)` when the time from `pollTimeout()` has come, `handleVerified(piece, ok)`
+ * when the shell has checked a piece against its hash, `addSource`/`removeSource` as sources
+ * come and go. Actions out: `pollTransmit(now)` gives the next request to send (paced per
+ * source), `pollTimeout()` when to call back, `poll()` the other events (verify a piece, a
+ * source dropped, finished, failed). Writes are returned by `handleReply` itself: a block's
+ * bytes are a view into the shell's receive buffer and must be written before it is reused.
+ *
+ * No I/O, no clock, no randomness of its own (request ids come from an injected generator), so
+ * the same inputs give the same outputs: the simulator replays whole transfers from a seed.
+ *
+ * @module
+ */
+
+import type { ChunkRequest, Packet } from "../wire/packet.ts";
+import { ErrorCode } from "../wire/packet.ts";
+import { SourceLedger } from "./blame.ts";
+import type { CongestionController } from "./congestion/controller.ts";
+import { ModelBasedController } from "./congestion/model_based.ts";
+import { ALL, type Assignment, type PieceFilter, PieceScheduler } from "./scheduler.ts";
+import { type InFlightRequest, type LostRun, SourcePath } from "./source_path.ts";
+import { TokenBucket } from "./token_bucket.ts";
+
+/** What a session fetches and how. */
+export interface FetchSessionOptions {
+  /** File size in bytes. */
+  size: number;
+  /** Piece size of the agreed metadata (the unit of verification). */
+  pieceSize: number;
+  /** Data bytes per datagram. */
+  blockSize: number;
+  /** Content identity (first 8 bytes of the digest). */
+  fileId: bigint;
+  /** Name to put in requests. */
+  name: string;
+  /** Source of request ids (random in the shell, seeded in the simulator). */
+  nextRequestId: () => number;
+  /** Client-side cap in bytes per second (`--limit`), all sources together. */
+  limitBytesPerSec?: number;
+  /** Most bytes in flight per source (e.g. what its receive sockets buffer on loopback). */
+  maxInflightPerSource?: number;
+  /** Receive sockets per source: requests take turns, replies keep order only within one. */
+  lanes?: number;
+  /** Largest request in bytes (e.g. half a receive socket's buffer on loopback). */
+  maxRequestBytes?: number;
+  /** Round trip to assume per source before measuring one (ms). */
+  initialRttMs?: number;
+  /** Makes a source's congestion controller (default: the model-based one). */
+  makeController?: (source: number) => CongestionController;
+  /** Fail once no source is left (a fixed server list); a swarm keeps waiting for peers. */
+  failWithoutSources?: boolean;
+}
+
+/** A request to send to one source. */
+export interface Transmit {
+  source: number;
+  /** The lane (receive socket) to send it from. */
+  lane: number;
+  packet: ChunkRequest;
+}
+
+/** Bytes to write at an offset of the output (a view, valid during the call only). */
+export interface BlockWrite {
+  offset: number;
+  data: Uint8Array;
+}
+
+/** What the shell must act on. */
+export type SessionEvent =
+  /** A piece is complete: check it and call `handleVerified`. */
+  | { kind: "verify"; piece: number }
+  /** A piece failed its hash and will be fetched again. */
+  | { kind: "corrupt"; piece: number }
+  /** A source is out of the transfer for good. */
+  | { kind: "dropped"; source: number; reason: string }
+  /** Every piece is verified. */
+  | { kind: "finished" }
+  /** No source is left and pieces are missing. */
+  | { kind: "failed"; reason: string };
+
+/** Per-source figures for summaries. */
+export interface SourceStats {
+  source: number;
+  /** New bytes it delivered first. */
+  bytes: number;
+  firstAt: number;
+  lastAt: number;
+  /** Bytes declared lost on its path (and asked for again). */
+  lost: number;
+  alive: boolean;
+  dropReason?: string;
+  /** Its congestion controller's state. */
+  state: string;
+}
+
+/** Default initial window: 32 MTU-sized datagrams (a little more than QUIC's 10). */
+const INITIAL_WINDOW = 32 * 1444;
+/** Requests are sized to about this many ms of the source's pacing rate. */
+const REQUEST_MS = 2;
+/** Requests between at least this many blocks... */
+const MIN_REQUEST_BLOCKS = 2;
+/** ...and at most this many (servers refuse more than 1024 blocks or 16 MiB). */
+const MAX_REQUEST_BLOCKS = 1024;
+const MAX_REQUEST_BYTES = 16 << 20;
+/** Requests recently retired whose late blocks are still accepted. */
+const RETIRED_MEMORY = 4096;
+/** RETRYs in a row without data before a source counts as failing address validation. */
+const MAX_RETRIES_IN_ROW = 8;
+
+interface Source {
+  path: SourcePath;
+  has: PieceFilter;
+  dropped: boolean;
+  retriesInRow: number;
+  /** Requests sent, to take the lanes in turn. */
+  sent: number;
+}
+
+/** The fetch engine for one file. */
+export class FetchSession {
+  readonly sched: PieceScheduler;
+  #opts: FetchSessionOptions;
+  #sources = new Map<number, Source>();
+  #order: number[] = [];
+  #turn = 0;
+  #byId = new Map<number, { source: Source; r: InFlightRequest }>();
+  /** Requests that left the in-flight list (all blocks received or lost), by id. */
+  #retired = new Map<number, { source: Source; r: InFlightRequest }>();
+  #events: SessionEvent[] = [];
+  #ledger = new SourceLedger();
+  #limiter: TokenBucket | undefined;
+  #limitedUntil = 0;
+  /** Sources the scheduler had no work for; any release of work empties it. */
+  #starved = new Set<Source>();
+  #ended = false;
+  /** Bytes of new data received, and bytes declared lost (re-requested). */
+  received = 0;
+  rerequested = 0;
+
+  /** A session with no source yet; `now` is the injected clock's current time (ms). */
+  constructor(opts: FetchSessionOptions, now: number) {
+    this.#opts = opts;
+    this.sched = new PieceScheduler({
+      size: opts.size,
+      pieceSize: opts.pieceSize,
+      blockSize: opts.blockSize,
+    });
+    if (opts.limitBytesPerSec) {
+      const rate = opts.limitBytesPerSec;
+      this.#limiter = new TokenBucket(rate, Math.max(rate / 50, opts.blockSize * 4), now);
+    }
+    if (this.sched.done) this.#end({ kind: "finished" });
+  }
+
+  /** Marks a piece verified before the transfer (resume). */
+  markVerified(piece: number): void {
+    this.sched.markVerified(piece);
+    if (this.sched.done) this.#end({ kind: "finished" });
+  }
+
+  /** A source joins: a server (holding every piece) or a peer with a have-filter. */
+  addSource(id: number, now: number, has: PieceFilter = ALL, rttMs?: number): void {
+    if (this.#sources.has(id)) return;
+    const cc = this.#opts.makeController?.(id) ?? this.#defaultController(rttMs);
+    const path = new SourcePath(id, cc, now, this.#opts.blockSize, (r) => {
+      this.#byId.delete(r.id);
+      this.#remember(source, r);
+    });
+    if (rttMs !== undefined) path.health.rtt.addSample(rttMs);
+    const source: Source = { path, has, dropped: false, retriesInRow: 0, sent: 0 };
+    this.#sources.set(id, source);
+    this.#order.push(id);
+    this.#starved.clear();
+  }
+
+  /** The address-validation token to put in requests to `id` (e.g. from metadata discovery). */
+  setToken(id: number, token: Uint8Array): void {
+    const s = this.#sources.get(id);
+    if (s) s.path.token = token;
+  }
+
+  /** A source has a new piece (swarm peers announce what they verified). */
+  sourceHas(id: number): void {
+    if (this.#sources.has(id)) this.#starved.clear();
+  }
+
+  /** A source leaves (or is excluded by the shell). */
+  removeSource(id: number, reason: string): void {
+    const s = this.#sources.get(id);
+    if (!s || s.dropped) return;
+    s.path.health.drop(reason);
+    this.#drop(s);
+  }
+
+  /** Whether the transfer has ended (finished or failed). */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Figures for each source, in the order they joined. */
+  stats(): SourceStats[] {
+    return this.#order.map((id) => {
+      const { path } = this.#sources.get(id)!;
+      return {
+        source: id,
+        bytes: path.newBytes,
+        firstAt: path.firstAt,
+        lastAt: path.lastAt,
+        lost: path.lostBytes,
+        alive: path.health.alive,
+        dropReason: path.health.dropReason,
+        state: path.cc.describe(),
+      };
+    });
+  }
+
+  /** Number of sources still in the transfer. */
+  get alive(): number {
+    let n = 0;
+    for (const s of this.#sources.values()) if (!s.dropped) n++;
+    return n;
+  }
+
+  /**
+   * A datagram from `source`. Returns the bytes to write now when it carries new data; every
+   * other consequence is queued for `poll()` and `pollTransmit()`.
+   */
+  handleReply(now: number, source: number, p: Packet): BlockWrite | undefined {
+    const s = this.#sources.get(source);
+    if (!s || s.dropped || this.#ended) return undefined;
+    const entry = this.#byId.get(p.requestId);
+    if (entry?.source !== s) {
+      // a block declared lost may still arrive: it is data, and a delivery the model counts
+      const late = this.#retired.get(p.requestId);
+      if (late?.source !== s || p.type !== "chunk_reply") return undefined;
+      return this.#onChunk(now, s, late.r, p.offset, p.data, p.fileId);
+    }
+    const { r } = entry;
+    if (p.type === "chunk_reply") return this.#onChunk(now, s, r, p.offset, p.data, p.fileId);
+    if (p.type === "retry") return void this.#onRetry(s, r, p.token);
+    if (p.type === "error") this.#onError(now, s, r, p.code, p.message);
+    return undefined;
+  }
+
+  /** The shell checked `piece`: good (keep it) or corrupt (fetch it again, blame its sources). */
+  handleVerified(piece: number, ok: boolean): void {
+    this.sched.settlePiece(piece, ok);
+    if (ok) {
+      this.#ledger.verified(piece);
+      if (this.sched.done) this.#end({ kind: "finished" });
+      return;
+    }
+    this.#events.push({ kind: "corrupt", piece });
+    this.#starved.clear();
+    for (const id of this.#ledger.corrupt(piece)) {
+      this.removeSource(id, `excluded: sent bytes that failed the hash of piece ${piece}`);
+    }
+  }
+
+  /** Timers: request deadlines (losses, silent sources). */
+  handleTimeout(now: number): void {
+    if (this.#ended) return;
+    const anyHeard = this.#lastHeard();
+    for (const s of this.#sources.values()) {
+      if (s.dropped) continue;
+      const { path } = s;
+      if (path.nextDeadline() > now) continue;
+      const lost: LostRun[] = [];
+      const heardBefore = path.health.lastHeard;
+      const oldest = path.requests.find((r) => r.outstanding > 0 && r.deadline <= now);
+      path.expire(now, lost);
+      // silence since the request left: the path (or the source) may be gone, not just lossy
+      const silent = oldest !== undefined && heardBefore < oldest.sentAt;
+      if (silent) {
+        path.cc.onTimeout(now);
+        if (!path.health.onTimeout(oldest.sentAt, now, anyHeard)) {
+          this.#drop(s);
+          continue;
+        }
+      }
+      this.#releaseLost(lost, silent);
+    }
+  }
+
+  /** The next request to send, or undefined when none may leave now. */
+  pollTransmit(now: number): Transmit | undefined {
+    if (this.#ended || now < this.#limitedUntil) return undefined;
+    const n = this.#order.length;
+    for (let k = 0; k < n; k++) {
+      const id = this.#order[(this.#turn + k) % n];
+      const s = this.#sources.get(id)!;
+      if (s.dropped || this.#starved.has(s)) continue;
+      const t = this.#transmitTo(now, s);
+      if (t === "starved") this.#starved.add(s);
+      else if (t !== undefined) {
+        this.#turn = (this.#turn + k + 1) % n;
+        return t;
+      }
+    }
+    return undefined;
+  }
+
+  /** When `handleTimeout` or `pollTransmit` next has something to do, or undefined. */
+  pollTimeout(): number | undefined {
+    if (this.#ended) return undefined;
+    let t = Infinity;
+    for (const s of this.#sources.values()) {
+      if (s.dropped) continue;
+      t = Math.min(t, s.path.nextDeadline());
+      if (this.#starved.has(s)) continue;
+      const send = s.path.nextSendTime(this.#minRequestBytes(), this.#window(s.path));
+      t = Math.min(t, Math.max(send, this.#limitedUntil));
+    }
+    return t === Infinity ? undefined : t;
+  }
+
+  /** The next event for the shell, or undefined. */
+  poll(): SessionEvent | undefined {
+    return this.#events.shift();
+  }
+
+  #transmitTo(now: number, s: Source): Transmit | "starved" | undefined {
+    const { path } = s;
+    if (!path.canSend(now, this.#minRequestBytes(), this.#window(path))) return undefined;
+    const room = Math.max(this.#opts.blockSize, this.#window(path) - path.inflight);
+    const blocks = Math.max(
+      1,
+      Math.min(this.#requestBlocks(path), Math.floor(room / this.#opts.blockSize)),
+    );
+    const a = this.sched.next(path.id, blocks, s.has);
+    if (!a) return "starved";
+    if (this.#limiter) {
+      const wait = this.#limiter.take(a.length, now);
+      if (wait > 0) this.#limitedUntil = now + wait;
+    }
+    const id = this.#newId();
+    const lane = s.sent++ % (this.#opts.lanes ?? 1);
+    const r = path.sent(now, id, a, false, lane);
+    this.#byId.set(id, { source: s, r });
+    return {
+      source: path.id,
+      lane,
+      packet: {
+        type: "chunk_request",
+        requestId: id,
+        token: path.token ?? NO_TOKEN,
+        fileId: this.#opts.fileId,
+        offset: a.offset,
+        length: a.length,
+        blockSize: this.#opts.blockSize,
+        name: this.#opts.name,
+      },
+    };
+  }
+
+  #minRequestBytes(): number {
+    return Math.min(this.#opts.size, MIN_REQUEST_BLOCKS * this.#opts.blockSize);
+  }
+
+  #window(path: SourcePath): number {
+    return Math.min(path.cc.window(), this.#opts.maxInflightPerSource ?? Infinity);
+  }
+
+  /** Blocks per request: about `REQUEST_MS` of the pacing rate, a quarter window at most. */
+  #requestBlocks(path: SourcePath): number {
+    const bs = this.#opts.blockSize;
+    const byRate = Math.floor(path.cc.pacingRate() * REQUEST_MS / bs);
+    const byWindow = Math.floor(this.#window(path) / 4 / bs);
+    const maxBytes = Math.min(MAX_REQUEST_BYTES, this.#opts.maxRequestBytes ?? Infinity);
+    const cap = Math.min(MAX_REQUEST_BLOCKS, Math.floor(maxBytes / bs));
+    return Math.max(MIN_REQUEST_BLOCKS, Math.min(cap, byRate, byWindow));
+  }
+
+  #onChunk(
+    now: number,
+    s: Source,
+    r: InFlightRequest,
+    offset: number,
+    data: Uint8Array,
+    fileId: bigint,
+  ): BlockWrite | undefined {
+    const a = r.a;
+    const block = (offset - a.offset) / this.#opts.blockSize;
+    if (fileId !== this.#opts.fileId || !(Number.isInteger(block) && block >= 0)) return undefined;
+    if (block >= a.blockCount) return undefined;
+    const expected = block === a.blockCount - 1
+      ? a.length - block * this.#opts.blockSize
+      : this.#opts.blockSize;
+    if (data.length !== expected) return undefined;
+    s.retriesInRow = 0;
+    const lost: LostRun[] = [];
+    if (!s.path.onBlock(now, r, block, data.length, lost)) return undefined;
+    this.#releaseLost(lost, false);
+    return this.#accept(now, s, a.piece, offset, data);
+  }
+
+  /** Data for the file: new bytes are written, complete pieces go to verification. */
+  #accept(now: number, s: Source, piece: number, offset: number, data: Uint8Array) {
+    const o = this.sched.onBlock(offset, data.length);
+    if (o.kind !== "new") return undefined;
+    const { path } = s;
+    path.newBytes += data.length;
+    path.lastAt = now;
+    this.received += data.length;
+    this.#ledger.record(piece, path.id);
+    if (o.pieceComplete) this.#events.push({ kind: "verify", piece });
+    return { offset, data };
+  }
+
+  #onRetry(s: Source, r: InFlightRequest, token: Uint8Array): void {
+    s.path.token = token.slice();
+    this.#forget(s, r);
+    this.sched.release(r.a);
+    this.#starved.clear();
+    if (++s.retriesInRow > MAX_RETRIES_IN_ROW) {
+      this.removeSource(s.path.id, "address validation keeps failing (RETRY after RETRY)");
+    }
+  }
+
+  #onError(now: number, s: Source, r: InFlightRequest, code: number, message: string): void {
+    this.#forget(s, r);
+    this.sched.release(r.a, true); // this source cannot serve it now: another may
+    this.#starved.clear();
+    const { path } = s;
+    if (!path.health.onError(code, message, now)) return this.#drop(s);
+    // BUSY, INTERNAL, TOO_MANY: nothing new to this source for a while
+    path.pausedUntil = now + path.health.rtt.rto();
+    if (code === ErrorCode.TooMany) path.pausedUntil += path.health.rtt.rto();
+  }
+
+  #forget(s: Source, r: InFlightRequest): void {
+    s.path.remove(r.id);
+    this.#byId.delete(r.id);
+    this.#remember(s, r);
+  }
+
+  #releaseLost(lost: LostRun[], giveUpPiece: boolean): void {
+    if (lost.length === 0) return;
+    for (const l of lost) {
+      this.rerequested += l.bytes;
+      this.sched.release(subRun(l.request.a, l.firstBlock, l.blockCount, this.#opts), giveUpPiece);
+    }
+    this.#starved.clear();
+  }
+
+  #remember(source: Source, r: InFlightRequest): void {
+    this.#retired.set(r.id, { source, r });
+    if (this.#retired.size > RETIRED_MEMORY) {
+      this.#retired.delete(this.#retired.keys().next().value!);
+    }
+  }
+
+  #drop(s: Source): void {
+    if (s.dropped) return;
+    s.dropped = true;
+    for (const r of s.path.clear()) {
+      this.#byId.delete(r.id);
+      this.sched.release(r.a, true);
+    }
+    this.sched.dropServer(s.path.id);
+    this.#starved.clear();
+    this.#events.push({
+      kind: "dropped",
+      source: s.path.id,
+      reason: s.path.health.dropReason ?? "dropped",
+    });
+    if (this.alive === 0 && this.#opts.failWithoutSources !== false && !this.sched.done) {
+      this.#end({ kind: "failed", reason: "every source failed" });
+    }
+  }
+
+  #end(e: SessionEvent): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#events.push(e);
+  }
+
+  #lastHeard(): number {
+    let t = -Infinity;
+    for (const s of this.#sources.values()) {
+      if (!s.dropped) t = Math.max(t, s.path.health.lastHeard);
+    }
+    return t;
+  }
+
+  #newId(): number {
+    let id: number;
+    do id = this.#opts.nextRequestId() >>> 0; while (this.#byId.has(id) || this.#retired.has(id));
+    return id;
+  }
+
+  #defaultController(rttMs?: number): CongestionController {
+    const bs = this.#opts.blockSize;
+    const initialWindow = Math.max(INITIAL_WINDOW, 4 * bs);
+    return new ModelBasedController({
+      initialWindow,
+      initialRttMs: rttMs ?? this.#opts.initialRttMs ?? 100,
+      minWindow: 4 * MIN_REQUEST_BLOCKS * bs,
+      maxWindow: this.#opts.maxInflightPerSource ?? Infinity,
+    });
+  }
+}
+
+const NO_TOKEN = new Uint8Array(16);
+
+/** The assignment covering blocks [first, first + count) of `a`. */
+function subRun(
+  a: Assignment,
+  first: number,
+  count: number,
+  o: { blockSize: number },
+): Assignment {
+  const offset = a.offset + first * o.blockSize;
+  const end = Math.min(a.offset + a.length, offset + count * o.blockSize);
+  return {
+    ...a,
+    firstBlock: a.firstBlock + first,
+    blockCount: count,
+    offset,
+    length: end - offset,
+  };
+}
