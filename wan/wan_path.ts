@@ -76,6 +76,8 @@ export interface WanPath {
   readonly clientAddr: string;
   /** The servers' addresses, 198.18.1.1 .. 198.18.1.N. */
   readonly serverAddrs: string[];
+  /** Process id of the emulator (to read its CPU time from /proc, say). */
+  readonly emulatorPid: number;
   /**
    * Sends one command line to the emulator (`blackhole <ms>`, `loss <pct>`) and resolves with
    * its answer line; rejects if the emulator answers "error ...".
@@ -405,6 +407,7 @@ export async function openWanPath(opts: WanPathOptions): Promise<WanPath> {
     serverNs,
     clientAddr: CLIENT_ADDR,
     serverAddrs,
+    emulatorPid: link.child.pid,
     async control(cmd: string): Promise<string> {
       const [answer] = await link.send(cmd);
       if (!answer.startsWith("ok ")) throw new Error(`linkemu: ${answer}`);
@@ -419,6 +422,20 @@ export async function openWanPath(opts: WanPathOptions): Promise<WanPath> {
     },
     close,
   };
+}
+
+/**
+ * CPU seconds (user + system) a process has used so far, from /proc; undefined if it is gone.
+ * Shows whether the emulator kept up (it must stay well below one core).
+ */
+export async function cpuSeconds(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return undefined;
+  }
 }
 
 /** `p`, or undefined if it has not settled within `ms`; the timer never outlives the race. */
