@@ -506,7 +506,7 @@ async function driveLoop(d: Download, signal: AbortSignal): Promise<void> {
     }
     for (let e = session.poll(); e; e = session.poll()) onEvent(d, e);
     if (session.ended) break;
-    const next = session.pollTimeout();
+    const next = session.pollTimeout(performance.now());
     const wait = next === undefined ? 1000 : Math.max(0, next - performance.now());
     await withTimeout(d.wake.wait(), wait);
   }

@@ -110,6 +110,8 @@ const MAX_REQUEST_BYTES = 16 << 20;
 const RETIRED_MEMORY = 4096;
 /** RETRYs in a row without data before a source counts as failing address validation. */
 const MAX_RETRIES_IN_ROW = 8;
+/** Nothing in flight anywhere this long (ms) with pieces missing: every claim is reset. */
+const IDLE_RESCUE_MS = 500;
 
 interface Source {
   path: SourcePath;
@@ -137,6 +139,12 @@ export class FetchSession {
   /** Sources the scheduler had no work for; any release of work empties it. */
   #starved = new Set<Source>();
   #ended = false;
+  /** Since when nothing has been in flight (with pieces missing), for the idle rescue. */
+  #idleSince: number | undefined;
+  /** Time of the last event handed in (the clock of `pollTimeout` when none is given). */
+  #lastEvent = 0;
+  /** Pieces handed out for verification and not settled yet. */
+  #pendingVerify = 0;
   /** Bytes of new data received, and bytes declared lost (re-requested). */
   received = 0;
   rerequested = 0;
@@ -230,6 +238,7 @@ export class FetchSession {
    * other consequence is queued for `poll()` and `pollTransmit()`.
    */
   handleReply(now: number, source: number, p: Packet): BlockWrite | undefined {
+    this.#lastEvent = now;
     const s = this.#sources.get(source);
     if (!s || s.dropped || this.#ended) return undefined;
     const entry = this.#byId.get(p.requestId);
@@ -248,6 +257,7 @@ export class FetchSession {
 
   /** The shell checked `piece`: good (keep it) or corrupt (fetch it again, blame its sources). */
   handleVerified(piece: number, ok: boolean): void {
+    this.#pendingVerify = Math.max(0, this.#pendingVerify - 1);
     this.sched.settlePiece(piece, ok);
     if (ok) {
       this.#ledger.verified(piece);
@@ -261,9 +271,15 @@ export class FetchSession {
     }
   }
 
-  /** Timers: request deadlines (losses, silent sources). */
+  /** Timers: request deadlines (losses, silent sources), and the idle check. */
   handleTimeout(now: number): void {
     if (this.#ended) return;
+    if (this.#idleSince !== undefined && now - this.#idleSince >= IDLE_RESCUE_MS) {
+      // nothing in flight anywhere for a while and pieces still missing: hand all work out again
+      this.sched.resetClaims();
+      this.#starved.clear();
+      this.#idleSince = undefined;
+    }
     const anyHeard = this.#lastHeard();
     for (const s of this.#sources.values()) {
       if (s.dropped) continue;
@@ -305,9 +321,16 @@ export class FetchSession {
   }
 
   /** When `handleTimeout` or `pollTransmit` next has something to do, or undefined. */
-  pollTimeout(): number | undefined {
+  pollTimeout(now?: number): number | undefined {
     if (this.#ended) return undefined;
     let t = Infinity;
+    let inflight = 0;
+    for (const s of this.#sources.values()) if (!s.dropped) inflight += s.path.inflight;
+    if (inflight > 0 || this.#verifying()) this.#idleSince = undefined;
+    else {
+      this.#idleSince ??= now ?? this.#lastEvent;
+      t = this.#idleSince + IDLE_RESCUE_MS;
+    }
     for (const s of this.#sources.values()) {
       if (s.dropped) continue;
       t = Math.min(t, s.path.nextDeadline());
@@ -407,7 +430,10 @@ export class FetchSession {
     path.lastAt = now;
     this.received += data.length;
     this.#ledger.record(piece, path.id);
-    if (o.pieceComplete) this.#events.push({ kind: "verify", piece });
+    if (o.pieceComplete) {
+      this.#pendingVerify++;
+      this.#events.push({ kind: "verify", piece });
+    }
     return { offset, data };
   }
 
@@ -471,6 +497,10 @@ export class FetchSession {
     if (this.alive === 0 && this.#opts.failWithoutSources !== false && !this.sched.done) {
       this.#end({ kind: "failed", reason: "every source failed" });
     }
+  }
+
+  #verifying(): boolean {
+    return this.#pendingVerify > 0;
   }
 
   #end(e: SessionEvent): void {

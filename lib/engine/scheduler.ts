@@ -181,6 +181,20 @@ export class PieceScheduler {
     }
   }
 
+  /**
+   * Forgets every claim: no request is in flight anywhere, so every unreceived block is free
+   * and every active piece goes back to the queue. A safety net for the engine's liveness:
+   * whatever bookkeeping went wrong, work can always be handed out again.
+   */
+  resetClaims(): void {
+    for (const [piece, p] of this.#active) {
+      p.holders.fill(NO_OWNER);
+      if (p.owner === NO_OWNER) continue;
+      p.owner = NO_OWNER;
+      this.#queue.push(piece);
+    }
+  }
+
   /** A server left: its pieces go back to the front of the queue, keeping what arrived. */
   dropServer(server: number): void {
     for (const [piece, p] of this.#active) {

@@ -161,7 +161,7 @@ export function simulateFetch(sc: FetchScenario): FetchOutcome {
       else if (e.kind === "finished") finishedAt = clock.now;
       else if (e.kind === "failed") failure = e.reason;
     }
-    const next = session.pollTimeout();
+    const next = session.pollTimeout(clock.now);
     if (next !== undefined && next < timerAt) {
       timerAt = Math.max(next, clock.now);
       const at = timerAt;

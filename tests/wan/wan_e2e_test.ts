@@ -23,12 +23,6 @@ const PORT = 9000; // each path has its own namespaces: a fixed port cannot clas
 const MiB = 1 << 20;
 /** A fetch still running after this long is a hang: killed, and the test fails. */
 const HANG_GUARD_MS = 120_000;
-/**
- * Datagrams that fit a 1500-byte MTU unfragmented. Can go once the default block size is safe
- * off loopback (today `auto` picks 32 KiB, ~23 fragments a datagram, and one lost fragment
- * loses all of it).
- */
-const BLOCK = ["--block-size", "1444"];
 
 const unavailable = await wanAvailable();
 if (unavailable) console.log(`WAN end-to-end tests skipped: ${unavailable}`);
@@ -111,7 +105,6 @@ async function fetchAcross(
       "-o",
       out,
       "-q",
-      ...BLOCK,
     ], { stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
     let hung = false;
     const f = fetch;
