@@ -41,6 +41,26 @@ export interface TftpServeOptions {
   log: (line: string) => void;
   /** Stops the server when aborted. */
   signal: AbortSignal;
+  /** Called whenever an admitted request ends, started or not (for tests and metrics). */
+  onTransferEnd?: (e: TftpTransferEnd) => void;
+}
+
+/** A transfer that ended, as reported to `onTransferEnd`. */
+export interface TftpTransferEnd {
+  /** The file name requested. */
+  name: string;
+  /** The client's TID, `host:port`. */
+  client: string;
+  /** True when the last block was acknowledged. */
+  ok: boolean;
+  /** Why it failed (when not `ok`). */
+  reason?: string;
+  /** False when it never started (the file could not be served: an ERROR was sent). */
+  started: boolean;
+  /** Whether the client ever acknowledged anything. */
+  proven: boolean;
+  /** Data bytes sent (each block once). */
+  bytes: number;
 }
 
 /** Counters of a TFTP server. */
@@ -71,6 +91,8 @@ export interface TftpStats {
   foreignTid: number;
   /** Most transfers at once. */
   peakTransfers: number;
+  /** Requests admitted and not ended yet (opening or transferring). */
+  active: number;
 }
 
 /** A running TFTP server. */
@@ -147,6 +169,7 @@ class TftpShell {
     sendErrors: 0,
     foreignTid: 0,
     peakTransfers: 0,
+    active: 0,
   };
   #listener: Deno.DatagramConn;
   #files: FileTable;
@@ -154,6 +177,8 @@ class TftpShell {
   #admission = new TftpAdmission();
   /** Live transfers by client TID (`ip port`). */
   #sessions = new Map<string, Session>();
+  /** Each session's task (open, first send, receive loop), awaited at shutdown. */
+  #tasks = new Set<Promise<void>>();
   #stopped = false;
 
   constructor(listener: Deno.DatagramConn, files: FileTable, opts: TftpServeOptions) {
@@ -194,6 +219,7 @@ class TftpShell {
       for (const s of [...this.#sessions.values()]) {
         this.#finish(s, { ok: false, reason: "server stopped" });
       }
+      await Promise.allSettled(this.#tasks); // their sockets are closed: they end at once
       this.#files.close();
     }
     return this.stats;
@@ -260,11 +286,14 @@ class TftpShell {
       ended: false,
     };
     this.#sessions.set(key, s);
+    this.stats.active++;
     this.stats.peakTransfers = Math.max(this.stats.peakTransfers, this.#admission.total);
-    this.#open(s, data.length, p.options).catch((e) => {
+    const task = this.#open(s, data.length, p.options).catch((e) => {
       this.#opts.log(`tftp: error serving ${this.#who(s)}: ${(e as Error).message}`);
       this.#finish(s, { ok: false, reason: "internal error" });
     });
+    this.#tasks.add(task);
+    task.finally(() => this.#tasks.delete(task));
   }
 
   /** Resolves and opens the file, negotiates, opens the transfer's socket, sends the first packet. */
@@ -420,8 +449,18 @@ class TftpShell {
     for (const w of s.waiters.splice(0)) w();
     if (this.#sessions.get(s.key) === s) this.#sessions.delete(s.key);
     this.#admission.release(s.ip, s.proven);
-    if (!started) return;
+    this.stats.active--;
     const st = s.transfer?.stats;
+    this.#opts.onTransferEnd?.({
+      name: s.name,
+      client: this.#who(s),
+      ok: end.ok,
+      reason: end.ok ? undefined : end.reason,
+      started,
+      proven: s.proven,
+      bytes: st?.bytes ?? 0,
+    });
+    if (!started) return;
     if (st) {
       this.stats.bytesSent += st.bytes;
       this.stats.retransmits += st.retransmits;
