@@ -28,6 +28,7 @@ import {
   TransferLog,
 } from "./lib/serving/serve_policy.ts";
 import { formatServer } from "./lib/cli/servers.ts";
+import { describeTftpStats, startTftpForServe } from "./tftp_server.ts";
 import { parseServeArgs } from "./lib/cli/cli_args.ts";
 import { ExitCode, UdpgetError } from "./lib/cli/exit.ts";
 import { resolve } from "node:path";
@@ -356,6 +357,7 @@ export async function runServe(args: string[]): Promise<number> {
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
   try {
+    const tftp = await startTftpForServe(a, log, stop.signal);
     const stats = await serve({
       ...a,
       key,
@@ -373,8 +375,10 @@ export async function runServe(args: string[]): Promise<number> {
       `stopped: ${stats.requests} requests, ${stats.bytesSent} bytes sent, ` +
         `${stats.malformed} malformed datagrams dropped`,
     );
+    if (tftp) log(describeTftpStats(await tftp.done));
     return ExitCode.Ok;
   } finally {
+    stop.abort(); // stops the TFTP side too when serve() failed
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
   }
 }

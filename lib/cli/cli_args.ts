@@ -14,6 +14,7 @@ import { parseRate } from "../engine/token_bucket.ts";
 /** Usage text printed by `--help` and after usage errors. */
 export const USAGE = `usage:
   udpget serve <port> [--root DIR] [--host ADDR] [--rate BYTES/S] [--secret-file F]
+               [--tftp PORT]
   udpget fetch <servers.txt> <connections> [<file>] [-o OUT] [--force] [--quiet]
                [--block-size auto|N] [--limit BYTES/S] [--verify full|pieces]
                [--checksum sha256=HEX] [--secret-file F]
@@ -30,6 +31,8 @@ export interface ServeArgs {
   rate?: number;
   /** Shared-key file: only requests authenticated with that key are answered. */
   secretFile?: string;
+  /** UDP port to also answer TFTP read requests on (`--tftp`); undefined: no TFTP. */
+  tftp?: number;
 }
 
 /** Options of `udpget fetch`. */
@@ -97,6 +100,7 @@ export function parseServeArgs(args: string[]): ServeArgs {
     "piece-size": { type: "string" },
     rate: { type: "string" },
     "secret-file": { type: "string" },
+    tftp: { type: "string" },
   });
   if (positionals.length !== 1) throw usage("serve takes exactly one <port>");
   const pieceSize = values["piece-size"] === undefined
@@ -109,6 +113,9 @@ export function parseServeArgs(args: string[]): ServeArgs {
     pieceSize,
     rate: optionalRate(values.rate, "--rate"),
     secretFile: optionalPath(values["secret-file"], "--secret-file"),
+    tftp: values.tftp === undefined
+      ? undefined
+      : parseIntArg(String(values.tftp), "--tftp port", 0, 65535),
   };
 }
 

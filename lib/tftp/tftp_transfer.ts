@@ -1,0 +1,264 @@
+/**
+ * One TFTP read transfer, seen from the server, as a pure state machine: events in (a datagram
+ * from the client's TID, a timer tick, the client repeating its request), actions out (datagrams
+ * to send, when to be called back, how it ended). Time is passed in (`now`, in ms); file bytes
+ * come through a `BlockSource`. No I/O, no clock, no allocation per block beyond a view.
+ *
+ * - RFC 1350 lock-step (windowsize 1) and RFC 7440 windows: blocks `acked+1 .. acked+W` are
+ *   sent; an ACK of the window's last block opens the next window, an ACK of an earlier block
+ *   (the client saw a gap) restarts the window after it.
+ * - Sorcerer's apprentice (RFC 1123 §4.2.3.1): an ACK that acknowledges nothing new is ignored;
+ *   only the timer retransmits.
+ * - Block numbers roll over (65535 → 0); internally blocks are counted without wrapping, so a
+ *   transfer can have any size.
+ * - Amplification: until the client has acknowledged something (it has proved it receives at
+ *   its address), only the first datagram is sent (an OACK, or DATA 1), at most `unprovenSends`
+ *   times in all, whether the timer or a repeated request asks.
+ * - Idle: after `maxRetries` retransmissions without progress the transfer fails.
+ *
+ * @module
+ */
+
+import {
+  ackBlockOf,
+  DATA_HEADER_SIZE,
+  decode,
+  encodeError,
+  TftpErrorCode,
+  writeDataHeader,
+} from "./tftp_packet.ts";
+import type { BlockSource } from "./block_source.ts";
+
+/** Retransmissions without progress before a transfer is abandoned. */
+export const MAX_RETRIES = 5;
+
+/** Most times the first datagram is sent before the client has acknowledged anything. */
+export const UNPROVEN_SENDS = 3;
+
+/** How a transfer is set up (the negotiated options). */
+export interface TransferConfig {
+  /** Data bytes per block. */
+  blksize: number;
+  /** Blocks per window (1: lock-step). */
+  windowsize: number;
+  /** Retransmission timeout (ms). */
+  timeoutMs: number;
+  /** The OACK to send first, if options were accepted; otherwise the transfer starts at DATA 1. */
+  oack?: Uint8Array;
+  /** Retransmissions without progress before giving up (default `MAX_RETRIES`). */
+  maxRetries?: number;
+  /** Sends of the first datagram allowed before the first ACK (default `UNPROVEN_SENDS`). */
+  unprovenSends?: number;
+}
+
+/** How a transfer ended. */
+export type TransferEnd =
+  | { ok: true }
+  | { ok: false; reason: string };
+
+/**
+ * What the shell must do after an event. The object and the datagram views are reused: read them
+ * before calling the transfer again.
+ */
+export interface TransferOutput {
+  /** Datagrams to send to the client, in order. */
+  readonly sends: Uint8Array[];
+  /** When to call `onTimer` (same clock as `now`); `Infinity`: never. */
+  timerAt: number;
+  /** Set once, when the transfer is over: close its socket. */
+  end: TransferEnd | undefined;
+}
+
+/** Counters of one transfer. */
+export interface TransferStats {
+  /** Distinct blocks sent. */
+  blocks: number;
+  /** Data bytes in those blocks (the file's bytes, converted in netascii). */
+  bytes: number;
+  /** Datagrams sent again (timer or repeated request). */
+  retransmits: number;
+}
+
+/** One read transfer. */
+export class TftpTransfer {
+  /** Counters, updated as it goes. */
+  readonly stats: TransferStats = { blocks: 0, bytes: 0, retransmits: 0 };
+  #cfg: Required<Omit<TransferConfig, "oack">> & { oack?: Uint8Array };
+  #src: BlockSource;
+  /** Highest block acknowledged; -1 while an OACK waits for its ACK 0. */
+  #acked = 0;
+  /** Highest block sent (0: only the OACK). */
+  #sentMax = 0;
+  /** The last block, once the source has said so. */
+  #last = Infinity;
+  #deadline = Infinity;
+  #retries = 0;
+  #proven = false;
+  #unprovenLeft: number;
+  #started = false;
+  // one slot per window position; block b always lives in slot (b-1) % windowsize
+  #slots: (Uint8Array | undefined)[];
+  #slotBlock: number[];
+  #slotView: (Uint8Array | undefined)[];
+  #out: TransferOutput = { sends: [], timerAt: Infinity, end: undefined };
+
+  /** A transfer with the negotiated `config`, reading blocks from `source`. */
+  constructor(config: TransferConfig, source: BlockSource) {
+    this.#cfg = {
+      maxRetries: MAX_RETRIES,
+      unprovenSends: UNPROVEN_SENDS,
+      ...config,
+      windowsize: Math.max(1, Math.floor(config.windowsize)),
+    };
+    this.#src = source;
+    this.#unprovenLeft = this.#cfg.unprovenSends;
+    const w = this.#cfg.windowsize;
+    this.#slots = new Array(w).fill(undefined);
+    this.#slotBlock = new Array(w).fill(0);
+    this.#slotView = new Array(w).fill(undefined);
+  }
+
+  /** True once the client has acknowledged something: its address is proven. */
+  get proven(): boolean {
+    return this.#proven;
+  }
+
+  /** True once the last block has been sent (the final ACK may still be missing). */
+  get sentAll(): boolean {
+    return this.#sentMax >= this.#last;
+  }
+
+  /** True once the transfer has ended. */
+  get ended(): boolean {
+    return this.#out.end !== undefined;
+  }
+
+  /** Sends the first datagram (OACK or DATA 1). Call once. */
+  start(now: number): TransferOutput {
+    const out = this.#reset();
+    if (this.#started || this.ended) return out;
+    this.#started = true;
+    if (this.#cfg.oack) this.#acked = -1;
+    this.#unprovenLeft--;
+    this.#sendFirst(now);
+    return this.#finish(out);
+  }
+
+  /** A datagram from the client's TID. */
+  onDatagram(data: Uint8Array, now: number): TransferOutput {
+    const out = this.#reset();
+    if (!this.#started || this.ended) return out;
+    const block = ackBlockOf(data);
+    if (block >= 0) {
+      this.#onAck(block, now);
+    } else if (data.length >= 4 && data[0] === 0 && data[1] === 5) {
+      const p = decode(data);
+      const what = p.ok && p.packet.op === "error"
+        ? `${p.packet.code} ${JSON.stringify(p.packet.message.slice(0, 64))}`
+        : "?";
+      this.#end({ ok: false, reason: `client sent ERROR ${what}` });
+    } // anything else from the client is ignored
+    return this.#finish(out);
+  }
+
+  /** The client sent its read request again (it did not get our first datagram). */
+  onRequestRepeated(now: number): TransferOutput {
+    const out = this.#reset();
+    if (!this.#started || this.ended || this.#proven || this.#unprovenLeft <= 0) return out;
+    this.#unprovenLeft--;
+    this.stats.retransmits++;
+    this.#sendFirst(now);
+    return this.#finish(out);
+  }
+
+  /** The timer asked for at `timerAt` fired (early or late calls are fine). */
+  onTimer(now: number): TransferOutput {
+    const out = this.#reset();
+    if (!this.#started || this.ended || now < this.#deadline) return this.#finish(out);
+    if (!this.#proven) {
+      if (this.#unprovenLeft <= 0) {
+        this.#end({ ok: false, reason: "no ACK from the client's address" });
+      } else {
+        this.#unprovenLeft--;
+        this.stats.retransmits++;
+        this.#sendFirst(now);
+      }
+    } else if (++this.#retries > this.#cfg.maxRetries) {
+      this.#end({ ok: false, reason: this.sentAll ? "no final ACK" : "timed out" });
+    } else {
+      this.#sendWindow(this.#acked + 1, now);
+    }
+    return this.#finish(out);
+  }
+
+  #onAck(n: number, now: number): void {
+    // the unwrapped block this ACK names: the one at or below #sentMax with these low 16 bits
+    const b = this.#sentMax - ((this.#sentMax - n) & 0xffff);
+    if (b <= this.#acked) return; // duplicate or old: never answered (sorcerer's apprentice)
+    this.#acked = b;
+    this.#proven = true;
+    this.#retries = 0;
+    if (b >= 1) this.#src.release(b);
+    if (b >= this.#last) return this.#end({ ok: true });
+    this.#sendWindow(b + 1, now);
+  }
+
+  #sendFirst(now: number): void {
+    if (this.#cfg.oack) {
+      this.#out.sends.push(this.#cfg.oack);
+      this.#deadline = now + this.#cfg.timeoutMs;
+    } else {
+      this.#sendWindow(1, now, 1);
+    }
+  }
+
+  /** Sends blocks `first ..` (a window, or `count`), stopping after the last block. */
+  #sendWindow(first: number, now: number, count = this.#cfg.windowsize): void {
+    const stop = Math.min(first + count - 1, this.#last);
+    for (let b = first; b <= stop && b <= this.#last; b++) {
+      const view = this.#block(b);
+      if (!view) {
+        this.#out.sends.push(encodeError(TftpErrorCode.NotDefined, "file read error"));
+        return this.#end({ ok: false, reason: "file read error" });
+      }
+      this.#out.sends.push(view);
+      if (b > this.#sentMax) {
+        this.#sentMax = b;
+        this.stats.blocks++;
+        this.stats.bytes += view.length - DATA_HEADER_SIZE;
+      } else {
+        this.stats.retransmits++;
+      }
+    }
+    this.#deadline = now + this.#cfg.timeoutMs;
+  }
+
+  /** The DATA datagram of block `b`, from its slot or read into it. */
+  #block(b: number): Uint8Array | undefined {
+    const i = (b - 1) % this.#cfg.windowsize;
+    if (this.#slotBlock[i] === b) return this.#slotView[i];
+    const slot = this.#slots[i] ??= new Uint8Array(DATA_HEADER_SIZE + this.#cfg.blksize);
+    this.#slotBlock[i] = 0;
+    const n = this.#src.read(b, slot.subarray(DATA_HEADER_SIZE));
+    if (n < 0 || n > this.#cfg.blksize) return undefined;
+    if (n < this.#cfg.blksize) this.#last = Math.min(this.#last, b);
+    writeDataHeader(slot, b);
+    this.#slotBlock[i] = b;
+    return this.#slotView[i] = slot.subarray(0, DATA_HEADER_SIZE + n);
+  }
+
+  #end(end: TransferEnd): void {
+    this.#out.end ??= end;
+    this.#deadline = Infinity;
+  }
+
+  #reset(): TransferOutput {
+    this.#out.sends.length = 0;
+    return this.#out;
+  }
+
+  #finish(out: TransferOutput): TransferOutput {
+    out.timerAt = this.ended ? Infinity : this.#deadline;
+    return out;
+  }
+}

@@ -1,0 +1,314 @@
+/**
+ * The transfer state machine with a fake clock, in-memory files and scripted or simulated
+ * clients: lock-step, windows, OACK, rollover, duplicates (sorcerer's apprentice), timeouts,
+ * the unproven-address cap, errors; and a seeded lossy-channel simulation as a property.
+ */
+
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { type FileReader, OctetSource } from "../../lib/tftp/block_source.ts";
+import {
+  decode,
+  encodeAck,
+  encodeError,
+  encodeOack,
+  type TftpPacket,
+} from "../../lib/tftp/tftp_packet.ts";
+import {
+  MAX_RETRIES,
+  TftpTransfer,
+  type TransferConfig,
+  type TransferOutput,
+  UNPROVEN_SENDS,
+} from "../../lib/tftp/tftp_transfer.ts";
+import { seededBytes } from "../harness.ts";
+import { mulberry32 } from "../relay.ts";
+
+function reader(bytes: Uint8Array): FileReader {
+  return {
+    readAt(buf, offset) {
+      if (offset + buf.length > bytes.length) return false;
+      buf.set(bytes.subarray(offset, offset + buf.length));
+      return true;
+    },
+  };
+}
+
+function transfer(file: Uint8Array, cfg: Partial<TransferConfig> = {}): TftpTransfer {
+  const c: TransferConfig = { blksize: 512, windowsize: 1, timeoutMs: 1000, ...cfg };
+  return new TftpTransfer(c, new OctetSource(reader(file), file.length, c.blksize));
+}
+
+/** Decodes (copies of) what an output says to send. */
+function sent(out: TransferOutput): TftpPacket[] {
+  return out.sends.map((d) => {
+    const r = decode(d.slice());
+    assert.ok(r.ok);
+    return r.packet;
+  });
+}
+
+function dataBlocks(out: TransferOutput): number[] {
+  return sent(out).map((p) => {
+    assert.equal(p.op, "data");
+    return p.op === "data" ? p.block : -1;
+  });
+}
+
+/** A lock-step client that ACKs every block at once; returns the bytes and the datagram count. */
+function fetchLockStep(t: TftpTransfer): { bytes: Uint8Array; datagrams: number } {
+  const parts: number[] = [];
+  let out = t.start(0);
+  let datagrams = 0;
+  let now = 0;
+  let expect = 1;
+  for (;;) {
+    const ps = sent(out);
+    datagrams += ps.length;
+    if (out.end) {
+      assert.deepEqual(out.end, { ok: true });
+      return { bytes: Uint8Array.from(parts), datagrams };
+    }
+    assert.equal(ps.length, 1);
+    const p = ps[0];
+    let ack = 0;
+    if (p.op === "data") {
+      assert.equal(p.block, expect & 0xffff);
+      for (const b of p.data) parts.push(b);
+      ack = p.block;
+      expect++;
+    } else {
+      assert.equal(p.op, "oack");
+    }
+    out = t.onDatagram(encodeAck(ack), ++now);
+  }
+}
+
+Deno.test("transfer: lock-step, byte-identical for edge sizes; the final ACK ends it", () => {
+  for (const size of [0, 1, 511, 512, 513, 1024, 5000]) {
+    const file = seededBytes(size, size);
+    const r = fetchLockStep(transfer(file));
+    assert.deepEqual(r.bytes, file, `size ${size}`);
+    assert.equal(r.datagrams, Math.floor(size / 512) + 1, "one datagram per block");
+  }
+});
+
+Deno.test("transfer: an OACK first, DATA 1 after ACK 0", () => {
+  const file = seededBytes(3000, 1);
+  const oack = encodeOack([{ name: "blksize", value: "1000" }]);
+  const t = transfer(file, { blksize: 1000, oack });
+  const out = t.start(0);
+  assert.deepEqual(out.sends, [oack]);
+  assert.equal(t.proven, false);
+  assert.deepEqual(dataBlocks(t.onDatagram(encodeAck(0), 1)), [1]);
+  assert.equal(t.proven, true);
+  const t2 = transfer(file, { blksize: 1000, oack });
+  assert.deepEqual(fetchLockStep(t2).bytes, file);
+});
+
+Deno.test("transfer: a duplicate ACK is never answered (no sorcerer's apprentice)", () => {
+  const t = transfer(seededBytes(5000, 2));
+  t.start(0);
+  assert.deepEqual(dataBlocks(t.onDatagram(encodeAck(1), 1)), [2]);
+  assert.equal(t.onDatagram(encodeAck(1), 2).sends.length, 0, "same ACK again");
+  assert.equal(t.onDatagram(encodeAck(0), 3).sends.length, 0, "an older one");
+  assert.equal(t.onDatagram(encodeAck(9), 4).sends.length, 0, "one never sent");
+  assert.deepEqual(dataBlocks(t.onDatagram(encodeAck(2), 5)), [3]);
+  assert.equal(t.stats.retransmits, 0);
+});
+
+Deno.test("transfer: the timer retransmits, retries reset on progress, then it gives up", () => {
+  const t = transfer(seededBytes(5000, 3), { timeoutMs: 100 });
+  let out = t.start(0);
+  out = t.onDatagram(encodeAck(1), 10); // proven, block 2 out
+  assert.equal(out.timerAt, 110);
+  assert.equal(t.onTimer(50).sends.length, 0, "early tick: nothing");
+  assert.deepEqual(dataBlocks(t.onTimer(110)), [2], "retransmitted");
+  assert.deepEqual(dataBlocks(t.onDatagram(encodeAck(2), 150)), [3]);
+  let now = 150;
+  for (let i = 0; i < MAX_RETRIES; i++) {
+    now += 100;
+    assert.deepEqual(dataBlocks(t.onTimer(now)), [3], `retry ${i + 1}`);
+  }
+  out = t.onTimer(now + 100);
+  assert.equal(out.sends.length, 0);
+  assert.deepEqual(out.end, { ok: false, reason: "timed out" });
+  assert.equal(out.timerAt, Infinity);
+  assert.equal(t.onDatagram(encodeAck(3), now + 101).sends.length, 0, "ended is ended");
+});
+
+Deno.test("transfer: before any ACK, the first datagram goes out at most UNPROVEN_SENDS times", () => {
+  for (const oack of [undefined, encodeOack([{ name: "tsize", value: "5000" }])]) {
+    const t = transfer(seededBytes(5000, 4), { timeoutMs: 100, oack });
+    let bytes = 0;
+    let datagrams = 0;
+    const count = (o: TransferOutput) => {
+      datagrams += o.sends.length;
+      for (const s of o.sends) bytes += s.length;
+      return o;
+    };
+    count(t.start(0));
+    count(t.onRequestRepeated(1)); // the client asks again
+    let now = 1;
+    let out: TransferOutput;
+    do {
+      now += 100;
+      out = count(t.onTimer(now));
+      count(t.onRequestRepeated(now));
+    } while (!out.end);
+    assert.equal(datagrams, UNPROVEN_SENDS);
+    assert.ok(bytes <= UNPROVEN_SENDS * (4 + 512));
+    assert.deepEqual(out.end, { ok: false, reason: "no ACK from the client's address" });
+  }
+});
+
+Deno.test("transfer: block numbers roll over; any size goes through", () => {
+  const blocks = 70_000; // > 65535
+  const file = seededBytes(8 * blocks + 3, 5);
+  const r = fetchLockStep(transfer(file, { blksize: 8 }));
+  assert.deepEqual(r.bytes, file);
+  assert.equal(r.datagrams, blocks + 1);
+});
+
+Deno.test("transfer: windows of W blocks; a gap restarts the window after the ACKed block", () => {
+  const file = seededBytes(10 * 100 + 50, 6); // 11 blocks of 100
+  const t = transfer(file, { blksize: 100, windowsize: 4, oack: encodeOack([]) });
+  t.start(0);
+  assert.deepEqual(dataBlocks(t.onDatagram(encodeAck(0), 1)), [1, 2, 3, 4]);
+  assert.deepEqual(dataBlocks(t.onDatagram(encodeAck(4), 2)), [5, 6, 7, 8]);
+  assert.deepEqual(dataBlocks(t.onDatagram(encodeAck(6), 3)), [7, 8, 9, 10], "gap after 6");
+  assert.equal(t.onDatagram(encodeAck(6), 4).sends.length, 0, "the same gap again: ignored");
+  assert.deepEqual(dataBlocks(t.onTimer(1003)), [7, 8, 9, 10], "timeout: the window again");
+  const out = t.onDatagram(encodeAck(10), 1004);
+  assert.deepEqual(dataBlocks(out), [11], "stops after the last block");
+  assert.equal(t.sentAll, true);
+  assert.deepEqual(t.onDatagram(encodeAck(11), 1005).end, { ok: true });
+});
+
+Deno.test("transfer: an ERROR from the client ends it; other junk is ignored", () => {
+  const t = transfer(seededBytes(5000, 7));
+  t.start(0);
+  assert.equal(t.onDatagram(new Uint8Array([0, 3, 0, 1, 9]), 1).sends.length, 0, "DATA to us");
+  assert.equal(t.onDatagram(new Uint8Array([1]), 2).sends.length, 0);
+  const out = t.onDatagram(encodeError(8, "options refused"), 3);
+  assert.equal(out.sends.length, 0);
+  assert.deepEqual(out.end, { ok: false, reason: 'client sent ERROR 8 "options refused"' });
+});
+
+Deno.test("transfer: a read error sends ERROR 0 and ends it", () => {
+  const t = new TftpTransfer(
+    { blksize: 512, windowsize: 1, timeoutMs: 1000 },
+    new OctetSource({ readAt: () => false }, 5000, 512),
+  );
+  const out = t.start(0);
+  assert.deepEqual(sent(out), [{ op: "error", code: 0, message: "file read error" }]);
+  assert.deepEqual(out.end, { ok: false, reason: "file read error" });
+});
+
+/**
+ * A whole transfer through a seeded channel that drops, duplicates and delays datagrams both
+ * ways, with an RFC 1350 / RFC 7440 client (ACK at each window end, re-ACK on its own timeout).
+ */
+function simulate(
+  file: Uint8Array,
+  blksize: number,
+  windowsize: number,
+  loss: number,
+  dup: number,
+  seed: number,
+): { ok: boolean; bytes: Uint8Array; sends: number } {
+  const random = mulberry32(seed);
+  const t = transfer(file, {
+    blksize,
+    windowsize,
+    timeoutMs: 50,
+    oack: windowsize > 1 ? encodeOack([]) : undefined,
+    maxRetries: 50,
+    unprovenSends: 50,
+  });
+  type Ev = { at: number; to: "server" | "client" | "timer" | "ctimer"; data?: Uint8Array };
+  const q: Ev[] = [];
+  const push = (e: Ev) => q.push(e);
+  const ship = (to: "server" | "client", data: Uint8Array, now: number) => {
+    if (random() < loss) return;
+    push({ at: now + 1 + random() * 3, to, data: data.slice() });
+    if (random() < dup) push({ at: now + 1 + random() * 3, to, data: data.slice() });
+  };
+  const got: number[] = [];
+  let expect = 1; // next block, unwrapped
+  let sinceAck = 0;
+  let clientDone = false;
+  let sends = 0;
+  let serverTimer = Infinity;
+  const apply = (out: TransferOutput, now: number) => {
+    sends += out.sends.length;
+    for (const d of out.sends) ship("client", d, now);
+    if (out.timerAt < serverTimer || serverTimer <= now) {
+      serverTimer = out.timerAt;
+      if (out.timerAt !== Infinity) push({ at: out.timerAt, to: "timer" });
+    }
+    return out.end;
+  };
+  let end = apply(t.start(0), 0);
+  push({ at: 80, to: "ctimer" });
+  let steps = 0;
+  while (!end && q.length > 0 && steps++ < 2_000_000) {
+    q.sort((a, b) => a.at - b.at);
+    const e = q.shift()!;
+    const now = e.at;
+    if (e.to === "timer") {
+      if (now >= serverTimer) serverTimer = Infinity;
+      end = apply(t.onTimer(now), now);
+    } else if (e.to === "server") {
+      end = apply(t.onDatagram(e.data!, now), now);
+    } else if (e.to === "ctimer") {
+      if (clientDone) continue;
+      ship("server", encodeAck((expect - 1) & 0xffff), now); // client timeout: re-ACK
+      push({ at: now + 80, to: "ctimer" });
+    } else {
+      const r = decode(e.data!);
+      if (!r.ok) continue;
+      const p = r.packet;
+      if (p.op === "oack") {
+        if (expect === 1) ship("server", encodeAck(0), now);
+      } else if (p.op === "data") {
+        if (p.block !== (expect & 0xffff)) {
+          // out of order or old: an RFC 7440 client ACKs what it has
+          if (windowsize > 1) ship("server", encodeAck((expect - 1) & 0xffff), now);
+          continue;
+        }
+        for (const b of p.data) got.push(b);
+        expect++;
+        sinceAck++;
+        const last = p.data.length < blksize;
+        if (last) clientDone = true;
+        if (last || sinceAck >= windowsize) {
+          sinceAck = 0;
+          ship("server", encodeAck(p.block), now);
+        }
+      }
+    }
+  }
+  return { ok: end?.ok === true, bytes: Uint8Array.from(got), sends };
+}
+
+Deno.test("transfer: through loss, duplication and reordering, the bytes arrive intact", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 6000 }),
+      fc.constantFrom(8, 100, 512),
+      fc.constantFrom(1, 2, 4, 8),
+      fc.constantFrom(0, 0.05, 0.2),
+      fc.constantFrom(0, 0.1),
+      fc.nat(),
+      (size, blksize, windowsize, loss, dup, seed) => {
+        const file = seededBytes(size, seed);
+        const r = simulate(file, blksize, windowsize, loss, dup, seed);
+        // the server may time out on the final ACK only; the client always has it all
+        assert.deepEqual(r.bytes, file);
+        if (loss === 0) assert.ok(r.ok, "no loss: ends with the final ACK");
+      },
+    ),
+    { seed: 9, numRuns: 150 },
+  );
+});
