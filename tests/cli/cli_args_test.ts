@@ -148,13 +148,22 @@ Deno.test("serve: defaults", () => {
     pieceSize: DEFAULT_PIECE_SIZE,
     rate: undefined,
     secretFile: undefined,
+    tftp: undefined,
   });
 });
 
 Deno.test("serve: --root, --host, --piece-size", () => {
   assert.deepEqual(
     parseServeArgs(["--root", "/srv", "--host", "::", "--piece-size", "65536", "0"]),
-    { port: 0, root: "/srv", host: "::", pieceSize: 65536, rate: undefined, secretFile: undefined },
+    {
+      port: 0,
+      root: "/srv",
+      host: "::",
+      pieceSize: 65536,
+      rate: undefined,
+      secretFile: undefined,
+      tftp: undefined,
+    },
   );
   assert.equal(parseServeArgs(["1", "--piece-size", "1024"]).pieceSize, 1024);
   assert.equal(parseServeArgs(["1", "--piece-size", String(1 << 26)]).pieceSize, 1 << 26);
