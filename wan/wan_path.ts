@@ -121,9 +121,8 @@ export function wanAvailable(): Promise<string | undefined> {
       run(cmd, args).catch(() => ({ code: -1, text: `${cmd} not found` }));
     const id = await tryRun("id", ["-u"]);
     if (id.code !== 0 || id.text !== "0") return "WAN path needs root (network namespaces, TUN)";
-    try {
-      await Deno.stat("/dev/net/tun");
-    } catch {
+    // (asked of `test`: Deno lets only --allow-all read device files, the suite runs without it)
+    if ((await tryRun("test", ["-c", "/dev/net/tun"])).code !== 0) {
       return "WAN path needs /dev/net/tun";
     }
     if ((await tryRun("ip", ["-V"])).code !== 0) return "WAN path needs `ip` (iproute2)";
