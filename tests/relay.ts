@@ -5,17 +5,10 @@
  * @module
  */
 
+import { seededRandom } from "../lib/sim/prng.ts";
+
 /** mulberry32: a tiny seeded PRNG, so a loss pattern (or test data) can be replayed. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const mulberry32: (seed: number) => () => number = seededRandom;
 
 /** Which way a datagram travels. */
 export type Direction = "to_server" | "to_client";
