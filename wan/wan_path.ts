@@ -33,6 +33,22 @@ export interface WanPathOptions {
   seed?: number;
   /** One link shared by every server instead of one per server (a common bottleneck). */
   shared?: boolean;
+  /** Per-server exceptions to the settings above (ignored with `shared`). */
+  links?: LinkOverride[];
+}
+
+/** Settings of one server's link (both directions) that differ from the path's. */
+export interface LinkOverride {
+  /** The server, 1-based: 198.18.1.`server`. */
+  server: number;
+  /** Link rate, Mbit/s. */
+  rateMbit?: number;
+  /** Round-trip propagation delay, ms. */
+  rttMs?: number;
+  /** Random loss, a fraction. */
+  loss?: number;
+  /** Queue limit, bytes. */
+  queueBytes?: number;
 }
 
 /** Counters of one link in one direction. */
@@ -368,6 +384,13 @@ export async function openWanPath(opts: WanPathOptions): Promise<WanPath> {
     ];
     if (opts.queueBytes !== undefined) args.push("--queue-bytes", String(opts.queueBytes));
     if (opts.shared) args.push("--shared");
+    for (const o of opts.links ?? []) {
+      const f = (v: number | undefined) => v === undefined ? "" : String(v);
+      args.push(
+        "--link",
+        `${o.server}:${f(o.rateMbit)}:${f(o.rttMs)}:${f(o.loss)}:${f(o.queueBytes)}`,
+      );
+    }
     emu = new EmulatorLink(
       new Deno.Command(bin, { args, stdin: "piped", stdout: "piped", stderr: "piped" }).spawn(),
     );
