@@ -122,7 +122,7 @@ Deno.test({
       async (path) => {
         for (const [i, addr] of path.serverAddrs.entries()) {
           const r = await probe(path, addr, 500, 200);
-          assert.equal(r.received, 500);
+          assert.equal(r.received, 500, JSON.stringify(await path.stats()));
           const rtt = i === 0 ? 20 : 60;
           const min = Math.min(...r.rttsMs);
           assert.ok(min >= rtt, `${addr}: min RTT ${min} ms < ${rtt} ms`);
