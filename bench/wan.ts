@@ -120,6 +120,17 @@ async function sha256sum(path: string): Promise<string | undefined> {
   return out.code === 0 ? new TextDecoder().decode(out.stdout).split(" ")[0] : undefined;
 }
 
+/**
+ * Empties the output directory. A failed or killed run leaves resume state behind (udpget's
+ * OUT.part and OUT.part.state, aria2c's OUT.aria2), and the next tool would resume from it
+ * instead of fetching the whole file.
+ */
+async function freshOutDir(out: string): Promise<void> {
+  const dir = out.slice(0, out.lastIndexOf("/"));
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  await Deno.mkdir(dir);
+}
+
 /** Runs `argv` in the client namespace with a deadline; checks the output's digest. */
 async function runOnce(
   path: WanPath,
@@ -127,8 +138,10 @@ async function runOnce(
   out: string,
   digest: string,
   timeoutS: number,
+  size: number,
 ): Promise<Outcome> {
-  await Deno.remove(out).catch(() => {});
+  await freshOutDir(out);
+  const before = totalOf(await path.stats(), "forwardedBytes", "down");
   const t0 = performance.now();
   const child = path.command("client", argv[0], argv.slice(1), {
     stdin: "null",
@@ -147,8 +160,13 @@ async function runOnce(
   const err = new TextDecoder().decode(r.stderr).trim().split("\n").at(-1) ?? "";
   if (r.code !== 0) return { kind: "failed", s, why: `exit ${r.code}${err ? `: ${err}` : ""}` };
   const got = await sha256sum(out);
-  await Deno.remove(out).catch(() => {});
+  await freshOutDir(out);
   if (got !== digest) return { kind: "failed", s, why: "wrong bytes (sha256 differs)" };
+  // a sanity check of the bench itself: the whole file must have crossed the emulated path
+  const crossed = totalOf(await path.stats(), "forwardedBytes", "down") - before;
+  if (crossed < size) {
+    return { kind: "failed", s, why: `only ${(crossed / MiB).toFixed(1)} MiB crossed the path` };
+  }
   return { kind: "ok", s };
 }
 
@@ -232,7 +250,8 @@ http { access_log off; sendfile on; server { listen ${addr}:80; root ${dir}/srv;
  * Makes the servers hash the file (udpget servers answer BUSY until they have), without a
  * whole transfer: a fetch runs until data crosses the path, then stops.
  */
-async function warmUp(path: WanPath, argv: string[]): Promise<void> {
+async function warmUp(path: WanPath, argv: string[], out: string): Promise<void> {
+  await freshOutDir(out);
   const child = path.command("client", argv[0], argv.slice(1), {
     stdin: "null",
     stdout: "null",
@@ -249,6 +268,7 @@ async function warmUp(path: WanPath, argv: string[]): Promise<void> {
     child.kill("SIGKILL");
   } catch { /* done already */ }
   await child.status;
+  await freshOutDir(out);
 }
 
 async function setCc(path: WanPath, cc: string): Promise<void> {
@@ -347,7 +367,7 @@ export async function runWanBench(opts: WanBenchOptions): Promise<string> {
           path.serverAddrs.map((a) => `${a} ${UDPGET_PORT}`).join("\n") + "\n",
         );
         const ctx = { list, out: `${dir}/out/${file}`, addrs: path.serverAddrs, file };
-        await warmUp(path, all[1].argv(ctx));
+        await warmUp(path, all[1].argv(ctx), ctx.out);
         for (const loss of p.losses) {
           await path.control(`loss ${loss * 100}`);
           const label = p.shared
@@ -362,7 +382,7 @@ export async function runWanBench(opts: WanBenchOptions): Promise<string> {
             if (t.cc) await setCc(path, t.cc);
             const own = size * 8 / ((p.shared ? 1 : t.mirrors) * p.rateMbit * 1e6 * (1 - loss));
             const timeoutS = Math.min(300, Math.max(30, Math.ceil(factor * own)));
-            const o = await runOnce(path, t.argv(ctx), ctx.out, digest, timeoutS);
+            const o = await runOnce(path, t.argv(ctx), ctx.out, digest, timeoutS, size);
             row.outcomes.set(t.name, o);
             const why = o.kind === "failed" ? ` — ${o.why}` : "";
             opts.log(`W ${label}: ${t.name}: ${fmtOutcome(o, row.idealS)}${why}`);
