@@ -148,13 +148,22 @@ Deno.test("serve: defaults", () => {
     pieceSize: DEFAULT_PIECE_SIZE,
     rate: undefined,
     secretFile: undefined,
+    tftp: undefined,
   });
 });
 
 Deno.test("serve: --root, --host, --piece-size", () => {
   assert.deepEqual(
     parseServeArgs(["--root", "/srv", "--host", "::", "--piece-size", "65536", "0"]),
-    { port: 0, root: "/srv", host: "::", pieceSize: 65536, rate: undefined, secretFile: undefined },
+    {
+      port: 0,
+      root: "/srv",
+      host: "::",
+      pieceSize: 65536,
+      rate: undefined,
+      secretFile: undefined,
+      tftp: undefined,
+    },
   );
   assert.equal(parseServeArgs(["1", "--piece-size", "1024"]).pieceSize, 1024);
   assert.equal(parseServeArgs(["1", "--piece-size", String(1 << 26)]).pieceSize, 1 << 26);
@@ -169,6 +178,18 @@ Deno.test("serve: port must be 0..65535 and exactly one", () => {
   usageError(() => parseServeArgs([]), /exactly one/);
   usageError(() => parseServeArgs(["1", "2"]), /exactly one/);
   usageError(() => parseServeArgs(["1", "--force"]));
+});
+
+Deno.test("serve: --tftp PORT, not with --secret-file (TFTP has no authentication)", () => {
+  assert.equal(parseServeArgs(["9000", "--tftp", "69"]).tftp, 69);
+  assert.equal(parseServeArgs(["9000", "--tftp", "0"]).tftp, 0);
+  usageError(() => parseServeArgs(["9000", "--tftp", "65536"]), /--tftp port/);
+  usageError(() => parseServeArgs(["9000", "--tftp", "tftp"]), /--tftp port/);
+  usageError(() => parseServeArgs(["9000", "--tftp"]));
+  usageError(
+    () => parseServeArgs(["9000", "--tftp", "69", "--secret-file", "k"]),
+    /no authentication/,
+  );
 });
 
 Deno.test("parseIntArg: digits only, inclusive bounds", () => {
