@@ -29,6 +29,7 @@ import { type FileReader, NetasciiSource, OctetSource } from "./lib/tftp/block_s
 import { TftpTransfer, type TransferEnd, type TransferOutput } from "./lib/tftp/tftp_transfer.ts";
 import { TftpAdmission } from "./lib/tftp/tftp_limits.ts";
 import { BusyPoll } from "./lib/tftp/busy_poll.ts";
+import { datagrams } from "./lib/io/datagrams.ts";
 
 /** What the TFTP server needs to run. */
 export interface TftpServeOptions {
@@ -197,20 +198,12 @@ class TftpShell {
   }
 
   async run(): Promise<TftpStats> {
-    const buf = new Uint8Array(REQUEST_BUFFER);
     try {
-      for (;;) {
-        let got: [Uint8Array, Deno.Addr];
-        try {
-          got = await this.#listener.receive(buf);
-        } catch (e) {
-          if (this.#stopped) break;
-          if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) break;
-          throw e;
-        }
+      // datagrams() reuses one buffer: each request is decoded before the next is read
+      for await (const [data, from] of datagrams(this.#listener, REQUEST_BUFFER)) {
         this.stats.datagrams++;
         try {
-          this.#onRequest(got[0], got[1] as Deno.NetAddr);
+          this.#onRequest(data, from);
         } catch (e) {
           this.#opts.log(`tftp: internal error: ${e instanceof Error ? e.message : String(e)}`);
         }
@@ -398,6 +391,7 @@ class TftpShell {
       }
       await this.#flush(s, out);
     }
+    if (!s.ended) this.#finish(s, { ok: false, reason: "socket failed" });
   }
 
   /** Runs `#flush` from a callback (timer, repeated request), logging what it throws. */

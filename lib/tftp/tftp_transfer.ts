@@ -107,6 +107,7 @@ export class TftpTransfer {
   #slots: (Uint8Array | undefined)[];
   #slotBlock: number[];
   #slotView: (Uint8Array | undefined)[];
+  #slotData: (Uint8Array | undefined)[];
   #out: TransferOutput = { sends: [], timerAt: Infinity, end: undefined };
 
   /** A transfer with the negotiated `config`, reading blocks from `source`. */
@@ -123,6 +124,7 @@ export class TftpTransfer {
     this.#slots = new Array(w).fill(undefined);
     this.#slotBlock = new Array(w).fill(0);
     this.#slotView = new Array(w).fill(undefined);
+    this.#slotData = new Array(w).fill(undefined);
   }
 
   /** True once the client has acknowledged something: its address is proven. */
@@ -249,13 +251,17 @@ export class TftpTransfer {
     const i = (b - 1) % this.#cfg.windowsize;
     if (this.#slotBlock[i] === b) return this.#slotView[i];
     const slot = this.#slots[i] ??= new Uint8Array(DATA_HEADER_SIZE + this.#cfg.blksize);
+    const data = this.#slotData[i] ??= slot.subarray(DATA_HEADER_SIZE);
     this.#slotBlock[i] = 0;
-    const n = this.#src.read(b, slot.subarray(DATA_HEADER_SIZE));
+    const n = this.#src.read(b, data);
     if (n < 0 || n > this.#cfg.blksize) return undefined;
     if (n < this.#cfg.blksize) this.#last = Math.min(this.#last, b);
     writeDataHeader(slot, b);
     this.#slotBlock[i] = b;
-    return this.#slotView[i] = slot.subarray(0, DATA_HEADER_SIZE + n);
+    // a full block is the whole slot: no view to allocate
+    return this.#slotView[i] = n === this.#cfg.blksize
+      ? slot
+      : slot.subarray(0, DATA_HEADER_SIZE + n);
   }
 
   #end(end: TransferEnd): void {
