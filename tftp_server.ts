@@ -182,6 +182,9 @@ class TftpShell {
   /** Each session's task (open, first send, receive loop), awaited at shutdown. */
   #tasks = new Set<Promise<void>>();
   #stopped = false;
+  #onSendError = () => {
+    this.stats.sendErrors++;
+  };
 
   constructor(listener: Deno.DatagramConn, files: FileTable, opts: TftpServeOptions) {
     this.#listener = listener;
@@ -377,16 +380,12 @@ class TftpShell {
       if (s.ended) break;
       const out = t.onDatagram(got[0], now);
       if (out.sends.length === 1 && out.end === undefined && s.proven) {
-        // the lock-step hot path, inlined: one DATA out, the timer only checked
-        s.flushing = true;
-        try {
-          await sock.send(out.sends[0], s.to);
-        } catch {
-          this.stats.sendErrors++;
-        }
-        s.flushing = false;
-        if (s.waiters.length > 0) { for (const w of s.waiters.splice(0)) w(); }
-        if (!s.ended) this.#arm(s, out.timerAt);
+        // The lock-step hot path, inlined: one DATA out, not awaited, the timer only checked.
+        // Safe without the await: sends run on this thread between JS turns, so one still
+        // waiting for the socket can at worst carry a later (complete, correctly numbered)
+        // block that reused its slot, never a torn one.
+        sock.send(out.sends[0], s.to).catch(this.#onSendError);
+        this.#arm(s, out.timerAt);
         continue;
       }
       await this.#flush(s, out);
@@ -403,9 +402,10 @@ class TftpShell {
   }
 
   /**
-   * Carries out a state machine output: sends its datagrams one after the other (each awaited, so
-   * no buffer of the state machine is rewritten while a send still reads it), then arms the timer
-   * or ends the transfer. Only one flush runs at a time per transfer.
+   * Carries out a state machine output: sends its datagrams one after the other (each awaited:
+   * a window goes out in order, and the transfer handles nothing else until it is out, which is
+   * backpressure when the socket buffer is full), then arms the timer or ends the transfer. Only
+   * one flush runs at a time per transfer.
    */
   async #flush(s: Session, out: TransferOutput): Promise<void> {
     const sock = s.sock!;
