@@ -1,8 +1,8 @@
 /**
  * `deno task bench`: udpget against the tools a user would otherwise pick, in one run, on
- * loopback. Installs missing Debian tools (aria2, nginx-light, tftpd-hpa, iperf3, curl), makes
- * random files in a temp dir, starts every server, and prints one table: each scenario's
- * median of RUNS runs for udpget and for each anchor, and the ratio.
+ * loopback. Installs missing Debian tools (aria2, nginx-light, tftpd-hpa, iperf3, curl,
+ * atftp), makes random files in a temp dir, starts every server, and prints one table: each
+ * scenario's median of RUNS runs for udpget and for each anchor, and the ratio.
  *
  * `BENCH_RUNS=N` changes the number of runs, `BENCH_ONLY=A,C` runs some scenarios only.
  * Scenario W (WAN paths through the link emulator, bench/wan.ts; root, TUN and cc needed) takes
@@ -17,7 +17,7 @@ import { runWanBench } from "./wan.ts";
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const RELAY = fileURLToPath(new URL("./relay.ts", import.meta.url));
 const RUNS = Number(Deno.env.get("BENCH_RUNS") ?? "3");
-const ONLY = (Deno.env.get("BENCH_ONLY") ?? "A,B,C,D,E").split(",");
+const ONLY = (Deno.env.get("BENCH_ONLY") ?? "A,B,C,D,E,T").split(",");
 const MiB = 1 << 20;
 const GiB = 1 << 30;
 
@@ -57,6 +57,7 @@ async function ensureTools(): Promise<void> {
       "iperf3",
     ],
     ["curl", "curl"],
+    ["atftp", "atftp"],
     ["/usr/bin/time", "time"],
   ];
   const missing: string[] = [];
@@ -464,6 +465,8 @@ async function main(): Promise<void> {
       }
     }
 
+    if (ONLY.includes("T")) await scenarioT(dir, srv);
+
     if (ONLY.includes("D")) {
       let base = 0;
       for (const [i, loss] of [0, 0.01, 0.05].entries()) {
@@ -499,6 +502,109 @@ async function main(): Promise<void> {
   }
   printTable();
   console.log(wan);
+}
+
+function freeUdpPort(): number {
+  const s = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  const p = (s.addr as Deno.NetAddr).port;
+  s.close();
+  return p;
+}
+
+/**
+ * T: TFTP, the same 256 MiB file to curl at blksize 1428 (lock-step: one block per round trip)
+ * from tftpd-hpa and from `udpget serve --tftp`, runs alternating so both see the same machine;
+ * then atftp with RFC 7440 windows from udpget (the best of several window sizes), and the same
+ * atftp from tftpd-hpa (which has no windowsize, so it stays lock-step).
+ */
+async function scenarioT(dir: string, srv: string): Promise<void> {
+  const size = 256 * MiB;
+  const hpaPort = freeUdpPort();
+  const hpa = new Deno.Command("in.tftpd", {
+    args: ["-L", "-s", srv, "-a", `127.0.0.1:${hpaPort}`, "-u", "root"],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn(); // -L: stays in the foreground, our child
+  children.push(hpa);
+  const udpPort = freeUdpPort();
+  await udpgetServer(srv, ["--tftp", String(udpPort)]); // its TFTP line comes before "on udp"
+  await Deno.writeTextFile(`${srv}/probe.txt`, "probe");
+  for (let i = 0;; i++) {
+    const ok = await new Deno.Command("curl", {
+      args: ["-s", "-o", "/dev/null", `tftp://127.0.0.1:${hpaPort}/probe.txt`],
+    }).output();
+    if (ok.code === 0) break;
+    if (i === 100) throw new Error("in.tftpd did not start");
+    await new Promise((r) => setTimeout(r, 50)); // waiting for an external daemon to bind
+  }
+  const curl = (port: number) =>
+    timed("curl", [
+      "-s",
+      "--tftp-blksize",
+      "1428",
+      "-o",
+      `${dir}/out/t.bin`,
+      `tftp://127.0.0.1:${port}/m256.bin`,
+    ], dir);
+  await curl(hpaPort); // warm-up: page cache, JIT
+  await curl(udpPort);
+  const hpaS: number[] = [];
+  const udpS: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    hpaS.push((await curl(hpaPort)).s);
+    udpS.push((await curl(udpPort)).s);
+  }
+  log(`T tftpd-hpa curl 1428: ${hpaS.map((x) => x.toFixed(2)).join(" ")} s`);
+  log(`T udpget curl 1428: ${udpS.map((x) => x.toFixed(2)).join(" ")} s`);
+  const atftp = (port: number, window: number) =>
+    timed("atftp", [
+      "--option",
+      "blksize 1428",
+      "--option",
+      `windowsize ${window}`,
+      "-g",
+      "-r",
+      "m256.bin",
+      "-l",
+      `${dir}/out/a.bin`,
+      "127.0.0.1",
+      String(port),
+    ], dir);
+  let best = { window: 0, s: Infinity };
+  for (const window of [8, 16, 32, 64]) {
+    const r = await medianOf(`T udpget atftp windowsize ${window}`, () => atftp(udpPort, window));
+    if (r.s < best.s) best = { window, s: r.s };
+  }
+  const hpaWin = await medianOf("T tftpd-hpa atftp windowsize 16", () => atftp(hpaPort, 16));
+  const hpaRate = size / MiB / median(hpaS);
+  const udpRate = size / MiB / median(udpS);
+  const wins = udpS.filter((x, i) => x < hpaS[i]).length;
+  rows.push({
+    scenario: "T 256 MiB over TFTP",
+    what: "curl blksize 1428 from tftpd-hpa",
+    value: rate(size, median(hpaS)),
+  });
+  rows.push({
+    scenario: "",
+    what: "curl blksize 1428 from udpget --tftp",
+    value: rate(size, median(udpS)),
+    note: `udpget/tftpd-hpa ${(udpRate / hpaRate).toFixed(2)}× (faster in ${wins}/${RUNS} ` +
+      `alternating runs); goal ≥ 1`,
+  });
+  rows.push({
+    scenario: "",
+    what: `atftp windowsize ${best.window} from udpget --tftp`,
+    value: rate(size, best.s),
+    note: `best of windowsize 8/16/32/64; ${(size / MiB / best.s / hpaRate).toFixed(1)}× ` +
+      `tftpd-hpa lock-step`,
+  });
+  rows.push({
+    scenario: "",
+    what: "atftp windowsize 16 from tftpd-hpa",
+    value: rate(size, hpaWin.s),
+    note: "tftpd-hpa 5.2 has no windowsize: lock-step",
+  });
 }
 
 function printTable(): void {

@@ -106,6 +106,9 @@ export function parseServeArgs(args: string[]): ServeArgs {
   const pieceSize = values["piece-size"] === undefined
     ? DEFAULT_PIECE_SIZE
     : parseIntArg(String(values["piece-size"]), "--piece-size", 1024, 1 << 26);
+  if (values.tftp !== undefined && values["secret-file"] !== undefined) {
+    throw usage("--tftp cannot be combined with --secret-file: TFTP has no authentication");
+  }
   return {
     port: parseIntArg(positionals[0], "port", 0, 65535),
     root: String(values.root ?? "."),

@@ -14,7 +14,7 @@
 import { MAX_TRANSFERS_PER_CLIENT } from "../serving/serve_policy.ts";
 
 /** Transfers one client IP may have at once (the udpget protocol's limit). */
-export const MAX_TFTP_TRANSFERS_PER_CLIENT = MAX_TRANSFERS_PER_CLIENT;
+export const MAX_TFTP_TRANSFERS_PER_CLIENT: number = MAX_TRANSFERS_PER_CLIENT;
 
 /** Transfers at once, all clients together. */
 export const MAX_TFTP_TRANSFERS = 128;

@@ -13,7 +13,8 @@
  *   transfer can have any size.
  * - Amplification: until the client has acknowledged something (it has proved it receives at
  *   its address), only the first datagram is sent (an OACK, or DATA 1), at most `unprovenSends`
- *   times in all, whether the timer or a repeated request asks.
+ *   times in all, whether the timer or a repeated request asks, and at most
+ *   `UNPROVEN_TIMEOUT_MS` apart: an unproven transfer ends within 3 s.
  * - Idle: after `maxRetries` retransmissions without progress the transfer fails.
  *
  * @module
@@ -34,6 +35,12 @@ export const MAX_RETRIES = 5;
 
 /** Most times the first datagram is sent before the client has acknowledged anything. */
 export const UNPROVEN_SENDS = 3;
+
+/**
+ * Longest retransmission timeout before the client has acknowledged anything (ms): a forged
+ * request asking for `timeout 255` must not hold a slot for minutes.
+ */
+export const UNPROVEN_TIMEOUT_MS = 1000;
 
 /** How a transfer is set up (the negotiated options). */
 export interface TransferConfig {
@@ -100,6 +107,7 @@ export class TftpTransfer {
   #slots: (Uint8Array | undefined)[];
   #slotBlock: number[];
   #slotView: (Uint8Array | undefined)[];
+  #slotData: (Uint8Array | undefined)[];
   #out: TransferOutput = { sends: [], timerAt: Infinity, end: undefined };
 
   /** A transfer with the negotiated `config`, reading blocks from `source`. */
@@ -116,6 +124,7 @@ export class TftpTransfer {
     this.#slots = new Array(w).fill(undefined);
     this.#slotBlock = new Array(w).fill(0);
     this.#slotView = new Array(w).fill(undefined);
+    this.#slotData = new Array(w).fill(undefined);
   }
 
   /** True once the client has acknowledged something: its address is proven. */
@@ -166,7 +175,6 @@ export class TftpTransfer {
     const out = this.#reset();
     if (!this.#started || this.ended || this.#proven || this.#unprovenLeft <= 0) return out;
     this.#unprovenLeft--;
-    this.stats.retransmits++;
     this.#sendFirst(now);
     return this.#finish(out);
   }
@@ -180,7 +188,6 @@ export class TftpTransfer {
         this.#end({ ok: false, reason: "no ACK from the client's address" });
       } else {
         this.#unprovenLeft--;
-        this.stats.retransmits++;
         this.#sendFirst(now);
       }
     } else if (++this.#retries > this.#cfg.maxRetries) {
@@ -205,11 +212,17 @@ export class TftpTransfer {
 
   #sendFirst(now: number): void {
     if (this.#cfg.oack) {
+      if (this.#unprovenLeft < this.#cfg.unprovenSends - 1) this.stats.retransmits++;
       this.#out.sends.push(this.#cfg.oack);
-      this.#deadline = now + this.#cfg.timeoutMs;
+      this.#deadline = now + this.#timeout();
     } else {
-      this.#sendWindow(1, now, 1);
+      this.#sendWindow(1, now, 1); // counts its own retransmissions
     }
+  }
+
+  /** The retransmission timeout: the client's own is trusted once its address is proven. */
+  #timeout(): number {
+    return this.#proven ? this.#cfg.timeoutMs : Math.min(this.#cfg.timeoutMs, UNPROVEN_TIMEOUT_MS);
   }
 
   /** Sends blocks `first ..` (a window, or `count`), stopping after the last block. */
@@ -230,7 +243,7 @@ export class TftpTransfer {
         this.stats.retransmits++;
       }
     }
-    this.#deadline = now + this.#cfg.timeoutMs;
+    this.#deadline = now + this.#timeout();
   }
 
   /** The DATA datagram of block `b`, from its slot or read into it. */
@@ -238,13 +251,17 @@ export class TftpTransfer {
     const i = (b - 1) % this.#cfg.windowsize;
     if (this.#slotBlock[i] === b) return this.#slotView[i];
     const slot = this.#slots[i] ??= new Uint8Array(DATA_HEADER_SIZE + this.#cfg.blksize);
+    const data = this.#slotData[i] ??= slot.subarray(DATA_HEADER_SIZE);
     this.#slotBlock[i] = 0;
-    const n = this.#src.read(b, slot.subarray(DATA_HEADER_SIZE));
+    const n = this.#src.read(b, data);
     if (n < 0 || n > this.#cfg.blksize) return undefined;
     if (n < this.#cfg.blksize) this.#last = Math.min(this.#last, b);
     writeDataHeader(slot, b);
     this.#slotBlock[i] = b;
-    return this.#slotView[i] = slot.subarray(0, DATA_HEADER_SIZE + n);
+    // a full block is the whole slot: no view to allocate
+    return this.#slotView[i] = n === this.#cfg.blksize
+      ? slot
+      : slot.subarray(0, DATA_HEADER_SIZE + n);
   }
 
   #end(end: TransferEnd): void {

@@ -180,6 +180,18 @@ Deno.test("serve: port must be 0..65535 and exactly one", () => {
   usageError(() => parseServeArgs(["1", "--force"]));
 });
 
+Deno.test("serve: --tftp PORT, not with --secret-file (TFTP has no authentication)", () => {
+  assert.equal(parseServeArgs(["9000", "--tftp", "69"]).tftp, 69);
+  assert.equal(parseServeArgs(["9000", "--tftp", "0"]).tftp, 0);
+  usageError(() => parseServeArgs(["9000", "--tftp", "65536"]), /--tftp port/);
+  usageError(() => parseServeArgs(["9000", "--tftp", "tftp"]), /--tftp port/);
+  usageError(() => parseServeArgs(["9000", "--tftp"]));
+  usageError(
+    () => parseServeArgs(["9000", "--tftp", "69", "--secret-file", "k"]),
+    /no authentication/,
+  );
+});
+
 Deno.test("parseIntArg: digits only, inclusive bounds", () => {
   assert.equal(parseIntArg("7", "x", 7, 7), 7);
   assert.equal(parseIntArg("007", "x", 0, 10), 7);

@@ -258,7 +258,7 @@ Deno.test({
   name: "tftp clients: a client killed mid-transfer leaves the server serving others",
   ignore: !HAVE.curl,
   async fn() {
-    await withTftpServer(async ({ tftpPort, root, work, server }) => {
+    await withTftpServer(async ({ tftpPort, root, work }) => {
       const file = seededBytes(8 * 1024 * 1024, 7);
       await Deno.writeFile(`${root}/f.bin`, file);
       // curl writes to stdout; once 1 MiB has arrived, it is killed
@@ -292,7 +292,6 @@ Deno.test({
       );
       assert.equal(s.code, 0, s.out);
       assert.equal(await Deno.readTextFile(`${work}/small.txt`), "small");
-      assert.match(server.output(), /tftp: sent "f\.bin"/);
     });
   },
 });

@@ -18,7 +18,7 @@ import {
   MAX_UNPROVEN_PER_CLIENT,
 } from "../../lib/tftp/tftp_limits.ts";
 import { UNPROVEN_SENDS } from "../../lib/tftp/tftp_transfer.ts";
-import { sameBytes, seededBytes, tempDir } from "../harness.ts";
+import { runUdpget, sameBytes, seededBytes, tempDir } from "../harness.ts";
 import { mulberry32 } from "../relay.ts";
 import { withTimeout } from "../../lib/io/timer.ts";
 
@@ -417,4 +417,21 @@ Deno.test("tftp server fuzz: 20 000 random and mutated datagrams, then it still 
     });
     assert.ok(s.stats.malformed > 0);
   });
+});
+
+Deno.test("udpget serve --tftp on a port in use: exit 6 with one line, nothing left running", async () => {
+  const dir = await tempDir();
+  const taken = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  try {
+    const port = (taken.addr as Deno.NetAddr).port;
+    const r = await runUdpget(
+      ["serve", "0", "--host", "127.0.0.1", "--root", dir.path, "--tftp", String(port)],
+      dir.path,
+    );
+    assert.equal(r.code, 6, r.stderr);
+    assert.match(r.stderr, /^udpget: cannot listen for TFTP on 127\.0\.0\.1:\d+: .*\n$/);
+  } finally {
+    taken.close();
+    await dir.cleanup();
+  }
 });

@@ -20,6 +20,7 @@ import {
   type TransferConfig,
   type TransferOutput,
   UNPROVEN_SENDS,
+  UNPROVEN_TIMEOUT_MS,
 } from "../../lib/tftp/tftp_transfer.ts";
 import { seededBytes } from "../harness.ts";
 import { mulberry32 } from "../relay.ts";
@@ -160,6 +161,21 @@ Deno.test("transfer: before any ACK, the first datagram goes out at most UNPROVE
     assert.ok(bytes <= UNPROVEN_SENDS * (4 + 512));
     assert.deepEqual(out.end, { ok: false, reason: "no ACK from the client's address" });
   }
+});
+
+Deno.test("transfer: the client's timeout is trusted only once its address is proven", () => {
+  const oack = encodeOack([{ name: "timeout", value: "255" }]);
+  const t = transfer(seededBytes(5000, 8), { timeoutMs: 255_000, oack });
+  assert.equal(t.start(0).timerAt, UNPROVEN_TIMEOUT_MS, "a forged request cannot hold a slot");
+  let out = t.onTimer(UNPROVEN_TIMEOUT_MS);
+  assert.equal(out.sends.length, 1);
+  assert.equal(t.stats.retransmits, 1);
+  out = t.onTimer(2 * UNPROVEN_TIMEOUT_MS);
+  out = t.onTimer(3 * UNPROVEN_TIMEOUT_MS);
+  assert.ok(out.end && !out.end.ok, "gone within UNPROVEN_SENDS timeouts");
+  const u = transfer(seededBytes(5000, 8), { timeoutMs: 255_000, oack });
+  u.start(0);
+  assert.equal(u.onDatagram(encodeAck(0), 10).timerAt, 10 + 255_000);
 });
 
 Deno.test("transfer: block numbers roll over; any size goes through", () => {
