@@ -52,6 +52,7 @@ export async function runFetch(args: string[]): Promise<number> {
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   const endpoint = new ClientEndpoint(servers, a.connections, key);
   try {
+    phase("start");
     const { name, meta, chosen } = await chooseFile(endpoint, servers, a, stop.signal);
     const out = a.output ?? basename(name);
     await checkOutput(out, a.force);
@@ -292,7 +293,11 @@ class Download {
   readonly servers: number[];
   /** Wakes the drive loop: a datagram arrived, a piece was verified, the user interrupted. */
   readonly wake = new Notifier();
-  verifier!: PieceVerifier;
+  verifier: PieceVerifier | undefined;
+  /** Resolves with the verifier once the piece hashes are in (or known to be unavailable). */
+  verifierReady!: Promise<PieceVerifier>;
+  /** Whether piece hashes were established. */
+  hashes = false;
   /** What the final check established, for the summary line. */
   verified = "";
   /** Bytes of pieces verified by an earlier run, not fetched again. */
@@ -404,15 +409,27 @@ async function download(
   try {
     const onAbort = () => d.wake.notify();
     signal.addEventListener("abort", onAbort, { once: true });
-    const hashes = await fetchPieceHashes(d, signal);
-    // without piece hashes, only a full pass can vouch for the file
-    const whole = a.verify === "full" || !hashes || a.checksum !== undefined;
-    d.verifier = new PieceVerifier(partial.partPath, meta.size, meta.pieceSize, hashes, whole);
-    d.verified = whole
-      ? "sha256 verified"
-      : `${d.session.sched.pieceCount} pieces verified (SHA-256)`;
-    await recheckClaimed(d, out, hashes !== undefined);
+    phase("meta");
+    // the hash list is only needed to verify pieces: the transfer starts while it is fetched
+    // (a resume waits for it, to re-check the pieces it claims before fetching the others)
+    d.verifierReady = fetchPieceHashes(d, signal).then((hashes) => {
+      phase("hashes");
+      // without piece hashes, only a full pass can vouch for the file
+      const whole = a.verify === "full" || !hashes || a.checksum !== undefined;
+      d.verifier = new PieceVerifier(partial.partPath, meta.size, meta.pieceSize, hashes, whole);
+      d.verified = whole
+        ? "sha256 verified"
+        : `${d.session.sched.pieceCount} pieces verified (SHA-256)`;
+      d.hashes = hashes !== undefined;
+      return d.verifier;
+    });
+    if (partial.claimed.length > 0) {
+      await d.verifierReady;
+      await recheckClaimed(d, out, d.hashes);
+    }
     await drive(d, signal);
+    phase("drive");
+    const verifier = await d.verifierReady;
     progress?.stop();
     abortCheck(signal);
     if (!d.session.sched.done) {
@@ -420,8 +437,9 @@ async function download(
       const why = stats.map((s) => `${d.labels[d.servers[s.source]]}: ${s.dropReason ?? "?"}`);
       throw new UdpgetError(ExitCode.Unreachable, `every server failed (${why.join("; ")})`);
     }
-    const digest = await d.verifier.digest();
-    if (whole && (!digest || toHex(digest) !== toHex(meta.digest))) {
+    const digest = await verifier.digest();
+    phase("digest");
+    if (verifier.whole && (!digest || toHex(digest) !== toHex(meta.digest))) {
       throw new UdpgetError(
         ExitCode.Verification,
         `verification failed: sha256 ${digest ? toHex(digest) : "?"} != expected ` +
@@ -519,7 +537,7 @@ function onEvent(d: Download, e: SessionEvent): void {
   switch (e.kind) {
     case "verify":
       d.verifying++;
-      d.verifier.verify(e.piece).then((ok) => {
+      d.verifierReady.then((v) => v.verify(e.piece)).then((ok) => {
         d.verifying--;
         d.session.handleVerified(e.piece, ok);
         if (ok) d.partial.recordVerified(e.piece);
@@ -549,7 +567,8 @@ async function recheckClaimed(d: Download, out: string, hashes: boolean): Promis
     );
     return;
   }
-  const oks = await Promise.all(claimed.map((p) => d.verifier.verify(p)));
+  const verifier = await d.verifierReady;
+  const oks = await Promise.all(claimed.map((p) => verifier.verify(p)));
   const sched = d.session.sched;
   claimed.forEach((p, i) => {
     if (!oks[i]) return;
@@ -717,4 +736,10 @@ function summary(d: Download, out: string, ms: number): string {
   return `udpget: ${out}: ${formatBytes(d.meta.size)} in ${secs.toFixed(2)} s ` +
     `(${formatRate(fetched / Math.max(secs, 1e-3))}${resumed}), ${d.verified}; ` +
     `block ${d.blockSize} B, re-requested ${formatBytes(d.session.rerequested)}; from ${shares}`;
+}
+const T0 = performance.now();
+function phase(what: string): void {
+  if (debugWanted()) {
+    console.error(`debug: phase ${what} at ${(performance.now() - T0).toFixed(0)} ms`);
+  }
 }

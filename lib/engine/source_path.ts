@@ -46,6 +46,8 @@ export interface InFlightRequest {
   /** Delivery bookkeeping when it was sent, for rate samples. */
   deliveredAtSend: number;
   deliveredTimeAtSend: number;
+  /** Send time of the request whose block was delivered last, when this one was sent. */
+  firstSentAtSend: number;
   appLimited: boolean;
   inflightAtSend: number;
   /** Whether its first block has arrived (then it gave a round-trip sample). */
@@ -89,6 +91,7 @@ export class SourcePath {
   #largestSeq: number[] = [];
   #roundEndDelivered = 0;
   #latestRtt = 0;
+  #lastDeliveredSentAt: number | undefined;
 
   constructor(
     readonly id: number,
@@ -131,6 +134,7 @@ export class SourcePath {
       scanFrom: 0,
       deliveredAtSend: this.delivered,
       deliveredTimeAtSend: this.deliveredTime,
+      firstSentAtSend: this.#lastDeliveredSentAt ?? now,
       appLimited,
       inflightAtSend: this.inflight,
       answered: false,
@@ -168,6 +172,7 @@ export class SourcePath {
     }
     this.delivered += bytes;
     this.deliveredTime = now;
+    this.#lastDeliveredSentAt = Math.max(this.#lastDeliveredSentAt ?? -Infinity, r.sentAt);
     const rtt = now - r.sentAt;
     if (!r.answered) {
       r.answered = true;
@@ -178,7 +183,9 @@ export class SourcePath {
     if (roundStart) this.#roundEndDelivered = this.delivered;
     this.cc.onDelivered(now, bytes, {
       delivered: this.delivered - r.deliveredAtSend,
-      intervalMs: Math.max(now - r.deliveredTimeAtSend, rtt, 0.05),
+      // BBR's interval: the longer of the arrival span and the sending span, so a burst of
+      // arrivals after an event-loop stall cannot claim a rate the sender never sent at
+      intervalMs: Math.max(now - r.deliveredTimeAtSend, r.sentAt - r.firstSentAtSend, rtt, 0.05),
       rttMs: rtt,
       appLimited: r.appLimited,
       priorInflight: r.inflightAtSend,

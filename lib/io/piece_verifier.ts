@@ -38,7 +38,8 @@ export class PieceVerifier {
     size: number,
     pieceSize: number,
     hashes: Uint8Array | undefined,
-    whole: boolean,
+    /** Whether the whole file is hashed too (`--verify full`, or no piece hashes). */
+    readonly whole: boolean,
   ) {
     this.#worker = new Worker(new URL("./verify_worker.ts", import.meta.url).href, {
       type: "module",

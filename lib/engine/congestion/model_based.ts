@@ -32,7 +32,11 @@ export interface ModelBasedOptions {
 
 /** Startup gain 2/ln 2: doubles the delivery rate every round while the path has room. */
 const STARTUP_GAIN = 2.885;
-/** Window gain outside startup: two bandwidth-delay products. */
+/**
+ * Window gain: two bandwidth-delay products, in startup too (as BBRv3 does): the pacing gain
+ * doubles the rate, and the window stops the overshoot of the round before the estimate catches
+ * up at one pipe plus one queue of a BDP, instead of overflowing that queue.
+ */
 const CWND_GAIN = 2;
 /** Pacing gains of the probe cycle: probe up, drain what that queued, then cruise. */
 const PROBE_GAINS = [1.25, 0.75, 1, 1, 1, 1, 1, 1];
@@ -69,7 +73,8 @@ export class ModelBasedController implements CongestionController {
   #cycleAt = 0;
   #roundLost = 0;
   #roundDelivered = 0;
-  #roundMaxRtt = 0;
+  /** Smallest round trip of the current round: above the minimum only if a queue stands. */
+  #roundMinRtt = Infinity;
   /** After a timeout the window is the minimum until something arrives. */
   #timedOut = false;
 
@@ -98,19 +103,12 @@ export class ModelBasedController implements CongestionController {
   onDelivered(now: number, bytes: number, s: RateSample, roundStart: boolean): void {
     this.#timedOut = false;
     this.#roundDelivered += bytes;
-    this.#roundMaxRtt = Math.max(this.#roundMaxRtt, s.rttMs);
+    this.#roundMinRtt = Math.min(this.#roundMinRtt, s.rttMs);
     if (s.rttMs < this.#minRtt || now - this.#minRttAt > MIN_RTT_WINDOW_MS) {
       this.#minRtt = s.rttMs;
       this.#minRttAt = now;
     }
     if (roundStart) this.#endRound(now);
-    // a queue is building (round trips well above the minimum): the path is full, stop
-    // doubling now rather than a round later when the queue overflows (as HyStart does)
-    if (
-      this.#mode === "startup" && this.#btlBw > 0 && s.rttMs > STARTUP_EXIT_RTT * this.#minRtt + 2
-    ) {
-      this.#mode = "drain";
-    }
     const rate = s.delivered / s.intervalMs;
     // an app-limited sample only says the path can do at least this much
     if (!s.appLimited || rate > this.#btlBw) {
@@ -143,9 +141,7 @@ export class ModelBasedController implements CongestionController {
     const { initialWindow, minWindow, maxWindow } = this.#opts;
     if (this.#timedOut) return minWindow;
     const bdp = this.#btlBw * this.#minRtt;
-    const w = this.#mode === "startup"
-      ? Math.max(initialWindow, STARTUP_GAIN * bdp)
-      : CWND_GAIN * bdp;
+    const w = this.#mode === "startup" ? Math.max(initialWindow, CWND_GAIN * bdp) : CWND_GAIN * bdp;
     return Math.min(maxWindow, Math.max(minWindow, w));
   }
 
@@ -169,17 +165,22 @@ export class ModelBasedController implements CongestionController {
     const lost = this.#roundLost;
     const total = lost + this.#roundDelivered;
     const lossShare = total === 0 ? 0 : lost / total;
-    const queueing = this.#roundMaxRtt > this.#minRtt + Math.max(2, 0.25 * this.#minRtt);
+    // a standing queue lifts every round trip of the round, jitter only some
+    const queueing = this.#roundMinRtt > this.#minRtt + Math.max(2, 0.25 * this.#minRtt);
     const congested = (lossShare > CONGESTION_LOSS && queueing) || lossShare > HEAVY_LOSS;
     const roundRate = this.#bwRounds[this.#bwRounds.length - 1];
+    // a queue is building (every round trip of the round well above the minimum): the path is
+    // full, stop doubling now rather than when the queue overflows (as HyStart does)
+    const full = this.#roundMinRtt > STARTUP_EXIT_RTT * this.#minRtt + 2;
     this.#roundLost = 0;
     this.#roundDelivered = 0;
-    this.#roundMaxRtt = 0;
+    this.#roundMinRtt = Infinity;
     this.#bwRounds.push(0);
     if (this.#bwRounds.length > BW_WINDOW_ROUNDS) this.#bwRounds.shift();
     if (congested) this.#backOff(roundRate, now);
     this.#btlBw = Math.max(...this.#bwRounds);
-    if (this.#mode === "startup") this.#checkFull(now);
+    if (this.#mode === "startup" && full) this.#mode = "drain";
+    else if (this.#mode === "startup") this.#checkFull(now);
     else if (this.#mode === "drain") this.#enterProbe(now);
   }
 
