@@ -12,7 +12,7 @@
 import { lookup } from "node:dns/promises";
 import { basename } from "node:path";
 import { type FetchArgs, parseFetchArgs } from "./lib/cli/cli_args.ts";
-import { chooseMeta, type FileMeta, type MetaAnswer, toHex } from "./lib/engine/consensus.ts";
+import { chooseMeta, type FileMeta, toHex } from "./lib/engine/consensus.ts";
 import { ClientEndpoint, detach, type ServerAddr } from "./lib/io/endpoint.ts";
 import { ExitCode, UdpgetError } from "./lib/cli/exit.ts";
 import { formatBytes, formatProgress, formatRate } from "./lib/cli/format.ts";
@@ -23,23 +23,18 @@ import { keepAfterFailure, PartialDownload } from "./lib/io/partial_download.ts"
 import { readKeyFile } from "./lib/wire/auth.ts";
 import { FetchSession, type SessionEvent } from "./lib/engine/fetch_session.ts";
 import { ALL } from "./lib/engine/scheduler.ts";
+import { MetaDiscovery } from "./lib/engine/meta_discovery.ts";
+import { HashListFetch } from "./lib/engine/hash_list_fetch.ts";
+import type { RequestMachine } from "./lib/engine/retry_schedule.ts";
 import {
   CHUNK_REPLY_HEADER_SIZE,
   encode,
-  ErrorCode,
   errorCodeName,
   fileIdOf,
-  MAX_HASHES_PER_REPLY,
   type Packet,
 } from "./lib/wire/packet.ts";
 import { formatServer, parseServerList } from "./lib/cli/servers.ts";
-import { sleep, withTimeout } from "./lib/io/timer.ts";
-
-/** Metadata attempts per server before it counts as unreachable (timeouts double). */
-const META_ATTEMPTS = 4;
-const META_FIRST_TIMEOUT_MS = 250;
-/** How long a BUSY server (hashing a big file) may keep us waiting for its metadata. */
-const META_BUSY_LIMIT_MS = 120_000;
+import { withTimeout } from "./lib/io/timer.ts";
 
 /** `udpget fetch ...`: resolves with the exit status. */
 export async function runFetch(args: string[]): Promise<number> {
@@ -146,10 +141,15 @@ async function discover(
   trusted?: Uint8Array,
   keyed = false,
 ): Promise<Chosen> {
-  const answers = await Promise.all(
-    servers.map((_, i) => askMeta(endpoint, i, name, signal)),
-  );
+  const discovery = new MetaDiscovery(name, servers.length, performance.now(), randomId);
+  await runMachine(endpoint, discovery, signal);
   abortCheck(signal);
+  servers.forEach((_, i) => {
+    endpoint.setToken(i, discovery.token(i));
+    const rtt = discovery.rtt(i);
+    if (rtt !== undefined) endpoint.noteRtt(i, rtt);
+  });
+  const answers = discovery.answers();
   answers.forEach((ans, i) => {
     if (ans.kind === "error") {
       console.error(`udpget: ${servers[i].label}: ${errorCodeName(ans.code)}: ${ans.message}`);
@@ -193,39 +193,6 @@ async function discover(
 
 function version(m: FileMeta): string {
   return `${m.size} bytes, sha256 ${toHex(m.digest).slice(0, 16)}…`;
-}
-
-async function askMeta(
-  endpoint: ClientEndpoint,
-  server: number,
-  name: string,
-  signal: AbortSignal,
-): Promise<MetaAnswer> {
-  const busyUntil = Date.now() + META_BUSY_LIMIT_MS;
-  for (let attempt = 0; attempt < META_ATTEMPTS && !signal.aborted;) {
-    const reply = await request(
-      endpoint,
-      0,
-      server,
-      (requestId) =>
-        encode({ type: "meta_request", requestId, token: endpoint.token(server), name }),
-      META_FIRST_TIMEOUT_MS << attempt,
-    );
-    if (reply === undefined || reply.type === "retry") {
-      attempt++; // (request() already answered RETRYs; another one means the token is refused)
-    } else if (reply.type === "error" && reply.code === ErrorCode.Busy && Date.now() < busyUntil) {
-      await sleep(200, signal);
-    } else if (reply.type === "error") {
-      return { kind: "error", code: reply.code, message: reply.message };
-    } else if (reply.type === "meta_reply") {
-      const { size, pieceSize, maxBlock, digest, piecesRoot, mtimeMs } = reply;
-      return {
-        kind: "meta",
-        meta: { size, pieceSize, maxBlock, mtimeMs, digest, piecesRoot },
-      };
-    }
-  }
-  return { kind: "silent" };
 }
 
 /**
@@ -298,6 +265,8 @@ class Download {
   verifierReady!: Promise<PieceVerifier>;
   /** Whether piece hashes were established. */
   hashes = false;
+  /** A request machine running beside the transfer (the hash list), and what to do when done. */
+  side: { m: RequestMachine; onDone: () => void } | undefined;
   /** What the final check established, for the summary line. */
   verified = "";
   /** Bytes of pieces verified by an earlier run, not fetched again. */
@@ -412,7 +381,10 @@ async function download(
     phase("meta");
     // the hash list is only needed to verify pieces: the transfer starts while it is fetched
     // (a resume waits for it, to re-check the pieces it claims before fetching the others)
-    d.verifierReady = fetchPieceHashes(d, signal).then((hashes) => {
+    const hashFetch = hashListFetch(d);
+    d.verifierReady = new Promise<Uint8Array | undefined>((resolve) => {
+      d.side = { m: hashFetch, onDone: () => resolve(checkedHashes(d, hashFetch.result())) };
+    }).then((hashes) => {
       phase("hashes");
       // without piece hashes, only a full pass can vouch for the file
       const whole = a.verify === "full" || !hashes || a.checksum !== undefined;
@@ -424,12 +396,13 @@ async function download(
       return d.verifier;
     });
     if (partial.claimed.length > 0) {
+      await runMachine(endpoint, hashFetch, signal);
+      settleSide(d);
       await d.verifierReady;
       await recheckClaimed(d, out, d.hashes);
     }
     await drive(d, signal);
     phase("drive");
-    const verifier = await d.verifierReady;
     progress?.stop();
     abortCheck(signal);
     if (!d.session.sched.done) {
@@ -437,6 +410,8 @@ async function download(
       const why = stats.map((s) => `${d.labels[d.servers[s.source]]}: ${s.dropReason ?? "?"}`);
       throw new UdpgetError(ExitCode.Unreachable, `every server failed (${why.join("; ")})`);
     }
+    // (every piece verified: the verifier exists; an empty file has no hashes to wait for)
+    const verifier = await d.verifierReady;
     const digest = await verifier.digest();
     phase("digest");
     if (verifier.whole && (!digest || toHex(digest) !== toHex(meta.digest))) {
@@ -486,6 +461,7 @@ async function drive(d: Download, signal: AbortSignal): Promise<void> {
   const { session, endpoint } = d;
   const file = d.partial.file;
   endpoint.routeOthers((server, p) => {
+    if (d.side?.m.handleReply(performance.now(), server, p)) return d.wake.notify();
     const source = d.servers.indexOf(server);
     if (source < 0) return;
     const w = session.handleReply(performance.now(), source, p);
@@ -507,6 +483,14 @@ async function drive(d: Download, signal: AbortSignal): Promise<void> {
   }
 }
 
+/** Ends the side machine once it is done. */
+function settleSide(d: Download): void {
+  if (!d.side?.m.done) return;
+  const { onDone } = d.side;
+  d.side = undefined;
+  onDone();
+}
+
 /** `UDPGET_DEBUG=1` (with env access granted) prints the engine's state twice a second. */
 function debugWanted(): boolean {
   const env = { name: "env", variable: "UDPGET_DEBUG" } as const;
@@ -517,6 +501,8 @@ async function driveLoop(d: Download, signal: AbortSignal): Promise<void> {
   const { session, endpoint } = d;
   while (!session.ended && !signal.aborted) {
     const now = performance.now();
+    if (d.side) serviceMachine(endpoint, d.side.m, now);
+    settleSide(d);
     session.handleTimeout(now);
     for (let t = session.pollTransmit(now); t; t = session.pollTransmit(now)) {
       // each lane is a worker socket with its own receive buffer
@@ -524,10 +510,12 @@ async function driveLoop(d: Download, signal: AbortSignal): Promise<void> {
     }
     for (let e = session.poll(); e; e = session.poll()) onEvent(d, e);
     if (session.ended) break;
-    const next = session.pollTimeout(performance.now());
-    const wait = next === undefined ? 1000 : Math.max(0, next - performance.now());
+    const side = d.side?.m.pollTimeout();
+    const next = Math.min(session.pollTimeout(performance.now()) ?? Infinity, side ?? Infinity);
+    const wait = next === Infinity ? 1000 : Math.max(0, next - performance.now());
     await withTimeout(d.wake.wait(), wait);
   }
+  settleSide(d);
   // a verification still running when the last block arrived settles the finish
   while (d.verifying > 0 && !signal.aborted) await d.wake.wait();
 }
@@ -586,61 +574,66 @@ async function recheckClaimed(d: Download, out: string, hashes: boolean): Promis
   );
 }
 
-/** Gets the piece hash list and checks it against the agreed `piecesRoot`. */
-async function fetchPieceHashes(d: Download, signal: AbortSignal): Promise<Uint8Array | undefined> {
-  const count = d.session.sched.pieceCount;
-  const hashes = new Uint8Array(count * 32);
-  // each reply fits one datagram of the transfer's block size: no fragments off loopback
-  const per = Math.max(1, Math.min(MAX_HASHES_PER_REPLY, Math.floor((d.blockSize + 4) / 32)));
-  const ranges: number[] = [];
-  for (let first = 0; first < count; first += per) ranges.push(first);
-  const fileId = fileIdOf(d.meta.digest);
-  let failures = 0;
-  let turn = 0;
-  /** Fetches hashes [start, start + per), in several replies if a server sends fewer. */
-  const one = async (start: number): Promise<boolean> => {
-    const end = Math.min(count, start + per);
-    let first = start;
-    for (let attempt = 0; first < end && !signal.aborted;) {
-      if (failures > 8 * d.servers.length + ranges.length) return false;
-      const server = d.servers[turn++ % d.servers.length];
-      const rtt = d.endpoint.rttOf(server) ?? 100;
-      const timeout = Math.min(4000, Math.max(150, 3 * rtt) * 2 ** attempt);
-      const want = end - first;
-      const reply = await request(d.endpoint, 0, server, (requestId) =>
-        encode({
-          type: "hashes_request",
-          requestId,
-          token: d.endpoint.token(server),
-          fileId,
-          firstPiece: first,
-          count: want,
-          name: d.name,
-        }), timeout);
-      const got = reply?.type === "hashes_reply" && reply.firstPiece === first
-        ? Math.min(want, reply.hashes.length / 32)
-        : 0;
-      if (got === 0 || reply?.type !== "hashes_reply") {
-        failures++;
-        attempt = Math.min(attempt + 1, 4);
-        continue;
-      }
-      hashes.set(reply.hashes.subarray(0, got * 32), first * 32);
-      first += got;
-    }
-    return first >= end;
-  };
-  // a few ranges at a time: one round trip per batch instead of per range
-  const results: boolean[] = [];
-  for (let i = 0; i < ranges.length; i += 32) {
-    results.push(...await Promise.all(ranges.slice(i, i + 32).map(one)));
-    if (results.includes(false)) return undefined;
-  }
+/** The hash-list machine for this download (see `lib/engine/hash_list_fetch.ts`). */
+function hashListFetch(d: Download): HashListFetch {
+  return new HashListFetch({
+    fileId: fileIdOf(d.meta.digest),
+    name: d.name,
+    pieceCount: d.session.sched.pieceCount,
+    blockSize: d.blockSize,
+    servers: d.servers,
+    token: (server) => d.endpoint.token(server),
+    rtt: (server) => d.endpoint.rttOf(server),
+    nextRequestId: randomId,
+  });
+}
+
+/** The fetched hash list if it matches the agreed `piecesRoot`, else undefined. */
+function checkedHashes(d: Download, hashes: Uint8Array | undefined): Uint8Array | undefined {
+  if (hashes === undefined) return undefined;
   if (toHex(sha256(hashes)) !== toHex(d.meta.piecesRoot)) {
-    console.error("udpget: piece hash list does not match the agreed root; using the file digest");
+    note("udpget: piece hash list does not match the agreed root; using the file digest");
     return undefined;
   }
   return hashes;
+}
+
+/** A fresh random request id (unguessable by an off-path attacker). */
+function randomId(): number {
+  return crypto.getRandomValues(new Uint32Array(1))[0];
+}
+
+/** Drives one request machine alone (before the transfer) until it is done or aborted. */
+async function runMachine(
+  endpoint: ClientEndpoint,
+  m: RequestMachine,
+  signal: AbortSignal,
+): Promise<void> {
+  const wake = new Notifier();
+  const onAbort = () => wake.notify();
+  signal.addEventListener("abort", onAbort, { once: true });
+  endpoint.routeOthers((server, p) => {
+    if (m.handleReply(performance.now(), server, p)) wake.notify();
+  });
+  try {
+    while (!m.done && !signal.aborted) {
+      serviceMachine(endpoint, m, performance.now());
+      if (m.done) break;
+      const next = m.pollTimeout();
+      await withTimeout(wake.wait(), next === undefined ? 1000 : next - performance.now());
+    }
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    endpoint.routeOthers(undefined);
+  }
+}
+
+/** Timers and sends of a request machine at `now`. */
+function serviceMachine(endpoint: ClientEndpoint, m: RequestMachine, now: number): void {
+  m.handleTimeout(now);
+  for (let t = m.pollTransmit(now); t; t = m.pollTransmit(now)) {
+    void endpoint.send(0, t.server, encode(t.packet));
+  }
 }
 
 /** Candidate block sizes for `--block-size auto`, largest first (RFC 8899-style probing). */

@@ -95,6 +95,11 @@ export class ClientEndpoint {
     return this.#tokens[server];
   }
 
+  /** Sets the token to put in requests to `server` (as handed out by its RETRY). */
+  setToken(server: number, token: Uint8Array): void {
+    this.#tokens[server] = token;
+  }
+
   /** Records a round trip to `server` measured by a request-reply exchange (ms). */
   noteRtt(server: number, ms: number): void {
     const old = this.#rtts[server];

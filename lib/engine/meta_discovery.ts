@@ -1,0 +1,147 @@
+/**
+ * Metadata discovery: one META_REQUEST to every server at once, each retried on its own with
+ * the shared retry policy, RETRY (address validation) followed with the new token, BUSY (the
+ * server is still hashing) waited out up to a limit. Ends with one answer per server: its
+ * metadata, its error, or silence. Pure: times come in as arguments.
+ *
+ * @module
+ */
+
+import { ErrorCode, NO_TOKEN, type Packet } from "../wire/packet.ts";
+import type { MetaAnswer } from "./consensus.ts";
+import {
+  attemptTimeout,
+  type RequestMachine,
+  type RequestTransmit,
+  type RetryOptions,
+} from "./retry_schedule.ts";
+
+/** Retry policy of metadata requests: 4 attempts from 250 ms (the RTT is not known yet). */
+export const META_RETRY: RetryOptions = { firstTimeoutMs: 250, maxTimeoutMs: 4000, attempts: 4 };
+/** How long a BUSY server (hashing a big file) may keep us waiting, and how often to ask. */
+export const META_BUSY_LIMIT_MS = 120_000;
+export const META_BUSY_RETRY_MS = 200;
+/** RETRYs followed for one attempt; more means the token is refused (the address changed). */
+const RETRIES_PER_ATTEMPT = 2;
+
+interface ServerState {
+  answer: MetaAnswer | undefined;
+  attempt: number;
+  retries: number;
+  /** Id of the request in flight, and when it was sent. */
+  id: number | undefined;
+  sentAt: number;
+  /** When to send the next request (now, after a timeout, or after BUSY). */
+  sendAt: number;
+  token: Uint8Array;
+  rttMs: number | undefined;
+}
+
+/** Asks every server about one file name. */
+export class MetaDiscovery implements RequestMachine {
+  #servers: ServerState[];
+  #busyUntil: number;
+
+  /** Starts discovery of `name` on `servers` servers at `now`. */
+  constructor(
+    readonly name: string,
+    servers: number,
+    now: number,
+    readonly nextRequestId: () => number,
+    readonly retry: RetryOptions = META_RETRY,
+  ) {
+    this.#busyUntil = now + META_BUSY_LIMIT_MS;
+    this.#servers = Array.from({ length: servers }, () => ({
+      answer: undefined,
+      attempt: 0,
+      retries: 0,
+      id: undefined,
+      sentAt: 0,
+      sendAt: now,
+      token: NO_TOKEN,
+      rttMs: undefined,
+    }));
+  }
+
+  get done(): boolean {
+    return this.#servers.every((s) => s.answer !== undefined);
+  }
+
+  /** One answer per server, once `done`. */
+  answers(): MetaAnswer[] {
+    return this.#servers.map((s) => s.answer ?? { kind: "silent" });
+  }
+
+  /** The address-validation token `server` handed out (all zero if none). */
+  token(server: number): Uint8Array {
+    return this.#servers[server].token;
+  }
+
+  /** Round trip measured to `server` by its answer (ms), if any. */
+  rtt(server: number): number | undefined {
+    return this.#servers[server].rttMs;
+  }
+
+  handleReply(now: number, server: number, p: Packet): boolean {
+    const s = this.#servers[server];
+    if (!s || s.id === undefined || p.requestId !== s.id) return false;
+    s.id = undefined;
+    s.rttMs = now - s.sentAt;
+    if (p.type === "retry") {
+      s.token = p.token.slice();
+      // followed at once; a RETRY after RETRY means validation keeps failing: an attempt lost
+      if (++s.retries > RETRIES_PER_ATTEMPT) this.#failAttempt(s, now);
+      else s.sendAt = now;
+    } else if (p.type === "error" && p.code === ErrorCode.Busy && now < this.#busyUntil) {
+      s.sendAt = now + META_BUSY_RETRY_MS;
+    } else if (p.type === "error") {
+      s.answer = { kind: "error", code: p.code, message: p.message };
+    } else if (p.type === "meta_reply") {
+      const { size, pieceSize, maxBlock, mtimeMs } = p;
+      // (copies: the packet's bytes are views into a receive buffer that is reused)
+      const digest = p.digest.slice();
+      const piecesRoot = p.piecesRoot.slice();
+      s.answer = { kind: "meta", meta: { size, pieceSize, maxBlock, mtimeMs, digest, piecesRoot } };
+    } else {
+      s.id = p.requestId; // a reply of another type: not an answer, keep waiting
+    }
+    return true;
+  }
+
+  handleTimeout(now: number): void {
+    for (const s of this.#servers) {
+      if (s.answer || s.id === undefined) continue;
+      if (now >= s.sentAt + attemptTimeout(this.retry, s.attempt)) this.#failAttempt(s, now);
+    }
+  }
+
+  pollTransmit(now: number): RequestTransmit | undefined {
+    for (const [server, s] of this.#servers.entries()) {
+      if (s.answer || s.id !== undefined || now < s.sendAt) continue;
+      s.id = this.nextRequestId() >>> 0;
+      s.sentAt = now;
+      const packet = { type: "meta_request", requestId: s.id, token: s.token, name: this.name };
+      return { server, packet: packet as Packet };
+    }
+    return undefined;
+  }
+
+  pollTimeout(): number | undefined {
+    let t = Infinity;
+    for (const s of this.#servers) {
+      if (s.answer) continue;
+      t = Math.min(
+        t,
+        s.id === undefined ? s.sendAt : s.sentAt + attemptTimeout(this.retry, s.attempt),
+      );
+    }
+    return t === Infinity ? undefined : t;
+  }
+
+  #failAttempt(s: ServerState, now: number): void {
+    s.id = undefined;
+    s.retries = 0;
+    if (++s.attempt >= this.retry.attempts) s.answer = { kind: "silent" };
+    else s.sendAt = now;
+  }
+}

@@ -1,0 +1,81 @@
+import assert from "node:assert/strict";
+import { META_RETRY, MetaDiscovery } from "../../lib/engine/meta_discovery.ts";
+import { attemptTimeout } from "../../lib/engine/retry_schedule.ts";
+import { ErrorCode, type Packet } from "../../lib/wire/packet.ts";
+
+function ids(): () => number {
+  let n = 100;
+  return () => n++;
+}
+
+function metaReply(requestId: number, digestByte: number): Packet {
+  return {
+    type: "meta_reply",
+    requestId,
+    size: 10,
+    mtimeMs: 0,
+    pieceSize: 4,
+    maxBlock: 65000,
+    digest: new Uint8Array(32).fill(digestByte),
+    piecesRoot: new Uint8Array(32).fill(digestByte + 1),
+  };
+}
+
+Deno.test("meta discovery: asks every server at once; answers keep their own bytes", () => {
+  const m = new MetaDiscovery("a.txt", 2, 0, ids());
+  const sent = [m.pollTransmit(0)!, m.pollTransmit(0)!];
+  assert.equal(m.pollTransmit(0), undefined);
+  assert.deepEqual(sent.map((t) => t.server), [0, 1]);
+  const reply = metaReply(sent[0].packet.requestId, 7);
+  assert.equal(m.handleReply(30, 0, reply), true);
+  // the shell reuses its receive buffer: the answer must not change with it
+  (reply as { digest: Uint8Array }).digest.fill(0);
+  assert.equal(m.handleReply(30, 1, metaReply(12345, 1)), false, "not an id of ours");
+  m.handleReply(
+    40,
+    1,
+    { type: "error", requestId: sent[1].packet.requestId, code: ErrorCode.NotFound, message: "x" },
+  );
+  assert.ok(m.done);
+  const [a, b] = m.answers();
+  assert.equal(a.kind, "meta");
+  if (a.kind === "meta") assert.equal(a.meta.digest[0], 7);
+  assert.equal(b.kind, "error");
+  assert.equal(m.rtt(0), 30);
+});
+
+Deno.test("meta discovery: RETRY is followed at once with the token; BUSY waits and asks again", () => {
+  const m = new MetaDiscovery("a.txt", 1, 0, ids());
+  const first = m.pollTransmit(0)!;
+  const token = new Uint8Array(16).fill(9);
+  m.handleReply(5, 0, { type: "retry", requestId: first.packet.requestId, token });
+  const again = m.pollTransmit(5)!;
+  assert.ok(again);
+  assert.deepEqual((again.packet as { token: Uint8Array }).token, token);
+  m.handleReply(10, 0, {
+    type: "error",
+    requestId: again.packet.requestId,
+    code: ErrorCode.Busy,
+    message: "",
+  });
+  assert.equal(m.pollTransmit(10), undefined, "not at once after BUSY");
+  assert.ok(m.pollTimeout()! > 10);
+  assert.ok(m.pollTransmit(m.pollTimeout()!));
+  assert.equal(m.done, false);
+});
+
+Deno.test("meta discovery: a silent server is given up after the attempts, with doubling timeouts", () => {
+  const m = new MetaDiscovery("a.txt", 1, 0, ids());
+  let now = 0;
+  const sends: number[] = [];
+  while (!m.done) {
+    const t = m.pollTransmit(now);
+    if (t) sends.push(now);
+    now = m.pollTimeout()!;
+    m.handleTimeout(now);
+  }
+  assert.equal(sends.length, META_RETRY.attempts);
+  const gaps = sends.slice(1).map((t, i) => t - sends[i]);
+  assert.deepEqual(gaps, [0, 1, 2].map((k) => attemptTimeout(META_RETRY, k)));
+  assert.deepEqual(m.answers(), [{ kind: "silent" }]);
+});
