@@ -9,7 +9,6 @@
 import {
   CHUNK_REPLY_HEADER_SIZE,
   type ChunkRequest,
-  decode,
   encode,
   ErrorCode,
   type HashesRequest,
@@ -17,16 +16,10 @@ import {
   MAX_DATAGRAM_SIZE,
   type MetaRequest,
   type Packet,
-  requestIdOfRequest,
   writeChunkReplyHeader,
 } from "./lib/wire/packet.ts";
 import { FileTable, type ServedFile } from "./lib/serving/file_table.ts";
-import {
-  AMPLIFICATION_FACTOR,
-  checkChunkRequest,
-  hashesReplyCount,
-  TransferLog,
-} from "./lib/serving/serve_policy.ts";
+import { checkChunkRequest, hashesReplyCount, TransferLog } from "./lib/serving/serve_policy.ts";
 import { formatServer } from "./lib/cli/servers.ts";
 import { describeTftpStats, startTftpForServe } from "./tftp_server.ts";
 import { parseServeArgs } from "./lib/cli/cli_args.ts";
@@ -36,12 +29,8 @@ import { TokenBucket } from "./lib/engine/token_bucket.ts";
 import { sleep } from "./lib/io/timer.ts";
 import { datagrams } from "./lib/io/datagrams.ts";
 import { CookieJar } from "./lib/wire/cookie.ts";
-import {
-  type AuthFailure,
-  authFailureMessage,
-  readKeyFile,
-  RequestAuthenticator,
-} from "./lib/wire/auth.ts";
+import { RequestGate } from "./lib/serving/request_gate.ts";
+import { readKeyFile, RequestAuthenticator } from "./lib/wire/auth.ts";
 
 /** What `serve` needs to run. */
 export interface ServeOptions {
@@ -125,8 +114,7 @@ class UdpServer {
   #sendBuf = new Uint8Array(MAX_DATAGRAM_SIZE);
   #sweep: ReturnType<typeof setInterval>;
   #limiter: TokenBucket | undefined;
-  #cookies = new CookieJar(crypto.getRandomValues(new Uint8Array(32)));
-  #auth: RequestAuthenticator | undefined;
+  #gate: RequestGate;
 
   constructor(
     sock: Deno.DatagramConn,
@@ -136,7 +124,7 @@ class UdpServer {
     auth: RequestAuthenticator | undefined,
   ) {
     this.#sock = sock;
-    this.#auth = auth;
+    this.#gate = new RequestGate(new CookieJar(crypto.getRandomValues(new Uint8Array(32))), auth);
     this.#limiter = limiter;
     this.#files = files;
     this.#transfers = new TransferLog(log);
@@ -162,35 +150,16 @@ class UdpServer {
   }
 
   async #onDatagram(data: Uint8Array, addr: Deno.NetAddr): Promise<void> {
-    if (this.#auth) {
-      const opened = this.#auth.open(data, Date.now());
-      if (!opened.ok) return await this.#refuseAuth(data, addr, opened.reason);
-      data = opened.packet;
-    }
-    const r = decode(data);
-    if (!r.ok) {
-      this.stats.malformed++;
-      const id = r.error.requestId;
-      if (id === undefined) return; // not even a header: not worth an answer
-      const code = r.error.kind === "bad_version"
-        ? ErrorCode.BadVersion
-        : r.error.kind === "unknown_type" || r.error.kind === "bad_flags"
-        ? ErrorCode.Unsupported
-        : ErrorCode.BadRequest;
-      await this.#sendError(addr, id, code, r.error.message);
+    const d = this.#gate.admit(data, addr.hostname, Date.now());
+    if (d.kind !== "serve") {
+      if (d.why === "auth") this.stats.authFailed++;
+      else if (d.why === "retry") (this.stats.requests++, this.stats.retries++);
+      else this.stats.malformed++;
+      if (d.kind === "answer") await this.#send(d.bytes, addr);
       return;
     }
-    const p = r.packet;
-    if (p.type === "meta_request" || p.type === "hashes_request" || p.type === "chunk_request") {
-      this.stats.requests++;
-      const now = Date.now();
-      if (!this.#cookies.valid(p.token, addr.hostname, now)) {
-        // unproven source address: a 26-byte RETRY, never more than 3x what it sent
-        this.stats.retries++;
-        const token = this.#cookies.issue(addr.hostname, now);
-        return await this.#send(encode({ type: "retry", requestId: p.requestId, token }), addr);
-      }
-    }
+    const p = d.request;
+    this.stats.requests++;
     try {
       switch (p.type) {
         case "meta_request":
@@ -201,29 +170,10 @@ class UdpServer {
           return await this.#onHashes(p, addr);
         case "chunk_request":
           return await this.#onChunk(p, addr);
-        default:
-          this.stats.malformed++; // a reply type sent to a server
       }
     } catch (e) {
       await this.#internal(addr, p.requestId, e);
     }
-  }
-
-  /**
-   * AUTH_FAILED with the reason, if the datagram is a request and the answer is no larger than
-   * 3× the datagram (nothing here proves the source address).
-   */
-  async #refuseAuth(data: Uint8Array, addr: Deno.NetAddr, reason: AuthFailure): Promise<void> {
-    this.stats.authFailed++;
-    const requestId = requestIdOfRequest(data);
-    if (requestId === undefined) return; // never answer a reply (or noise)
-    const reply = encode({
-      type: "error",
-      requestId,
-      code: ErrorCode.AuthFailed,
-      message: authFailureMessage(reason),
-    });
-    if (reply.length <= AMPLIFICATION_FACTOR * data.length) await this.#send(reply, addr);
   }
 
   async #onMeta(p: MetaRequest, addr: Deno.NetAddr): Promise<void> {

@@ -1,0 +1,82 @@
+/**
+ * The serve core's first decision on every datagram, pure (the clock comes in as an argument):
+ * drop it, answer it at once without touching a file (BAD_VERSION, UNSUPPORTED, BAD_REQUEST,
+ * AUTH_FAILED, or a RETRY for an unproven address), or hand a valid request from a proven
+ * address to the file-serving part. `server.ts` only moves the bytes.
+ *
+ * @module
+ */
+
+import {
+  type ChunkRequest,
+  decode,
+  encode,
+  ErrorCode,
+  type HashesRequest,
+  type MetaRequest,
+  requestIdOfRequest,
+} from "../wire/packet.ts";
+import { authFailureMessage, type RequestAuthenticator } from "../wire/auth.ts";
+import type { CookieJar } from "../wire/cookie.ts";
+import { AMPLIFICATION_FACTOR } from "./serve_policy.ts";
+
+/** What to do with one datagram. */
+export type GateDecision =
+  /** Nothing: noise, a reply type (a server never answers replies), an unanswerable refusal. */
+  | { kind: "drop"; why: "noise" | "reply_type" | "auth" }
+  /** Send `bytes` back and stop there. */
+  | { kind: "answer"; bytes: Uint8Array; why: "malformed" | "retry" | "auth" }
+  /** Serve this request (its address is proven). */
+  | { kind: "serve"; request: MetaRequest | HashesRequest | ChunkRequest };
+
+/** Authentication (optional), decoding and address validation of incoming datagrams. */
+export class RequestGate {
+  constructor(
+    readonly cookies: CookieJar,
+    readonly auth: RequestAuthenticator | undefined,
+  ) {}
+
+  /** Decides about `data` from `host` at `now` (ms since the epoch). */
+  admit(data: Uint8Array, host: string, now: number): GateDecision {
+    if (this.auth) {
+      const opened = this.auth.open(data, now);
+      if (!opened.ok) return this.#refuseAuth(data, authFailureMessage(opened.reason));
+      data = opened.packet;
+    }
+    const r = decode(data);
+    if (!r.ok) {
+      const requestId = r.error.requestId;
+      if (requestId === undefined) return { kind: "drop", why: "noise" }; // not even a header
+      const code = r.error.kind === "bad_version"
+        ? ErrorCode.BadVersion
+        : r.error.kind === "unknown_type" || r.error.kind === "bad_flags"
+        ? ErrorCode.Unsupported
+        : ErrorCode.BadRequest;
+      const bytes = encode({ type: "error", requestId, code, message: r.error.message });
+      return { kind: "answer", bytes, why: "malformed" };
+    }
+    const p = r.packet;
+    if (p.type !== "meta_request" && p.type !== "hashes_request" && p.type !== "chunk_request") {
+      return { kind: "drop", why: "reply_type" };
+    }
+    if (!this.cookies.valid(p.token, host, now)) {
+      // unproven source address: a 26-byte RETRY, never more than 3x what it sent
+      const token = this.cookies.issue(host, now);
+      return {
+        kind: "answer",
+        bytes: encode({ type: "retry", requestId: p.requestId, token }),
+        why: "retry",
+      };
+    }
+    return { kind: "serve", request: p };
+  }
+
+  /** AUTH_FAILED if the datagram is a request and the answer is within 3× its size. */
+  #refuseAuth(data: Uint8Array, message: string): GateDecision {
+    const requestId = requestIdOfRequest(data);
+    if (requestId === undefined) return { kind: "drop", why: "auth" }; // never answer a reply
+    const bytes = encode({ type: "error", requestId, code: ErrorCode.AuthFailed, message });
+    if (bytes.length > AMPLIFICATION_FACTOR * data.length) return { kind: "drop", why: "auth" };
+    return { kind: "answer", bytes, why: "auth" };
+  }
+}

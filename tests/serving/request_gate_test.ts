@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import { RequestGate } from "../../lib/serving/request_gate.ts";
+import { CookieJar } from "../../lib/wire/cookie.ts";
+import { RequestAuthenticator, seal } from "../../lib/wire/auth.ts";
+import { decode, encode, ErrorCode, NO_TOKEN } from "../../lib/wire/packet.ts";
+
+const NOW = 1_700_000_000_000;
+const jar = () => new CookieJar(new Uint8Array(32).fill(1));
+const meta = (token = NO_TOKEN) =>
+  encode({ type: "meta_request", requestId: 42, token, name: "a.txt" });
+
+Deno.test("gate: an unproven address gets a RETRY; with its token the request is served", () => {
+  const gate = new RequestGate(jar(), undefined);
+  const d = gate.admit(meta(), "10.0.0.1", NOW);
+  assert.equal(d.kind, "answer");
+  if (d.kind !== "answer") return;
+  assert.ok(d.bytes.length <= 3 * meta().length);
+  const r = decode(d.bytes);
+  assert.ok(r.ok && r.packet.type === "retry");
+  if (!r.ok || r.packet.type !== "retry") return;
+  const served = gate.admit(meta(r.packet.token), "10.0.0.1", NOW);
+  assert.equal(served.kind, "serve");
+  assert.equal(gate.admit(meta(r.packet.token), "10.0.0.2", NOW).kind, "answer", "other address");
+});
+
+Deno.test("gate: noise and reply types are dropped; malformed requests get the right error", () => {
+  const gate = new RequestGate(jar(), undefined);
+  assert.deepEqual(gate.admit(new Uint8Array([1, 2, 3]), "h", NOW), { kind: "drop", why: "noise" });
+  const reply = encode({ type: "retry", requestId: 1, token: NO_TOKEN });
+  assert.deepEqual(gate.admit(reply, "h", NOW), { kind: "drop", why: "reply_type" });
+  const bad = meta();
+  bad[2] = 9; // version
+  const d = gate.admit(bad, "h", NOW);
+  assert.equal(d.kind, "answer");
+  if (d.kind === "answer") {
+    const r = decode(d.bytes);
+    assert.ok(r.ok && r.packet.type === "error" && r.packet.code === ErrorCode.BadVersion);
+  }
+});
+
+Deno.test("gate: with a key, an unsealed request gets AUTH_FAILED only; a sealed one goes on", () => {
+  const key = new Uint8Array(32).fill(3);
+  const gate = new RequestGate(jar(), new RequestAuthenticator(key));
+  const d = gate.admit(meta(), "h", NOW);
+  assert.equal(d.kind, "answer");
+  if (d.kind === "answer") {
+    const r = decode(d.bytes);
+    assert.ok(r.ok && r.packet.type === "error" && r.packet.code === ErrorCode.AuthFailed);
+  }
+  const sealed = seal(meta(), key, NOW, new Uint8Array(8).fill(4));
+  const ok = gate.admit(sealed, "h", NOW);
+  assert.equal(ok.kind, "answer"); // proven key, unproven address: RETRY next
+  if (ok.kind === "answer") assert.equal(ok.why, "retry");
+});
