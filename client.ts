@@ -464,9 +464,11 @@ async function drive(d: Download, signal: AbortSignal): Promise<void> {
     if (d.side?.m.handleReply(performance.now(), server, p)) return d.wake.notify();
     const source = d.servers.indexOf(server);
     if (source < 0) return;
-    const w = session.handleReply(performance.now(), source, p);
+    const now = performance.now();
+    const w = session.handleReply(now, source, p);
     if (w) writeAt(file, w.data, w.offset);
-    d.wake.notify();
+    // the loop runs when there is something to do; its own timer covers pacing and deadlines
+    if (session.wantsService(now)) d.wake.notify();
   });
   const debug = debugWanted()
     ? setInterval(() => {

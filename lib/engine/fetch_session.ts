@@ -106,6 +106,13 @@ const MIN_REQUEST_BLOCKS = 2;
 /** ...and at most this many (servers refuse more than 1024 blocks or 16 MiB). */
 const MAX_REQUEST_BLOCKS = 1024;
 const MAX_REQUEST_BYTES = 16 << 20;
+/**
+ * Smallest window per source. A model's window is two bandwidth-delay products, but where the
+ * bottleneck is the receiver's CPU (loopback, a LAN) the minimum round trip is a few hundred
+ * microseconds and that product is smaller than the batch of datagrams the receiver handles per
+ * turn: it would starve the transfer. 128 KiB is a sliver of any WAN window.
+ */
+const MIN_WINDOW_BYTES = 128 << 10;
 /** Requests recently retired whose late blocks are still accepted. */
 const RETIRED_MEMORY = 4096;
 /** RETRYs in a row without data before a source counts as failing address validation. */
@@ -341,6 +348,20 @@ export class FetchSession {
     return t === Infinity ? undefined : t;
   }
 
+  /**
+   * Whether the shell should run its loop now: an event waits, or a request may leave. Cheap,
+   * so a shell can ask after every datagram instead of running its whole loop for each.
+   */
+  wantsService(now: number): boolean {
+    if (this.#events.length > 0) return true;
+    if (this.#ended || now < this.#limitedUntil) return false;
+    for (const s of this.#sources.values()) {
+      if (s.dropped || this.#starved.has(s)) continue;
+      if (s.path.canSend(now, this.#minRequestBytes(), this.#window(s.path))) return true;
+    }
+    return false;
+  }
+
   /** The next event for the shell, or undefined. */
   poll(): SessionEvent | undefined {
     return this.#events.shift();
@@ -529,7 +550,7 @@ export class FetchSession {
     return new ModelBasedController({
       initialWindow,
       initialRttMs: rttMs ?? this.#opts.initialRttMs ?? 100,
-      minWindow: 4 * MIN_REQUEST_BLOCKS * bs,
+      minWindow: Math.max(4 * MIN_REQUEST_BLOCKS * bs, MIN_WINDOW_BYTES),
       maxWindow: this.#opts.maxInflightPerSource ?? Infinity,
     });
   }
