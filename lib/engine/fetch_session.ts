@@ -383,7 +383,9 @@ export class FetchSession {
     }
     const id = this.#newId();
     const lane = s.sent++ % (this.#opts.lanes ?? 1);
-    const r = path.sent(now, id, a, false, lane);
+    // fewer blocks than asked for: the file (or this source's share) ran out, not the path
+    const appLimited = a.blockCount < blocks;
+    const r = path.sent(now, id, a, appLimited, lane);
     this.#byId.set(id, { source: s, r });
     return {
       source: path.id,

@@ -52,7 +52,7 @@ export interface InFlightRequest {
   inflightAtSend: number;
   /** Whether its first block has arrived (then it gave a round-trip sample). */
   answered: boolean;
-  /** Whether it was already given a round-trip sample by its first block. */
+  /** When its blocks still pending count as lost (see `#timeoutFor`). */
   deadline: number;
 }
 
@@ -149,12 +149,6 @@ export class SourcePath {
     this.nextSendAt = Math.max(this.nextSendAt, now - 1) + a.length / rate;
     if (this.firstAt === 0) this.firstAt = now;
     return r;
-  }
-
-  /** Finds the request with this id, or undefined. */
-  find(id: number): InFlightRequest | undefined {
-    for (const r of this.requests) if (r.id === id) return r;
-    return undefined;
   }
 
   /**

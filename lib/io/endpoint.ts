@@ -57,8 +57,6 @@ export class ClientEndpoint {
   #loops: Promise<void>[] = [];
   /** Address-validation token per server, as last handed out by its RETRY. */
   #tokens: Uint8Array[];
-  /** Server index by "host|port" of datagrams seen (-1: none of ours). */
-  #index = new Map<string, number>();
   #rtts: (number | undefined)[] = [];
 
   /** Where replies go that match no id opened here (the fetch engine's own ids). */
@@ -76,10 +74,10 @@ export class ClientEndpoint {
     this.#key = key;
     this.#tokens = servers.map(() => NO_TOKEN);
     for (let w = 0; w < workers; w++) {
-      this.#sockets.push(servers.map((s) => {
+      this.#sockets.push(servers.map((s, server) => {
         const hostname = s.family === "ipv4" ? "0.0.0.0" : "::";
         const sock = Deno.listenDatagram({ hostname, port: 0, transport: "udp" });
-        this.#loops.push(this.#receiveLoop(sock));
+        this.#loops.push(this.#receiveLoop(sock, server));
         return sock;
       }));
     }
@@ -158,15 +156,16 @@ export class ClientEndpoint {
     await Promise.allSettled(this.#loops);
   }
 
-  async #receiveLoop(sock: Deno.DatagramConn): Promise<void> {
+  /** Every socket talks to one server: its datagrams are checked against that one. */
+  async #receiveLoop(sock: Deno.DatagramConn, server: number): Promise<void> {
     try {
-      for await (const [data, addr] of datagrams(sock)) this.#route(data, addr);
+      for await (const [data, addr] of datagrams(sock)) this.#route(data, addr, server);
     } catch {
       // the socket was closed (shutdown) or failed: either way the loop is over
     }
   }
 
-  #route(data: Uint8Array, from: Deno.NetAddr): void {
+  #route(data: Uint8Array, from: Deno.NetAddr, server: number): void {
     const r = decode(data);
     if (!r.ok) {
       this.stats.malformed++;
@@ -174,8 +173,8 @@ export class ClientEndpoint {
     }
     const p = this.#pending.get(r.packet.requestId);
     if (!p && this.#fallback) {
-      const server = this.#serverAt(from);
-      if (server < 0) this.stats.stray++;
+      const s = this.#servers[server];
+      if (s.port !== from.port || !sameHost(s.hostname, from.hostname)) this.stats.stray++;
       else this.#fallback(server, r.packet);
       return;
     }
@@ -187,19 +186,6 @@ export class ClientEndpoint {
     // a RETRY proves nothing yet, but its token validates every later request to that server
     if (r.packet.type === "retry") this.#tokens[p.server] = r.packet.token.slice();
     p.onReply(r.packet);
-  }
-
-  /** Index of the server at `from`, or -1. */
-  #serverAt(from: Deno.NetAddr): number {
-    const key = `${from.hostname}|${from.port}`;
-    let i = this.#index.get(key);
-    if (i === undefined) {
-      i = this.#servers.findIndex((s) =>
-        s.port === from.port && sameHost(s.hostname, from.hostname)
-      );
-      if (this.#index.size < 4096) this.#index.set(key, i);
-    }
-    return i;
   }
 }
 
