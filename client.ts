@@ -13,7 +13,7 @@ import { lookup } from "node:dns/promises";
 import { basename } from "node:path";
 import { type FetchArgs, parseFetchArgs } from "./lib/cli/cli_args.ts";
 import { chooseMeta, type FileMeta, toHex } from "./lib/engine/consensus.ts";
-import { ClientEndpoint, detach, type ServerAddr } from "./lib/io/endpoint.ts";
+import { ClientEndpoint, type ServerAddr } from "./lib/io/endpoint.ts";
 import { ExitCode, UdpgetError } from "./lib/cli/exit.ts";
 import { formatBytes, formatProgress, formatRate } from "./lib/cli/format.ts";
 import { sha256 } from "./lib/io/file_digest.ts";
@@ -26,13 +26,8 @@ import { ALL } from "./lib/engine/scheduler.ts";
 import { MetaDiscovery } from "./lib/engine/meta_discovery.ts";
 import { HashListFetch } from "./lib/engine/hash_list_fetch.ts";
 import type { RequestMachine } from "./lib/engine/retry_schedule.ts";
-import {
-  CHUNK_REPLY_HEADER_SIZE,
-  encode,
-  errorCodeName,
-  fileIdOf,
-  type Packet,
-} from "./lib/wire/packet.ts";
+import { BlockProbe } from "./lib/engine/block_probe.ts";
+import { CHUNK_REPLY_HEADER_SIZE, encode, errorCodeName, fileIdOf } from "./lib/wire/packet.ts";
 import { formatServer, parseServerList } from "./lib/cli/servers.ts";
 import { withTimeout } from "./lib/io/timer.ts";
 
@@ -193,34 +188,6 @@ async function discover(
 
 function version(m: FileMeta): string {
   return `${m.size} bytes, sha256 ${toHex(m.digest).slice(0, 16)}…`;
-}
-
-/**
- * Sends one request and waits for its first reply, or `undefined` after `timeoutMs`. A RETRY
- * (address validation) is followed up to twice: `build` must read the server's current token.
- */
-async function request(
-  endpoint: ClientEndpoint,
-  worker: number,
-  server: number,
-  build: (requestId: number) => Uint8Array,
-  timeoutMs: number,
-): Promise<Packet | undefined> {
-  let reply: Packet | undefined;
-  for (let i = 0; i < 3 && (i === 0 || reply?.type === "retry"); i++) {
-    let settle!: (p: Packet) => void;
-    const answer = new Promise<Packet>((r) => settle = r);
-    const id = endpoint.open(server, (p) => settle(detach(p)));
-    try {
-      const sentAt = performance.now();
-      await endpoint.send(worker, server, build(id));
-      reply = await withTimeout(answer, timeoutMs);
-      if (reply) endpoint.noteRtt(server, performance.now() - sentAt);
-    } finally {
-      endpoint.close(id);
-    }
-  }
-  return reply;
 }
 
 async function checkOutput(out: string, force: boolean): Promise<void> {
@@ -638,13 +605,7 @@ function serviceMachine(endpoint: ClientEndpoint, m: RequestMachine, now: number
   }
 }
 
-/** Candidate block sizes for `--block-size auto`, largest first (RFC 8899-style probing). */
-export const PROBE_BLOCK_SIZES = [65000, 32768, 8972 - 28, 1472 - 28, 1200];
-
-/**
- * Finds the largest block that gets through to every chosen server: one single-block request
- * per candidate size, all at once; the largest answered by all wins (1200 if none is).
- */
+/** `--block-size auto`: the largest block every chosen server answers in full. */
 async function probeBlockSize(
   endpoint: ClientEndpoint,
   chosen: number[],
@@ -652,39 +613,19 @@ async function probeBlockSize(
   meta: FileMeta,
   signal: AbortSignal,
 ): Promise<number> {
-  const fileId = fileIdOf(meta.digest);
-  const sizes = PROBE_BLOCK_SIZES.filter((s) => s <= meta.maxBlock);
-  if (meta.size === 0 || sizes.length === 0) return Math.min(1200, meta.maxBlock);
-  const works = await Promise.all(sizes.map(async (blockSize) => {
-    const length = Math.min(blockSize, meta.size);
-    const answers = await Promise.all(chosen.map(async (server) => {
-      for (let attempt = 0; attempt < 2 && !signal.aborted; attempt++) {
-        const r = await request(endpoint, 0, server, (requestId) =>
-          encode({
-            type: "chunk_request",
-            requestId,
-            token: endpoint.token(server),
-            fileId,
-            offset: 0,
-            length,
-            blockSize,
-            name,
-          }), 300);
-        if (r?.type === "chunk_reply") return r.data.length === length;
-      }
-      return false;
-    }));
-    return answers.every((x) => x);
-  }));
-  const best = sizes.find((_, i) => works[i]);
-  return Math.min(PROBE_CAP, best ?? 1200);
+  const probe = new BlockProbe({
+    fileId: fileIdOf(meta.digest),
+    name,
+    size: meta.size,
+    maxBlock: meta.maxBlock,
+    servers: chosen,
+    token: (server) => endpoint.token(server),
+    rtt: (server) => endpoint.rttOf(server),
+    nextRequestId: randomId,
+  });
+  await runMachine(endpoint, probe, signal);
+  return probe.result();
 }
-
-/**
- * Largest block `auto` picks. Bigger datagrams cost less per byte, but a socket buffers fewer
- * of them (see `laneDatagrams`); measured on loopback, 32 KiB was the best trade-off.
- */
-export const PROBE_CAP = 32768;
 
 function writeAt(file: Deno.FsFile, data: Uint8Array, offset: number): void {
   // Sync seek+write: no other lane can move the position in between.
