@@ -10,12 +10,21 @@
  */
 
 import { lookup } from "node:dns/promises";
-import { basename } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { type FetchArgs, parseFetchArgs } from "./lib/cli/cli_args.ts";
 import { chooseMeta, type FileMeta, toHex } from "./lib/engine/consensus.ts";
 import { ClientEndpoint, type ServerAddr } from "./lib/io/endpoint.ts";
 import { ExitCode, UdpgetError } from "./lib/cli/exit.ts";
-import { formatBytes, formatProgress, formatRate } from "./lib/cli/format.ts";
+import { formatBytes, formatRate } from "./lib/cli/format.ts";
+import { RateWindow, renderProgress } from "./lib/cli/progress.ts";
+import { StatusLine } from "./lib/cli/status_line.ts";
+import {
+  type FetchReport,
+  formatReport,
+  type ServerReport,
+  type ServerStatus,
+} from "./lib/cli/fetch_report.ts";
+import { OrderedOutput } from "./lib/io/ordered_output.ts";
 import { sha256 } from "./lib/io/file_digest.ts";
 import { Notifier } from "./lib/io/notifier.ts";
 import { PieceVerifier } from "./lib/io/piece_verifier.ts";
@@ -33,8 +42,31 @@ import { withTimeout } from "./lib/io/timer.ts";
 
 /** `udpget fetch ...`: resolves with the exit status. */
 export async function runFetch(args: string[]): Promise<number> {
+  const started = performance.now();
   const a = parseFetchArgs(args);
+  const run = new FetchRun(started, a);
+  try {
+    await fetchFile(a, run);
+    if (a.json) printLine(formatReport(run.report(undefined)));
+    return ExitCode.Ok;
+  } catch (e) {
+    run.ui.stop();
+    if (a.json) printLine(formatReport(run.report(e)));
+    throw e;
+  }
+}
+
+async function fetchFile(a: FetchArgs, run: FetchRun): Promise<void> {
+  const early = a.output ?? (a.file === undefined ? undefined : basename(a.file));
+  // a file in the way, or a directory that is not there, is known before any network traffic
+  if (early !== undefined) await checkOutput(early, a.force, true);
   const servers = await loadServers(a.serversFile);
+  run.servers = servers.map((s) => ({
+    server: s.label,
+    status: "unknown",
+    bytes: 0,
+    reason: null,
+  }));
   const key = a.secretFile === undefined ? undefined : await readKeyFile(a.secretFile);
   const stop = new AbortController();
   const onSignal = () => stop.abort();
@@ -43,16 +75,116 @@ export async function runFetch(args: string[]): Promise<number> {
   const endpoint = new ClientEndpoint(servers, a.connections, key);
   try {
     phase("start");
-    const { name, meta, chosen } = await chooseFile(endpoint, servers, a, stop.signal);
+    const { name, meta, chosen } = await chooseFile(endpoint, servers, a, run, stop.signal);
     const out = a.output ?? basename(name);
-    await checkOutput(out, a.force);
-    const result = await download(endpoint, servers, chosen, name, meta, out, a, stop.signal);
-    console.error(result);
-    return ExitCode.Ok;
+    run.file = name;
+    run.output = out;
+    run.meta = meta;
+    await checkOutput(out, a.force, true);
+    await download(endpoint, servers, chosen, name, meta, out, a, run, stop.signal);
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
     await endpoint.shutdown();
   }
+}
+
+/**
+ * What the user sees on stderr: messages (none with `--quiet`: errors are printed by the
+ * caller) and, on a terminal, a status line kept below them.
+ */
+class FetchUi {
+  #line: StatusLine | undefined;
+
+  constructor(readonly quiet: boolean) {}
+
+  /** An informational line (a server dropped, a resume...). */
+  say(line: string): void {
+    if (this.quiet) return;
+    if (this.#line) this.#line.note(line);
+    else console.error(line);
+  }
+
+  /** Shows `render(width)` as the status line until `stop` (on a terminal, without --quiet). */
+  status(render: (width: number) => string): void {
+    this.stop();
+    if (!this.quiet && Deno.stderr.isTerminal()) this.#line = new StatusLine(render);
+  }
+
+  /** Ends the status line, leaving its last state on screen. */
+  stop(): void {
+    this.#line?.stop();
+    this.#line = undefined;
+  }
+}
+
+/** Everything known about this fetch, for the summary and the `--json` report. */
+class FetchRun {
+  readonly ui: FetchUi;
+  servers: ServerReport[] = [];
+  file: string | undefined;
+  output: string | undefined;
+  meta: FileMeta | undefined;
+  blockSize: number | undefined;
+  verification: "pieces" | "full" | undefined;
+  download: Download | undefined;
+  /** Time spent waiting for servers to hash the file (they answered BUSY). */
+  hashWaitMs = 0;
+
+  constructor(readonly started: number, a: FetchArgs) {
+    this.ui = new FetchUi(a.quiet);
+    this.file = a.file;
+  }
+
+  /** Records what became of server `i` (index in the servers file). */
+  setServer(i: number, status: ServerStatus, reason: string | null): void {
+    const s = this.servers[i];
+    if (s) Object.assign(s, { status, reason });
+  }
+
+  /** The report of this run ending with `error` (undefined: success). */
+  report(error: unknown): FetchReport {
+    const d = this.download;
+    for (const st of d?.session.stats() ?? []) {
+      const s = this.servers[d!.servers[st.source]];
+      if (s) s.bytes = st.bytes;
+    }
+    const exitCode = error === undefined
+      ? ExitCode.Ok
+      : error instanceof UdpgetError
+      ? error.exitCode
+      : ExitCode.Internal;
+    return {
+      ok: error === undefined,
+      exitCode,
+      error: error === undefined ? null : brief(error),
+      file: this.file ?? null,
+      output: this.output ?? null,
+      size: this.meta?.size ?? null,
+      sha256: this.meta ? toHex(this.meta.digest) : null,
+      seconds: (performance.now() - this.started) / 1000,
+      hashWaitSeconds: this.hashWaitMs / 1000,
+      bytes: {
+        fetched: d?.session.received ?? 0,
+        resumed: d?.resumed ?? 0,
+        rerequested: d?.session.rerequested ?? 0,
+      },
+      blockSize: this.blockSize ?? null,
+      verification: this.verification ?? null,
+      servers: this.servers,
+    };
+  }
+}
+
+/** `hashing DONE/TOTAL` in a BUSY message (PROTOCOL.md §4): the server's hashing progress. */
+function parseBusyProgress(message: string): { done: number; total: number } | undefined {
+  const m = /\bhashing (\d+)\/(\d+)\b/.exec(message);
+  return m ? { done: Number(m[1]), total: Number(m[2]) } : undefined;
+}
+
+/** One line on stdout (the JSON report), written whole. */
+function printLine(line: string): void {
+  const bytes = new TextEncoder().encode(line + "\n");
+  for (let done = 0; done < bytes.length;) done += Deno.stdout.writeSync(bytes.subarray(done));
 }
 
 /** Reads, parses and resolves the servers file; unresolvable names are warned about. */
@@ -105,11 +237,12 @@ async function chooseFile(
   endpoint: ClientEndpoint,
   servers: ServerAddr[],
   a: FetchArgs,
+  run: FetchRun,
   signal: AbortSignal,
 ): Promise<Chosen> {
   const keyed = a.secretFile !== undefined;
   if (a.file !== undefined) {
-    return await discover(endpoint, servers, a.file, signal, a.checksum, keyed);
+    return await discover(endpoint, servers, a.file, run, signal, a.checksum, keyed);
   }
   if (!Deno.stdin.isTerminal()) {
     throw new UdpgetError(ExitCode.Usage, "missing <file> (and stdin is not a terminal to ask)");
@@ -119,7 +252,7 @@ async function chooseFile(
     if (name === undefined) throw new UdpgetError(ExitCode.Usage, "no file name given");
     if (name === "") continue;
     try {
-      return await discover(endpoint, servers, name, signal, a.checksum, keyed);
+      return await discover(endpoint, servers, name, run, signal, a.checksum, keyed);
     } catch (e) {
       if (!(e instanceof UdpgetError) || e.exitCode !== ExitCode.NotFound) throw e;
       console.error(`udpget: ${e.message}; try another name (Ctrl-D to give up)`);
@@ -132,12 +265,37 @@ async function discover(
   endpoint: ClientEndpoint,
   servers: ServerAddr[],
   name: string,
+  run: FetchRun,
   signal: AbortSignal,
   trusted?: Uint8Array,
   keyed = false,
 ): Promise<Chosen> {
   const discovery = new MetaDiscovery(name, servers.length, performance.now(), randomId);
-  await runMachine(endpoint, discovery, signal);
+  // servers hashing a big file on its first request answer BUSY meanwhile: show their progress
+  run.ui.status((width) => {
+    const busy = discovery.busy();
+    if (busy.length === 0) return "";
+    const progress = busy.map(parseBusyProgress).filter((p) => p !== undefined);
+    const done = progress.reduce((t, p) => t + p.done, 0);
+    const total = progress.reduce((t, p) => t + p.total, 0);
+    return renderProgress({
+      phase: "hashing",
+      name,
+      busy: busy.length,
+      servers: servers.length,
+      done: progress.length > 0 ? done : undefined,
+      total: progress.length > 0 ? total : undefined,
+      elapsedMs: performance.now() - (discovery.firstBusyAt ?? performance.now()),
+    }, width);
+  });
+  try {
+    await runMachine(endpoint, discovery, signal);
+  } finally {
+    run.ui.stop();
+    if (discovery.firstBusyAt !== undefined) {
+      run.hashWaitMs += performance.now() - discovery.firstBusyAt;
+    }
+  }
   abortCheck(signal);
   servers.forEach((_, i) => {
     endpoint.setToken(i, discovery.token(i));
@@ -147,8 +305,13 @@ async function discover(
   const answers = discovery.answers();
   answers.forEach((ans, i) => {
     if (ans.kind === "error") {
-      console.error(`udpget: ${servers[i].label}: ${errorCodeName(ans.code)}: ${ans.message}`);
-    } else if (ans.kind === "silent") console.error(`udpget: ${servers[i].label}: no answer`);
+      const reason = `${errorCodeName(ans.code)}: ${ans.message}`;
+      run.setServer(i, "refused", reason);
+      run.ui.say(`udpget: ${servers[i].label}: ${reason}`);
+    } else if (ans.kind === "silent") {
+      run.setServer(i, "silent", "no answer");
+      run.ui.say(`udpget: ${servers[i].label}: no answer`);
+    } else run.setServer(i, "used", null);
   });
   const c = chooseMeta(answers, trusted, keyed);
   if (!c.ok) {
@@ -161,7 +324,7 @@ async function discover(
     if (c.reason === "silent") throw new UdpgetError(ExitCode.Unreachable, "no server answered");
     if (c.reason === "tie") {
       answers.forEach((ans, i) => {
-        if (ans.kind === "meta") console.error(`udpget: ${servers[i].label}: ${version(ans.meta)}`);
+        if (ans.kind === "meta") run.ui.say(`udpget: ${servers[i].label}: ${version(ans.meta)}`);
       });
       throw new UdpgetError(
         ExitCode.Verification,
@@ -179,9 +342,8 @@ async function discover(
   }
   for (const i of c.disagreeing) {
     const m = (answers[i] as { meta: FileMeta }).meta;
-    console.error(
-      `udpget: ${servers[i].label}: left out, it has another version (${version(m)})`,
-    );
+    run.setServer(i, "left_out", `another version (${version(m)})`);
+    run.ui.say(`udpget: ${servers[i].label}: left out, it has another version (${version(m)})`);
   }
   return { name, meta: c.meta, chosen: c.servers };
 }
@@ -190,22 +352,36 @@ function version(m: FileMeta): string {
   return `${m.size} bytes, sha256 ${toHex(m.digest).slice(0, 16)}…`;
 }
 
-async function checkOutput(out: string, force: boolean): Promise<void> {
+/**
+ * Refuses an output that is in the way (exists and no `--force`, or is a directory) or whose
+ * directory does not exist. `-`, devices and pipes are streamed to and need no check.
+ */
+async function checkOutput(out: string, force: boolean, early = false): Promise<void> {
+  if (STREAM_NAMES.has(out)) return;
   let info: Deno.FileInfo;
   try {
-    info = await Deno.lstat(out);
-  } catch {
+    info = await Deno.stat(out);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) {
+      throw new UdpgetError(ExitCode.LocalIo, `cannot write ${out}: ${brief(e)}`);
+    }
+    if (early) await checkDirectory(out);
     return; // does not exist: fine
   }
   if (info.isDirectory) throw new UdpgetError(ExitCode.LocalIo, `${out} is a directory`);
+  if (!info.isFile) return; // a device or a pipe: streamed to
   if (!force) {
     throw new UdpgetError(ExitCode.OutputExists, `${out} exists; use --force to overwrite it`);
   }
 }
 
-/** A message during the transfer: on a terminal it first clears the progress line. */
-function note(line: string): void {
-  console.error(Deno.stderr.isTerminal() ? `\r\x1b[K${line}` : line);
+/** The directory `out` would be created in must exist. */
+async function checkDirectory(out: string): Promise<void> {
+  const dir = dirname(out);
+  const info = await Deno.stat(dir).catch(() => undefined);
+  if (!info?.isDirectory) {
+    throw new UdpgetError(ExitCode.LocalIo, `cannot write ${out}: no directory ${dir}`);
+  }
 }
 
 function abortCheck(signal: AbortSignal): void {
@@ -240,6 +416,9 @@ class Download {
   resumed = 0;
   /** Pieces being verified right now. */
   verifying = 0;
+  /** Streamed output (`-o -`): verified pieces in order, read from the `.part` by this handle. */
+  output: OrderedOutput | undefined;
+  outputFile: Deno.FsFile | undefined;
 
   constructor(
     readonly endpoint: ClientEndpoint,
@@ -308,9 +487,9 @@ async function download(
   meta: FileMeta,
   out: string,
   a: FetchArgs,
+  run: FetchRun,
   signal: AbortSignal,
-): Promise<string> {
-  const started = performance.now();
+): Promise<void> {
   const using = chosen.map((i) => servers[i]);
   const loopback = allLoopback(using);
   const blockSize = a.blockSize !== "auto"
@@ -319,9 +498,14 @@ async function download(
     ? await probeBlockSize(endpoint, chosen, name, meta, signal)
     // off loopback, never rely on fragmentation: one datagram per Ethernet frame
     : Math.min(meta.maxBlock, ...using.map((s) => mtuSafeBlock(s.family)));
+  run.blockSize = blockSize;
   abortCheck(signal);
+  const sink = await openStreamTarget(out);
+  // streamed: the .part lives in a private temporary directory (nothing to resume from there)
+  const tmp = sink ? await Deno.makeTempDir({ prefix: "udpget-" }) : undefined;
+  const partOut = tmp ? join(tmp, basename(name) || "file") : out;
   // nothing can throw between opening the .part and the try that keeps or discards it
-  const partial = await PartialDownload.open(out, name, meta, a.force, (l) => console.error(l));
+  const partial = await PartialDownload.open(partOut, name, meta, a.force, (l) => run.ui.say(l));
   // on loopback the receiver's socket buffers are the bottleneck queue: stay within them
   const laneBytes = laneDatagrams(blockSize) * blockSize;
   const maxInflight = loopback ? endpoint.workers * laneBytes : undefined;
@@ -339,18 +523,84 @@ async function download(
     maxInflight,
     maxRequest,
   );
-  const progress = a.quiet || !Deno.stderr.isTerminal() ? undefined : startProgress(d, started);
+  run.download = d;
   let ok = false;
   let kept = false;
   try {
-    const onAbort = () => d.wake.notify();
-    signal.addEventListener("abort", onAbort, { once: true });
+    await transfer(d, a, run, sink, signal);
+    if (sink) {
+      await d.output!.finish();
+      await sink.close().catch(() => {});
+    } else {
+      await partial.complete();
+      await checkOutput(out, a.force);
+      await Deno.rename(partial.partPath, out).catch((e) => {
+        throw new UdpgetError(
+          ExitCode.LocalIo,
+          `cannot rename ${partial.partPath} to ${out}: ${brief(e)}`,
+        );
+      });
+    }
+    ok = true;
+    run.ui.say(summary(d, out, performance.now() - run.started, run.hashWaitMs));
+  } catch (e) {
+    const verifiedPieces = d.session.sched.verifiedPieces;
+    if (!sink && keepAfterFailure(e, verifiedPieces)) {
+      kept = true;
+      await partial.keep();
+      run.ui.say(
+        `udpget: kept ${partial.partPath} (${verifiedPieces} of ` +
+          `${d.session.sched.pieceCount} pieces verified; state in ${partial.statePath}); ` +
+          `run the same command again to resume`,
+      );
+    }
+    throw e;
+  } finally {
+    endpoint.routeOthers(undefined);
+    run.ui.stop();
+    d.verifier?.close();
+    d.outputFile?.close();
+    if (!ok && !kept) await partial.discard();
+    if (tmp) await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Hash list, resume re-check, the transfer and the final check, with the progress line. */
+async function transfer(
+  d: Download,
+  a: FetchArgs,
+  run: FetchRun,
+  sink: WritableStreamDefaultWriter<Uint8Array> | undefined,
+  signal: AbortSignal,
+): Promise<void> {
+  const { meta, partial, endpoint } = d;
+  const rate = new RateWindow();
+  run.ui.status((width) => {
+    const now = performance.now();
+    rate.sample(now, d.session.received);
+    return renderProgress({
+      phase: "transfer",
+      name: d.name,
+      total: meta.size,
+      fetched: d.session.received,
+      resumed: d.resumed,
+      rate: rate.rate(),
+      alive: d.session.alive,
+      servers: d.servers.length,
+    }, width);
+  });
+  const onAbort = () => d.wake.notify();
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
     phase("meta");
     // the hash list is only needed to verify pieces: the transfer starts while it is fetched
     // (a resume waits for it, to re-check the pieces it claims before fetching the others)
     const hashFetch = hashListFetch(d);
     d.verifierReady = new Promise<Uint8Array | undefined>((resolve) => {
-      d.side = { m: hashFetch, onDone: () => resolve(checkedHashes(d, hashFetch.result())) };
+      d.side = {
+        m: hashFetch,
+        onDone: () => resolve(checkedHashes(d, run, hashFetch.result())),
+      };
     }).then((hashes) => {
       phase("hashes");
       // without piece hashes, only a full pass can vouch for the file
@@ -359,18 +609,24 @@ async function download(
       d.verified = whole
         ? "sha256 verified"
         : `${d.session.sched.pieceCount} pieces verified (SHA-256)`;
+      run.verification = whole ? "full" : "pieces";
       d.hashes = hashes !== undefined;
+      if (sink) {
+        // a piece goes out once verified; unverifiable pieces wait for the whole-file digest
+        d.outputFile = Deno.openSync(partial.partPath, { read: true });
+        d.output = new OrderedOutput(d.outputFile, meta.size, meta.pieceSize, sink, d.hashes);
+      }
       return d.verifier;
     });
     if (partial.claimed.length > 0) {
       await runMachine(endpoint, hashFetch, signal);
       settleSide(d);
       await d.verifierReady;
-      await recheckClaimed(d, out, d.hashes);
+      await recheckClaimed(d, run);
     }
-    await drive(d, signal);
+    await drive(d, run, signal);
     phase("drive");
-    progress?.stop();
+    run.ui.stop();
     abortCheck(signal);
     if (!d.session.sched.done) {
       const stats = d.session.stats();
@@ -388,34 +644,38 @@ async function download(
           toHex(meta.digest),
       );
     }
-    await partial.complete();
-    await checkOutput(out, a.force);
-    await Deno.rename(partial.partPath, out).catch((e) => {
-      throw new UdpgetError(
-        ExitCode.LocalIo,
-        `cannot rename ${partial.partPath} to ${out}: ${brief(e)}`,
-      );
-    });
-    ok = true;
-    signal.removeEventListener("abort", onAbort);
-    return summary(d, out, performance.now() - started);
-  } catch (e) {
-    const verifiedPieces = d.session.sched.verifiedPieces;
-    if (keepAfterFailure(e, verifiedPieces)) {
-      kept = true;
-      await partial.keep();
-      note(
-        `udpget: kept ${partial.partPath} (${verifiedPieces} of ` +
-          `${d.session.sched.pieceCount} pieces verified; state in ${partial.statePath}); ` +
-          `run the same command again to resume`,
-      );
-    }
-    throw e;
   } finally {
-    endpoint.routeOthers(undefined);
-    progress?.stop();
-    d.verifier?.close();
-    if (!ok && !kept) await partial.discard();
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/** Output names that mean a standard stream or nothing (Deno opens /dev paths only with -A). */
+const STREAM_NAMES = new Map<string, () => WritableStream<Uint8Array>>([
+  ["-", () => Deno.stdout.writable],
+  ["/dev/stdout", () => Deno.stdout.writable],
+  ["/dev/fd/1", () => Deno.stdout.writable],
+  ["/proc/self/fd/1", () => Deno.stdout.writable],
+  ["/dev/stderr", () => Deno.stderr.writable],
+  ["/dev/fd/2", () => Deno.stderr.writable],
+  ["/dev/null", () => new WritableStream<Uint8Array>()],
+]);
+
+/**
+ * Where a streamed output goes: standard output for `-` (and its /dev names), or an existing
+ * device or pipe (e.g. a FIFO) opened for writing; undefined for a regular file (written
+ * atomically through `.part`).
+ */
+async function openStreamTarget(
+  out: string,
+): Promise<WritableStreamDefaultWriter<Uint8Array> | undefined> {
+  const named = STREAM_NAMES.get(out);
+  if (named) return named().getWriter();
+  const info = await Deno.stat(out).catch(() => undefined);
+  if (!info || info.isFile || info.isDirectory) return undefined;
+  try {
+    return (await Deno.open(out, { write: true })).writable.getWriter();
+  } catch (e) {
+    throw new UdpgetError(ExitCode.LocalIo, `cannot write to ${out}: ${brief(e)}`);
   }
 }
 
@@ -424,7 +684,7 @@ async function download(
  * requests go out as the engine releases them, and between the two the loop sleeps until the
  * next datagram, verification or engine timer (`Promise.race` in `withTimeout`).
  */
-async function drive(d: Download, signal: AbortSignal): Promise<void> {
+async function drive(d: Download, run: FetchRun, signal: AbortSignal): Promise<void> {
   const { session, endpoint } = d;
   const file = d.partial.file;
   endpoint.routeOthers((server, p) => {
@@ -446,7 +706,7 @@ async function drive(d: Download, signal: AbortSignal): Promise<void> {
     }, 500)
     : undefined;
   try {
-    await driveLoop(d, signal);
+    await driveLoop(d, run, signal);
   } finally {
     clearInterval(debug);
   }
@@ -466,7 +726,7 @@ function debugWanted(): boolean {
   return Deno.permissions.querySync(env).state === "granted" && !!Deno.env.get("UDPGET_DEBUG");
 }
 
-async function driveLoop(d: Download, signal: AbortSignal): Promise<void> {
+async function driveLoop(d: Download, run: FetchRun, signal: AbortSignal): Promise<void> {
   const { session, endpoint } = d;
   while (!session.ended && !signal.aborted) {
     const now = performance.now();
@@ -477,7 +737,7 @@ async function driveLoop(d: Download, signal: AbortSignal): Promise<void> {
       // each lane is a worker socket with its own receive buffer
       void endpoint.send(t.lane, d.servers[t.source], encode(t.packet));
     }
-    for (let e = session.poll(); e; e = session.poll()) onEvent(d, e);
+    for (let e = session.poll(); e; e = session.poll()) onEvent(d, run, e);
     if (session.ended) break;
     const side = d.side?.m.pollTimeout();
     const next = Math.min(session.pollTimeout(performance.now()) ?? Infinity, side ?? Infinity);
@@ -489,7 +749,7 @@ async function driveLoop(d: Download, signal: AbortSignal): Promise<void> {
   while (d.verifying > 0 && !signal.aborted) await d.wake.wait();
 }
 
-function onEvent(d: Download, e: SessionEvent): void {
+function onEvent(d: Download, run: FetchRun, e: SessionEvent): void {
   const label = (source: number) => d.labels[d.servers[source]];
   switch (e.kind) {
     case "verify":
@@ -498,14 +758,16 @@ function onEvent(d: Download, e: SessionEvent): void {
         d.verifying--;
         d.session.handleVerified(e.piece, ok);
         if (ok) d.partial.recordVerified(e.piece);
+        if (ok) d.output?.verified(e.piece);
         d.wake.notify();
       });
       return;
     case "corrupt":
-      note(`udpget: piece ${e.piece} failed its SHA-256; fetching it again`);
+      run.ui.say(`udpget: piece ${e.piece} failed its SHA-256; fetching it again`);
       return;
     case "dropped":
-      note(`udpget: ${label(e.source)}: dropped (${e.reason})`);
+      run.setServer(d.servers[e.source], "dropped", e.reason);
+      run.ui.say(`udpget: ${label(e.source)}: dropped (${e.reason})`);
       return;
   }
 }
@@ -514,12 +776,13 @@ function onEvent(d: Download, e: SessionEvent): void {
  * Re-checks the pieces an earlier run recorded as verified against their hashes (the `.part`
  * may have been torn by a crash or edited since); those that pass are not fetched again.
  */
-async function recheckClaimed(d: Download, out: string, hashes: boolean): Promise<void> {
+async function recheckClaimed(d: Download, run: FetchRun): Promise<void> {
   const claimed = d.partial.claimed;
+  const out = run.output;
   if (claimed.length === 0) return;
-  if (!hashes) {
+  if (!d.hashes) {
     // claims that cannot be checked piece by piece are not trusted: fetch everything again
-    console.error(
+    run.ui.say(
       `udpget: ${out}: no piece hashes to re-check the partial download; starting over`,
     );
     return;
@@ -536,7 +799,7 @@ async function recheckClaimed(d: Download, out: string, hashes: boolean): Promis
   });
   const kept = sched.verifiedPieces;
   const bad = claimed.length - kept;
-  console.error(
+  run.ui.say(
     `udpget: resuming ${out}: ${kept} of ${sched.pieceCount} pieces already verified` +
       (bad === 1 ? ", 1 failed its re-check and will be fetched again" : "") +
       (bad > 1 ? `, ${bad} failed their re-check and will be fetched again` : ""),
@@ -558,10 +821,14 @@ function hashListFetch(d: Download): HashListFetch {
 }
 
 /** The fetched hash list if it matches the agreed `piecesRoot`, else undefined. */
-function checkedHashes(d: Download, hashes: Uint8Array | undefined): Uint8Array | undefined {
+function checkedHashes(
+  d: Download,
+  run: FetchRun,
+  hashes: Uint8Array | undefined,
+): Uint8Array | undefined {
   if (hashes === undefined) return undefined;
   if (toHex(sha256(hashes)) !== toHex(d.meta.piecesRoot)) {
-    note("udpget: piece hash list does not match the agreed root; using the file digest");
+    run.ui.say("udpget: piece hash list does not match the agreed root; using the file digest");
     return undefined;
   }
   return hashes;
@@ -634,32 +901,8 @@ function writeAt(file: Deno.FsFile, data: Uint8Array, offset: number): void {
   while (done < data.length) done += file.writeSync(data.subarray(done));
 }
 
-function startProgress(d: Download, started: number): { stop(): void } {
-  const enc = new TextEncoder();
-  const draw = () => {
-    const line = formatProgress({
-      done: d.received,
-      total: d.meta.size,
-      elapsedMs: performance.now() - started,
-      alive: d.session.alive,
-      servers: d.servers.length,
-    });
-    Deno.stderr.writeSync(enc.encode(`\r\x1b[K${line}`));
-  };
-  const timer = setInterval(draw, 200);
-  let stopped = false;
-  return {
-    stop() {
-      if (stopped) return;
-      stopped = true;
-      clearInterval(timer);
-      draw();
-      Deno.stderr.writeSync(enc.encode("\n"));
-    },
-  };
-}
-
-function summary(d: Download, out: string, ms: number): string {
+/** The line printed on success: size, time, rate, verification, and each server's share. */
+function summary(d: Download, out: string, ms: number, hashWaitMs: number): string {
   const secs = ms / 1000;
   const fetchedHere = Math.max(1, d.session.received);
   const shares = d.session.stats().map((r) => {
@@ -667,12 +910,18 @@ function summary(d: Download, out: string, ms: number): string {
     const active = Math.max(1e-3, (r.lastAt - r.firstAt) / 1000);
     return `${d.labels[d.servers[r.source]]} ${pct.toFixed(0)}% at ${formatRate(r.bytes / active)}`;
   }).join(", ");
-  const fetched = d.meta.size - d.resumed;
-  const resumed = d.resumed > 0 ? `, ${formatBytes(d.resumed)} resumed` : "";
-  return `udpget: ${out}: ${formatBytes(d.meta.size)} in ${secs.toFixed(2)} s ` +
-    `(${formatRate(fetched / Math.max(secs, 1e-3))}${resumed}), ${d.verified}; ` +
+  // the rate is this run's fetching: resumed bytes and the servers' hashing are left out
+  const rate = formatRate(d.session.received / Math.max(secs - hashWaitMs / 1000, 1e-3));
+  const hashing = hashWaitMs > 0
+    ? `; ${(hashWaitMs / 1000).toFixed(2)} s waiting for servers to hash it`
+    : "";
+  const resumed = d.resumed > 0 ? `; ${formatBytes(d.resumed)} resumed` : "";
+  const where = out === "-" ? "stdout" : out;
+  return `udpget: ${where}: ${formatBytes(d.meta.size)} in ${secs.toFixed(2)} s ` +
+    `(${rate}${hashing}${resumed}), ${d.verified}; ` +
     `block ${d.blockSize} B, re-requested ${formatBytes(d.session.rerequested)}; from ${shares}`;
 }
+
 const T0 = performance.now();
 function phase(what: string): void {
   if (debugWanted()) {

@@ -31,7 +31,7 @@ async function fetchAndCompare(
   const data = seededBytes(size, size + connections);
   await Deno.writeFile(`${root}/${name}`, data);
   const list = await writeServersFile(work, servers.map((s) => s.port));
-  const r = await runUdpget(["fetch", list, String(connections), name, "--quiet"], work);
+  const r = await runUdpget(["fetch", list, String(connections), name], work);
   assert.equal(r.code, 0, r.stderr);
   const got = await Deno.readFile(`${work}/${name}`);
   assert.ok(sameBytes(got, data), `bytes differ for size ${size}`);
@@ -64,7 +64,7 @@ Deno.test("e2e: -o names the output, an existing output needs --force", async ()
     assert.equal(await Deno.readTextFile(`${work}/mine.txt`), "precious");
     assert.equal(refused.stderr.trim().split("\n").length, 1, "one line of error");
     const forced = await runUdpget(
-      ["fetch", list, "2", "src.bin", "-o", "mine.txt", "--force", "-q"],
+      ["fetch", list, "2", "src.bin", "-o", "mine.txt", "--force"],
       work,
     );
     assert.equal(forced.code, 0, forced.stderr);
@@ -104,7 +104,7 @@ Deno.test("e2e: file missing on one server only; missing everywhere is exit 3", 
   try {
     await withServers(3, async (servers, _root, work) => {
       const list = await writeServersFile(work, servers.map((s) => s.port));
-      const r = await runUdpget(["fetch", list, "3", "f.bin", "-q"], work);
+      const r = await runUdpget(["fetch", list, "3", "f.bin"], work);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, new RegExp(`127\\.0\\.0\\.1:${servers[0].port}: NOT_FOUND`));
       assert.ok(sameBytes(await Deno.readFile(`${work}/f.bin`), data));
@@ -129,7 +129,7 @@ Deno.test("e2e: a server with another version of the file is left out", async ()
   try {
     await withServers(3, async (servers, _root, work) => {
       const list = await writeServersFile(work, servers.map((s) => s.port));
-      const r = await runUdpget(["fetch", list, "2", "f.bin", "-q"], work);
+      const r = await runUdpget(["fetch", list, "2", "f.bin"], work);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /left out, it has another version/);
       assert.ok(sameBytes(await Deno.readFile(`${work}/f.bin`), data));
@@ -164,7 +164,7 @@ Deno.test("e2e: IPv6; SIGTERM stops the server cleanly with one log line per tra
     const list = `${dir.path}/servers.txt`;
     await Deno.writeTextFile(list, `[::1]:${server.port}\n`);
     await Deno.mkdir(`${dir.path}/out`);
-    const r = await runUdpget(["fetch", list, "2", "six.bin", "-q"], `${dir.path}/out`);
+    const r = await runUdpget(["fetch", list, "2", "six.bin"], `${dir.path}/out`);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(sameBytes(await Deno.readFile(`${dir.path}/out/six.bin`), data));
     const status = await server.stop("SIGTERM");
@@ -185,7 +185,7 @@ Deno.test("e2e: --checksum: the trusted digest passes, a wrong one is exit 5 and
     const list = await writeServersFile(work, servers.map((s) => s.port));
     const good = createHash("sha256").update(data).digest("hex");
     const ok = await runUdpget(
-      ["fetch", list, "2", "c.bin", "-q", "--checksum", `sha256=${good}`],
+      ["fetch", list, "2", "c.bin", "--checksum", `sha256=${good}`],
       work,
     );
     assert.equal(ok.code, 0, ok.stderr);

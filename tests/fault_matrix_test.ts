@@ -93,7 +93,7 @@ async function fetchIdentical(
   data: Uint8Array,
   extra: string[] = [],
 ): Promise<string> {
-  const r = await runUdpget(["fetch", list, "3", "f.bin", "-q", ...extra], work);
+  const r = await runUdpget(["fetch", list, "3", "f.bin", ...extra], work);
   assert.equal(r.code, 0, r.stderr);
   assert.ok(sameBytes(await Deno.readFile(`${work}/f.bin`), data), "bytes differ");
   const { part, state } = partialPaths(`${work}/f.bin`);
@@ -157,7 +157,7 @@ Deno.test("fault: blackhole, everything dropped for 2 s mid-transfer", async () 
   const data = seededBytes(16 * MiB, 7);
   await withRelays(data, 7, {}, async ({ relays, list, work }) => {
     // (--limit: the transfer lasts long enough for the blackhole to fall in its middle)
-    const run = runUdpget(["fetch", list, "3", "f.bin", "-q", "--limit", "8M"], work);
+    const run = runUdpget(["fetch", list, "3", "f.bin", "--limit", "8M"], work);
     const midway = await Promise.race([
       relays[0].after("to_client", 100).then(() => true),
       run.then(() => false),
@@ -207,7 +207,7 @@ Deno.test("fault: all servers gone mid-transfer: exit 4, .part kept; resumed onc
 Deno.test("fault: client killed with SIGKILL, then the same command resumes", async () => {
   const data = seededBytes(16 * MiB, 9);
   await withRelays(data, 9, {}, async ({ list, work }) => {
-    const args = ["fetch", list, "3", "f.bin", "-q"];
+    const args = ["fetch", list, "3", "f.bin"];
     const { part, state } = partialPaths(`${work}/f.bin`);
     const child = spawnUdpget([...args, "--limit", "4M"], work);
     let recorded = 0;
@@ -285,7 +285,7 @@ Deno.test("fault: a torn .part (bytes changed after a crash) is re-checked, not 
     const s = freshState("f.bin", metaOf(data));
     for (let p = 0; p < 8; p++) markPiece(s, p);
     await Deno.writeTextFile(state, encodeResumeState(s));
-    const r = await runUdpget(["fetch", list, "3", "f.bin", "-q"], work);
+    const r = await runUdpget(["fetch", list, "3", "f.bin"], work);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /7 of 8 pieces already verified, 1 failed its re-check/);
     assert.ok(sameBytes(await Deno.readFile(`${work}/f.bin`), data));
@@ -296,7 +296,7 @@ Deno.test("fault: a .part udpget did not make is not overwritten without --force
   const data = seededBytes(MiB, 11);
   await withRelays(data, 11, {}, async ({ list, work }) => {
     await Deno.writeTextFile(`${work}/f.bin.part`, "the user's own notes\n");
-    const r = await runUdpget(["fetch", list, "3", "f.bin", "-q"], work);
+    const r = await runUdpget(["fetch", list, "3", "f.bin"], work);
     assert.equal(r.code, ExitCode.OutputExists, r.stderr);
     assert.match(r.stderr, /f\.bin\.part exists and is not a udpget partial download/);
     assert.equal(await Deno.readTextFile(`${work}/f.bin.part`), "the user's own notes\n");
@@ -327,7 +327,7 @@ Deno.test("fault: one of three servers killed mid-transfer", async () => {
     try {
       const list = await writeServersFile(work, [relay.port, servers[1].port, servers[2].port]);
       // small blocks: many datagrams, so "300 through the relay" is early in the transfer
-      const args = ["fetch", list, "3", "big.bin", "-q", "--block-size", "1400", "--limit", "5M"];
+      const args = ["fetch", list, "3", "big.bin", "--block-size", "1400", "--limit", "5M"];
       // (--limit: the transfer outlasts the 3 s of silence after which a server is dropped)
       const run = runUdpget(args, work);
       const midway = await Promise.race([
@@ -378,7 +378,7 @@ Deno.test("fault: the file modified on one server mid-transfer: that server is d
         const relay = new UdpRelay(servers[0].port);
         try {
           const list = await writeServersFile(work, [relay.port, servers[1].port, servers[2].port]);
-          const run = runUdpget(["fetch", list, "3", "f.bin", "-q", "--limit", "16M"], work);
+          const run = runUdpget(["fetch", list, "3", "f.bin", "--limit", "16M"], work);
           const midway = await Promise.race([
             relay.after("to_client", 40).then(() => true),
             run.then(() => false),
@@ -419,7 +419,7 @@ Deno.test("fault: servers disagree on size: the minority is left out; a tie is r
     }
     await withServers(3, async (servers, _root, work) => {
       const all = await writeServersFile(work, servers.map((s) => s.port));
-      const r = await runUdpget(["fetch", all, "2", "f.bin", "-q"], work);
+      const r = await runUdpget(["fetch", all, "2", "f.bin"], work);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /left out, it has another version \(1049576 bytes/);
       assert.ok(sameBytes(await Deno.readFile(`${work}/f.bin`), data));

@@ -15,7 +15,7 @@ import { parseRate } from "../engine/token_bucket.ts";
 export const USAGE = `usage:
   udpget serve <port> [--root DIR] [--host ADDR] [--rate BYTES/S] [--secret-file F]
                [--tftp PORT]
-  udpget fetch <servers.txt> <connections> [<file>] [-o OUT] [--force] [--quiet]
+  udpget fetch <servers.txt> <connections> [<file>] [-o OUT|-] [--force] [--quiet] [--json]
                [--block-size auto|N] [--limit BYTES/S] [--verify full|pieces]
                [--checksum sha256=HEX] [--secret-file F]
   rates take k, M, G suffixes (powers of 1000) or Ki, Mi, Gi (powers of 1024): 20M, 500k
@@ -45,6 +45,8 @@ export interface FetchArgs {
   output?: string;
   force: boolean;
   quiet: boolean;
+  /** Print one JSON object describing the result on stdout. */
+  json: boolean;
   /** Data bytes per datagram, or "auto" to probe the path. */
   blockSize: number | "auto";
   /** Bytes per second to request at most; undefined: no limit. */
@@ -128,6 +130,7 @@ export function parseFetchArgs(args: string[]): FetchArgs {
     output: { type: "string", short: "o" },
     force: { type: "boolean", short: "f" },
     quiet: { type: "boolean", short: "q" },
+    json: { type: "boolean" },
     "block-size": { type: "string" },
     limit: { type: "string" },
     verify: { type: "string" },
@@ -144,6 +147,9 @@ export function parseFetchArgs(args: string[]): FetchArgs {
   const [serversFile, conns, file] = positionals;
   if (file === "") throw usage("<file> must not be empty");
   if (values.output === "") throw usage("-o needs a file name");
+  if (values.json === true && values.output === "-") {
+    throw usage("--json and -o - both write to stdout: choose one");
+  }
   return {
     serversFile,
     connections: parseIntArg(conns, "<connections>", 1, MAX_CONNECTIONS),
@@ -151,6 +157,7 @@ export function parseFetchArgs(args: string[]): FetchArgs {
     output: values.output === undefined ? undefined : String(values.output),
     force: values.force === true,
     quiet: values.quiet === true,
+    json: values.json === true,
     blockSize: values["block-size"] === undefined || values["block-size"] === "auto"
       ? "auto"
       : parseIntArg(String(values["block-size"]), "--block-size", 512, MAX_BLOCK_SIZE),

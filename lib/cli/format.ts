@@ -25,21 +25,3 @@ export function formatDuration(seconds: number): string {
   const ss = String(s % 60).padStart(2, "0");
   return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
 }
-
-/** What the progress line shows. */
-export interface ProgressState {
-  done: number;
-  total: number;
-  elapsedMs: number;
-  alive: number;
-  servers: number;
-}
-
-/** One progress line: bytes, percentage, mean rate, ETA and live servers. */
-export function formatProgress(p: ProgressState): string {
-  const pct = p.total === 0 ? 100 : (100 * p.done) / p.total;
-  const rate = p.elapsedMs > 0 ? (p.done * 1000) / p.elapsedMs : 0;
-  const eta = rate > 0 ? (p.total - p.done) / rate : Infinity;
-  return `${formatBytes(p.done)} / ${formatBytes(p.total)}  ${pct.toFixed(1)}%  ` +
-    `${formatRate(rate)}  ETA ${formatDuration(eta)}  servers ${p.alive}/${p.servers}`;
-}

@@ -35,12 +35,16 @@ interface ServerState {
   sendAt: number;
   token: Uint8Array;
   rttMs: number | undefined;
+  /** The message of its last BUSY answer while it still has not answered (it is hashing). */
+  busy: string | undefined;
 }
 
 /** Asks every server about one file name. */
 export class MetaDiscovery implements RequestMachine {
   #servers: ServerState[];
   #busyUntil: number;
+  /** When a server first answered BUSY, if one did. */
+  firstBusyAt: number | undefined;
 
   /** Starts discovery of `name` on `servers` servers at `now`. */
   constructor(
@@ -60,6 +64,7 @@ export class MetaDiscovery implements RequestMachine {
       sendAt: now,
       token: NO_TOKEN,
       rttMs: undefined,
+      busy: undefined,
     }));
   }
 
@@ -75,6 +80,11 @@ export class MetaDiscovery implements RequestMachine {
   /** The address-validation token `server` handed out (all zero if none). */
   token(server: number): Uint8Array {
     return this.#servers[server].token;
+  }
+
+  /** The BUSY messages of the servers still hashing the file (they carry its progress). */
+  busy(): string[] {
+    return this.#servers.flatMap((s) => s.answer === undefined && s.busy ? [s.busy] : []);
   }
 
   /** Round trip measured to `server` by its answer (ms), if any. */
@@ -94,6 +104,8 @@ export class MetaDiscovery implements RequestMachine {
       else s.sendAt = now;
     } else if (p.type === "error" && p.code === ErrorCode.Busy && now < this.#busyUntil) {
       s.sendAt = now + META_BUSY_RETRY_MS;
+      s.busy = p.message;
+      this.firstBusyAt ??= now;
     } else if (p.type === "error") {
       s.answer = { kind: "error", code: p.code, message: p.message };
     } else if (p.type === "meta_reply") {

@@ -34,6 +34,7 @@ Deno.test("fetch: defaults", () => {
     output: undefined,
     force: false,
     quiet: false,
+    json: false,
     blockSize: "auto",
     limit: undefined,
     verify: "pieces",
@@ -86,6 +87,12 @@ Deno.test("fetch: --force / -f and --quiet / -q", () => {
   const one = parseFetchArgs(["s", "2", "f", "--quiet"]);
   assert.deepEqual([one.force, one.quiet], [false, true]);
   usageError(() => parseFetchArgs(["s", "2", "f", "--force=yes"]));
+});
+
+Deno.test("fetch: --json; with -o - both would write stdout: a usage error", () => {
+  assert.equal(parseFetchArgs(["s", "2", "f", "--json"]).json, true);
+  assert.equal(parseFetchArgs(["s", "2", "f", "-o", "-"]).output, "-");
+  usageError(() => parseFetchArgs(["s", "2", "f", "--json", "-o", "-"]), /stdout/);
 });
 
 Deno.test("fetch: --block-size bounds are 512 and MAX_BLOCK_SIZE", () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { formatBytes, formatDuration, formatProgress, formatRate } from "../../lib/cli/format.ts";
+import { formatBytes, formatDuration, formatRate } from "../../lib/cli/format.ts";
 
 Deno.test("formatBytes: binary units, at most one fraction digit", () => {
   assert.equal(formatBytes(0), "0 B");
@@ -72,70 +72,5 @@ Deno.test("formatDuration: property — parses back to the rounded seconds", () 
       if (parts.length === 3) assert.ok(parts[0] > 0);
     }),
     { seed: 3, numRuns: 500 },
-  );
-});
-
-Deno.test("formatProgress: bytes, percentage, rate, ETA and servers", () => {
-  const line = formatProgress({
-    done: 512 * 1024,
-    total: 1024 * 1024,
-    elapsedMs: 1000,
-    alive: 2,
-    servers: 3,
-  });
-  assert.equal(line, "512 KiB / 1 MiB  50.0%  512 KiB/s  ETA 0:01  servers 2/3");
-});
-
-Deno.test("formatProgress: longer ETA and a fractional percentage", () => {
-  const line = formatProgress({
-    done: 1024 * 1024,
-    total: 301 * 1024 * 1024,
-    elapsedMs: 4000,
-    alive: 1,
-    servers: 1,
-  });
-  // 256 KiB/s; 300 MiB left → 1200 s = 20:00.
-  assert.ok(line.includes("0.3%"), line);
-  assert.ok(line.includes("256 KiB/s"), line);
-  assert.ok(line.includes("ETA 20:00"), line);
-  assert.ok(line.endsWith("servers 1/1"), line);
-});
-
-Deno.test("formatProgress: nothing received yet → rate 0 and unknown ETA", () => {
-  const line = formatProgress({ done: 0, total: 1000, elapsedMs: 5000, alive: 3, servers: 3 });
-  assert.equal(line, "0 B / 1000 B  0.0%  0 B/s  ETA --:--  servers 3/3");
-  const atStart = formatProgress({ done: 0, total: 1000, elapsedMs: 0, alive: 3, servers: 3 });
-  assert.equal(atStart, "0 B / 1000 B  0.0%  0 B/s  ETA --:--  servers 3/3");
-});
-
-Deno.test("formatProgress: an empty file is 100 % with no NaN anywhere", () => {
-  const line = formatProgress({ done: 0, total: 0, elapsedMs: 0, alive: 0, servers: 0 });
-  assert.equal(line, "0 B / 0 B  100.0%  0 B/s  ETA --:--  servers 0/0");
-  const later = formatProgress({ done: 0, total: 0, elapsedMs: 1234, alive: 1, servers: 2 });
-  assert.ok(later.includes("100.0%"), later);
-  assert.ok(!/NaN|Infinity/.test(later), later);
-});
-
-Deno.test("formatProgress: complete transfer has ETA 0:00", () => {
-  const line = formatProgress({ done: 2048, total: 2048, elapsedMs: 2000, alive: 2, servers: 2 });
-  assert.equal(line, "2 KiB / 2 KiB  100.0%  1 KiB/s  ETA 0:00  servers 2/2");
-});
-
-Deno.test("formatProgress: property — never NaN or Infinity text", () => {
-  fc.assert(
-    fc.property(
-      fc.nat({ max: 2 ** 40 }),
-      fc.nat({ max: 2 ** 40 }),
-      fc.nat({ max: 10 ** 7 }),
-      fc.nat({ max: 64 }),
-      (a, b, elapsedMs, alive) => {
-        const [done, total] = a <= b ? [a, b] : [b, a];
-        const line = formatProgress({ done, total, elapsedMs, alive, servers: 64 });
-        assert.ok(!/NaN|Infinity|undefined/.test(line), line);
-        assert.match(line, / {2}\d+\.\d% {2}/);
-        assert.ok(line.endsWith(`servers ${alive}/64`));
-      },
-    ),
-    { seed: 11, numRuns: 300 },
   );
 });

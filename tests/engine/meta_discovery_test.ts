@@ -79,3 +79,24 @@ Deno.test("meta discovery: a silent server is given up after the attempts, with 
   assert.deepEqual(gaps, [0, 1, 2].map((k) => attemptTimeout(META_RETRY, k)));
   assert.deepEqual(m.answers(), [{ kind: "silent" }]);
 });
+
+Deno.test("meta discovery: servers still hashing are listed with their BUSY message", () => {
+  const m = new MetaDiscovery("big.iso", 2, 0, ids());
+  const [a, b] = [m.pollTransmit(0)!, m.pollTransmit(0)!];
+  assert.deepEqual(m.busy(), []);
+  assert.equal(m.firstBusyAt, undefined);
+  const busy = (id: number, message: string): Packet => ({
+    type: "error",
+    requestId: id,
+    code: ErrorCode.Busy,
+    message,
+  });
+  m.handleReply(20, 0, busy(a.packet.requestId, "hashing 100/400"));
+  m.handleReply(25, 1, busy(b.packet.requestId, "hashing 50/400"));
+  assert.deepEqual(m.busy(), ["hashing 100/400", "hashing 50/400"]);
+  assert.equal(m.firstBusyAt, 20, "the wait is counted from the first BUSY");
+  const again = m.pollTimeout()!;
+  const a2 = m.pollTransmit(again)!;
+  m.handleReply(again + 10, a2.server, metaReply(a2.packet.requestId, 3));
+  assert.deepEqual(m.busy(), ["hashing 50/400"], "an answered server is no longer busy");
+});

@@ -130,7 +130,7 @@ Deno.test("e2e: serve --secret-file answers only requests sealed with its key", 
       assert.equal(await exists(`${dir.path}/${f}`), false, f);
     }
     const ok = await runUdpget(
-      ["fetch", list, "2", "f.bin", "-q", "--secret-file", `${dir.path}/key`],
+      ["fetch", list, "2", "f.bin", "--secret-file", `${dir.path}/key`],
       dir.path,
     );
     assert.equal(ok.code, 0, ok.stderr);

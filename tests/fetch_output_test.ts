@@ -1,0 +1,133 @@
+/**
+ * What `udpget fetch` prints and where it writes, run as a user would (real processes on
+ * loopback): `--quiet`, `--json`, `-o -` and devices, and the output checks made before any
+ * network traffic.
+ */
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import {
+  exists,
+  runUdpget,
+  sameBytes,
+  seededBytes,
+  spawnUdpget,
+  tempDir,
+  withServers,
+  writeServersFile,
+} from "./harness.ts";
+import { ExitCode } from "../lib/cli/exit.ts";
+import type { FetchReport } from "../lib/cli/fetch_report.ts";
+
+const hex = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+Deno.test("fetch --quiet: nothing at all on success, the error alone on failure", async () => {
+  await withServers(2, async (servers, root, work) => {
+    const data = seededBytes(2_500_000, 31);
+    await Deno.writeFile(`${root}/q.bin`, data);
+    const list = await writeServersFile(work, servers.map((s) => s.port));
+    const ok = await runUdpget(["fetch", list, "2", "q.bin", "--quiet"], work);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stderr, "", "no summary, no notes");
+    assert.equal(ok.stdout, "");
+    assert.ok(sameBytes(await Deno.readFile(`${work}/q.bin`), data));
+    const missing = await runUdpget(["fetch", list, "2", "nope.bin", "-q"], work);
+    assert.equal(missing.code, ExitCode.NotFound);
+    assert.equal(missing.stderr.trim().split("\n").length, 1, missing.stderr);
+    assert.match(missing.stderr, /^udpget: "nope.bin" is not available from any server/);
+  });
+});
+
+Deno.test("fetch --json: one object on stdout, on success and on failure", async () => {
+  await withServers(2, async (servers, root, work) => {
+    const data = seededBytes(3_000_000, 32);
+    await Deno.writeFile(`${root}/j.bin`, data);
+    const list = await writeServersFile(work, servers.map((s) => s.port));
+    const ok = await runUdpget(["fetch", list, "2", "j.bin", "--json", "-o", "out.bin"], work);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout.trim().split("\n").length, 1, "exactly one line");
+    const r = JSON.parse(ok.stdout) as FetchReport;
+    assert.equal(r.ok, true);
+    assert.equal(r.exitCode, 0);
+    assert.equal(r.error, null);
+    assert.equal(r.file, "j.bin");
+    assert.equal(r.output, "out.bin");
+    assert.equal(r.size, data.length);
+    assert.equal(r.sha256, hex(data));
+    assert.equal(r.bytes.fetched, data.length);
+    assert.equal(r.bytes.resumed, 0);
+    assert.equal(r.verification, "pieces");
+    assert.ok(r.seconds > 0);
+    assert.equal(r.servers.length, 2);
+    assert.ok(r.servers.every((s) => s.status === "used" && s.reason === null));
+    assert.equal(r.servers.reduce((t, s) => t + s.bytes, 0), data.length);
+    assert.deepEqual(
+      Object.keys(r),
+      [
+        "ok",
+        "exitCode",
+        "error",
+        "file",
+        "output",
+        "size",
+        "sha256",
+        "seconds",
+        "hashWaitSeconds",
+        "bytes",
+        "blockSize",
+        "verification",
+        "servers",
+      ],
+      "documented fields, in their documented order",
+    );
+
+    const bad = await runUdpget(["fetch", list, "2", "absent.bin", "--json"], work);
+    assert.equal(bad.code, ExitCode.NotFound);
+    const f = JSON.parse(bad.stdout) as FetchReport;
+    assert.equal(f.ok, false);
+    assert.equal(f.exitCode, ExitCode.NotFound);
+    assert.match(f.error!, /not available from any server/);
+    assert.equal(f.sha256, null);
+    assert.deepEqual(f.servers.map((s) => s.status), ["refused", "refused"]);
+    assert.match(f.servers[0].reason!, /NOT_FOUND/);
+  });
+});
+
+Deno.test("fetch -o - and -o /dev/stdout: the verified file on stdout, nothing left behind", async () => {
+  await withServers(2, async (servers, root, work) => {
+    const data = seededBytes(5 * (1 << 20) + 777, 33);
+    await Deno.writeFile(`${root}/s.bin`, data);
+    const list = await writeServersFile(work, servers.map((s) => s.port));
+    for (const target of ["-", "/dev/stdout"]) {
+      const out = await spawnUdpget(["fetch", list, "2", "s.bin", "-o", target], work).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 0, stderr);
+      assert.ok(sameBytes(out.stdout, data), `${target}: bytes differ`);
+      assert.deepEqual([...Deno.readDirSync(work)].map((e) => e.name), ["servers.txt"]);
+    }
+  });
+});
+
+Deno.test("fetch: an output in the way is found before any network traffic", async () => {
+  const dir = await tempDir();
+  // a server that never answers: reaching the network would end in exit 4 after seconds
+  const silent = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  try {
+    const list = await writeServersFile(dir.path, [(silent.addr as Deno.NetAddr).port]);
+    await Deno.writeTextFile(`${dir.path}/x.bin`, "mine");
+    const exists7 = await runUdpget(["fetch", list, "1", "x.bin"], dir.path);
+    assert.equal(exists7.code, ExitCode.OutputExists, exists7.stderr);
+    assert.match(exists7.stderr, /x.bin exists; use --force/);
+    assert.equal(await Deno.readTextFile(`${dir.path}/x.bin`), "mine");
+    const noDir = await runUdpget(["fetch", list, "1", "x.bin", "-o", "no/such/dir/x"], dir.path);
+    assert.equal(noDir.code, ExitCode.LocalIo, noDir.stderr);
+    assert.match(noDir.stderr, /no directory no\/such\/dir/);
+    await Deno.mkdir(`${dir.path}/d`);
+    const isDir = await runUdpget(["fetch", list, "1", "x.bin", "-o", "d"], dir.path);
+    assert.equal(isDir.code, ExitCode.LocalIo, isDir.stderr);
+    assert.equal(await exists(`${dir.path}/d.part`), false);
+  } finally {
+    silent.close();
+    await dir.cleanup();
+  }
+});
