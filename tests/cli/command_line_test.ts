@@ -23,7 +23,7 @@ async function run(cmd: string, args: string[], cwd: string, stdin?: string): Pr
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const guard = setTimeout(() => child.kill("SIGKILL"), HANG_GUARD_MS);
+  const guard = setTimeout(() => stopLauncher(child), HANG_GUARD_MS);
   try {
     if (stdin !== undefined) {
       const w = child.stdin.getWriter();
@@ -35,12 +35,28 @@ async function run(cmd: string, args: string[], cwd: string, stdin?: string): Pr
     return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
   } finally {
     clearTimeout(guard);
+    stopLauncher(child);
+  }
+}
+
+/**
+ * Stops a launcher that is still running: SIGTERM first, which it passes on to the udpget
+ * process it started (a SIGKILL would leave that one running), SIGKILL a little later.
+ */
+function stopLauncher(child: Deno.ChildProcess): void {
+  try {
+    child.kill("SIGTERM");
+  } catch {
+    return; // already exited: the normal case
+  }
+  const kill = setTimeout(() => {
     try {
       child.kill("SIGKILL");
     } catch {
-      // already exited: the normal case
+      // exited after SIGTERM
     }
-  }
+  }, 5_000);
+  child.status.finally(() => clearTimeout(kill));
 }
 
 /** `udpget <args>` through the launcher, as a user with it on PATH would run it. */
@@ -218,6 +234,44 @@ Deno.test("launcher: npm run udpget and deno task udpget work on the caller's di
     assert.equal(await Deno.readTextFile(`${work}/task.txt`), content);
     assert.doesNotMatch(task.stderr, /Task udpget/);
   });
+});
+
+Deno.test("launcher: SIGTERM to the launcher reaches udpget, whose exit status comes back", async () => {
+  const dir = await tempDir();
+  const child = new Deno.Command("node", {
+    args: [SHIM, "serve", "0", "--root", ".", "--host", "127.0.0.1"],
+    cwd: dir.path,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const guard = setTimeout(() => stopLauncher(child), HANG_GUARD_MS);
+  try {
+    let text = "";
+    let listening!: () => void;
+    const bound = new Promise<void>((r) => listening = r);
+    const pump = (async () => {
+      for await (const chunk of child.stdout) {
+        text += new TextDecoder().decode(chunk);
+        if (text.includes(" on udp ")) listening();
+      }
+      listening(); // ended without the line: the assertions below say so
+    })();
+    const stderr = new Response(child.stderr).text();
+    // the listening line is printed once the socket is bound: only then signal
+    await bound;
+    assert.ok(text.includes(`serving ${dir.path} on udp`), `--root . is the caller's: ${text}`);
+    child.kill("SIGTERM"); // the launcher's pid only, not udpget's
+    const status = await child.status;
+    await pump;
+    assert.equal(status.code, ExitCode.Ok, await stderr);
+    assert.match(text, /stopped: \d+ requests/, "udpget itself shut down cleanly");
+  } finally {
+    clearTimeout(guard);
+    stopLauncher(child);
+    await child.status;
+    await dir.cleanup();
+  }
 });
 
 Deno.test("cli: a servers file of - or /dev/stdin is read from stdin", async () => {
