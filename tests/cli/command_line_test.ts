@@ -14,11 +14,24 @@ const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const SHIM = `${REPO}bin/udpget.mjs`;
 const DENO = Deno.execPath();
 
+/**
+ * The environment of a user at a shell. `npm test` runs this suite with INIT_CWD set to the
+ * repository; `deno task` keeps an INIT_CWD it inherits (npm replaces it), so the launcher
+ * would go back there instead of to the directory the task was started from.
+ */
+function shellEnv(): Record<string, string> {
+  const env = Deno.env.toObject();
+  delete env.INIT_CWD;
+  return env;
+}
+
 /** Runs `cmd args` in `cwd` to completion, feeding `stdin` if given; killed if it hangs. */
 async function run(cmd: string, args: string[], cwd: string, stdin?: string): Promise<FetchRun> {
   const child = new Deno.Command(cmd, {
     args,
     cwd,
+    clearEnv: true,
+    env: shellEnv(),
     stdin: stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
