@@ -27,6 +27,7 @@ import {
 import { OrderedOutput } from "./lib/io/ordered_output.ts";
 import { sha256 } from "./lib/io/file_digest.ts";
 import { Notifier } from "./lib/io/notifier.ts";
+import { LineReader } from "./lib/io/line_reader.ts";
 import { PieceVerifier } from "./lib/io/piece_verifier.ts";
 import { keepAfterFailure, PartialDownload } from "./lib/io/partial_download.ts";
 import { readKeyFile } from "./lib/wire/auth.ts";
@@ -57,6 +58,10 @@ export async function runFetch(args: string[]): Promise<number> {
 }
 
 async function fetchFile(a: FetchArgs, run: FetchRun): Promise<void> {
+  if (a.file === undefined && isStdinPath(a.serversFile)) {
+    // stdin holds the list, so there is nothing left to answer the prompt with
+    throw new UdpgetError(ExitCode.Usage, "fetch: give <file> when the servers list is on stdin");
+  }
   const early = a.output ?? (a.file === undefined ? undefined : basename(a.file));
   // a file in the way, or a directory that is not there, is known before any network traffic
   if (early !== undefined) await checkOutput(early, a.force, true);
@@ -187,24 +192,40 @@ function printLine(line: string): void {
   for (let done = 0; done < bytes.length;) done += Deno.stdout.writeSync(bytes.subarray(done));
 }
 
-/** Reads, parses and resolves the servers file; unresolvable names are warned about. */
-export async function loadServers(path: string): Promise<ServerAddr[]> {
-  let text: string;
+/** True for the servers-file names that mean "read the list from stdin". */
+export function isStdinPath(path: string): boolean {
+  return path === "-" || path === "/dev/stdin";
+}
+
+/**
+ * Reads the servers file, or all of stdin for `-` and `/dev/stdin`. Stdin is read through
+ * Deno.stdin rather than by opening /dev/stdin, which Deno refuses without --allow-all.
+ */
+async function readServersText(path: string): Promise<string> {
   try {
-    text = await Deno.readTextFile(path);
+    if (isStdinPath(path)) return await new Response(Deno.stdin.readable).text();
+    return await Deno.readTextFile(path);
   } catch (e) {
     throw new UdpgetError(ExitCode.Usage, `cannot read servers file ${path}: ${brief(e)}`);
   }
+}
+
+/** Reads, parses and resolves the servers file; unresolvable names are warned about. */
+export async function loadServers(path: string): Promise<ServerAddr[]> {
+  const text = await readServersText(path);
+  const where = isStdinPath(path) ? "<stdin>" : path;
   const list = parseServerList(text);
   if (list.errors.length > 0) {
-    for (const err of list.errors.slice(1)) {
-      console.error(`udpget: ${path}:${err.line}: ${err.message}`);
+    // every bad line in file order; the last one is the error that ends the run, so it is
+    // printed last by main() and the user sees them all, top to bottom, before exit 2
+    const last = list.errors[list.errors.length - 1];
+    for (const err of list.errors.slice(0, -1)) {
+      console.error(`udpget: ${where}:${err.line}: ${err.message}`);
     }
-    const first = list.errors[0];
-    throw new UdpgetError(ExitCode.Usage, `${path}:${first.line}: ${first.message}`);
+    throw new UdpgetError(ExitCode.Usage, `${where}:${last.line}: ${last.message}`);
   }
   if (list.servers.length === 0) {
-    throw new UdpgetError(ExitCode.Usage, `${path}: no servers listed`);
+    throw new UdpgetError(ExitCode.Usage, `${where}: no servers listed`);
   }
   const resolved = await Promise.all(
     list.servers.map(async (s): Promise<ServerAddr | undefined> => {
@@ -213,7 +234,7 @@ export async function loadServers(path: string): Promise<ServerAddr[]> {
         const { address, family } = await lookup(s.host);
         return { label, hostname: address, port: s.port, family: family === 6 ? "ipv6" : "ipv4" };
       } catch (e) {
-        console.error(`udpget: ${path}:${s.line}: cannot resolve ${s.host}: ${brief(e)}`);
+        console.error(`udpget: ${where}:${s.line}: cannot resolve ${s.host}: ${brief(e)}`);
         return undefined;
       }
     }),
@@ -247,9 +268,12 @@ async function chooseFile(
   if (!Deno.stdin.isTerminal()) {
     throw new UdpgetError(ExitCode.Usage, "missing <file> (and stdin is not a terminal to ask)");
   }
+  const lines = new LineReader(Deno.stdin);
   for (;;) {
-    const name = prompt("File to fetch:")?.trim();
-    if (name === undefined) throw new UdpgetError(ExitCode.Usage, "no file name given");
+    const name = (await promptLine("File to fetch: ", lines, signal))?.trim();
+    if (name === undefined) {
+      throw new UdpgetError(ExitCode.Usage, "no file name given (end of input at the prompt)");
+    }
     if (name === "") continue;
     try {
       return await discover(endpoint, servers, name, run, signal, a.checksum, keyed);
@@ -257,6 +281,29 @@ async function chooseFile(
       if (!(e instanceof UdpgetError) || e.exitCode !== ExitCode.NotFound) throw e;
       console.error(`udpget: ${e.message}; try another name (Ctrl-D to give up)`);
     }
+  }
+}
+
+/**
+ * Asks `question` on stderr (stdout stays for results) and reads one line; undefined at end of
+ * input (Ctrl-D). Ctrl-C arrives as SIGINT, which aborts `signal`: that is exit 130, not 2.
+ */
+async function promptLine(
+  question: string,
+  lines: LineReader,
+  signal: AbortSignal,
+): Promise<string | undefined> {
+  await Deno.stderr.write(new TextEncoder().encode(question));
+  try {
+    const line = await lines.readLine(signal);
+    // Ctrl-D is not echoed: without this the error would follow the question on its line
+    if (line === undefined) await Deno.stderr.write(new TextEncoder().encode("\n"));
+    return line;
+  } catch (e) {
+    if (!signal.aborted) throw e;
+    // the terminal echoed "^C" after the question: end that line before the error message
+    await Deno.stderr.write(new TextEncoder().encode("\n"));
+    throw new UdpgetError(ExitCode.Interrupted, "interrupted");
   }
 }
 

@@ -7,7 +7,9 @@
 import { runFetch } from "./client.ts";
 import { runServe } from "./server.ts";
 import { ExitCode, UdpgetError } from "./lib/cli/exit.ts";
-import { USAGE } from "./lib/cli/cli_args.ts";
+import { COMMANDS, USAGE } from "./lib/cli/cli_args.ts";
+import { commandHelp, mainHelp } from "./lib/cli/help.ts";
+import { HelpRequested } from "./lib/cli/option_table.ts";
 
 /** Version printed by `--version`. */
 export const VERSION = "0.1.0";
@@ -28,7 +30,7 @@ export async function main(args: string[]): Promise<number> {
       case "--help":
       case "-h":
       case "help":
-        console.log(USAGE);
+        console.log(helpText(rest[0]));
         return ExitCode.Ok;
       default:
         throw new UdpgetError(
@@ -37,6 +39,10 @@ export async function main(args: string[]): Promise<number> {
         );
     }
   } catch (e) {
+    if (e instanceof HelpRequested) {
+      console.log(helpText(e.command));
+      return ExitCode.Ok;
+    }
     if (e instanceof UdpgetError) {
       console.error(`udpget: ${e.message}`);
       if (e.exitCode === ExitCode.Usage && command === undefined) console.error(USAGE);
@@ -45,6 +51,19 @@ export async function main(args: string[]): Promise<number> {
     console.error(`udpget: internal error: ${e instanceof Error ? e.stack : String(e)}`);
     return ExitCode.Internal;
   }
+}
+
+/** `udpget help [<command>]`: the whole help, or one subcommand's; a usage error otherwise. */
+function helpText(command: string | undefined): string {
+  if (command === undefined) return mainHelp(COMMANDS);
+  const spec = COMMANDS.find((c) => c.name === command);
+  if (spec === undefined) {
+    throw new UdpgetError(
+      ExitCode.Usage,
+      `help: unknown command "${command}" (commands: ${COMMANDS.map((c) => c.name).join(", ")})`,
+    );
+  }
+  return commandHelp(spec);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

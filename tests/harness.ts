@@ -13,7 +13,7 @@ import { withTimeout } from "../lib/io/timer.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
-/** Runtime flags for running main.ts as a user would (through `deno task udpget`). */
+/** Runtime flags for running main.ts as a user would (those `bin/udpget.mjs` passes). */
 const RUN_FLAGS = [
   "run",
   "--quiet",
@@ -21,6 +21,7 @@ const RUN_FLAGS = [
   "--allow-net",
   "--allow-read",
   "--allow-write",
+  "--allow-env",
 ];
 
 /** A running `udpget serve`. */

@@ -1,25 +1,187 @@
 /**
- * Command-line parsing for `udpget serve` and `udpget fetch` (node:util parseArgs), turning
- * every mistake into a one-line usage error.
+ * Command-line parsing for `udpget serve` and `udpget fetch`: the option tables (which also
+ * drive `--help`) and the checks that turn every mistake into a one-line usage error.
  *
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { ExitCode, UdpgetError } from "./exit.ts";
 import { MAX_BLOCK_SIZE } from "../wire/packet.ts";
 import { DEFAULT_PIECE_SIZE } from "../io/file_digest.ts";
 import { parseRate } from "../engine/token_bucket.ts";
+import { type CommandSpec, HELP_OPTION, parseCommand, usageError } from "./option_table.ts";
+import { ipLiteralFamily } from "./servers.ts";
+import { shortUsage } from "./help.ts";
 
-/** Usage text printed by `--help` and after usage errors. */
-export const USAGE = `usage:
-  udpget serve <port> [--root DIR] [--host ADDR] [--rate BYTES/S] [--secret-file F]
-               [--tftp PORT]
-  udpget fetch <servers.txt> <connections> [<file>] [-o OUT|-] [--force] [--quiet] [--json]
-               [--block-size auto|N] [--limit BYTES/S] [--verify full|pieces]
-               [--checksum sha256=HEX] [--secret-file F]
-  rates take k, M, G suffixes (powers of 1000) or Ki, Mi, Gi (powers of 1024): 20M, 500k
-  udpget --help | --version`;
+/** Most concurrent workers `fetch` accepts. */
+export const MAX_CONNECTIONS = 64;
+
+/** Smallest and largest `serve --piece-size`. */
+const PIECE_SIZE_BOUNDS = [1024, 1 << 26] as const;
+
+/** Smallest `fetch --block-size` (the largest is MAX_BLOCK_SIZE). */
+const MIN_BLOCK_SIZE = 512;
+
+const RATE_NOTE =
+  "RATE is bytes per second with an optional suffix: k, M, G (powers of 1000) or Ki, Mi, Gi " +
+  "(powers of 1024), e.g. 20M, 500k.";
+
+/** `udpget serve`: what it accepts and what `udpget serve --help` prints. */
+export const SERVE_SPEC: CommandSpec = {
+  name: "serve",
+  summary: "share a directory read-only over UDP until SIGINT/SIGTERM",
+  positionals: [{
+    name: "port",
+    description: "UDP port to listen on, 0..65535 (0: any free port)",
+  }],
+  options: [
+    { long: "root", type: "string", value: "DIR", description: "directory to serve", default: "." },
+    {
+      long: "host",
+      type: "string",
+      value: "ADDR",
+      description: "address to bind: an IPv4 or IPv6 literal (:: for all IPv6), or localhost",
+      default: "0.0.0.0",
+    },
+    {
+      long: "piece-size",
+      type: "string",
+      value: "BYTES",
+      description: `bytes per hashed piece, ${PIECE_SIZE_BOUNDS[0]}..${PIECE_SIZE_BOUNDS[1]}`,
+      default: String(DEFAULT_PIECE_SIZE),
+    },
+    {
+      long: "rate",
+      type: "string",
+      value: "RATE",
+      description: "send at most RATE bytes/s, all clients together",
+      default: "no cap",
+    },
+    {
+      long: "secret-file",
+      type: "string",
+      value: "FILE",
+      description: "answer only requests authenticated with the key in FILE",
+    },
+    {
+      long: "tftp",
+      type: "string",
+      value: "PORT",
+      description: "also answer TFTP read requests on UDP PORT (69: standard; 0: any free port)",
+    },
+    {
+      long: "log-format",
+      type: "string",
+      value: "text|json",
+      description: "log lines on stdout as text or as one JSON object per line",
+      default: "text",
+    },
+    {
+      long: "cache-dir",
+      type: "string",
+      value: "DIR",
+      description: "where file digests are cached across restarts",
+      default: "$XDG_CACHE_HOME/udpget or ~/.cache/udpget",
+    },
+    {
+      long: "no-cache",
+      type: "boolean",
+      description: "neither read nor write the digest cache (hash every file afresh)",
+    },
+    HELP_OPTION,
+  ],
+  notes: [RATE_NOTE],
+};
+
+/** `udpget fetch`: what it accepts and what `udpget fetch --help` prints. */
+export const FETCH_SPEC: CommandSpec = {
+  name: "fetch",
+  summary: "fetch one file from every server in <servers.txt> at once, verified",
+  positionals: [
+    {
+      name: "servers.txt",
+      description: 'servers file, one "host port" per line; - or /dev/stdin: read it from stdin',
+    },
+    {
+      name: "connections",
+      description: `receive sockets per server, 1..${MAX_CONNECTIONS}`,
+    },
+    {
+      name: "file",
+      optional: true,
+      description: "name of the file on the servers; left out: asked for on the terminal",
+    },
+  ],
+  options: [
+    {
+      long: "output",
+      short: "o",
+      type: "string",
+      value: "OUT",
+      description: "write the file to OUT, through OUT.part; -: verified pieces to stdout, " +
+        "in order",
+      default: "basename of <file> in the current directory",
+    },
+    {
+      long: "force",
+      short: "f",
+      type: "boolean",
+      description: "overwrite an existing OUT, or an OUT.part udpget did not make",
+    },
+    {
+      long: "quiet",
+      short: "q",
+      type: "boolean",
+      description: "print nothing but errors: no progress, notes or summary",
+    },
+    {
+      long: "block-size",
+      type: "string",
+      value: "auto|N",
+      description: `data bytes per datagram, ${MIN_BLOCK_SIZE}..${MAX_BLOCK_SIZE}, ` +
+        "or auto: probe on loopback, one Ethernet frame elsewhere",
+      default: "auto",
+    },
+    {
+      long: "limit",
+      type: "string",
+      value: "RATE",
+      description: "request at most RATE bytes/s in all",
+      default: "no limit",
+    },
+    {
+      long: "verify",
+      type: "string",
+      value: "full|pieces",
+      description: "pieces: each piece and the hash list; full: also the whole file's SHA-256",
+      default: "pieces",
+    },
+    {
+      long: "checksum",
+      type: "string",
+      value: "sha256=HEX",
+      description: "trust only this SHA-256: use servers offering it, check the file against it",
+    },
+    {
+      long: "secret-file",
+      type: "string",
+      value: "FILE",
+      description: "authenticate every request with the key in FILE",
+    },
+    {
+      long: "json",
+      type: "boolean",
+      description: "print one JSON object describing the result on stdout (see README)",
+    },
+    HELP_OPTION,
+  ],
+  notes: [RATE_NOTE],
+};
+
+/** Every subcommand's table, in the order help lists them. */
+export const COMMANDS: readonly CommandSpec[] = [SERVE_SPEC, FETCH_SPEC];
+
+/** Short usage printed after `udpget` alone; `udpget --help` prints the full help. */
+export const USAGE: string = shortUsage(COMMANDS);
 
 /** Options of `udpget serve`. */
 export interface ServeArgs {
@@ -33,6 +195,12 @@ export interface ServeArgs {
   secretFile?: string;
   /** UDP port to also answer TFTP read requests on (`--tftp`); undefined: no TFTP. */
   tftp?: number;
+  /** `--log-format`: log lines as text or as one JSON object per line. */
+  logFormat: "text" | "json";
+  /** `--cache-dir`: where file digests are cached; undefined: the XDG default. */
+  cacheDir?: string;
+  /** `--no-cache`: neither read nor write the digest cache. */
+  noCache: boolean;
 }
 
 /** Options of `udpget fetch`. */
@@ -62,97 +230,102 @@ export interface FetchArgs {
   secretFile?: string;
 }
 
-/** Most concurrent workers `fetch` accepts. */
-export const MAX_CONNECTIONS = 64;
-
-function usage(message: string): UdpgetError {
-  return new UdpgetError(ExitCode.Usage, `${message} (see udpget --help)`);
-}
-
-function parse(
-  args: string[],
-  options: Record<string, { type: "string" | "boolean"; short?: string }>,
-): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
-  try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
-  } catch (e) {
-    throw usage((e as Error).message.split("\n")[0]);
+/** Parses an integer in `[min, max]` or throws a usage error of `command` naming `what`. */
+export function parseIntArg(
+  text: string,
+  what: string,
+  min: number,
+  max: number,
+  command: string,
+): number {
+  if (!/^\d+$/.test(text)) {
+    throw usageError(command, `${what} must be a whole number, got "${text}"`);
   }
-}
-
-/** Parses an integer in `[min, max]` or throws a usage error naming `what`. */
-export function parseIntArg(text: string, what: string, min: number, max: number): number {
-  if (!/^\d+$/.test(text)) throw usage(`${what} must be a whole number, got "${text}"`);
   const n = Number(text);
-  if (n < min || n > max) throw usage(`${what} must be in ${min}..${max}, got ${text}`);
+  if (n < min || n > max) {
+    throw usageError(command, `${what} must be in ${min}..${max}, got ${text}`);
+  }
   return n;
 }
 
-function optionalPath(v: string | boolean | undefined, what: string): string | undefined {
+function optionalPath(
+  v: string | boolean | undefined,
+  what: string,
+  command: string,
+): string | undefined {
   if (v === undefined) return undefined;
-  if (v === "") throw usage(`${what} needs a file name`);
+  if (v === "") throw usageError(command, `${what} needs a file name`);
   return String(v);
 }
 
-/** Parses the arguments after `serve`. */
+/**
+ * `--host` must be an address literal or `localhost`: checked here so a typo is a usage error
+ * (exit 2) naming the option, not a failed bind (exit 6). Other names are refused rather than
+ * resolved because a name with several addresses would bind one of them silently.
+ */
+export function parseHostArg(text: string): string {
+  if (text === "localhost" || ipLiteralFamily(text) !== undefined) return text;
+  throw usageError(
+    "serve",
+    `--host takes an IPv4 or IPv6 address or localhost, got ${JSON.stringify(text)}`,
+  );
+}
+
+/** Parses the arguments after `serve`; throws `HelpRequested` for `-h`/`--help`. */
 export function parseServeArgs(args: string[]): ServeArgs {
-  const { values, positionals } = parse(args, {
-    root: { type: "string" },
-    host: { type: "string" },
-    "piece-size": { type: "string" },
-    rate: { type: "string" },
-    "secret-file": { type: "string" },
-    tftp: { type: "string" },
-  });
-  if (positionals.length !== 1) throw usage("serve takes exactly one <port>");
+  const cmd = SERVE_SPEC.name;
+  const { values, positionals } = parseCommand(SERVE_SPEC, args);
+  if (positionals.length !== 1) throw usageError(cmd, "serve takes exactly one <port>");
   const pieceSize = values["piece-size"] === undefined
     ? DEFAULT_PIECE_SIZE
-    : parseIntArg(String(values["piece-size"]), "--piece-size", 1024, 1 << 26);
+    : parseIntArg(String(values["piece-size"]), "--piece-size", ...PIECE_SIZE_BOUNDS, cmd);
   if (values.tftp !== undefined && values["secret-file"] !== undefined) {
-    throw usage("--tftp cannot be combined with --secret-file: TFTP has no authentication");
+    throw usageError(
+      cmd,
+      "--tftp cannot be combined with --secret-file: TFTP has no authentication",
+    );
+  }
+  const logFormat = values["log-format"] ?? "text";
+  if (logFormat !== "text" && logFormat !== "json") {
+    throw usageError(cmd, `--log-format takes "text" or "json", got "${logFormat}"`);
   }
   return {
-    port: parseIntArg(positionals[0], "port", 0, 65535),
+    port: parseIntArg(positionals[0], "port", 0, 65535, cmd),
     root: String(values.root ?? "."),
-    host: String(values.host ?? "0.0.0.0"),
+    host: parseHostArg(String(values.host ?? "0.0.0.0")),
     pieceSize,
-    rate: optionalRate(values.rate, "--rate"),
-    secretFile: optionalPath(values["secret-file"], "--secret-file"),
+    rate: optionalRate(values.rate, "--rate", cmd),
+    secretFile: optionalPath(values["secret-file"], "--secret-file", cmd),
     tftp: values.tftp === undefined
       ? undefined
-      : parseIntArg(String(values.tftp), "--tftp port", 0, 65535),
+      : parseIntArg(String(values.tftp), "--tftp port", 0, 65535, cmd),
+    logFormat,
+    cacheDir: optionalPath(values["cache-dir"], "--cache-dir", cmd),
+    noCache: values["no-cache"] === true,
   };
 }
 
-/** Parses the arguments after `fetch`. */
+/** Parses the arguments after `fetch`; throws `HelpRequested` for `-h`/`--help`. */
 export function parseFetchArgs(args: string[]): FetchArgs {
-  const { values, positionals } = parse(args, {
-    output: { type: "string", short: "o" },
-    force: { type: "boolean", short: "f" },
-    quiet: { type: "boolean", short: "q" },
-    json: { type: "boolean" },
-    "block-size": { type: "string" },
-    limit: { type: "string" },
-    verify: { type: "string" },
-    checksum: { type: "string" },
-    "secret-file": { type: "string" },
-  });
+  const cmd = FETCH_SPEC.name;
+  const { values, positionals } = parseCommand(FETCH_SPEC, args);
   const verify = values.verify ?? "pieces";
   if (verify !== "full" && verify !== "pieces") {
-    throw usage(`--verify takes "full" or "pieces", got "${verify}"`);
+    throw usageError(cmd, `--verify takes "full" or "pieces", got "${verify}"`);
   }
   if (positionals.length < 2 || positionals.length > 3) {
-    throw usage("fetch takes <servers.txt> <connections> [<file>]");
+    throw usageError(cmd, "fetch takes <servers.txt> <connections> [<file>]");
   }
   const [serversFile, conns, file] = positionals;
-  if (file === "") throw usage("<file> must not be empty");
-  if (values.output === "") throw usage("-o needs a file name");
+  if (serversFile === "") throw usageError(cmd, "<servers.txt> must not be empty");
+  if (file === "") throw usageError(cmd, "<file> must not be empty");
+  if (values.output === "") throw usageError(cmd, "-o needs a file name");
   if (values.json === true && values.output === "-") {
-    throw usage("--json and -o - both write to stdout: choose one");
+    throw usageError(cmd, "--json and -o - both write to stdout: choose one");
   }
   return {
     serversFile,
-    connections: parseIntArg(conns, "<connections>", 1, MAX_CONNECTIONS),
+    connections: parseIntArg(conns, "<connections>", 1, MAX_CONNECTIONS, cmd),
     file,
     output: values.output === undefined ? undefined : String(values.output),
     force: values.force === true,
@@ -160,24 +333,38 @@ export function parseFetchArgs(args: string[]): FetchArgs {
     json: values.json === true,
     blockSize: values["block-size"] === undefined || values["block-size"] === "auto"
       ? "auto"
-      : parseIntArg(String(values["block-size"]), "--block-size", 512, MAX_BLOCK_SIZE),
-    limit: optionalRate(values.limit, "--limit"),
+      : parseIntArg(
+        String(values["block-size"]),
+        "--block-size",
+        MIN_BLOCK_SIZE,
+        MAX_BLOCK_SIZE,
+        cmd,
+      ),
+    limit: optionalRate(values.limit, "--limit", cmd),
     verify,
     checksum: values.checksum === undefined ? undefined : parseChecksum(String(values.checksum)),
-    secretFile: optionalPath(values["secret-file"], "--secret-file"),
+    secretFile: optionalPath(values["secret-file"], "--secret-file", cmd),
   };
 }
 
-/** `sha256=<64 hex digits>` → the digest bytes, or a usage error. */
+/** `sha256=<64 hex digits>` → the digest bytes, or a usage error of `fetch`. */
 export function parseChecksum(text: string): Uint8Array {
   const m = /^sha256=([0-9a-fA-F]{64})$/.exec(text.trim());
-  if (!m) throw usage(`--checksum takes sha256=<64 hex digits>, got "${text}"`);
+  if (!m) {
+    throw usageError(FETCH_SPEC.name, `--checksum takes sha256=<64 hex digits>, got "${text}"`);
+  }
   return new Uint8Array(m[1].match(/../g)!.map((h) => parseInt(h, 16)));
 }
 
-function optionalRate(v: string | boolean | undefined, flag: string): number | undefined {
+function optionalRate(
+  v: string | boolean | undefined,
+  flag: string,
+  command: string,
+): number | undefined {
   if (v === undefined) return undefined;
   const rate = parseRate(String(v));
-  if (rate === undefined) throw usage(`${flag} takes a rate like 20M or 500k, got "${v}"`);
+  if (rate === undefined) {
+    throw usageError(command, `${flag} takes a rate like 20M or 500k, got "${v}"`);
+  }
   return rate;
 }

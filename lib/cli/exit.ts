@@ -34,6 +34,24 @@ export const ExitCode = {
 /** One of the values of {@linkcode ExitCode}. */
 export type ExitCodeValue = typeof ExitCode[keyof typeof ExitCode];
 
+/**
+ * One line per exit status, in the order `--help` and the README list them. Kept beside
+ * {@linkcode ExitCode} so the help text cannot drift from the codes the program returns; the
+ * `Record` type makes a new code without a description a type error.
+ */
+export const EXIT_CODE_DESCRIPTIONS: Readonly<Record<keyof typeof ExitCode, string>> = {
+  Ok: "success",
+  Internal: "internal error (a bug)",
+  Usage: "usage error: bad arguments or a bad servers file",
+  NotFound: "the file is not available from any server that answered",
+  Unreachable: "no server reachable, or every server failed before the transfer finished",
+  Verification: "verification failed, or servers disagree on the file with no majority",
+  LocalIo: "local I/O error (cannot write the output, output is a directory, ...)",
+  OutputExists: "OUT (or an OUT.part udpget did not make) exists; --force not given",
+  AuthFailed: "authentication refused: --secret-file missing, wrong key, clock skew",
+  Interrupted: "interrupted (SIGINT/SIGTERM)",
+};
+
 /** An error meant for the user: a one-line message and the exit status to end with. */
 export class UdpgetError extends Error {
   /** The process exit status this error maps to. */

@@ -256,6 +256,16 @@ function isHostnameLabel(label: string): boolean {
 }
 
 /**
+ * The family of an IP address literal (`127.0.0.1`, `::`, `fe80::1`), or undefined for
+ * anything else (names, brackets, zone ids). Shared with `serve --host`, which must be checked
+ * before binding so a typo is a usage error rather than a failed bind.
+ */
+export function ipLiteralFamily(text: string): "ipv4" | "ipv6" | undefined {
+  if (parseIPv4(text) !== null) return "ipv4";
+  return text.includes(":") && parseIPv6(text) !== null ? "ipv6" : undefined;
+}
+
+/**
  * Parses a dotted quad into its four octets, or null.
  *
  * Leading zeros are rejected because some resolvers read "010" as octal,

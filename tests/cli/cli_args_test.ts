@@ -1,12 +1,17 @@
 import assert from "node:assert/strict";
 import {
+  COMMANDS,
+  FETCH_SPEC,
   MAX_CONNECTIONS,
   parseFetchArgs,
   parseIntArg,
   parseServeArgs,
+  SERVE_SPEC,
   USAGE,
 } from "../../lib/cli/cli_args.ts";
-import { ExitCode, UdpgetError } from "../../lib/cli/exit.ts";
+import { EXIT_CODE_DESCRIPTIONS, ExitCode, UdpgetError } from "../../lib/cli/exit.ts";
+import { commandHelp, mainHelp } from "../../lib/cli/help.ts";
+import { HelpRequested } from "../../lib/cli/option_table.ts";
 import { DEFAULT_PIECE_SIZE } from "../../lib/io/file_digest.ts";
 import { MAX_BLOCK_SIZE } from "../../lib/wire/packet.ts";
 
@@ -137,8 +142,9 @@ Deno.test("fetch: everything after -- is positional", () => {
   assert.equal(a.file, "--weird-name");
 });
 
-Deno.test("usage errors point at --help", () => {
-  usageError(() => parseFetchArgs([]), /see udpget --help/);
+Deno.test("usage errors name the subcommand and point at its --help", () => {
+  usageError(() => parseFetchArgs([]), /^fetch: .* \(see udpget fetch --help\)$/);
+  usageError(() => parseServeArgs([]), /^serve: .* \(see udpget serve --help\)$/);
   assert.match(USAGE, /udpget serve/);
   assert.match(USAGE, /udpget fetch/);
 });
@@ -156,6 +162,9 @@ Deno.test("serve: defaults", () => {
     rate: undefined,
     secretFile: undefined,
     tftp: undefined,
+    logFormat: "text",
+    cacheDir: undefined,
+    noCache: false,
   });
 });
 
@@ -170,6 +179,9 @@ Deno.test("serve: --root, --host, --piece-size", () => {
       rate: undefined,
       secretFile: undefined,
       tftp: undefined,
+      logFormat: "text",
+      cacheDir: undefined,
+      noCache: false,
     },
   );
   assert.equal(parseServeArgs(["1", "--piece-size", "1024"]).pieceSize, 1024);
@@ -200,9 +212,98 @@ Deno.test("serve: --tftp PORT, not with --secret-file (TFTP has no authenticatio
 });
 
 Deno.test("parseIntArg: digits only, inclusive bounds", () => {
-  assert.equal(parseIntArg("7", "x", 7, 7), 7);
-  assert.equal(parseIntArg("007", "x", 0, 10), 7);
-  usageError(() => parseIntArg("8", "x", 0, 7), /x must be in 0\.\.7, got 8/);
-  usageError(() => parseIntArg("-1", "x", -5, 7), /x must be a whole number/);
-  usageError(() => parseIntArg("0x10", "x", 0, 100), /whole number/);
+  assert.equal(parseIntArg("7", "x", 7, 7, "fetch"), 7);
+  assert.equal(parseIntArg("007", "x", 0, 10, "fetch"), 7);
+  usageError(() => parseIntArg("8", "x", 0, 7, "fetch"), /x must be in 0\.\.7, got 8/);
+  usageError(() => parseIntArg("-1", "x", -5, 7, "fetch"), /x must be a whole number/);
+  usageError(() => parseIntArg("0x10", "x", 0, 100, "fetch"), /whole number/);
+});
+
+// ---------------------------------------------------------------------------------------------
+// the option tables: errors, help, options parsed for features added elsewhere
+// ---------------------------------------------------------------------------------------------
+
+Deno.test("unknown options and missing values are one clean line naming the option", () => {
+  usageError(
+    () => parseFetchArgs(["s", "2", "f", "--bogus"]),
+    /^fetch: unknown option --bogus \(see udpget fetch --help\)$/,
+  );
+  usageError(() => parseFetchArgs(["s", "2", "f", "-z"]), /^fetch: unknown option -z /);
+  usageError(() => parseServeArgs(["1", "--bogus=3"]), /^serve: unknown option --bogus /);
+  usageError(
+    () => parseFetchArgs(["s", "2", "f", "--limit"]),
+    /^fetch: option --limit needs a value/,
+  );
+  usageError(
+    () => parseFetchArgs(["s", "2", "-o", "--force"]),
+    /option -o needs a value .*--force/,
+  );
+  usageError(() => parseFetchArgs(["s", "2", "f", "--quiet=1"]), /option --quiet takes no value/);
+  // what Node's parser says, which must not leak out
+  for (const args of [["s", "2", "--bogus"], ["s", "2", "--limit"], ["s", "2", "f", "-q=1"]]) {
+    assert.throws(() => parseFetchArgs(args), (e: Error) => !/positional|'/.test(e.message));
+  }
+  // the value may start with a dash when attached
+  assert.equal(parseFetchArgs(["s", "2", "f", "--output=-x"]).output, "-x");
+});
+
+Deno.test("-h / --help anywhere asks for that subcommand's help, even after a mistake", () => {
+  for (const [parse, name] of [[parseFetchArgs, "fetch"], [parseServeArgs, "serve"]] as const) {
+    for (const args of [["--help"], ["-h"], ["1", "--bogus", "--help"], ["-qh"]]) {
+      if (name === "serve" && args[0] === "-qh") continue;
+      assert.throws(
+        () => parse(args),
+        (e: unknown) => e instanceof HelpRequested && e.command === name,
+        `${name} ${args.join(" ")}`,
+      );
+    }
+  }
+  // after -- it is a file name
+  assert.equal(parseFetchArgs(["s", "2", "--", "--help"]).file, "--help");
+});
+
+Deno.test("help lists every option with its short form, default and the exit codes", () => {
+  for (const spec of COMMANDS) {
+    const text = commandHelp(spec);
+    assert.match(text, new RegExp(`^usage: udpget ${spec.name} `));
+    for (const o of spec.options) {
+      assert.ok(text.includes(`--${o.long}`), `--${o.long} missing from ${spec.name} help`);
+      if (o.short) assert.ok(text.includes(`-${o.short}, --${o.long}`), `-${o.short}`);
+      // wrapped lines joined, so a default split over two lines still counts
+      const flat = text.replace(/\n +/g, " ");
+      if (o.default) assert.ok(flat.includes(`(default: ${o.default})`), o.long);
+    }
+    const lines = text.split("\n").map((l) => l.trim());
+    for (const [name, code] of Object.entries(ExitCode)) {
+      const want = `${code}  ${EXIT_CODE_DESCRIPTIONS[name as keyof typeof ExitCode]}`;
+      assert.ok(lines.includes(want), `exit code line "${want}" missing`);
+    }
+    assert.ok(text.split("\n").every((l) => l.length <= 100), "help fits 100 columns");
+  }
+  const all = mainHelp(COMMANDS);
+  for (const spec of COMMANDS) for (const o of spec.options) assert.ok(all.includes(`--${o.long}`));
+  assert.match(all, /^ +130 {2}interrupted/m);
+  assert.match(commandHelp(FETCH_SPEC), /-o, --output OUT/);
+  assert.match(commandHelp(SERVE_SPEC), /--log-format text\|json/);
+});
+
+Deno.test("options parsed here and implemented elsewhere: --json, --log-format, --cache-dir, --no-cache", () => {
+  assert.equal(parseFetchArgs(["s", "2", "f", "--json"]).json, true);
+  const s = parseServeArgs(["0", "--log-format", "json", "--cache-dir", "/tmp/c", "--no-cache"]);
+  assert.deepEqual([s.logFormat, s.cacheDir, s.noCache], ["json", "/tmp/c", true]);
+  assert.equal(parseServeArgs(["0", "--log-format=text"]).logFormat, "text");
+  usageError(() => parseServeArgs(["0", "--log-format", "xml"]), /--log-format takes/);
+  usageError(() => parseServeArgs(["0", "--cache-dir", ""]), /--cache-dir needs a file name/);
+  usageError(() => parseServeArgs(["0", "--no-cache=yes"]), /takes no value/);
+});
+
+Deno.test("serve --host: an IPv4 or IPv6 literal or localhost, anything else is exit 2", () => {
+  for (
+    const ok of ["0.0.0.0", "127.0.0.1", "::", "::1", "fd00::7", "localhost", "::ffff:1.2.3.4"]
+  ) {
+    assert.equal(parseServeArgs(["0", "--host", ok]).host, ok);
+  }
+  for (const bad of ["1.2.3", "300.1.1.1", "nope", "[::1]", ":::", "example.com", ""]) {
+    usageError(() => parseServeArgs(["0", "--host", bad]), /^serve: --host takes an IPv4 or IPv6/);
+  }
 });
