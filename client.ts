@@ -12,7 +12,14 @@
 import { lookup } from "node:dns/promises";
 import { basename, dirname, join } from "node:path";
 import { type FetchArgs, parseFetchArgs } from "./lib/cli/cli_args.ts";
-import { chooseMeta, type FileMeta, toHex } from "./lib/engine/consensus.ts";
+import {
+  chooseMeta,
+  type FileMeta,
+  type MetaAnswer,
+  sameVersion,
+  settledMeta,
+  toHex,
+} from "./lib/engine/consensus.ts";
 import { ClientEndpoint, type ServerAddr } from "./lib/io/endpoint.ts";
 import { ExitCode, UdpgetError } from "./lib/cli/exit.ts";
 import { formatBytes, formatRate } from "./lib/cli/format.ts";
@@ -80,13 +87,19 @@ async function fetchFile(a: FetchArgs, run: FetchRun): Promise<void> {
   const endpoint = new ClientEndpoint(servers, a.connections, key);
   try {
     phase("start");
-    const { name, meta, chosen } = await chooseFile(endpoint, servers, a, run, stop.signal);
+    const { name, meta, chosen, pending } = await chooseFile(
+      endpoint,
+      servers,
+      a,
+      run,
+      stop.signal,
+    );
     const out = a.output ?? basename(name);
     run.file = name;
     run.output = out;
     run.meta = meta;
     await checkOutput(out, a.force, true);
-    await download(endpoint, servers, chosen, name, meta, out, a, run, stop.signal);
+    await download(endpoint, servers, { name, meta, chosen, pending }, out, a, run, stop.signal);
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
     await endpoint.shutdown();
@@ -251,6 +264,17 @@ interface Chosen {
   name: string;
   meta: FileMeta;
   chosen: number[];
+  /** Discovery, if some servers had not answered yet when the version was settled. */
+  pending?: MetaDiscovery;
+}
+
+/** A request machine running beside the transfer, and what to do as it progresses. */
+interface SideMachine {
+  m: RequestMachine;
+  /** After a reply or a timeout was handled. */
+  onProgress?: () => void;
+  /** Once it is done. */
+  onDone: () => void;
 }
 
 /** Asks about `a.file`, or prompts on a terminal until some server has the named file. */
@@ -335,8 +359,11 @@ async function discover(
       elapsedMs: performance.now() - (discovery.firstBusyAt ?? performance.now()),
     }, width);
   });
+  // the transfer starts once the answers so far decide the version (a strict majority of all
+  // servers); those still being asked (a lost datagram costs a timeout) join it when they answer
+  const settled = () => settledMeta(discovery.partial(), trusted, keyed);
   try {
-    await runMachine(endpoint, discovery, signal);
+    await runMachine(endpoint, discovery, signal, () => settled() !== undefined);
   } finally {
     run.ui.stop();
     if (discovery.firstBusyAt !== undefined) {
@@ -344,23 +371,12 @@ async function discover(
     }
   }
   abortCheck(signal);
-  servers.forEach((_, i) => {
-    endpoint.setToken(i, discovery.token(i));
-    const rtt = discovery.rtt(i);
-    if (rtt !== undefined) endpoint.noteRtt(i, rtt);
+  const partial = discovery.partial();
+  partial.forEach((ans, i) => {
+    if (ans) noteAnswer(endpoint, discovery, run, servers[i].label, i, ans);
   });
   const answers = discovery.answers();
-  answers.forEach((ans, i) => {
-    if (ans.kind === "error") {
-      const reason = `${errorCodeName(ans.code)}: ${ans.message}`;
-      run.setServer(i, "refused", reason);
-      run.ui.say(`udpget: ${servers[i].label}: ${reason}`);
-    } else if (ans.kind === "silent") {
-      run.setServer(i, "silent", "no answer");
-      run.ui.say(`udpget: ${servers[i].label}: no answer`);
-    } else run.setServer(i, "used", null);
-  });
-  const c = chooseMeta(answers, trusted, keyed);
+  const c = settled() ?? chooseMeta(answers, trusted, keyed);
   if (!c.ok) {
     if (c.reason === "auth") {
       const why = keyed
@@ -390,9 +406,56 @@ async function discover(
   for (const i of c.disagreeing) {
     const m = (answers[i] as { meta: FileMeta }).meta;
     run.setServer(i, "left_out", `another version (${version(m)})`);
-    run.ui.say(`udpget: ${servers[i].label}: left out, it has another version (${version(m)})`);
+    leaveOut(run, servers[i].label, i, m);
   }
-  return { name, meta: c.meta, chosen: c.servers };
+  return { name, meta: c.meta, chosen: c.servers, pending: discovery.done ? undefined : discovery };
+}
+
+/** Takes in a server's answer to the metadata request: its token, round trip and status. */
+function noteAnswer(
+  endpoint: ClientEndpoint,
+  discovery: MetaDiscovery,
+  run: FetchRun,
+  label: string,
+  i: number,
+  ans: MetaAnswer,
+): void {
+  endpoint.setToken(i, discovery.token(i));
+  const rtt = discovery.rtt(i);
+  if (rtt !== undefined) endpoint.noteRtt(i, rtt);
+  if (ans.kind === "error") {
+    const reason = `${errorCodeName(ans.code)}: ${ans.message}`;
+    run.setServer(i, "refused", reason);
+    run.ui.say(`udpget: ${label}: ${reason}`);
+  } else if (ans.kind === "silent") {
+    run.setServer(i, "silent", "no answer");
+    run.ui.say(`udpget: ${label}: no answer`);
+  } else run.setServer(i, "used", null);
+}
+
+function leaveOut(run: FetchRun, label: string, i: number, m: FileMeta): void {
+  run.setServer(i, "left_out", `another version (${version(m)})`);
+  run.ui.say(`udpget: ${label}: left out, it has another version (${version(m)})`);
+}
+
+/**
+ * Discovery still asking some servers when the transfer started: each that answers with the
+ * chosen version joins the transfer as a new source; the others are reported.
+ */
+function lateJoiners(d: Download, run: FetchRun, discovery: MetaDiscovery): SideMachine {
+  const settled = new Set<number>();
+  discovery.partial().forEach((a, i) => a && settled.add(i));
+  const take = () => {
+    discovery.partial().forEach((ans, i) => {
+      if (!ans || settled.has(i)) return;
+      settled.add(i);
+      noteAnswer(d.endpoint, discovery, run, d.labels[i], i, ans);
+      if (ans.kind !== "meta") return;
+      if (sameVersion(ans.meta, d.meta)) d.addServer(i);
+      else leaveOut(run, d.labels[i], i, ans.meta);
+    });
+  };
+  return { m: discovery, onProgress: take, onDone: take };
 }
 
 function version(m: FileMeta): string {
@@ -456,7 +519,7 @@ class Download {
   /** Whether piece hashes were established. */
   hashes = false;
   /** A request machine running beside the transfer (the hash list), and what to do when done. */
-  side: { m: RequestMachine; onDone: () => void } | undefined;
+  sides: SideMachine[] = [];
   /** What the final check established, for the summary line. */
   verified = "";
   /** Bytes of pieces verified by an earlier run, not fetched again. */
@@ -502,6 +565,14 @@ class Download {
   get received(): number {
     return this.resumed + this.session.received;
   }
+
+  /** Server `server` (index in the servers file) joins the transfer as a new source. */
+  addServer(server: number): void {
+    const source = this.servers.length;
+    this.servers.push(server);
+    this.session.addSource(source, performance.now(), ALL, this.endpoint.rttOf(server));
+    this.session.setToken(source, this.endpoint.token(server));
+  }
 }
 
 /**
@@ -529,9 +600,7 @@ export function mtuSafeBlock(family: "ipv4" | "ipv6"): number {
 async function download(
   endpoint: ClientEndpoint,
   servers: ServerAddr[],
-  chosen: number[],
-  name: string,
-  meta: FileMeta,
+  { name, meta, chosen, pending }: Chosen,
   out: string,
   a: FetchArgs,
   run: FetchRun,
@@ -571,6 +640,7 @@ async function download(
     maxRequest,
   );
   run.download = d;
+  if (pending) d.sides.push(lateJoiners(d, run, pending));
   let ok = false;
   let kept = false;
   try {
@@ -644,10 +714,10 @@ async function transfer(
     // (a resume waits for it, to re-check the pieces it claims before fetching the others)
     const hashFetch = hashListFetch(d);
     d.verifierReady = new Promise<Uint8Array | undefined>((resolve) => {
-      d.side = {
+      d.sides.push({
         m: hashFetch,
         onDone: () => resolve(checkedHashes(d, run, hashFetch.result())),
-      };
+      });
     }).then((hashes) => {
       phase("hashes");
       // without piece hashes, only a full pass can vouch for the file
@@ -667,7 +737,7 @@ async function transfer(
     });
     if (partial.claimed.length > 0) {
       await runMachine(endpoint, hashFetch, signal);
-      settleSide(d);
+      settleSides(d);
       await d.verifierReady;
       await recheckClaimed(d, run);
     }
@@ -735,7 +805,11 @@ async function drive(d: Download, run: FetchRun, signal: AbortSignal): Promise<v
   const { session, endpoint } = d;
   const file = d.partial.file;
   endpoint.routeOthers((server, p) => {
-    if (d.side?.m.handleReply(performance.now(), server, p)) return d.wake.notify();
+    for (const side of d.sides) {
+      if (!side.m.handleReply(performance.now(), server, p)) continue;
+      side.onProgress?.();
+      return d.wake.notify();
+    }
     const source = d.servers.indexOf(server);
     if (source < 0) return;
     const now = performance.now();
@@ -759,12 +833,12 @@ async function drive(d: Download, run: FetchRun, signal: AbortSignal): Promise<v
   }
 }
 
-/** Ends the side machine once it is done. */
-function settleSide(d: Download): void {
-  if (!d.side?.m.done) return;
-  const { onDone } = d.side;
-  d.side = undefined;
-  onDone();
+/** Ends the side machines that are done. */
+function settleSides(d: Download): void {
+  const done = d.sides.filter((s) => s.m.done);
+  if (done.length === 0) return;
+  d.sides = d.sides.filter((s) => !s.m.done);
+  for (const s of done) s.onDone();
 }
 
 /** `UDPGET_DEBUG=1` (with env access granted) prints the engine's state twice a second. */
@@ -777,8 +851,11 @@ async function driveLoop(d: Download, run: FetchRun, signal: AbortSignal): Promi
   const { session, endpoint } = d;
   while (!session.ended && !signal.aborted) {
     const now = performance.now();
-    if (d.side) serviceMachine(endpoint, d.side.m, now);
-    settleSide(d);
+    for (const side of d.sides) {
+      serviceMachine(endpoint, side.m, now);
+      side.onProgress?.(); // (a timeout may have settled something)
+    }
+    settleSides(d);
     session.handleTimeout(now);
     for (let t = session.pollTransmit(now); t; t = session.pollTransmit(now)) {
       // each lane is a worker socket with its own receive buffer
@@ -786,12 +863,14 @@ async function driveLoop(d: Download, run: FetchRun, signal: AbortSignal): Promi
     }
     for (let e = session.poll(); e; e = session.poll()) onEvent(d, run, e);
     if (session.ended) break;
-    const side = d.side?.m.pollTimeout();
-    const next = Math.min(session.pollTimeout(performance.now()) ?? Infinity, side ?? Infinity);
+    const side = Math.min(...d.sides.map((s) => s.m.pollTimeout() ?? Infinity));
+    const next = Math.min(session.pollTimeout(performance.now()) ?? Infinity, side);
     const wait = next === Infinity ? 1000 : Math.max(0, next - performance.now());
     await withTimeout(d.wake.wait(), wait);
   }
-  settleSide(d);
+  // answers that came in with the last blocks still count (a late server's version is reported)
+  for (const side of d.sides) side.onProgress?.();
+  settleSides(d);
   // a verification still running when the last block arrived settles the finish
   while (d.verifying > 0 && !signal.aborted) await d.wake.wait();
 }
@@ -891,6 +970,7 @@ async function runMachine(
   endpoint: ClientEndpoint,
   m: RequestMachine,
   signal: AbortSignal,
+  enough: () => boolean = () => false,
 ): Promise<void> {
   const wake = new Notifier();
   const onAbort = () => wake.notify();
@@ -899,9 +979,9 @@ async function runMachine(
     if (m.handleReply(performance.now(), server, p)) wake.notify();
   });
   try {
-    while (!m.done && !signal.aborted) {
+    while (!m.done && !enough() && !signal.aborted) {
       serviceMachine(endpoint, m, performance.now());
-      if (m.done) break;
+      if (m.done || enough()) break;
       const next = m.pollTimeout();
       await withTimeout(wake.wait(), next === undefined ? 1000 : next - performance.now());
     }

@@ -18,7 +18,10 @@ export type ServerStatus =
   | "refused"
   /** It never answered. */
   | "silent"
-  /** The fetch ended before anything was learnt about it. */
+  /**
+   * It had not answered when the fetch ended: the others had settled the version, so the
+   * transfer started (and ended) without waiting for it; or the fetch failed before.
+   */
   | "unknown";
 
 /** One server's line of the report. */

@@ -117,3 +117,27 @@ export function chooseMeta(
   const meta = (answers[best[0]] as { meta: FileMeta }).meta;
   return { ok: true, meta, servers: best, disagreeing };
 }
+
+/** Whether two servers' metadata describe the same version (the same bytes, hashed alike). */
+export function sameVersion(a: FileMeta, b: FileMeta): boolean {
+  return agreementKey(a) === agreementKey(b);
+}
+
+/**
+ * The choice `chooseMeta` will make, as soon as the answers so far (undefined: still asked)
+ * decide it whatever the others answer: a version held by a strict majority of all servers
+ * cannot be outnumbered or tied, and with a trusted digest every server offering it is usable.
+ * The transfer can start then; servers answering later join it if they agree. Undefined while
+ * the outcome is open.
+ */
+export function settledMeta(
+  partial: (MetaAnswer | undefined)[],
+  trustedDigest?: Uint8Array,
+  keyed = false,
+): Consensus | undefined {
+  const answers = partial.map((a): MetaAnswer => a ?? { kind: "silent" });
+  const c = chooseMeta(answers, trustedDigest, keyed);
+  if (partial.every((a) => a !== undefined)) return c;
+  if (!c.ok) return undefined;
+  return trustedDigest || 2 * c.servers.length > partial.length ? c : undefined;
+}

@@ -72,6 +72,11 @@ export class MetaDiscovery implements RequestMachine {
     return this.#servers.every((s) => s.answer !== undefined);
   }
 
+  /** Each server's answer so far (undefined: still being asked). */
+  partial(): (MetaAnswer | undefined)[] {
+    return this.#servers.map((s) => s.answer);
+  }
+
   /** One answer per server, once `done`. */
   answers(): MetaAnswer[] {
     return this.#servers.map((s) => s.answer ?? { kind: "silent" });

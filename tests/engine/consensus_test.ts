@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { ErrorCode } from "../../lib/wire/packet.ts";
-import { chooseMeta, type FileMeta, type MetaAnswer, toHex } from "../../lib/engine/consensus.ts";
+import {
+  chooseMeta,
+  type FileMeta,
+  type MetaAnswer,
+  sameVersion,
+  settledMeta,
+  toHex,
+} from "../../lib/engine/consensus.ts";
 
 function digestOf(byte: number): Uint8Array {
   return new Uint8Array(32).fill(byte);
@@ -212,4 +219,59 @@ Deno.test("chooseMeta: refused authentication is reported as such, not as a miss
   assert.deepEqual(chooseMeta([flags, silent], undefined, true), { ok: false, reason: "auth" });
   const m = meta();
   assert.ok(chooseMeta([auth, ok(m)]).ok, "a server that offers the file wins");
+});
+
+Deno.test("settledMeta: a strict majority of all servers decides before the rest answer", () => {
+  const a = meta();
+  const b = meta({ digest: digestOf(0x11) });
+  assert.equal(settledMeta([ok(a), undefined, undefined]), undefined, "1 of 3: still open");
+  const c = settledMeta([ok(a), undefined, ok(a)]);
+  assert.ok(c?.ok);
+  assert.deepEqual(c.servers, [0, 2]);
+  // 2 of 4 is no majority: the other two could agree on another version (a tie)
+  assert.equal(settledMeta([ok(a), ok(a), undefined, undefined]), undefined);
+  assert.equal(settledMeta([ok(a), ok(b), undefined]), undefined, "a tie so far");
+  assert.equal(settledMeta([err(), undefined, undefined]), undefined);
+});
+
+Deno.test("settledMeta: with a trusted digest, the first server offering it is enough", () => {
+  const a = meta();
+  const c = settledMeta([undefined, ok(a), undefined], a.digest);
+  assert.ok(c?.ok);
+  assert.deepEqual(c.servers, [1]);
+  assert.equal(settledMeta([ok(meta({ digest: digestOf(1) })), undefined], a.digest), undefined);
+});
+
+Deno.test("settledMeta: once everyone answered it is chooseMeta, failures included", () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.oneof(fc.constant(silent), fc.constant(err()), fc.nat(2)), { maxLength: 6 }),
+      (xs) => {
+        const answers = xs.map((x) =>
+          typeof x === "number" ? ok(meta({ digest: digestOf(x) })) : x
+        );
+        assert.deepEqual(settledMeta(answers), chooseMeta(answers));
+      },
+    ),
+    { seed: 3, numRuns: 200 },
+  );
+});
+
+Deno.test("settledMeta: a settled choice never changes, whatever the others answer", () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.option(fc.nat(2), { nil: undefined }), { minLength: 1, maxLength: 6 }),
+      fc.array(fc.nat(2), { minLength: 6, maxLength: 6 }),
+      (known, later) => {
+        const partial = known.map((x) => x === undefined ? undefined : ok(meta({ size: x })));
+        const early = settledMeta(partial);
+        if (!early?.ok) return;
+        const full = partial.map((a, i) => a ?? ok(meta({ size: later[i] })));
+        const final = chooseMeta(full);
+        assert.ok(final.ok);
+        assert.ok(sameVersion(final.meta, early.meta), "the same version wins in the end");
+      },
+    ),
+    { seed: 4, numRuns: 300 },
+  );
 });
