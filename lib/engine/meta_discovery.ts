@@ -21,6 +21,8 @@ export const META_RETRY: RetryOptions = { firstTimeoutMs: 250, maxTimeoutMs: 400
 /** How long a BUSY server (hashing a big file) may keep us waiting, and how often to ask. */
 export const META_BUSY_LIMIT_MS = 120_000;
 export const META_BUSY_RETRY_MS = 200;
+/** Request ids remembered per server (answers to older ones are ignored). */
+const REMEMBERED_IDS = 8;
 /** RETRYs followed for one attempt; more means the token is refused (the address changed). */
 const RETRIES_PER_ATTEMPT = 2;
 
@@ -37,6 +39,8 @@ interface ServerState {
   rttMs: number | undefined;
   /** The message of its last BUSY answer while it still has not answered (it is hashing). */
   busy: string | undefined;
+  /** Ids of the latest requests sent to it: an answer to any of them is its answer. */
+  sent: number[];
 }
 
 /** Asks every server about one file name. */
@@ -65,6 +69,7 @@ export class MetaDiscovery implements RequestMachine {
       token: NO_TOKEN,
       rttMs: undefined,
       busy: undefined,
+      sent: [],
     }));
   }
 
@@ -99,28 +104,36 @@ export class MetaDiscovery implements RequestMachine {
 
   handleReply(now: number, server: number, p: Packet): boolean {
     const s = this.#servers[server];
-    if (!s || s.id === undefined || p.requestId !== s.id) return false;
-    s.id = undefined;
-    s.rttMs = now - s.sentAt;
+    if (!s || !s.sent.includes(p.requestId)) return false;
+    const current = p.requestId === s.id;
     if (p.type === "retry") {
+      // the newest token validates every later request, even one beside an answer
       s.token = p.token.slice();
+      if (!current || s.answer) return true;
+      s.id = undefined;
+      s.rttMs = now - s.sentAt;
       // followed at once; a RETRY after RETRY means validation keeps failing: an attempt lost
       if (++s.retries > RETRIES_PER_ATTEMPT) this.#failAttempt(s, now);
       else s.sendAt = now;
-    } else if (p.type === "error" && p.code === ErrorCode.Busy && now < this.#busyUntil) {
+      return true;
+    }
+    // an answer to an earlier request counts too: a server may send the answer right behind
+    // the RETRY that made us ask again (PROTOCOL.md §7.1)
+    if (s.answer || (p.type !== "error" && p.type !== "meta_reply")) return true;
+    if (current) s.rttMs = now - s.sentAt;
+    s.id = undefined;
+    if (p.type === "error" && p.code === ErrorCode.Busy && now < this.#busyUntil) {
       s.sendAt = now + META_BUSY_RETRY_MS;
       s.busy = p.message;
       this.firstBusyAt ??= now;
     } else if (p.type === "error") {
       s.answer = { kind: "error", code: p.code, message: p.message };
-    } else if (p.type === "meta_reply") {
+    } else {
       const { size, pieceSize, maxBlock, mtimeMs } = p;
       // (copies: the packet's bytes are views into a receive buffer that is reused)
       const digest = p.digest.slice();
       const piecesRoot = p.piecesRoot.slice();
       s.answer = { kind: "meta", meta: { size, pieceSize, maxBlock, mtimeMs, digest, piecesRoot } };
-    } else {
-      s.id = p.requestId; // a reply of another type: not an answer, keep waiting
     }
     return true;
   }
@@ -137,6 +150,8 @@ export class MetaDiscovery implements RequestMachine {
       if (s.answer || s.id !== undefined || now < s.sendAt) continue;
       s.id = this.nextRequestId() >>> 0;
       s.sentAt = now;
+      s.sent.push(s.id);
+      if (s.sent.length > REMEMBERED_IDS) s.sent.shift();
       const packet = { type: "meta_request", requestId: s.id, token: s.token, name: this.name };
       return { server, packet: packet as Packet };
     }

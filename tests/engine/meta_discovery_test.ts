@@ -100,3 +100,32 @@ Deno.test("meta discovery: servers still hashing are listed with their BUSY mess
   m.handleReply(again + 10, a2.server, metaReply(a2.packet.requestId, 3));
   assert.deepEqual(m.busy(), ["hashing 50/400"], "an answered server is no longer busy");
 });
+
+Deno.test("meta discovery: an answer right behind its RETRY is taken, with the token", () => {
+  const m = new MetaDiscovery("a.txt", 1, 0, ids());
+  const first = m.pollTransmit(0)!;
+  const token = new Uint8Array(16).fill(5);
+  const id = first.packet.requestId;
+  m.handleReply(50, 0, { type: "retry", requestId: id, token });
+  const again = m.pollTransmit(50)!; // (asked again at once: an older server sends no answer)
+  assert.notEqual(again.packet.requestId, id);
+  assert.equal(m.handleReply(50, 0, metaReply(id, 4)), true, "the answer to the first id");
+  assert.ok(m.done, "one round trip, not two");
+  assert.deepEqual(m.token(0), token);
+  assert.equal(m.rtt(0), 50);
+  assert.equal(m.handleReply(100, 0, metaReply(again.packet.requestId, 4)), true);
+  assert.equal(m.answers()[0].kind, "meta");
+});
+
+Deno.test("meta discovery: a RETRY arriving after the answer still updates the token", () => {
+  const m = new MetaDiscovery("a.txt", 1, 0, ids());
+  const first = m.pollTransmit(0)!;
+  m.handleReply(40, 0, metaReply(first.packet.requestId, 4));
+  const token = new Uint8Array(16).fill(6);
+  assert.equal(
+    m.handleReply(41, 0, { type: "retry", requestId: first.packet.requestId, token }),
+    true,
+  );
+  assert.deepEqual(m.token(0), token);
+  assert.equal(m.pollTransmit(41), undefined, "answered: nothing is asked again");
+});
