@@ -135,7 +135,11 @@ Deno.test("fault: a server whose first answer is lost joins the transfer late", 
     assert.equal(r.code, 0, r.stderr);
     assert.ok(relays[2].seen.to_client > 1, "the third server answered after the loss");
     const report = JSON.parse(r.stdout) as { servers: { status: string; bytes: number }[] };
-    assert.deepEqual(report.servers.map((s) => s.status), ["used", "used", "used"]);
+    assert.deepEqual(
+      report.servers.map((s) => s.status),
+      ["used", "used", "used"],
+      r.stdout + r.stderr,
+    );
     assert.ok(report.servers.every((s) => s.bytes > 0), r.stdout);
     assert.ok(sameBytes(await Deno.readFile(`${work}/f.bin`), data), "bytes differ");
   });

@@ -4,7 +4,14 @@
  */
 
 import assert from "node:assert/strict";
-import { encode, ErrorCode, fileIdOf, NO_TOKEN, type Packet } from "../lib/wire/packet.ts";
+import {
+  encode,
+  ErrorCode,
+  fileIdOf,
+  NO_TOKEN,
+  type Packet,
+  TOKEN_PROBE_NAME,
+} from "../lib/wire/packet.ts";
 import { MAX_TRANSFERS_PER_CLIENT } from "../lib/serving/serve_policy.ts";
 import { PacketInbox, seededBytes, serveInProcess, tempDir } from "./harness.ts";
 
@@ -44,7 +51,15 @@ Deno.test("flood: 300 source ports asking for 40 files: bounded state, TOO_MANY,
     throw new Error("no answer");
   };
   try {
-    // metadata of every file (the server hashes them), and a valid token for 127.0.0.1
+    // a valid token for 127.0.0.1 (a token probe), and the metadata of every file (the server
+    // hashes them)
+    const probe = await ask((requestId, token) => ({
+      type: "meta_request",
+      requestId,
+      token,
+      name: TOKEN_PROBE_NAME,
+    }));
+    assert.ok(probe.type === "error" && token !== NO_TOKEN, "the probe brought a token");
     const ids: bigint[] = [];
     for (let i = 0; i < FILES; i++) {
       const m = await ask((requestId, token) => ({

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ErrorCode, NO_TOKEN, type Packet } from "../wire/packet.ts";
+import { ErrorCode, NO_TOKEN, type Packet, TOKEN_PROBE_NAME } from "../wire/packet.ts";
 import type { MetaAnswer } from "./consensus.ts";
 import {
   attemptTimeout,
@@ -41,6 +41,8 @@ interface ServerState {
   busy: string | undefined;
   /** Ids of the latest requests sent to it: an answer to any of them is its answer. */
   sent: number[];
+  /** Id of the token probe sent to it (see `pollTransmit`), once sent. */
+  probeId: number | undefined;
 }
 
 /** Asks every server about one file name. */
@@ -70,6 +72,7 @@ export class MetaDiscovery implements RequestMachine {
       rttMs: undefined,
       busy: undefined,
       sent: [],
+      probeId: undefined,
     }));
   }
 
@@ -104,6 +107,10 @@ export class MetaDiscovery implements RequestMachine {
 
   handleReply(now: number, server: number, p: Packet): boolean {
     const s = this.#servers[server];
+    if (s && p.requestId === s.probeId) {
+      if (p.type === "retry") s.token = p.token.slice();
+      return true; // (a server that validates nothing answers the probe with an error: no matter)
+    }
     if (!s || !s.sent.includes(p.requestId)) return false;
     const current = p.requestId === s.id;
     if (p.type === "retry") {
@@ -147,6 +154,19 @@ export class MetaDiscovery implements RequestMachine {
 
   pollTransmit(now: number): RequestTransmit | undefined {
     for (const [server, s] of this.#servers.entries()) {
+      if (s.probeId === undefined && s.token === NO_TOKEN && s.id === undefined) {
+        // a token probe first, which a server that validates addresses answers with a RETRY;
+        // the real request is answered without a token (PROTOCOL.md §7.1), so the token for
+        // the chunk requests comes in the same round trip
+        s.probeId = this.nextRequestId() >>> 0;
+        const probe = {
+          type: "meta_request",
+          requestId: s.probeId,
+          token: NO_TOKEN,
+          name: TOKEN_PROBE_NAME,
+        };
+        return { server, packet: probe as Packet };
+      }
       if (s.answer || s.id !== undefined || now < s.sendAt) continue;
       s.id = this.nextRequestId() >>> 0;
       s.sentAt = now;

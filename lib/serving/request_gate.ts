@@ -13,8 +13,10 @@ import {
   encode,
   ErrorCode,
   type HashesRequest,
+  META_REPLY_SIZE,
   type MetaRequest,
   requestIdOfRequest,
+  TOKEN_PROBE_NAME,
 } from "../wire/packet.ts";
 import { authFailureMessage, type RequestAuthenticator } from "../wire/auth.ts";
 import type { CookieJar } from "../wire/cookie.ts";
@@ -38,6 +40,7 @@ export class RequestGate {
 
   /** Decides about `data` from `host` at `now` (ms since the epoch). */
   admit(data: Uint8Array, host: string, now: number): GateDecision {
+    const received = data.length;
     if (this.auth) {
       const opened = this.auth.open(data, now);
       if (!opened.ok) return this.#refuseAuth(data, authFailureMessage(opened.reason));
@@ -59,7 +62,7 @@ export class RequestGate {
     if (p.type !== "meta_request" && p.type !== "hashes_request" && p.type !== "chunk_request") {
       return { kind: "drop", why: "reply_type" };
     }
-    if (!this.cookies.valid(p.token, host, now)) {
+    if (!this.cookies.valid(p.token, host, now) && !answerableUnproven(p, received)) {
       // unproven source address: a 26-byte RETRY, never more than 3x what it sent
       const token = this.cookies.issue(host, now);
       return {
@@ -79,4 +82,18 @@ export class RequestGate {
     if (bytes.length > AMPLIFICATION_FACTOR * data.length) return { kind: "drop", why: "auth" };
     return { kind: "answer", bytes, why: "auth" };
   }
+}
+
+/**
+ * Whether a request may be answered before its source address is proven (PROTOCOL.md §7.1):
+ * a metadata request whose answer (at most a META_REPLY) is within 3 times what it sent, so the
+ * server amplifies nothing, as QUIC's anti-amplification limit (RFC 9000 §8.1). The client then
+ * learns the file in one round trip instead of two; the chunks, far larger, still need a token.
+ */
+function answerableUnproven(
+  p: MetaRequest | HashesRequest | ChunkRequest,
+  received: number,
+): boolean {
+  return p.type === "meta_request" && p.name !== TOKEN_PROBE_NAME &&
+    AMPLIFICATION_FACTOR * received >= META_REPLY_SIZE;
 }

@@ -221,6 +221,13 @@ const MAX_SAFE_HIGH_WORD = 0x1f_ffff;
 /** digest_alg value for SHA-256, the only algorithm defined in version 1. */
 const DIGEST_ALG_SHA256 = 1;
 const META_REPLY_BODY_SIZE = 8 + 8 + 4 + 2 + 1 + DIGEST_SIZE + DIGEST_SIZE;
+/**
+ * Name of a token probe (PROTOCOL.md §7.1): a META_REQUEST for `/`, never a servable file,
+ * that a server validating addresses answers with RETRY only, whatever its size.
+ */
+export const TOKEN_PROBE_NAME = "/";
+/** Size of a META_REPLY datagram (97 bytes). */
+export const META_REPLY_SIZE: number = HEADER_SIZE + META_REPLY_BODY_SIZE;
 
 const utf8Encoder = new TextEncoder();
 // fatal: a name that is not valid UTF-8 must be rejected, not silently "repaired"

@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { META_RETRY, MetaDiscovery } from "../../lib/engine/meta_discovery.ts";
-import { attemptTimeout } from "../../lib/engine/retry_schedule.ts";
-import { ErrorCode, type Packet } from "../../lib/wire/packet.ts";
+import { attemptTimeout, type RequestTransmit } from "../../lib/engine/retry_schedule.ts";
+import { ErrorCode, type Packet, TOKEN_PROBE_NAME } from "../../lib/wire/packet.ts";
+
+/** The next request to send, token probes (a name-less request per server) left out. */
+function poll(m: MetaDiscovery, now: number): RequestTransmit | undefined {
+  for (let t = m.pollTransmit(now); t; t = m.pollTransmit(now)) {
+    if (t.packet.type !== "meta_request" || t.packet.name !== TOKEN_PROBE_NAME) return t;
+  }
+  return undefined;
+}
 
 function ids(): () => number {
   let n = 100;
@@ -23,8 +31,8 @@ function metaReply(requestId: number, digestByte: number): Packet {
 
 Deno.test("meta discovery: asks every server at once; answers keep their own bytes", () => {
   const m = new MetaDiscovery("a.txt", 2, 0, ids());
-  const sent = [m.pollTransmit(0)!, m.pollTransmit(0)!];
-  assert.equal(m.pollTransmit(0), undefined);
+  const sent = [poll(m, 0)!, poll(m, 0)!];
+  assert.equal(poll(m, 0), undefined);
   assert.deepEqual(sent.map((t) => t.server), [0, 1]);
   const reply = metaReply(sent[0].packet.requestId, 7);
   assert.equal(m.handleReply(30, 0, reply), true);
@@ -46,10 +54,10 @@ Deno.test("meta discovery: asks every server at once; answers keep their own byt
 
 Deno.test("meta discovery: RETRY is followed at once with the token; BUSY waits and asks again", () => {
   const m = new MetaDiscovery("a.txt", 1, 0, ids());
-  const first = m.pollTransmit(0)!;
+  const first = poll(m, 0)!;
   const token = new Uint8Array(16).fill(9);
   m.handleReply(5, 0, { type: "retry", requestId: first.packet.requestId, token });
-  const again = m.pollTransmit(5)!;
+  const again = poll(m, 5)!;
   assert.ok(again);
   assert.deepEqual((again.packet as { token: Uint8Array }).token, token);
   m.handleReply(10, 0, {
@@ -58,9 +66,9 @@ Deno.test("meta discovery: RETRY is followed at once with the token; BUSY waits 
     code: ErrorCode.Busy,
     message: "",
   });
-  assert.equal(m.pollTransmit(10), undefined, "not at once after BUSY");
+  assert.equal(poll(m, 10), undefined, "not at once after BUSY");
   assert.ok(m.pollTimeout()! > 10);
-  assert.ok(m.pollTransmit(m.pollTimeout()!));
+  assert.ok(poll(m, m.pollTimeout()!));
   assert.equal(m.done, false);
 });
 
@@ -69,7 +77,7 @@ Deno.test("meta discovery: a silent server is given up after the attempts, with 
   let now = 0;
   const sends: number[] = [];
   while (!m.done) {
-    const t = m.pollTransmit(now);
+    const t = poll(m, now);
     if (t) sends.push(now);
     now = m.pollTimeout()!;
     m.handleTimeout(now);
@@ -82,7 +90,7 @@ Deno.test("meta discovery: a silent server is given up after the attempts, with 
 
 Deno.test("meta discovery: servers still hashing are listed with their BUSY message", () => {
   const m = new MetaDiscovery("big.iso", 2, 0, ids());
-  const [a, b] = [m.pollTransmit(0)!, m.pollTransmit(0)!];
+  const [a, b] = [poll(m, 0)!, poll(m, 0)!];
   assert.deepEqual(m.busy(), []);
   assert.equal(m.firstBusyAt, undefined);
   const busy = (id: number, message: string): Packet => ({
@@ -96,18 +104,18 @@ Deno.test("meta discovery: servers still hashing are listed with their BUSY mess
   assert.deepEqual(m.busy(), ["hashing 100/400", "hashing 50/400"]);
   assert.equal(m.firstBusyAt, 20, "the wait is counted from the first BUSY");
   const again = m.pollTimeout()!;
-  const a2 = m.pollTransmit(again)!;
+  const a2 = poll(m, again)!;
   m.handleReply(again + 10, a2.server, metaReply(a2.packet.requestId, 3));
   assert.deepEqual(m.busy(), ["hashing 50/400"], "an answered server is no longer busy");
 });
 
 Deno.test("meta discovery: an answer right behind its RETRY is taken, with the token", () => {
   const m = new MetaDiscovery("a.txt", 1, 0, ids());
-  const first = m.pollTransmit(0)!;
+  const first = poll(m, 0)!;
   const token = new Uint8Array(16).fill(5);
   const id = first.packet.requestId;
   m.handleReply(50, 0, { type: "retry", requestId: id, token });
-  const again = m.pollTransmit(50)!; // (asked again at once: an older server sends no answer)
+  const again = poll(m, 50)!; // (asked again at once: an older server sends no answer)
   assert.notEqual(again.packet.requestId, id);
   assert.equal(m.handleReply(50, 0, metaReply(id, 4)), true, "the answer to the first id");
   assert.ok(m.done, "one round trip, not two");
@@ -119,7 +127,7 @@ Deno.test("meta discovery: an answer right behind its RETRY is taken, with the t
 
 Deno.test("meta discovery: a RETRY arriving after the answer still updates the token", () => {
   const m = new MetaDiscovery("a.txt", 1, 0, ids());
-  const first = m.pollTransmit(0)!;
+  const first = poll(m, 0)!;
   m.handleReply(40, 0, metaReply(first.packet.requestId, 4));
   const token = new Uint8Array(16).fill(6);
   assert.equal(
@@ -127,5 +135,38 @@ Deno.test("meta discovery: a RETRY arriving after the answer still updates the t
     true,
   );
   assert.deepEqual(m.token(0), token);
-  assert.equal(m.pollTransmit(41), undefined, "answered: nothing is asked again");
+  assert.equal(poll(m, 41), undefined, "answered: nothing is asked again");
+});
+
+Deno.test("meta discovery: a token probe per server brings the token with the answer", () => {
+  const m = new MetaDiscovery("a.txt", 1, 0, ids());
+  const probe = m.pollTransmit(0)!;
+  const ask = m.pollTransmit(0)!;
+  assert.equal(m.pollTransmit(0), undefined, "one probe, one request");
+  assert.ok(
+    probe.packet.type === "meta_request" && probe.packet.name === TOKEN_PROBE_NAME,
+    "probe first",
+  );
+  assert.ok(ask.packet.type === "meta_request" && ask.packet.name === "a.txt");
+  const token = new Uint8Array(16).fill(8);
+  assert.equal(
+    m.handleReply(50, 0, { type: "retry", requestId: probe.packet.requestId, token }),
+    true,
+  );
+  assert.equal(m.pollTransmit(50), undefined, "a probe's RETRY asks nothing again");
+  m.handleReply(51, 0, metaReply(ask.packet.requestId, 2));
+  assert.ok(m.done);
+  assert.deepEqual(m.token(0), token);
+  // a server that validates nothing refuses the empty name: that is not its answer
+  const n = new MetaDiscovery("a.txt", 1, 0, ids());
+  const p2 = n.pollTransmit(0)!;
+  n.pollTransmit(0);
+  const refusal: Packet = {
+    type: "error",
+    requestId: p2.packet.requestId,
+    code: ErrorCode.AccessDenied,
+    message: "empty name",
+  };
+  assert.equal(n.handleReply(20, 0, refusal), true);
+  assert.ok(!n.done);
 });

@@ -2,12 +2,23 @@ import assert from "node:assert/strict";
 import { RequestGate } from "../../lib/serving/request_gate.ts";
 import { CookieJar } from "../../lib/wire/cookie.ts";
 import { RequestAuthenticator, seal } from "../../lib/wire/auth.ts";
-import { decode, encode, ErrorCode, NO_TOKEN } from "../../lib/wire/packet.ts";
+import { decode, encode, ErrorCode, NO_TOKEN, TOKEN_PROBE_NAME } from "../../lib/wire/packet.ts";
 
 const NOW = 1_700_000_000_000;
 const jar = () => new CookieJar(new Uint8Array(32).fill(1));
-const meta = (token = NO_TOKEN) =>
-  encode({ type: "meta_request", requestId: 42, token, name: "a.txt" });
+const meta = (token = NO_TOKEN, name = "a") =>
+  encode({ type: "meta_request", requestId: 42, token, name });
+const chunk = (token = NO_TOKEN) =>
+  encode({
+    type: "chunk_request",
+    requestId: 43,
+    token,
+    fileId: 7n,
+    offset: 0,
+    length: 1 << 20,
+    blockSize: 1444,
+    name: "a-long-file-name.bin",
+  });
 
 Deno.test("gate: an unproven address gets a RETRY; with its token the request is served", () => {
   const gate = new RequestGate(jar(), undefined);
@@ -47,8 +58,22 @@ Deno.test("gate: with a key, an unsealed request gets AUTH_FAILED only; a sealed
     const r = decode(d.bytes);
     assert.ok(r.ok && r.packet.type === "error" && r.packet.code === ErrorCode.AuthFailed);
   }
-  const sealed = seal(meta(), key, NOW, new Uint8Array(8).fill(4));
+  const sealed = seal(chunk(), key, NOW, new Uint8Array(8).fill(4));
   const ok = gate.admit(sealed, "h", NOW);
   assert.equal(ok.kind, "answer"); // proven key, unproven address: RETRY next
   if (ok.kind === "answer") assert.equal(ok.why, "retry");
+});
+
+Deno.test("gate: a metadata request whose answer fits 3x its size is answered unproven", () => {
+  const gate = new RequestGate(jar(), undefined);
+  // 33 bytes may bring the 97-byte META_REPLY (99 >= 97); 29 bytes may not, nor a name-less
+  // request (a token probe, `/`), nor a chunk request (its answer is megabytes)
+  const enough = meta(NO_TOKEN, "a.txt");
+  assert.equal(enough.length, 33);
+  assert.equal(gate.admit(enough, "10.0.0.9", NOW).kind, "serve");
+  for (const small of [meta(NO_TOKEN, "a"), meta(NO_TOKEN, TOKEN_PROBE_NAME), chunk()]) {
+    const d = gate.admit(small, "10.0.0.9", NOW);
+    assert.ok(d.kind === "answer" && d.why === "retry");
+    assert.ok(d.bytes.length <= 3 * small.length, "a RETRY never amplifies");
+  }
 });
