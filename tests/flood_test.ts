@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { encode, ErrorCode, fileIdOf, NO_TOKEN, type Packet } from "../lib/wire/packet.ts";
-import { MAX_TRANSFERS_PER_CLIENT } from "../lib/serving/serve_policy.ts";
+import { MAX_TRANSFERS_PER_CLIENT } from "../lib/serving/transfer_log.ts";
 import { PacketInbox, seededBytes, serveInProcess, tempDir } from "./harness.ts";
 
 const PORTS = 300;

@@ -21,6 +21,7 @@ const RUN_FLAGS = [
   "--allow-net",
   "--allow-read",
   "--allow-write",
+  "--allow-env",
 ];
 
 /** A running `udpget serve`. */
@@ -32,14 +33,18 @@ export interface ServerProcess {
   stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
 }
 
-/** Starts `udpget serve 0 --root <root> --host <host>` and waits for its listening line. */
+/**
+ * Starts `udpget serve 0 --root <root> --host <host>` and waits for its listening line. Unless
+ * `extra` says otherwise it runs with `--no-cache`: tests must not write into the user's cache.
+ */
 export async function startServer(
   root: string,
   extra: string[] = [],
   host = "127.0.0.1",
 ): Promise<ServerProcess> {
+  const cache = extra.includes("--cache-dir") || extra.includes("--no-cache") ? [] : ["--no-cache"];
   const child = new Deno.Command(Deno.execPath(), {
-    args: [...RUN_FLAGS, MAIN, "serve", "0", "--root", root, "--host", host, ...extra],
+    args: [...RUN_FLAGS, MAIN, "serve", "0", "--root", root, "--host", host, ...cache, ...extra],
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
@@ -51,7 +56,7 @@ export async function startServer(
   const pump = async (stream: ReadableStream<Uint8Array>) => {
     for await (const chunk of stream) {
       text += dec.decode(chunk, { stream: true });
-      const m = text.match(/on udp \S+:(\d+)[ \n]/);
+      const m = text.match(/on udp [^\s"]+:(\d+)[ \n"]/); // (text or JSON log format)
       if (m) portFound(Number(m[1]));
     }
   };

@@ -14,7 +14,7 @@ import { parseRate } from "../engine/token_bucket.ts";
 /** Usage text printed by `--help` and after usage errors. */
 export const USAGE = `usage:
   udpget serve <port> [--root DIR] [--host ADDR] [--rate BYTES/S] [--secret-file F]
-               [--tftp PORT]
+               [--tftp PORT] [--log-format text|json] [--cache-dir DIR | --no-cache]
   udpget fetch <servers.txt> <connections> [<file>] [-o OUT] [--force] [--quiet]
                [--block-size auto|N] [--limit BYTES/S] [--verify full|pieces]
                [--checksum sha256=HEX] [--secret-file F]
@@ -33,6 +33,12 @@ export interface ServeArgs {
   secretFile?: string;
   /** UDP port to also answer TFTP read requests on (`--tftp`); undefined: no TFTP. */
   tftp?: number;
+  /** Log lines as text (ISO timestamp + message) or one JSON object each (`--log-format`). */
+  logFormat: "text" | "json";
+  /** Digest cache directory (`--cache-dir`); undefined: the default under $XDG_CACHE_HOME/$HOME. */
+  cacheDir?: string;
+  /** No persistent digest cache (`--no-cache`). */
+  noCache: boolean;
 }
 
 /** Options of `udpget fetch`. */
@@ -101,8 +107,18 @@ export function parseServeArgs(args: string[]): ServeArgs {
     rate: { type: "string" },
     "secret-file": { type: "string" },
     tftp: { type: "string" },
+    "log-format": { type: "string" },
+    "cache-dir": { type: "string" },
+    "no-cache": { type: "boolean" },
   });
   if (positionals.length !== 1) throw usage("serve takes exactly one <port>");
+  const logFormat = values["log-format"] ?? "text";
+  if (logFormat !== "text" && logFormat !== "json") {
+    throw usage(`--log-format takes "text" or "json", got "${logFormat}"`);
+  }
+  if (values["cache-dir"] !== undefined && values["no-cache"] === true) {
+    throw usage("--cache-dir and --no-cache contradict each other");
+  }
   const pieceSize = values["piece-size"] === undefined
     ? DEFAULT_PIECE_SIZE
     : parseIntArg(String(values["piece-size"]), "--piece-size", 1024, 1 << 26);
@@ -119,6 +135,9 @@ export function parseServeArgs(args: string[]): ServeArgs {
     tftp: values.tftp === undefined
       ? undefined
       : parseIntArg(String(values.tftp), "--tftp port", 0, 65535),
+    logFormat,
+    cacheDir: optionalPath(values["cache-dir"], "--cache-dir"),
+    noCache: values["no-cache"] === true,
   };
 }
 

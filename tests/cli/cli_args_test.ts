@@ -149,6 +149,9 @@ Deno.test("serve: defaults", () => {
     rate: undefined,
     secretFile: undefined,
     tftp: undefined,
+    logFormat: "text",
+    cacheDir: undefined,
+    noCache: false,
   });
 });
 
@@ -163,12 +166,25 @@ Deno.test("serve: --root, --host, --piece-size", () => {
       rate: undefined,
       secretFile: undefined,
       tftp: undefined,
+      logFormat: "text",
+      cacheDir: undefined,
+      noCache: false,
     },
   );
   assert.equal(parseServeArgs(["1", "--piece-size", "1024"]).pieceSize, 1024);
   assert.equal(parseServeArgs(["1", "--piece-size", String(1 << 26)]).pieceSize, 1 << 26);
   usageError(() => parseServeArgs(["1", "--piece-size", "1023"]), /--piece-size/);
   usageError(() => parseServeArgs(["1", "--piece-size", String((1 << 26) + 1)]), /--piece-size/);
+});
+
+Deno.test("serve: --log-format, --cache-dir, --no-cache", () => {
+  assert.equal(parseServeArgs(["1", "--log-format", "json"]).logFormat, "json");
+  assert.equal(parseServeArgs(["1", "--log-format", "text"]).logFormat, "text");
+  usageError(() => parseServeArgs(["1", "--log-format", "xml"]), /--log-format/);
+  assert.equal(parseServeArgs(["1", "--cache-dir", "/var/cache/u"]).cacheDir, "/var/cache/u");
+  usageError(() => parseServeArgs(["1", "--cache-dir", ""]), /needs a file name/);
+  assert.equal(parseServeArgs(["1", "--no-cache"]).noCache, true);
+  usageError(() => parseServeArgs(["1", "--no-cache", "--cache-dir", "d"]), /contradict/);
 });
 
 Deno.test("serve: port must be 0..65535 and exactly one", () => {
