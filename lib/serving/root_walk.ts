@@ -2,7 +2,8 @@
  * The names under a server's root worth hashing ahead of the first request: a bounded,
  * breadth-first walk that never leaves the root. Directories reached through symlinks are not
  * entered (they may point out of the root, or back up into a loop); a symlink to a file is
- * listed, and like any name it is served (and hashed) only if `resolveInRoot` accepts it.
+ * listed, and like any name it is served (and hashed) only if `resolveInRoot` accepts it (so
+ * not when it leads out of the root).
  *
  * @module
  */
@@ -44,11 +45,20 @@ export async function listRoot(realRoot: string, maxFiles = MAX_WALK_FILES): Pro
         if (depth + 1 <= MAX_WALK_DEPTH && queue.length < maxFiles) {
           queue.push({ rel: name, depth: depth + 1 });
         } else truncated = true;
-      } else if (e.isFile || e.isSymlink) {
+      } else if (e.isFile || (e.isSymlink && await isFileBehind(`${realRoot}/${name}`))) {
         if (names.length >= maxFiles) return { names, truncated: true };
         names.push(name);
       }
     }
   }
   return { names, truncated };
+}
+
+/** Whether a symlink leads to a regular file (where to is checked when it is served). */
+async function isFileBehind(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false; // dangling
+  }
 }
