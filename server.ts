@@ -146,7 +146,7 @@ async function prehashRoot(
   log: LogSink,
   signal: AbortSignal,
 ): Promise<PrehashSummary> {
-  const listing = await listRoot(realRoot);
+  const listing = await listRoot(realRoot, undefined, signal);
   log({
     level: "info",
     event: "prehash_start",

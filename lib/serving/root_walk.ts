@@ -24,12 +24,20 @@ export interface RootListing {
   truncated: boolean;
 }
 
-/** Lists up to `maxFiles` servable-looking names under `realRoot`. Never throws. */
-export async function listRoot(realRoot: string, maxFiles = MAX_WALK_FILES): Promise<RootListing> {
+/**
+ * Lists up to `maxFiles` servable-looking names under `realRoot`; stops early (truncated) when
+ * `signal` aborts. Never throws.
+ */
+export async function listRoot(
+  realRoot: string,
+  maxFiles = MAX_WALK_FILES,
+  signal?: AbortSignal,
+): Promise<RootListing> {
   const names: string[] = [];
   let truncated = false;
   const queue: { rel: string; depth: number }[] = [{ rel: "", depth: 0 }];
   while (queue.length > 0) {
+    if (signal?.aborted) return { names, truncated: true };
     const { rel, depth } = queue.shift()!;
     let entries: Deno.DirEntry[];
     try {

@@ -53,3 +53,18 @@ Deno.test("listRoot: stops at maxFiles and says so; an unreadable root lists not
     await dir.cleanup();
   }
 });
+
+Deno.test("listRoot: an aborted walk stops at once", async () => {
+  const dir = await tempDir();
+  try {
+    await Deno.writeTextFile(`${dir.path}/f`, "");
+    const abort = new AbortController();
+    abort.abort();
+    assert.deepEqual(await listRoot(await Deno.realPath(dir.path), 10, abort.signal), {
+      names: [],
+      truncated: true,
+    });
+  } finally {
+    await dir.cleanup();
+  }
+});
