@@ -9,10 +9,8 @@
 import {
   CHUNK_REPLY_HEADER_SIZE,
   type ChunkRequest,
-  decode,
   encode,
   ErrorCode,
-  errorCodeName,
   type HashesRequest,
   MAX_BLOCK_SIZE,
   MAX_DATAGRAM_SIZE,
@@ -23,12 +21,8 @@ import {
 import { FileTable, type PrehashSummary, type ServedFile } from "./lib/serving/file_table.ts";
 import { checkChunkRequest, hashesReplyCount } from "./lib/serving/serve_policy.ts";
 import { TransferLog } from "./lib/serving/transfer_log.ts";
-import {
-  describeSuppressed,
-  RefusalLimiter,
-  type RefusalLimits,
-  type Suppressed,
-} from "./lib/serving/refusal_limiter.ts";
+import type { RefusalLimits } from "./lib/serving/refusal_limiter.ts";
+import { RefusalLog } from "./lib/serving/refusal_log.ts";
 import { info, lineSink, type LogSink } from "./lib/serving/log_event.ts";
 import { defaultCacheDir, DigestCache } from "./lib/serving/digest_cache.ts";
 import { listRoot } from "./lib/serving/root_walk.ts";
@@ -172,27 +166,6 @@ async function prehashRoot(
   return s;
 }
 
-/** Refusal classes for the log, by the error code sent. */
-const REFUSAL_CLASS: ReadonlyMap<number, string> = new Map([
-  [ErrorCode.NotFound, "not_found"],
-  [ErrorCode.AccessDenied, "access_denied"],
-  [ErrorCode.BadRequest, "malformed"],
-  [ErrorCode.BadVersion, "malformed"],
-  [ErrorCode.Unsupported, "unsupported"],
-  [ErrorCode.OutOfRange, "out_of_range"],
-  [ErrorCode.Stale, "stale"],
-  [ErrorCode.Busy, "busy"],
-  [ErrorCode.AuthFailed, "auth_failed"],
-  [ErrorCode.Internal, "internal"],
-  [ErrorCode.TooMany, "too_many"],
-]);
-
-const REQUEST_LABEL = {
-  meta_request: "META",
-  hashes_request: "HASHES",
-  chunk_request: "CHUNK",
-} as const;
-
 type Request = MetaRequest | HashesRequest | ChunkRequest;
 
 class UdpServer {
@@ -214,8 +187,7 @@ class UdpServer {
   #sweep: ReturnType<typeof setInterval>;
   #limiter: TokenBucket | undefined;
   #gate: RequestGate;
-  #log: LogSink;
-  #refusals: RefusalLimiter;
+  #refusals: RefusalLog;
 
   constructor(
     sock: Deno.DatagramConn,
@@ -229,13 +201,12 @@ class UdpServer {
     this.#gate = new RequestGate(new CookieJar(crypto.getRandomValues(new Uint8Array(32))), auth);
     this.#limiter = limiter;
     this.#files = files;
-    this.#log = log;
     this.#transfers = new TransferLog(log);
-    this.#refusals = new RefusalLimiter(refusalLimits);
+    this.#refusals = new RefusalLog(log, refusalLimits);
     this.#sweep = setInterval(() => {
       const now = Date.now();
       this.#transfers.sweep(now);
-      for (const s of this.#refusals.tick(now)) this.#logSuppressed(s);
+      this.#refusals.tick(now);
     }, 1000);
   }
 
@@ -254,7 +225,7 @@ class UdpServer {
   close(): void {
     clearInterval(this.#sweep);
     this.#transfers.flush();
-    for (const s of this.#refusals.flush(Date.now())) this.#logSuppressed(s);
+    this.#refusals.flush(Date.now());
     this.#files.close();
   }
 
@@ -264,7 +235,7 @@ class UdpServer {
       if (d.why === "auth") this.stats.authFailed++;
       else if (d.why === "retry") (this.stats.requests++, this.stats.retries++);
       else this.stats.malformed++;
-      if (d.why !== "retry") this.#logGateRefusal(d, addr);
+      this.#refusals.gate(addr, d, Date.now());
       if (d.kind === "answer") await this.#send(d.bytes, addr);
       return;
     }
@@ -377,96 +348,14 @@ class UdpServer {
   async #internal(addr: Deno.NetAddr, p: Request, e: unknown): Promise<void> {
     const msg = e instanceof Error ? e.message : String(e);
     await this.#sendError(addr, p.requestId, ErrorCode.Internal, "server I/O error");
-    this.#logRefusal(addr, "internal", "error", REQUEST_LABEL[p.type], p.name, "INTERNAL", msg);
+    // the log gets the real error, the client only that there was one
+    this.#refusals.request(addr, p, ErrorCode.Internal, msg, Date.now());
   }
 
   /** Sends ERROR `code` for request `p` and logs it (rate-limited per class). */
   #refuse(addr: Deno.NetAddr, p: Request, code: number, message: string): Promise<void> {
-    const cls = REFUSAL_CLASS.get(code) ?? "other";
-    const label = REQUEST_LABEL[p.type];
-    this.#logRefusal(addr, cls, "info", label, p.name, errorCodeName(code), message);
+    this.#refusals.request(addr, p, code, message, Date.now());
     return this.#sendError(addr, p.requestId, code, message);
-  }
-
-  /** Logs what the gate refused (AUTH_FAILED, malformed datagrams, noise). */
-  #logGateRefusal(
-    d: { kind: "drop" | "answer"; why: string; bytes?: Uint8Array },
-    addr: Deno.NetAddr,
-  ): void {
-    const cls = d.why === "auth" ? "auth_failed" : "malformed";
-    const decision = this.#refusals.admit(cls, addr.hostname, Date.now());
-    if (decision.summary) this.#logSuppressed(decision.summary);
-    if (!decision.log) return;
-    // decoding our own answer is the cheapest way to its code and message, and it is only
-    // done for the few refusals that get a line
-    const answer = d.bytes ? decode(d.bytes) : undefined;
-    const [code, message] = answer?.ok && answer.packet.type === "error"
-      ? [errorCodeName(answer.packet.code), answer.packet.message]
-      : [
-        "none",
-        d.why === "noise"
-          ? "undecodable datagram, dropped"
-          : d.why === "reply_type"
-          ? "a reply type sent to a server, dropped"
-          : "dropped (an answer would exceed 3x the datagram)",
-      ];
-    this.#emitRefusal(addr, cls, "info", "datagram", undefined, code, message);
-  }
-
-  #logRefusal(
-    addr: Deno.NetAddr,
-    cls: string,
-    level: "info" | "error",
-    request: string,
-    name: string | undefined,
-    code: string,
-    message: string,
-  ): void {
-    const decision = this.#refusals.admit(cls, addr.hostname, Date.now());
-    if (decision.summary) this.#logSuppressed(decision.summary);
-    if (decision.log) this.#emitRefusal(addr, cls, level, request, name, code, message);
-  }
-
-  #emitRefusal(
-    addr: Deno.NetAddr,
-    cls: string,
-    level: "info" | "error",
-    request: string,
-    name: string | undefined,
-    code: string,
-    message: string,
-  ): void {
-    const what = name === undefined ? request : `${request} ${JSON.stringify(name)}`;
-    this.#log({
-      level,
-      event: "refused",
-      msg: `refused ${what} from ${formatServer(addr.hostname, addr.port)}: ${code} ` +
-        JSON.stringify(message),
-      fields: {
-        class: cls,
-        client: addr.hostname,
-        port: addr.port,
-        request,
-        name: name ?? null,
-        code,
-        message,
-      },
-    });
-  }
-
-  #logSuppressed(s: Suppressed): void {
-    this.#log({
-      level: "info",
-      event: "refusals_suppressed",
-      msg: describeSuppressed(s),
-      fields: {
-        class: s.cls,
-        count: s.count,
-        addresses: s.addresses,
-        addresses_capped: s.addressesCapped,
-        seconds: Math.round(s.periodMs / 1000),
-      },
-    });
   }
 
   #sendError(addr: Deno.NetAddr, requestId: number, code: number, message: string): Promise<void> {
