@@ -48,6 +48,13 @@ export const MAX_NAMES = 1024;
  */
 export const MAX_DIGESTS = 16_384;
 
+/**
+ * Smallest file whose hashing gets its own "hashing"/"hashed" lines in the background pass at
+ * start (on request every file gets them): a root of 10 000 small files would otherwise log
+ * 20 000 lines that say nothing the pass's summary line does not.
+ */
+export const PREHASH_LOG_MIN_BYTES = 16 << 20;
+
 /** What a `FileTable` needs besides its root (all optional). */
 export interface FileTableOptions {
   /** Computes digests (default `digestFile`; tests inject slow or counting ones). */
@@ -349,12 +356,15 @@ export class FileTable {
         });
         return cached;
       }
-      this.#log({
-        level: "info",
-        event: "hashing",
-        msg: `hashing ${JSON.stringify(name)} (${v.size} bytes)`,
-        fields: { name, size: v.size, trigger },
-      });
+      const say = trigger === "request" || v.size >= PREHASH_LOG_MIN_BYTES;
+      if (say) {
+        this.#log({
+          level: "info",
+          event: "hashing",
+          msg: `hashing ${JSON.stringify(name)} (${v.size} bytes)`,
+          fields: { name, size: v.size, trigger },
+        });
+      }
       const t0 = performance.now();
       const d = await this.#digestFn(file, v.size, this.#pieceSize, (done) => {
         // throwing here stops digestFile at its next read: the server is shutting down
@@ -366,12 +376,14 @@ export class FileTable {
         throw new Error("file changed while being hashed");
       }
       const secs = (performance.now() - t0) / 1000;
-      this.#log({
-        level: "info",
-        event: "hashed",
-        msg: `hashed ${JSON.stringify(name)} in ${secs.toFixed(3)} s`,
-        fields: { name, size: v.size, seconds: Number(secs.toFixed(3)) },
-      });
+      if (say) {
+        this.#log({
+          level: "info",
+          event: "hashed",
+          msg: `hashed ${JSON.stringify(name)} in ${secs.toFixed(3)} s`,
+          fields: { name, size: v.size, seconds: Number(secs.toFixed(3)) },
+        });
+      }
       if (this.#cache && !this.#closed) await this.#save(v, d, file);
       return d;
     } finally {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FileTable, MAX_NAMES } from "../../lib/serving/file_table.ts";
+import { FileTable, MAX_NAMES, PREHASH_LOG_MIN_BYTES } from "../../lib/serving/file_table.ts";
 import { seededBytes, tempDir } from "../harness.ts";
 import { DigestCache, entryName } from "../../lib/serving/digest_cache.ts";
 import { digestFile, type DigestFn } from "../../lib/io/file_digest.ts";
@@ -123,8 +123,11 @@ Deno.test("FileTable: the digest cache is used after a restart; no file is hashe
     assert.equal(summary1.hashed, 1, "a was hashed already, on request");
     t1.close();
     await t1.drain();
-    assert.ok(events.some((e) => e.event === "hashing" && e.fields?.name === "a"));
-    assert.ok(events.some((e) => e.event === "hashed" && e.fields?.name === "b"));
+    // on request every file gets its lines; in the startup pass only big ones (b is small)
+    assert.deepEqual(events.map((e) => [e.event, e.fields?.name]), [["hashing", "a"], [
+      "hashed",
+      "a",
+    ]]);
 
     // "restart": a new table over the same cache
     const second = countingDigest();
@@ -274,6 +277,27 @@ Deno.test("FileTable: a request during the background pass shares its job", asyn
       assert.equal(digest.calls.length, 1);
     } finally {
       release();
+      table.close();
+      await table.drain();
+    }
+  });
+});
+
+Deno.test("FileTable: the startup pass logs its own lines only for big files", async () => {
+  await withRoot(async (root) => {
+    await Deno.writeFile(`${root}/small`, seededBytes(1000, 10));
+    // sparse: PREHASH_LOG_MIN_BYTES of zeros without writing them
+    using big = await Deno.open(`${root}/big`, { write: true, create: true });
+    await big.truncate(PREHASH_LOG_MIN_BYTES);
+    const events: LogEvent[] = [];
+    const table = new FileTable(root, 1 << 20, { log: (e) => events.push(e) });
+    try {
+      assert.equal((await table.prehash(["big", "small"])).hashed, 2);
+      assert.deepEqual(events.map((e) => [e.event, e.fields?.name]), [
+        ["hashing", "big"],
+        ["hashed", "big"],
+      ]);
+    } finally {
       table.close();
       await table.drain();
     }
