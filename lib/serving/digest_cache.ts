@@ -153,9 +153,9 @@ export class DigestCache {
   ): Promise<FileDigest | undefined> {
     try {
       const path = join(this.dir, entryName(v.realPath, pieceSize));
-      // an entry is about 44 bytes per piece: anything much larger is not ours
+      // an entry is about 43 bytes per piece plus the path: anything much larger is not ours
       const info = await Deno.stat(path);
-      if (info.size > Math.ceil(v.size / pieceSize) * 48 + 4096) return undefined;
+      if (info.size > Math.ceil(v.size / pieceSize) * 48 + 16384) return undefined;
       const entry = decodeEntry(await Deno.readTextFile(path), v, pieceSize);
       if (!entry) return undefined;
       if (hex(await quickCheck(file, v.size)) !== hex(entry.quick)) return undefined;
