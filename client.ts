@@ -32,6 +32,7 @@ import {
   type ServerStatus,
 } from "./lib/cli/fetch_report.ts";
 import { OrderedOutput } from "./lib/io/ordered_output.ts";
+import { parseBusyProgress } from "./lib/wire/busy_progress.ts";
 import { sha256 } from "./lib/io/file_digest.ts";
 import { Notifier } from "./lib/io/notifier.ts";
 import { LineReader } from "./lib/io/line_reader.ts";
@@ -191,12 +192,6 @@ class FetchRun {
       servers: this.servers,
     };
   }
-}
-
-/** `hashing DONE/TOTAL` in a BUSY message (PROTOCOL.md §4): the server's hashing progress. */
-function parseBusyProgress(message: string): { done: number; total: number } | undefined {
-  const m = /\bhashing (\d+)\/(\d+)\b/.exec(message);
-  return m ? { done: Number(m[1]), total: Number(m[2]) } : undefined;
 }
 
 /** One line on stdout (the JSON report), written whole. */

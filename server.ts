@@ -18,8 +18,15 @@ import {
   type Packet,
   writeChunkReplyHeader,
 } from "./lib/wire/packet.ts";
-import { FileTable, type ServedFile } from "./lib/serving/file_table.ts";
-import { checkChunkRequest, hashesReplyCount, TransferLog } from "./lib/serving/serve_policy.ts";
+import { FileTable, type PrehashSummary, type ServedFile } from "./lib/serving/file_table.ts";
+import { checkChunkRequest, hashesReplyCount } from "./lib/serving/serve_policy.ts";
+import { TransferLog } from "./lib/serving/transfer_log.ts";
+import type { RefusalLimits } from "./lib/serving/refusal_limiter.ts";
+import { RefusalLog } from "./lib/serving/refusal_log.ts";
+import { info, lineSink, type LogSink } from "./lib/serving/log_event.ts";
+import { defaultCacheDir, DigestCache } from "./lib/serving/digest_cache.ts";
+import { listRoot } from "./lib/serving/root_walk.ts";
+import type { DigestFn } from "./lib/io/file_digest.ts";
 import { formatServer } from "./lib/cli/servers.ts";
 import { describeTftpStats, startTftpForServe } from "./tftp_server.ts";
 import { parseServeArgs } from "./lib/cli/cli_args.ts";
@@ -46,12 +53,22 @@ export interface ServeOptions {
   rate?: number;
   /** Shared key: when set, only requests authenticated with it are answered. */
   key?: Uint8Array;
-  /** Where log lines go. */
-  log: (line: string) => void;
+  /** Where log events go. */
+  log: LogSink;
   /** Stops the server when aborted. */
   signal: AbortSignal;
   /** Called once with the bound address, before the first datagram is read. */
   onListening?: (addr: Deno.NetAddr) => void;
+  /** Persistent digest cache directory; undefined: none (digests live as long as the process). */
+  cacheDir?: string;
+  /** Hash the files under the root in the background from the start (default true). */
+  prehash?: boolean;
+  /** Called when the background pass over the root has finished. */
+  onPrehashed?: (summary: PrehashSummary) => void;
+  /** Computes digests (default `digestFile`); tests inject slow or counting ones. */
+  digestFn?: DigestFn;
+  /** Limits on refusal log lines (default `DEFAULT_REFUSAL_LIMITS`). */
+  refusalLimits?: RefusalLimits;
 }
 
 /** Counters a server keeps about its traffic. */
@@ -82,19 +99,74 @@ export async function serve(opts: ServeOptions): Promise<ServeStats> {
     performance.now(),
   );
   const auth = opts.key ? new RequestAuthenticator(opts.key) : undefined;
-  const files = new FileTable(realRoot, opts.pieceSize);
-  const server = new UdpServer(sock, files, opts.log, limiter, auth);
+  let cache: DigestCache | undefined;
+  if (opts.cacheDir !== undefined) {
+    const c = await DigestCache.open(opts.cacheDir, realRoot);
+    if (typeof c === "string") {
+      opts.log({ level: "warn", event: "cache_disabled", msg: `digest cache disabled: ${c}` });
+    } else cache = c;
+  }
+  const files = new FileTable(realRoot, opts.pieceSize, {
+    digestFn: opts.digestFn,
+    cache,
+    log: opts.log,
+  });
+  const server = new UdpServer(sock, files, opts.log, limiter, auth, opts.refusalLimits);
   opts.onListening?.(sock.addr as Deno.NetAddr);
   const stop = () => sock.close();
   opts.signal.addEventListener("abort", stop, { once: true });
+  const background = opts.prehash === false
+    ? undefined
+    : prehashRoot(files, realRoot, opts.log, opts.signal).then((s) => opts.onPrehashed?.(s));
   try {
     await server.run();
   } finally {
     opts.signal.removeEventListener("abort", stop);
     server.close();
+    // digest jobs stop at their next read once the table is closed: this waits milliseconds
+    await background;
+    await files.drain();
   }
   return server.stats;
 }
+
+/**
+ * Hashes the servable files under the root ahead of their first request, one at a time,
+ * after loading whatever the persistent cache holds. Never throws.
+ */
+async function prehashRoot(
+  files: FileTable,
+  realRoot: string,
+  log: LogSink,
+  signal: AbortSignal,
+): Promise<PrehashSummary> {
+  const listing = await listRoot(realRoot, undefined, signal);
+  log({
+    level: "info",
+    event: "prehash_start",
+    msg: `background hashing: ${listing.names.length} files` +
+      (listing.truncated ? " (the walk stopped there; others are hashed on request)" : ""),
+    fields: { files: listing.names.length, truncated: listing.truncated },
+  });
+  const s = await files.prehash(listing.names, signal);
+  const secs = (s.ms / 1000).toFixed(3);
+  log({
+    level: "info",
+    event: "prehash_done",
+    msg: `background hashing done in ${secs} s: ${s.fromCache} from cache, ${s.hashed} hashed, ` +
+      `${s.failed} skipped`,
+    fields: {
+      files: s.files,
+      from_cache: s.fromCache,
+      hashed: s.hashed,
+      skipped: s.failed,
+      seconds: Number(secs),
+    },
+  });
+  return s;
+}
+
+type Request = MetaRequest | HashesRequest | ChunkRequest;
 
 class UdpServer {
   readonly stats: ServeStats = {
@@ -115,20 +187,27 @@ class UdpServer {
   #sweep: ReturnType<typeof setInterval>;
   #limiter: TokenBucket | undefined;
   #gate: RequestGate;
+  #refusals: RefusalLog;
 
   constructor(
     sock: Deno.DatagramConn,
     files: FileTable,
-    log: (line: string) => void,
+    log: LogSink,
     limiter: TokenBucket | undefined,
     auth: RequestAuthenticator | undefined,
+    refusalLimits: RefusalLimits | undefined,
   ) {
     this.#sock = sock;
     this.#gate = new RequestGate(new CookieJar(crypto.getRandomValues(new Uint8Array(32))), auth);
     this.#limiter = limiter;
     this.#files = files;
     this.#transfers = new TransferLog(log);
-    this.#sweep = setInterval(() => this.#transfers.sweep(Date.now()), 1000);
+    this.#refusals = new RefusalLog(log, refusalLimits);
+    this.#sweep = setInterval(() => {
+      const now = Date.now();
+      this.#transfers.sweep(now);
+      this.#refusals.tick(now);
+    }, 1000);
   }
 
   async run(): Promise<void> {
@@ -146,6 +225,7 @@ class UdpServer {
   close(): void {
     clearInterval(this.#sweep);
     this.#transfers.flush();
+    this.#refusals.flush(Date.now());
     this.#files.close();
   }
 
@@ -155,6 +235,7 @@ class UdpServer {
       if (d.why === "auth") this.stats.authFailed++;
       else if (d.why === "retry") (this.stats.requests++, this.stats.retries++);
       else this.stats.malformed++;
+      this.#refusals.gate(addr, d, Date.now());
       if (d.kind === "answer") await this.#send(d.bytes, addr);
       return;
     }
@@ -163,8 +244,9 @@ class UdpServer {
     try {
       switch (p.type) {
         case "meta_request":
+          this.#transfers.noteMeta(addr.hostname, p.name);
           // not awaited: hashing a large file must not stall chunk traffic
-          this.#onMeta(p, addr).catch((e) => this.#internal(addr, p.requestId, e));
+          this.#onMeta(p, addr).catch((e) => this.#internal(addr, p, e));
           return;
         case "hashes_request":
           return await this.#onHashes(p, addr);
@@ -172,17 +254,15 @@ class UdpServer {
           return await this.#onChunk(p, addr);
       }
     } catch (e) {
-      await this.#internal(addr, p.requestId, e);
+      await this.#internal(addr, p, e);
     }
   }
 
   async #onMeta(p: MetaRequest, addr: Deno.NetAddr): Promise<void> {
     const f = await this.#files.open(p.name, true);
-    if ("code" in f) return this.#sendError(addr, p.requestId, f.code, f.message);
+    if ("code" in f) return this.#refuse(addr, p, f.code, f.message);
     const d = await this.#files.digest(f, 100);
-    if (!d) {
-      return this.#sendError(addr, p.requestId, ErrorCode.Busy, "computing digest, retry");
-    }
+    if (!d) return this.#refuse(addr, p, ErrorCode.Busy, this.#files.busyMessage(f));
     await this.#send(
       encode({
         type: "meta_reply",
@@ -200,16 +280,12 @@ class UdpServer {
 
   async #onHashes(p: HashesRequest, addr: Deno.NetAddr): Promise<void> {
     const f = await this.#files.open(p.name);
-    if ("code" in f) return this.#sendError(addr, p.requestId, f.code, f.message);
+    if ("code" in f) return this.#refuse(addr, p, f.code, f.message);
     const d = await this.#files.digest(f, 0);
-    if (!d) return this.#sendError(addr, p.requestId, ErrorCode.Busy, "computing digest, retry");
-    if (f.fileId !== p.fileId) {
-      return this.#sendError(addr, p.requestId, ErrorCode.Stale, "file changed");
-    }
+    if (!d) return this.#refuse(addr, p, ErrorCode.Busy, this.#files.busyMessage(f));
+    if (f.fileId !== p.fileId) return this.#refuse(addr, p, ErrorCode.Stale, "file changed");
     const count = hashesReplyCount(p.firstPiece, p.count, d.pieceHashes.length / 32);
-    if (count === 0) {
-      return this.#sendError(addr, p.requestId, ErrorCode.OutOfRange, "no such piece");
-    }
+    if (count === 0) return this.#refuse(addr, p, ErrorCode.OutOfRange, "no such piece");
     const hashes = d.pieceHashes.subarray(p.firstPiece * 32, (p.firstPiece + count) * 32);
     await this.#send(
       encode({
@@ -225,18 +301,18 @@ class UdpServer {
 
   async #onChunk(p: ChunkRequest, addr: Deno.NetAddr): Promise<void> {
     const f = await this.#files.open(p.name);
-    if ("code" in f) return this.#sendError(addr, p.requestId, f.code, f.message);
+    if ("code" in f) return this.#refuse(addr, p, f.code, f.message);
     if (f.fileId === undefined) {
       this.#files.digest(f, 0); // start it: the client skipped the metadata request
-      return this.#sendError(addr, p.requestId, ErrorCode.Busy, "computing digest, retry");
+      return this.#refuse(addr, p, ErrorCode.Busy, this.#files.busyMessage(f));
     }
     const size = this.#files.currentSize(f); // (marks it changed if it moved since hashed)
     const refusal = checkChunkRequest(p, f.fileId, size, f.changed);
-    if (refusal) return this.#sendError(addr, p.requestId, refusal.code, refusal.message);
-    const tooMany = this.#transfers.record(addr, p.name, p.length, Date.now());
+    if (refusal) return this.#refuse(addr, p, refusal.code, refusal.message);
+    const tooMany = this.#transfers.record(addr, p.name, p.fileId, p.length, Date.now(), size);
     if (tooMany) {
       this.stats.refused++;
-      return this.#sendError(addr, p.requestId, tooMany.code, tooMany.message);
+      return this.#refuse(addr, p, tooMany.code, tooMany.message);
     }
     this.stats.peakTransfers = Math.max(this.stats.peakTransfers, this.#transfers.size);
     await this.#sendRange(f, p, addr);
@@ -255,7 +331,7 @@ class UdpServer {
           off,
         )
       ) {
-        return this.#sendError(addr, p.requestId, ErrorCode.Stale, "file shrank");
+        return this.#refuse(addr, p, ErrorCode.Stale, "file shrank");
       }
       const len = writeChunkReplyHeader(buf, p.requestId, p.fileId, off, n);
       if (this.#limiter) await this.#pace(this.#limiter, len); // no await per datagram otherwise
@@ -269,10 +345,17 @@ class UdpServer {
     if (wait >= 1) await sleep(wait);
   }
 
-  async #internal(addr: Deno.NetAddr, requestId: number, e: unknown): Promise<void> {
+  async #internal(addr: Deno.NetAddr, p: Request, e: unknown): Promise<void> {
     const msg = e instanceof Error ? e.message : String(e);
-    await this.#sendError(addr, requestId, ErrorCode.Internal, "server I/O error");
-    this.#transfers.log(`error serving ${formatServer(addr.hostname, addr.port)}: ${msg}`);
+    await this.#sendError(addr, p.requestId, ErrorCode.Internal, "server I/O error");
+    // the log gets the real error, the client only that there was one
+    this.#refusals.request(addr, p, ErrorCode.Internal, msg, Date.now());
+  }
+
+  /** Sends ERROR `code` for request `p` and logs it (rate-limited per class). */
+  #refuse(addr: Deno.NetAddr, p: Request, code: number, message: string): Promise<void> {
+    this.#refusals.request(addr, p, code, message, Date.now());
+    return this.#sendError(addr, p.requestId, code, message);
   }
 
   #sendError(addr: Deno.NetAddr, requestId: number, code: number, message: string): Promise<void> {
@@ -305,30 +388,76 @@ export async function runServe(args: string[]): Promise<number> {
   const onSignal = () => stop.abort();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
-  const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
+  const log = lineSink(a.logFormat, (line) => console.log(line));
+  const cacheDir = serveCacheDir(a, log);
   try {
-    const tftp = await startTftpForServe(a, log, stop.signal);
+    const tftp = await startTftpForServe(a, (line) => log(info("tftp", line)), stop.signal);
     const stats = await serve({
       ...a,
       key,
       log,
+      cacheDir,
       signal: stop.signal,
-      onListening: (addr) =>
-        console.log(
-          `udpget: serving ${resolve(a.root)} on udp ${formatServer(addr.hostname, addr.port)}` +
-            (key ? " (authenticated requests only)" : ""),
-        ),
+      onListening: (addr) => {
+        const line = `udpget: serving ${resolve(a.root)} on udp ` +
+          formatServer(addr.hostname, addr.port) + (key ? " (authenticated requests only)" : "");
+        // the text format keeps its historical first line, without a timestamp
+        if (a.logFormat === "text") console.log(line);
+        else {
+          log(info("listening", line, {
+            root: resolve(a.root),
+            host: addr.hostname,
+            port: addr.port,
+            authenticated: key !== undefined,
+          }));
+        }
+      },
     }).catch((e) => {
       throw new UdpgetError(ExitCode.LocalIo, `cannot listen on ${a.host}:${a.port}: ${e.message}`);
     });
-    log(
+    log(info(
+      "stopped",
       `stopped: ${stats.requests} requests, ${stats.bytesSent} bytes sent, ` +
         `${stats.malformed} malformed datagrams dropped`,
-    );
-    if (tftp) log(describeTftpStats(await tftp.done));
+      { requests: stats.requests, bytes_sent: stats.bytesSent, malformed: stats.malformed },
+    ));
+    if (tftp) log(info("tftp_stopped", describeTftpStats(await tftp.done)));
     return ExitCode.Ok;
   } finally {
     stop.abort(); // stops the TFTP side too when serve() failed
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
   }
+}
+
+/**
+ * The digest cache directory for `serve`: `--cache-dir`, else the default under
+ * $XDG_CACHE_HOME or $HOME; undefined with `--no-cache`, or (after one warning) when the
+ * environment cannot be read or names no home.
+ */
+function serveCacheDir(
+  a: { cacheDir?: string; noCache: boolean },
+  log: LogSink,
+): string | undefined {
+  if (a.noCache) return undefined;
+  if (a.cacheDir !== undefined) return a.cacheDir;
+  let dir: string | undefined;
+  try {
+    dir = defaultCacheDir((name) => Deno.env.get(name));
+  } catch {
+    log({
+      level: "warn",
+      event: "cache_disabled",
+      msg: "digest cache disabled: cannot read HOME or XDG_CACHE_HOME " +
+        "(run with --allow-env, or give --cache-dir)",
+    });
+    return undefined;
+  }
+  if (dir === undefined) {
+    log({
+      level: "warn",
+      event: "cache_disabled",
+      msg: "digest cache disabled: neither XDG_CACHE_HOME nor HOME is set (give --cache-dir)",
+    });
+  }
+  return dir;
 }

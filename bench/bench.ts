@@ -144,7 +144,20 @@ async function spawnUntil(cmd: string, args: string[], re: RegExp): Promise<RegE
 async function udpgetServer(root: string, extra: string[] = []): Promise<number> {
   const m = await spawnUntil(
     Deno.execPath(),
-    ["run", "-A", "--quiet", MAIN, "serve", "0", "--root", root, "--host", "127.0.0.1", ...extra],
+    [
+      "run",
+      "-A",
+      "--quiet",
+      MAIN,
+      "serve",
+      "0",
+      "--root",
+      root,
+      "--host",
+      "127.0.0.1",
+      "--no-cache",
+      ...extra,
+    ],
     /on udp 127\.0\.0\.1:(\d+)/,
   );
   return Number(m[1]);

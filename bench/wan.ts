@@ -199,6 +199,7 @@ async function startMirrors(
         `${dir}/srv`,
         "--host",
         addr,
+        "--no-cache",
       ], { stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
       children.push(child);
       // read its log to the end (a closed pipe would kill it) and wait for the listening line

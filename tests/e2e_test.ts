@@ -168,7 +168,7 @@ Deno.test("e2e: a bad servers file line is reported with its line number (exit 2
   }
 });
 
-Deno.test("e2e: IPv6; SIGTERM stops the server cleanly with one log line per transfer", async () => {
+Deno.test("e2e: IPv6; SIGTERM stops the server cleanly; a fetch is one transfer (start and end lines)", async () => {
   const dir = await tempDir();
   const server = await startServer(dir.path, [], "::1");
   try {
@@ -182,8 +182,15 @@ Deno.test("e2e: IPv6; SIGTERM stops the server cleanly with one log line per tra
     assert.ok(sameBytes(await Deno.readFile(`${dir.path}/out/six.bin`), data));
     const status = await server.stop("SIGTERM");
     assert.equal(status.code, 0);
-    const transfers = server.output().split("\n").filter((l) => l.includes('sent "six.bin"'));
-    assert.equal(transfers.length, 1, server.output());
+    const lines = server.output().split("\n");
+    const starts = lines.filter((l) =>
+      / transfer \d+ start: "six\.bin" \(500000 bytes\) to \[::1\]:/.test(l)
+    );
+    const ends = lines.filter((l) =>
+      / transfer \d+ end: "six\.bin" to \[::1\] \(\d+ ports?\): /.test(l)
+    );
+    assert.equal(starts.length, 1, server.output());
+    assert.equal(ends.length, 1, server.output());
     assert.match(server.output(), /stopped: \d+ requests/);
   } finally {
     await server.stop("SIGKILL");

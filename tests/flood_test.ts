@@ -12,7 +12,7 @@ import {
   type Packet,
   TOKEN_PROBE_NAME,
 } from "../lib/wire/packet.ts";
-import { MAX_TRANSFERS_PER_CLIENT } from "../lib/serving/serve_policy.ts";
+import { MAX_TRANSFERS_PER_CLIENT } from "../lib/serving/transfer_log.ts";
 import { PacketInbox, seededBytes, serveInProcess, tempDir } from "./harness.ts";
 
 const PORTS = 300;

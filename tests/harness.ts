@@ -7,7 +7,7 @@
 
 import { fileURLToPath } from "node:url";
 import { mulberry32 } from "./relay.ts";
-import { serve, type ServeStats } from "../server.ts";
+import { serve, type ServeOptions, type ServeStats } from "../server.ts";
 import { decode, type Packet } from "../lib/wire/packet.ts";
 import { withTimeout } from "../lib/io/timer.ts";
 
@@ -29,18 +29,24 @@ export interface ServerProcess {
   port: number;
   /** Everything it printed so far (stdout and stderr). */
   output(): string;
+  /** Resolves true once its output matches `re`, false if it exits first. */
+  until(re: RegExp): Promise<boolean>;
   /** Sends `signal` (default SIGTERM) and waits for the exit status. */
   stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
 }
 
-/** Starts `udpget serve 0 --root <root> --host <host>` and waits for its listening line. */
+/**
+ * Starts `udpget serve 0 --root <root> --host <host>` and waits for its listening line. Unless
+ * `extra` says otherwise it runs with `--no-cache`: tests must not write into the user's cache.
+ */
 export async function startServer(
   root: string,
   extra: string[] = [],
   host = "127.0.0.1",
 ): Promise<ServerProcess> {
+  const cache = extra.includes("--cache-dir") || extra.includes("--no-cache") ? [] : ["--no-cache"];
   const child = new Deno.Command(Deno.execPath(), {
-    args: [...RUN_FLAGS, MAIN, "serve", "0", "--root", root, "--host", host, ...extra],
+    args: [...RUN_FLAGS, MAIN, "serve", "0", "--root", root, "--host", host, ...cache, ...extra],
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
@@ -49,16 +55,23 @@ export async function startServer(
   const dec = new TextDecoder();
   let portFound!: (port: number) => void;
   const listening = new Promise<number>((r) => portFound = r);
+  const waiters = new Set<{ re: RegExp; done: (found: boolean) => void }>();
+  let ended = false;
   const pump = async (stream: ReadableStream<Uint8Array>) => {
     for await (const chunk of stream) {
       text += dec.decode(chunk, { stream: true });
-      const m = text.match(/on udp \S+:(\d+)[ \n]/);
+      const m = text.match(/on udp [^\s"]+:(\d+)[ \n"]/); // (text or JSON log format)
       if (m) portFound(Number(m[1]));
+      for (const w of waiters) if (w.re.test(text)) (waiters.delete(w), w.done(true));
     }
   };
   const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  const exited = child.status.then((s) => {
+  const exited = child.status.then(async (s) => {
     portFound(-1);
+    await pumps;
+    ended = true;
+    for (const w of waiters) w.done(w.re.test(text));
+    waiters.clear();
     return s;
   });
   const port = await listening;
@@ -66,6 +79,10 @@ export async function startServer(
   const server: ServerProcess = {
     port,
     output: () => text,
+    until: (re) =>
+      re.test(text) || ended
+        ? Promise.resolve(re.test(text))
+        : new Promise((done) => waiters.add({ re, done })),
     async stop(signal: Deno.Signal = "SIGTERM") {
       if (status) return status;
       try {
@@ -176,8 +193,14 @@ export interface InProcessServer {
   stop(): Promise<ServeStats>;
 }
 
-/** Starts `serve()` on an ephemeral loopback port over `root` with 64 KiB pieces. */
-export async function serveInProcess(root: string): Promise<InProcessServer> {
+/**
+ * Starts `serve()` on an ephemeral loopback port over `root` with 64 KiB pieces; `over`
+ * replaces any of those options (a log sink, a digest function, a cache directory...).
+ */
+export async function serveInProcess(
+  root: string,
+  over: Partial<ServeOptions> = {},
+): Promise<InProcessServer> {
   const abort = new AbortController();
   let listening!: (port: number) => void;
   const port = new Promise<number>((r) => listening = r);
@@ -187,6 +210,7 @@ export async function serveInProcess(root: string): Promise<InProcessServer> {
     root,
     pieceSize: 1 << 16,
     log: () => {},
+    ...over,
     signal: abort.signal,
     onListening: (a) => listening(a.port),
   });

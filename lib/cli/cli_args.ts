@@ -285,6 +285,9 @@ export function parseServeArgs(args: string[]): ServeArgs {
       "--tftp cannot be combined with --secret-file: TFTP has no authentication",
     );
   }
+  if (values["cache-dir"] !== undefined && values["no-cache"] === true) {
+    throw usageError(cmd, "--cache-dir and --no-cache contradict each other");
+  }
   const logFormat = values["log-format"] ?? "text";
   if (logFormat !== "text" && logFormat !== "json") {
     throw usageError(cmd, `--log-format takes "text" or "json", got "${logFormat}"`);

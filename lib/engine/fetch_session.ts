@@ -125,6 +125,8 @@ interface Source {
   has: PieceFilter;
   dropped: boolean;
   retriesInRow: number;
+  /** When the token held now came (a RETRY); requests sent earlier did not carry it. */
+  tokenSince: number;
   /** Requests sent, to take the lanes in turn. */
   sent: number;
 }
@@ -186,7 +188,14 @@ export class FetchSession {
       this.#remember(source, r);
     });
     if (rttMs !== undefined) path.health.rtt.addSample(rttMs);
-    const source: Source = { path, has, dropped: false, retriesInRow: 0, sent: 0 };
+    const source: Source = {
+      path,
+      has,
+      dropped: false,
+      retriesInRow: 0,
+      tokenSince: -Infinity,
+      sent: 0,
+    };
     this.#sources.set(id, source);
     this.#order.push(id);
     this.#starved.clear();
@@ -257,7 +266,7 @@ export class FetchSession {
     }
     const { r } = entry;
     if (p.type === "chunk_reply") return this.#onChunk(now, s, r, p.offset, p.data, p.fileId);
-    if (p.type === "retry") return void this.#onRetry(s, r, p.token);
+    if (p.type === "retry") return void this.#onRetry(now, s, r, p.token);
     if (p.type === "error") this.#onError(now, s, r, p.code, p.message);
     return undefined;
   }
@@ -460,11 +469,15 @@ export class FetchSession {
     return { offset, data };
   }
 
-  #onRetry(s: Source, r: InFlightRequest, token: Uint8Array): void {
+  #onRetry(now: number, s: Source, r: InFlightRequest, token: Uint8Array): void {
     s.path.token = token.slice();
     this.#forget(s, r);
     this.sched.release(r.a);
     this.#starved.clear();
+    // every request that left before the source's first RETRY gets one too: only a request
+    // sent with the token we hold shows that validation keeps failing
+    if (r.sentAt < s.tokenSince) return;
+    s.tokenSince = now;
     if (++s.retriesInRow > MAX_RETRIES_IN_ROW) {
       this.removeSource(s.path.id, "address validation keeps failing (RETRY after RETRY)");
     }

@@ -1,17 +1,21 @@
 /**
- * The server's open files: name → open handle, identity and cached digests.
+ * The server's open files: name → open handle, identity and digests.
  *
- * Names are re-resolved at most once a second, handles are kept in a small LRU, and a file's
- * digests are computed once per version (size + mtime + inode) and shared by every request
- * that needs them.
+ * Names are re-resolved at most once a second and handles are kept in a small LRU. A file's
+ * digests are computed once per version (real path + size + mtime + inode), by one job shared
+ * by every request that needs them and by the background pass over the root (`prehash`), and
+ * remembered beyond the handle's life; with a `DigestCache` they also survive a restart.
  *
  * @module
  */
 
 import { ErrorCode, fileIdOf } from "../wire/packet.ts";
-import { digestFile, type FileDigest } from "../io/file_digest.ts";
+import { digestFile, type DigestFn, type FileDigest } from "../io/file_digest.ts";
 import { resolveInRoot } from "./root_path.ts";
 import { withTimeout } from "../io/timer.ts";
+import type { DigestCache, FileVersion } from "./digest_cache.ts";
+import type { LogSink } from "./log_event.ts";
+import { formatBusyProgress } from "../wire/busy_progress.ts";
 
 /** An open, servable file. */
 export interface ServedFile {
@@ -38,6 +42,52 @@ const NAME_TTL_MS = 1000;
 const MAX_OPEN = 64;
 /** Requested names remembered (many names can reach one file: `a`, `./a`, `x/../a`...). */
 export const MAX_NAMES = 1024;
+/**
+ * File versions whose digests are remembered (at 32 bytes per piece, 16 Ki entries of 1 GiB
+ * files take 512 MiB; of the small files most roots hold, a few MiB).
+ */
+export const MAX_DIGESTS = 16_384;
+
+/**
+ * Smallest file whose hashing gets its own "hashing"/"hashed" lines in the background pass at
+ * start (on request every file gets them): a root of 10 000 small files would otherwise log
+ * 20 000 lines that say nothing the pass's summary line does not.
+ */
+export const PREHASH_LOG_MIN_BYTES = 16 << 20;
+
+/** What a `FileTable` needs besides its root (all optional). */
+export interface FileTableOptions {
+  /** Computes digests (default `digestFile`; tests inject slow or counting ones). */
+  digestFn?: DigestFn;
+  /** Persistent digests: loaded before hashing, written after. */
+  cache?: DigestCache;
+  /** Where "hashing", "hashed" and cache events go. */
+  log?: LogSink;
+}
+
+/** One computation of the digests of one file version, shared by everyone who needs them. */
+interface DigestJob {
+  version: FileVersion;
+  /** Bytes hashed so far (for BUSY answers). */
+  done: number;
+  promise: Promise<FileDigest>;
+  /** Set once the promise has resolved (so a new handle gets its file id synchronously). */
+  result?: FileDigest;
+}
+
+/** What a background pass over the root did. */
+export interface PrehashSummary {
+  /** Names looked at. */
+  files: number;
+  /** Digests loaded from the persistent cache. */
+  fromCache: number;
+  /** Files hashed. */
+  hashed: number;
+  /** Names skipped: refused, vanished, changed while hashed, or I/O errors. */
+  failed: number;
+  /** Wall time of the pass (ms). */
+  ms: number;
+}
 
 /** Open handles and digests of the files under one root. */
 export class FileTable {
@@ -45,11 +95,21 @@ export class FileTable {
   #pieceSize: number;
   #byName = new Map<string, { file: ServedFile; checkedAt: number }>();
   #byPath = new Map<string, ServedFile>();
+  /** Digest jobs by real path (one version each, the latest asked for); Map order is LRU. */
+  #jobs = new Map<string, DigestJob>();
+  #digestFn: DigestFn;
+  #cache: DigestCache | undefined;
+  #log: LogSink;
+  #closed = false;
+  #cacheWriteFailed = false;
 
   /** `realRoot` must be a real path (no symlinks). */
-  constructor(realRoot: string, pieceSize: number) {
+  constructor(realRoot: string, pieceSize: number, opts: FileTableOptions = {}) {
     this.#root = realRoot;
     this.#pieceSize = pieceSize;
+    this.#digestFn = opts.digestFn ?? digestFile;
+    this.#cache = opts.cache;
+    this.#log = opts.log ?? (() => {});
   }
 
   /**
@@ -88,10 +148,82 @@ export class FileTable {
    */
   async digest(f: ServedFile, waitMs: number): Promise<FileDigest | undefined> {
     if (!f.digest) {
-      f.digest = this.#computeDigest(f);
+      f.digest = this.#job(versionOf(f), "request").promise.then((d) => {
+        // the job checked its own handle; this one may have seen a change since
+        if (this.currentSize(f) !== f.size || f.changed) {
+          f.changed = true;
+          throw new Error("file changed while being hashed");
+        }
+        f.fileId = fileIdOf(d.digest);
+        return d;
+      });
       f.digest.catch(() => {}); // a failed digest is reported to whoever awaits it, not fatal
     }
     return await withTimeout(f.digest, waitMs);
+  }
+
+  /**
+   * The BUSY message for `f` while its digest is being computed: how far the hashing has
+   * got, in the format of `lib/wire/busy_progress.ts`.
+   */
+  busyMessage(f: ServedFile): string {
+    const job = this.#jobs.get(f.realPath);
+    const done = job && sameVersion(job.version, versionOf(f)) ? job.done : 0;
+    return formatBusyProgress(done, f.size);
+  }
+
+  /**
+   * Computes the digests of `names` ahead of any request (at server start), without opening
+   * serving handles: first every digest the persistent cache holds (quick), then the others
+   * hashed one file at a time, so serving keeps most of the disk and CPU. Stops early when
+   * `signal` aborts or the table is closed. Never throws.
+   */
+  async prehash(names: string[], signal?: AbortSignal): Promise<PrehashSummary> {
+    const t0 = performance.now();
+    const sum: PrehashSummary = { files: names.length, fromCache: 0, hashed: 0, failed: 0, ms: 0 };
+    const stopped = () => this.#closed || signal?.aborted === true;
+    const misses: FileVersion[] = [];
+    for (const name of names) {
+      if (stopped()) break;
+      const r = await resolveInRoot(this.#root, name).catch(() => undefined);
+      if (!r || "kind" in r) {
+        sum.failed++;
+        continue;
+      }
+      const v: FileVersion = {
+        realPath: r.realPath,
+        size: r.info.size,
+        mtimeMs: r.info.mtime?.getTime() ?? 0,
+        ino: r.info.ino,
+      };
+      const known = this.#jobs.get(v.realPath);
+      if (known && sameVersion(known.version, v)) continue; // a request got there first
+      if (await this.#loadCached(v)) sum.fromCache++;
+      else misses.push(v);
+    }
+    if (sum.fromCache > 0) {
+      this.#log({
+        level: "info",
+        event: "cache_loaded",
+        msg: `loaded ${sum.fromCache} digest${sum.fromCache === 1 ? "" : "s"} from cache in ` +
+          `${((performance.now() - t0) / 1000).toFixed(3)} s`,
+        fields: {
+          files: sum.fromCache,
+          seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
+        },
+      });
+    }
+    for (const v of misses) {
+      if (stopped()) break;
+      try {
+        await this.#job(v, "startup").promise;
+        sum.hashed++;
+      } catch {
+        sum.failed++;
+      }
+    }
+    sum.ms = performance.now() - t0;
+    return sum;
   }
 
   /** Current size of `f`; marks it changed when its size or mtime moved since it was opened. */
@@ -114,11 +246,17 @@ export class FileTable {
     return true;
   }
 
-  /** Closes every handle. */
+  /** Closes every handle; digest jobs still running stop at their next read. */
   close(): void {
+    this.#closed = true;
     for (const f of this.#byPath.values()) closeQuietly(f.file);
     this.#byPath.clear();
     this.#byName.clear();
+  }
+
+  /** Resolves once every digest job has finished (after `close`, within one read each). */
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.#jobs.values()].map((j) => j.promise));
   }
 
   async #openVersion(realPath: string, info: Deno.FileInfo, now: number): Promise<ServedFile> {
@@ -142,26 +280,135 @@ export class FileTable {
       changed: false,
       lastUsed: now,
     };
+    const job = this.#jobs.get(realPath);
+    if (job?.result && sameVersion(job.version, versionOf(f))) {
+      // hashed before (at startup, from the cache, or under an evicted handle)
+      f.digest = Promise.resolve(job.result);
+      f.fileId = fileIdOf(job.result.digest);
+    }
     this.#byPath.set(realPath, f);
     this.#evict();
     return f;
   }
 
-  async #computeDigest(f: ServedFile): Promise<FileDigest> {
-    // A separate handle: hashing moves the file position, chunk reads must not see that.
-    const file = await Deno.open(f.realPath, { read: true });
+  /** The digest job for version `v`: the running or finished one, or a new one. */
+  #job(v: FileVersion, trigger: "request" | "startup"): DigestJob {
+    const known = this.#jobs.get(v.realPath);
+    if (known && sameVersion(known.version, v)) {
+      this.#jobs.delete(v.realPath); // re-inserted last: recently used
+      this.#jobs.set(v.realPath, known);
+      return known;
+    }
+    const job = { version: v, done: 0 } as DigestJob; // its promise is set on the next line
+    job.promise = this.#compute(job, trigger);
+    job.promise.then((d) => job.result = d, () => {
+      // a failed job is forgotten, so the next request tries again
+      if (this.#jobs.get(v.realPath) === job) this.#jobs.delete(v.realPath);
+    });
+    this.#remember(job);
+    return job;
+  }
+
+  #remember(job: DigestJob): void {
+    this.#jobs.delete(job.version.realPath);
+    this.#jobs.set(job.version.realPath, job);
+    if (this.#jobs.size > MAX_DIGESTS) this.#jobs.delete(this.#jobs.keys().next().value!);
+  }
+
+  /** Loads `v`'s digest from the persistent cache into memory, if it is there and valid. */
+  async #loadCached(v: FileVersion): Promise<boolean> {
+    if (!this.#cache) return false;
+    let file: Deno.FsFile;
     try {
-      const d = await digestFile(file, f.size, this.#pieceSize);
+      file = await Deno.open(v.realPath, { read: true });
+    } catch {
+      return false;
+    }
+    try {
+      if (!sameVersion(v, versionOfInfo(v.realPath, await file.stat()))) return false;
+      const d = await this.#cache.load(v, this.#pieceSize, file);
+      if (!d) return false;
+      this.#remember({ version: v, done: v.size, promise: Promise.resolve(d), result: d });
+      return true;
+    } finally {
+      closeQuietly(file);
+    }
+  }
+
+  /** Loads or computes the digests of `job.version`, with a handle of its own. */
+  async #compute(job: DigestJob, trigger: "request" | "startup"): Promise<FileDigest> {
+    const v = job.version;
+    const name = this.#relative(v.realPath);
+    // A separate handle: hashing moves the file position, chunk reads must not see that.
+    const file = await Deno.open(v.realPath, { read: true });
+    try {
+      if (!sameVersion(v, versionOfInfo(v.realPath, await file.stat()))) {
+        throw new Error("file changed before being hashed");
+      }
+      const cached = await this.#cache?.load(v, this.#pieceSize, file);
+      if (cached) {
+        job.done = v.size;
+        this.#log({
+          level: "info",
+          event: "cache_hit",
+          msg: `digest of ${JSON.stringify(name)} loaded from cache`,
+          fields: { name, size: v.size },
+        });
+        return cached;
+      }
+      const say = trigger === "request" || v.size >= PREHASH_LOG_MIN_BYTES;
+      if (say) {
+        this.#log({
+          level: "info",
+          event: "hashing",
+          msg: `hashing ${JSON.stringify(name)} (${v.size} bytes)`,
+          fields: { name, size: v.size, trigger },
+        });
+      }
+      const t0 = performance.now();
+      const d = await this.#digestFn(file, v.size, this.#pieceSize, (done) => {
+        // throwing here stops digestFile at its next read: the server is shutting down
+        if (this.#closed) throw new Error("server stopping");
+        job.done = done;
+      });
       // if the file moved while being hashed, the digest describes no real version of it
-      if (this.currentSize(f) !== f.size || f.changed) {
-        f.changed = true;
+      if (!sameVersion(v, versionOfInfo(v.realPath, await file.stat()))) {
         throw new Error("file changed while being hashed");
       }
-      f.fileId = fileIdOf(d.digest);
+      const secs = (performance.now() - t0) / 1000;
+      if (say) {
+        this.#log({
+          level: "info",
+          event: "hashed",
+          msg: `hashed ${JSON.stringify(name)} in ${secs.toFixed(3)} s`,
+          fields: { name, size: v.size, seconds: Number(secs.toFixed(3)) },
+        });
+      }
+      if (this.#cache && !this.#closed) await this.#save(v, d, file);
       return d;
     } finally {
       closeQuietly(file);
     }
+  }
+
+  async #save(v: FileVersion, d: FileDigest, file: Deno.FsFile): Promise<void> {
+    try {
+      await this.#cache!.save(v, d, file);
+    } catch (e) {
+      if (this.#cacheWriteFailed) return; // said once: a full disk must not flood the log
+      this.#cacheWriteFailed = true;
+      this.#log({
+        level: "warn",
+        event: "cache_write_failed",
+        msg: `cannot write the digest cache in ${this.#cache!.dir}: ` +
+          `${e instanceof Error ? e.message : String(e)}`,
+        fields: { dir: this.#cache!.dir },
+      });
+    }
+  }
+
+  #relative(realPath: string): string {
+    return realPath.startsWith(this.#root + "/") ? realPath.slice(this.#root.length + 1) : realPath;
   }
 
   #forget(f: ServedFile): void {
@@ -183,6 +430,19 @@ export class FileTable {
       closeQuietly(oldest.file);
     }
   }
+}
+
+function versionOf(f: ServedFile): FileVersion {
+  return { realPath: f.realPath, size: f.size, mtimeMs: f.mtimeMs, ino: f.ino };
+}
+
+function versionOfInfo(realPath: string, info: Deno.FileInfo): FileVersion {
+  return { realPath, size: info.size, mtimeMs: info.mtime?.getTime() ?? 0, ino: info.ino };
+}
+
+function sameVersion(a: FileVersion, b: FileVersion): boolean {
+  return a.realPath === b.realPath && a.size === b.size && a.mtimeMs === b.mtimeMs &&
+    a.ino === b.ino;
 }
 
 /** Closes `file`, ignoring that it may already be closed. */

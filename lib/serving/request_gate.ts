@@ -24,10 +24,14 @@ import { AMPLIFICATION_FACTOR } from "./serve_policy.ts";
 
 /** What to do with one datagram. */
 export type GateDecision =
-  /** Nothing: noise, a reply type (a server never answers replies), an unanswerable refusal. */
-  | { kind: "drop"; why: "noise" | "reply_type" | "auth" }
-  /** Send `bytes` back and stop there. */
-  | { kind: "answer"; bytes: Uint8Array; why: "malformed" | "retry" | "auth" }
+  /** Nothing: noise, or a reply type (a server never answers replies). */
+  | { kind: "drop"; why: "noise" | "reply_type" }
+  /** Nothing: an authentication failure whose answer would be too large or a reply's. */
+  | { kind: "drop"; why: "auth"; message: string }
+  /** Send this RETRY (`bytes`) back and stop there. */
+  | { kind: "answer"; bytes: Uint8Array; why: "retry" }
+  /** Send this ERROR (`bytes`, with `code` and `message`, for the log) back and stop there. */
+  | { kind: "answer"; bytes: Uint8Array; why: "malformed" | "auth"; code: number; message: string }
   /** Serve this request (its address is proven). */
   | { kind: "serve"; request: MetaRequest | HashesRequest | ChunkRequest };
 
@@ -55,8 +59,9 @@ export class RequestGate {
         : r.error.kind === "unknown_type" || r.error.kind === "bad_flags"
         ? ErrorCode.Unsupported
         : ErrorCode.BadRequest;
-      const bytes = encode({ type: "error", requestId, code, message: r.error.message });
-      return { kind: "answer", bytes, why: "malformed" };
+      const message = r.error.message;
+      const bytes = encode({ type: "error", requestId, code, message });
+      return { kind: "answer", bytes, why: "malformed", code, message };
     }
     const p = r.packet;
     if (p.type !== "meta_request" && p.type !== "hashes_request" && p.type !== "chunk_request") {
@@ -77,10 +82,13 @@ export class RequestGate {
   /** AUTH_FAILED if the datagram is a request and the answer is within 3× its size. */
   #refuseAuth(data: Uint8Array, message: string): GateDecision {
     const requestId = requestIdOfRequest(data);
-    if (requestId === undefined) return { kind: "drop", why: "auth" }; // never answer a reply
-    const bytes = encode({ type: "error", requestId, code: ErrorCode.AuthFailed, message });
-    if (bytes.length > AMPLIFICATION_FACTOR * data.length) return { kind: "drop", why: "auth" };
-    return { kind: "answer", bytes, why: "auth" };
+    if (requestId === undefined) return { kind: "drop", why: "auth", message }; // never answer a reply
+    const code = ErrorCode.AuthFailed;
+    const bytes = encode({ type: "error", requestId, code, message });
+    if (bytes.length > AMPLIFICATION_FACTOR * data.length) {
+      return { kind: "drop", why: "auth", message };
+    }
+    return { kind: "answer", bytes, why: "auth", code, message };
   }
 }
 

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { MAX_TRANSFERS_PER_CLIENT } from "../serving/serve_policy.ts";
+import { MAX_TRANSFERS_PER_CLIENT } from "../serving/transfer_log.ts";
 
 /** Transfers one client IP may have at once (the udpget protocol's limit). */
 export const MAX_TFTP_TRANSFERS_PER_CLIENT: number = MAX_TRANSFERS_PER_CLIENT;

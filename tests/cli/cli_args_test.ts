@@ -190,6 +190,16 @@ Deno.test("serve: --root, --host, --piece-size", () => {
   usageError(() => parseServeArgs(["1", "--piece-size", String((1 << 26) + 1)]), /--piece-size/);
 });
 
+Deno.test("serve: --log-format, --cache-dir, --no-cache", () => {
+  assert.equal(parseServeArgs(["1", "--log-format", "json"]).logFormat, "json");
+  assert.equal(parseServeArgs(["1", "--log-format", "text"]).logFormat, "text");
+  usageError(() => parseServeArgs(["1", "--log-format", "xml"]), /--log-format/);
+  assert.equal(parseServeArgs(["1", "--cache-dir", "/var/cache/u"]).cacheDir, "/var/cache/u");
+  usageError(() => parseServeArgs(["1", "--cache-dir", ""]), /needs a file name/);
+  assert.equal(parseServeArgs(["1", "--no-cache"]).noCache, true);
+  usageError(() => parseServeArgs(["1", "--no-cache", "--cache-dir", "d"]), /contradict/);
+});
+
 Deno.test("serve: port must be 0..65535 and exactly one", () => {
   assert.equal(parseServeArgs(["65535"]).port, 65535);
   usageError(() => parseServeArgs(["65536"]), /port/);
@@ -287,10 +297,12 @@ Deno.test("help lists every option with its short form, default and the exit cod
   assert.match(commandHelp(SERVE_SPEC), /--log-format text\|json/);
 });
 
-Deno.test("options parsed here and implemented elsewhere: --json, --log-format, --cache-dir, --no-cache", () => {
+Deno.test("--json, --log-format, --cache-dir, --no-cache", () => {
   assert.equal(parseFetchArgs(["s", "2", "f", "--json"]).json, true);
-  const s = parseServeArgs(["0", "--log-format", "json", "--cache-dir", "/tmp/c", "--no-cache"]);
-  assert.deepEqual([s.logFormat, s.cacheDir, s.noCache], ["json", "/tmp/c", true]);
+  const s = parseServeArgs(["0", "--log-format", "json", "--cache-dir", "/tmp/c"]);
+  assert.deepEqual([s.logFormat, s.cacheDir, s.noCache], ["json", "/tmp/c", false]);
+  assert.equal(parseServeArgs(["0", "--no-cache"]).noCache, true);
+  usageError(() => parseServeArgs(["0", "--cache-dir", "/c", "--no-cache"]), /contradict/);
   assert.equal(parseServeArgs(["0", "--log-format=text"]).logFormat, "text");
   usageError(() => parseServeArgs(["0", "--log-format", "xml"]), /--log-format takes/);
   usageError(() => parseServeArgs(["0", "--cache-dir", ""]), /--cache-dir needs a file name/);

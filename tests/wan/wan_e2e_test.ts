@@ -41,6 +41,7 @@ async function startServers(path: WanPath, root: string): Promise<Deno.ChildProc
         root,
         "--host",
         addr,
+        "--no-cache",
       ], { stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
       started.push(child);
       // keep reading to the end: a server whose log pipe is closed would die on its next line

@@ -1,0 +1,60 @@
+import assert from "node:assert/strict";
+import { FetchSession, type SessionEvent } from "../../lib/engine/fetch_session.ts";
+import type { ChunkRequest } from "../../lib/wire/packet.ts";
+
+function session(): FetchSession {
+  let id = 1;
+  const s = new FetchSession({
+    size: 8 << 20,
+    pieceSize: 1 << 20,
+    blockSize: 1444,
+    fileId: 3n,
+    name: "f",
+    nextRequestId: () => id++,
+  }, 0);
+  s.addSource(0, 0, undefined, 10);
+  return s;
+}
+
+function drain(s: FetchSession, now: number): ChunkRequest[] {
+  const out: ChunkRequest[] = [];
+  for (let t = s.pollTransmit(now); t; t = s.pollTransmit(now)) out.push(t.packet);
+  return out;
+}
+
+function events(s: FetchSession): SessionEvent[] {
+  const out: SessionEvent[] = [];
+  for (let e = s.poll(); e; e = s.poll()) out.push(e);
+  return out;
+}
+
+Deno.test("session: RETRYs for requests sent before the token came do not count as failures", () => {
+  const s = session();
+  const first: ChunkRequest[] = [];
+  for (let t = 0; t < 15; t++) first.push(...drain(s, t)); // paced: over the first round trip
+  assert.ok(first.length > 8, `more went out without a token than RETRYs tolerated in a row`);
+  const token = new Uint8Array(16).fill(7);
+  // the source validates addresses: every one of those requests is answered with a RETRY
+  for (const r of first) s.handleReply(20, 0, { type: "retry", requestId: r.requestId, token });
+  assert.deepEqual(events(s).filter((e) => e.kind === "dropped"), [], "not dropped");
+  const next = drain(s, 20);
+  assert.ok(next.length > 0);
+  assert.ok(next.every((r) => r.token.every((b) => b === 7)), "later requests carry the token");
+});
+
+Deno.test("session: RETRY after RETRY for requests carrying the token drops the source", () => {
+  const s = session();
+  let now = 0;
+  const token = new Uint8Array(16).fill(7);
+  let dropped: SessionEvent | undefined;
+  for (let round = 0; round < 20 && !dropped; round++) {
+    const sent = drain(s, now);
+    now += 20;
+    // each round answers only the first request, so every RETRY counted follows the last one
+    if (sent[0]) s.handleReply(now, 0, { type: "retry", requestId: sent[0].requestId, token });
+    dropped = events(s).find((e) => e.kind === "dropped");
+    s.handleTimeout(now);
+  }
+  assert.ok(dropped?.kind === "dropped");
+  assert.match(dropped.reason, /address validation keeps failing/);
+});
