@@ -22,7 +22,8 @@ import { SourceLedger } from "./blame.ts";
 import type { CongestionController } from "./congestion/controller.ts";
 import { ModelBasedController } from "./congestion/model_based.ts";
 import { ALL, type Assignment, type PieceFilter, PieceScheduler } from "./scheduler.ts";
-import { type InFlightRequest, type LostRun, SourcePath } from "./source_path.ts";
+import { hadLoss, type InFlightRequest, type LostRun, SourcePath } from "./source_path.ts";
+import { RequestTable } from "./request_table.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
 /** What a session fetches and how. */
@@ -120,6 +121,12 @@ const MAX_RETRIES_IN_ROW = 8;
 /** Nothing in flight anywhere this long (ms) with pieces missing: every claim is reset. */
 const IDLE_RESCUE_MS = 500;
 
+/** A request and the source it went to. */
+interface Tracked {
+  source: Source;
+  r: InFlightRequest;
+}
+
 interface Source {
   path: SourcePath;
   has: PieceFilter;
@@ -138,9 +145,12 @@ export class FetchSession {
   #sources = new Map<number, Source>();
   #order: number[] = [];
   #turn = 0;
-  #byId = new Map<number, { source: Source; r: InFlightRequest }>();
+  #byId = new RequestTable<Tracked>();
   /** Requests that left the in-flight list (all blocks received or lost), by id. */
-  #retired = new Map<number, { source: Source; r: InFlightRequest }>();
+  #retired = new RequestTable<Tracked>();
+  /** Ids in `#retired`, oldest first from `#retiredCount % RETIRED_MEMORY`. */
+  #retiredRing = new Uint32Array(RETIRED_MEMORY);
+  #retiredCount = 0;
   #events: SessionEvent[] = [];
   #ledger = new SourceLedger();
   #limiter: TokenBucket | undefined;
@@ -510,10 +520,12 @@ export class FetchSession {
   }
 
   #remember(source: Source, r: InFlightRequest): void {
-    this.#retired.set(r.id, { source, r });
-    if (this.#retired.size > RETIRED_MEMORY) {
-      this.#retired.delete(this.#retired.keys().next().value!);
-    }
+    // only a request with blocks declared lost can still bring useful late blocks
+    if (!hadLoss(r)) return;
+    const at = this.#retiredCount++ % RETIRED_MEMORY;
+    if (this.#retiredCount > RETIRED_MEMORY) this.#retired.delete(this.#retiredRing[at]);
+    this.#retiredRing[at] = r.id;
+    this.#retired.put(r.id, { source, r });
   }
 
   #drop(s: Source): void {
@@ -555,7 +567,9 @@ export class FetchSession {
 
   #newId(): number {
     let id: number;
-    do id = this.#opts.nextRequestId() >>> 0; while (this.#byId.has(id) || this.#retired.has(id));
+    do id = this.#opts.nextRequestId() >>> 0; while (
+      !this.#byId.free(id) || this.#retired.get(id) !== undefined
+    );
     return id;
   }
 

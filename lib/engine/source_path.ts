@@ -64,6 +64,11 @@ export interface LostRun {
   bytes: number;
 }
 
+/** Whether some of `r`'s blocks were declared lost (they may still arrive late). */
+export function hadLoss(r: InFlightRequest): boolean {
+  return r.state.includes(LOST);
+}
+
 /** Path state of one source. */
 export class SourcePath {
   readonly health: ServerHealth;
