@@ -854,7 +854,8 @@ async function driveLoop(d: Download, run: FetchRun, signal: AbortSignal): Promi
     session.handleTimeout(now);
     for (let t = session.pollTransmit(now); t; t = session.pollTransmit(now)) {
       // each lane is a worker socket with its own receive buffer
-      void endpoint.send(t.lane, d.servers[t.source], encode(t.packet));
+      const bytes = encode(t.packet);
+      for (let c = 0; c < t.copies; c++) void endpoint.send(t.lane, d.servers[t.source], bytes);
     }
     for (let e = session.poll(); e; e = session.poll()) onEvent(d, run, e);
     if (session.ended) break;

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { DuplicateFilter, requestKey } from "./lib/serving/duplicate_filter.ts";
 import {
   CHUNK_REPLY_HEADER_SIZE,
   type ChunkRequest,
@@ -86,6 +87,8 @@ export interface ServeStats {
   peakTransfers: number;
   /** Datagrams refused by `--secret-file` authentication. */
   authFailed: number;
+  /** Copies of a request already answered (a client's second copy, or the network's). */
+  duplicates: number;
 }
 
 /** Runs a server until `opts.signal` aborts; resolves with its counters. */
@@ -179,7 +182,9 @@ class UdpServer {
     refused: 0,
     peakTransfers: 0,
     authFailed: 0,
+    duplicates: 0,
   };
+  #duplicates = new DuplicateFilter();
   #sock: Deno.DatagramConn;
   #files: FileTable;
   #transfers: TransferLog;
@@ -240,6 +245,11 @@ class UdpServer {
       return;
     }
     const p = d.request;
+    const key = requestKey(p);
+    if (this.#duplicates.seen(p.requestId, key, addr.hostname, addr.port, performance.now())) {
+      this.stats.duplicates++; // answered (or being answered) already
+      return;
+    }
     this.stats.requests++;
     try {
       switch (p.type) {

@@ -70,8 +70,10 @@ async function withServer(body: (s: Running) => Promise<void>): Promise<void> {
   }
 }
 
+/** A metadata request with a fresh id (a server ignores a copy of one it answered: §6.1). */
+let metaId = 7;
 function meta(name: string): Packet {
-  return { type: "meta_request", requestId: 7, token: NO_TOKEN, name };
+  return { type: "meta_request", requestId: metaId++, token: NO_TOKEN, name };
 }
 
 function errorCodeOf(replies: Packet[]): number | undefined {
@@ -262,5 +264,34 @@ Deno.test("server: before address validation it sends at most 3x what it receive
     } finally {
       raw.close();
     }
+  });
+});
+
+Deno.test("server: a request sent twice is answered once (PROTOCOL.md §6.1 rule 8)", async () => {
+  await withServer(async (s) => {
+    const data = seededBytes(9000, 6);
+    await Deno.writeFile(`${s.root}/d.bin`, data);
+    const [m] = await s.ask(meta("d.bin"));
+    assert.equal(m.type, "meta_reply");
+    const fileId = fileIdOf(m.type === "meta_reply" ? m.digest : new Uint8Array(8));
+    const request: Packet = {
+      type: "chunk_request",
+      requestId: 31,
+      token: NO_TOKEN,
+      fileId,
+      offset: 0,
+      length: 9000,
+      blockSize: 3000,
+      name: "d.bin",
+    };
+    const first = await s.ask(request, 3); // (gets the token, then the 3 blocks)
+    assert.equal(first.length, 3);
+    // the same request again (its copy): nothing; the same id asking for other bytes: served
+    const copy = await s.ask(request, 1);
+    assert.deepEqual(copy, [], "a copy gets no second answer");
+    const other = await s.ask({ ...request, offset: 3000, length: 3000 }, 1);
+    assert.equal(other.length, 1);
+    const stats = await s.stop();
+    assert.equal(stats.duplicates, 1);
   });
 });

@@ -10,12 +10,20 @@ export const REDRAW_MS = 200;
 
 /** A status line kept at the bottom of the terminal while messages scroll above it. */
 export class StatusLine {
-  #enc = new TextEncoder();
   #timer: ReturnType<typeof setInterval> | undefined;
   #shown = false;
 
-  /** Redraws `render(width)` every `REDRAW_MS` until `stop`. */
-  constructor(readonly render: (width: number) => string) {
+  /**
+   * Redraws `render(width)` every `REDRAW_MS` (with `redraw`) until `stop`, writing with
+   * `write` (stderr) at the width `width()` reports (the terminal's).
+   */
+  constructor(
+    readonly render: (width: number) => string,
+    readonly write: (text: string) => void = writeStderr,
+    readonly width: () => number = terminalWidth,
+    redraw = true,
+  ) {
+    if (!redraw) return;
     this.#timer = setInterval(() => this.draw(), REDRAW_MS);
     Deno.unrefTimer(this.#timer);
   }
@@ -23,7 +31,7 @@ export class StatusLine {
   /** Draws the line now. */
   draw(): void {
     // one column short of the width: writing the last column makes some terminals wrap
-    const line = this.render(terminalWidth() - 1);
+    const line = this.render(this.width() - 1);
     if (line === "" && !this.#shown) return; // nothing to show (yet)
     this.#write(`\r${line}\x1b[K`);
     this.#shown = line !== "";
@@ -37,20 +45,30 @@ export class StatusLine {
 
   /** Draws the line a last time (if `final`), ends it and stops redrawing. */
   stop(final = true): void {
-    if (this.#timer === undefined) return;
+    if (this.#stopped) return;
+    this.#stopped = true;
     clearInterval(this.#timer);
-    this.#timer = undefined;
     if (final) this.draw();
     if (this.#shown) this.#write(final ? "\n" : "\r\x1b[K");
     this.#shown = false;
   }
 
+  #stopped = false;
+
   #write(text: string): void {
-    try {
-      Deno.stderr.writeSync(this.#enc.encode(text));
-    } catch {
-      // a closed terminal is no reason to fail the transfer
-    }
+    this.write(text);
+  }
+}
+
+const encoder = new TextEncoder();
+
+/** Writes to stderr; a closed terminal is no reason to fail the transfer. */
+function writeStderr(text: string): void {
+  try {
+    const bytes = encoder.encode(text);
+    for (let done = 0; done < bytes.length;) done += Deno.stderr.writeSync(bytes.subarray(done));
+  } catch {
+    // (ignored)
   }
 }
 

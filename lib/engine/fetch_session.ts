@@ -62,6 +62,8 @@ export interface Transmit {
   /** The lane (receive socket) to send it from. */
   lane: number;
   packet: ChunkRequest;
+  /** Datagrams to send it as: 2 on a lossy path (the server ignores the second it gets). */
+  copies: 1 | 2;
 }
 
 /** Bytes to write at an offset of the output (a view, valid during the call only). */
@@ -409,6 +411,7 @@ export class FetchSession {
     return {
       source: path.id,
       lane,
+      copies: path.requestCopies(),
       packet: {
         type: "chunk_request",
         requestId: id,

@@ -64,6 +64,9 @@ export interface LostRun {
   bytes: number;
 }
 
+/** Share of a path's bytes lost above which its requests are sent twice. */
+export const DUPLICATE_LOSS = 0.002;
+
 /** Whether some of `r`'s blocks were declared lost (they may still arrive late). */
 export function hadLoss(r: InFlightRequest): boolean {
   return r.state.includes(LOST);
@@ -92,6 +95,17 @@ export class SourcePath {
   /** Bytes re-requested because they were declared lost on this path. */
   lostBytes = 0;
   #nextSeq = 0;
+
+  /**
+   * Copies of each request to send: two once the path has lost more than `DUPLICATE_LOSS` of
+   * its bytes. A lost request (60 bytes) costs its whole answer's time on the link — the data
+   * paced behind it does not fill the gap — so on a lossy path the request goes twice and the
+   * server ignores the copy it gets second (PROTOCOL.md §6.1).
+   */
+  requestCopies(): 1 | 2 {
+    const lost = this.lostBytes;
+    return lost > DUPLICATE_LOSS * (lost + this.delivered) ? 2 : 1;
+  }
   /** Highest block sequence number received, per lane. */
   #largestSeq: number[] = [];
   #roundEndDelivered = 0;

@@ -115,8 +115,12 @@ export function simulateFetch(sc: FetchScenario): FetchOutcome {
   };
 
   /** A server answers a chunk request: its blocks enter the downlink back to back. */
+  const answered = sc.servers.map(() => new Set<number>());
   const serve = (source: number, p: Packet) => {
     if (p.type !== "chunk_request") return;
+    // a copy of a request already answered is ignored, as real servers do (duplicate_filter.ts)
+    if (answered[source].has(p.requestId)) return;
+    answered[source].add(p.requestId);
     const spec = sc.servers[source];
     const bytesPerMs = spec.serverRateBps === undefined ? Infinity : spec.serverRateBps / 8000;
     for (let off = p.offset; off < p.offset + p.length; off += p.blockSize) {
@@ -154,7 +158,9 @@ export function simulateFetch(sc: FetchScenario): FetchOutcome {
   const pump = () => {
     for (let t = session.pollTransmit(clock.now); t; t = session.pollTransmit(clock.now)) {
       const { source, packet } = t;
-      ups[source].send(REQUEST_BYTES, () => serve(source, packet));
+      for (let c = 0; c < t.copies; c++) {
+        ups[source].send(REQUEST_BYTES, () => serve(source, packet));
+      }
     }
     for (let e = session.poll(); e; e = session.poll()) {
       if (e.kind === "verify") verify(e.piece);
