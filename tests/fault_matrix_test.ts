@@ -113,7 +113,10 @@ for (const [loss, seed] of [[0.01, 1], [0.05, 2], [0.2, 3]]) {
       const dropped = relays.reduce((n, r) => n + r.seen.to_client + r.seen.to_server, 0);
       assert.ok(dropped > 0, "traffic went through the relays");
     });
-    assert.match(stderr, /re-requested [1-9]/, "losses were repaired by re-requests");
+    // (at 1 % a run may lose no data block at all: requests lost are sent twice)
+    if (loss >= 0.05) {
+      assert.match(stderr, /re-requested [1-9]/, "losses were repaired by re-requests");
+    }
   });
 }
 
@@ -205,8 +208,9 @@ Deno.test("fault: all servers gone mid-transfer: exit 4, .part kept; resumed onc
   await withRelays(data, 8, {}, async ({ relays, list, work }) => {
     const args = ["fetch", list, "3", "f.bin", "--block-size", "8944"];
     const run = runUdpget(args, work);
+    // (any relay: two agreeing servers start the transfer, the third may join late)
     const midway = await Promise.race([
-      relays[0].after("to_client", 300).then(() => true),
+      ...relays.map((r) => r.after("to_client", 300).then(() => true)),
       run.then(() => false),
     ]);
     assert.ok(midway, "the fetch ended before the servers went away");

@@ -68,9 +68,11 @@ async function withServer(
   return events;
 }
 
+/** A metadata request with a fresh id, as clients send (a server ignores copies: §6.1). */
+let metaId = 1;
 const meta = (name: string): Packet => ({
   type: "meta_request",
-  requestId: 1,
+  requestId: metaId++,
   token: NO_TOKEN,
   name,
 });
