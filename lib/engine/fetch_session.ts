@@ -411,7 +411,7 @@ export class FetchSession {
     return {
       source: path.id,
       lane,
-      copies: path.requestCopies(),
+      copies: path.requestCopies(a.blockCount),
       packet: {
         type: "chunk_request",
         requestId: id,

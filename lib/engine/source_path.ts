@@ -66,6 +66,8 @@ export interface LostRun {
 
 /** Share of a path's bytes lost above which its requests are sent twice. */
 export const DUPLICATE_LOSS = 0.002;
+/** Fewest blocks a request must ask for to be sent twice. */
+export const DUPLICATE_MIN_BLOCKS = 3;
 
 /** Whether some of `r`'s blocks were declared lost (they may still arrive late). */
 export function hadLoss(r: InFlightRequest): boolean {
@@ -97,12 +99,16 @@ export class SourcePath {
   #nextSeq = 0;
 
   /**
-   * Copies of each request to send: two once the path has lost more than `DUPLICATE_LOSS` of
-   * its bytes. A lost request (60 bytes) costs its whole answer's time on the link — the data
-   * paced behind it does not fill the gap — so on a lossy path the request goes twice and the
-   * server ignores the copy it gets second (PROTOCOL.md §6.1).
+   * Copies to send of a request for `blocks` blocks: two once the path has lost more than
+   * `DUPLICATE_LOSS` of its bytes, for requests of at least `DUPLICATE_MIN_BLOCKS` blocks. A
+   * lost request (60 bytes) costs its whole answer's time on the link — the data paced behind it
+   * does not fill the gap — so on a lossy path the request goes twice and the server ignores the
+   * copy it gets second (PROTOCOL.md §6.1). A request for one or two big blocks (loopback,
+   * where requests are capped to what a socket buffers) is not worth a second datagram: there
+   * the datagram count is the cost, not the link, and losses are buffer overflows.
    */
-  requestCopies(): 1 | 2 {
+  requestCopies(blocks: number): 1 | 2 {
+    if (blocks < DUPLICATE_MIN_BLOCKS) return 1;
     const lost = this.lostBytes;
     return lost > DUPLICATE_LOSS * (lost + this.delivered) ? 2 : 1;
   }
