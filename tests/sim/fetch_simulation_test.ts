@@ -59,7 +59,7 @@ Deno.test("sim: random loss costs about its share: re-requested stays near the l
 });
 
 Deno.test("sim: with requests sent twice, loss on the way to the server costs next to nothing", () => {
-  const both = scenario(64 * MiB, mirrors(3, 100, 0.03), 4);
+  const both = scenario(128 * MiB, mirrors(3, 100, 0.03), 4);
   const downOnly = {
     ...both,
     servers: both.servers.map((s) => ({ ...s, up: { ...s.up, loss: 0 } })),
