@@ -4,8 +4,9 @@
  * The file is cut into pieces (the unit of verification, sized by the servers) and each piece
  * into blocks (the unit of one datagram, sized by the client). A server takes a whole piece
  * from the queue and owns it, so that a bad piece can be blamed on one source; requests then
- * cover runs of that piece's missing blocks. When the queue is empty, idle servers duplicate
- * blocks still in flight elsewhere (end game), so the slowest server never sets the tail.
+ * cover runs of that piece's missing blocks. When the queue is empty, idle servers take the
+ * blocks of other servers' pieces that nobody asked for yet, then duplicate blocks still in
+ * flight elsewhere (end game), so the slowest server never sets the tail.
  *
  * Pure state machine: no I/O, no clock.
  *
@@ -254,6 +255,12 @@ export class PieceScheduler {
       p.owner !== server && (has === ALL || has(piece))
     );
     candidates.sort((x, y) => y[1].missing - x[1].missing);
+    // blocks of those pieces that nobody has asked for yet come first: a slow owner would ask
+    // for them one request at a time, and its last piece would set the tail
+    for (const [piece, p] of candidates) {
+      const a = this.#claimRun(server, piece, p, maxBlocks, false);
+      if (a) return a;
+    }
     for (const [piece, p] of candidates) {
       const a = this.#claimRun(server, piece, p, maxBlocks, true);
       if (a) return a;
