@@ -800,10 +800,13 @@ async function drive(d: Download, run: FetchRun, signal: AbortSignal): Promise<v
   const { session, endpoint } = d;
   const file = d.partial.file;
   endpoint.routeOthers((server, p) => {
-    for (const side of d.sides) {
-      if (!side.m.handleReply(performance.now(), server, p)) continue;
-      side.onProgress?.();
-      return d.wake.notify();
+    // (data goes straight to the engine: the side machines never ask for chunks)
+    if (p.type !== "chunk_reply") {
+      for (const side of d.sides) {
+        if (!side.m.handleReply(performance.now(), server, p)) continue;
+        side.onProgress?.();
+        return d.wake.notify();
+      }
     }
     const source = d.servers.indexOf(server);
     if (source < 0) return;

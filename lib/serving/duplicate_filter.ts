@@ -50,14 +50,24 @@ export class DuplicateFilter {
 
 /** What a request asks for, hashed: two copies of one request have the same key. */
 export function requestKey(p: MetaRequest | HashesRequest | ChunkRequest): number {
+  // (numbers mixed directly: this runs for every request, and a template string would allocate)
   switch (p.type) {
     case "meta_request":
-      return fnv1a(`m${p.name}`);
+      return fnv1a(p.name);
     case "hashes_request":
-      return fnv1a(`h${p.fileId}/${p.firstPiece}/${p.count}`);
+      return mix(mix(0x68, p.firstPiece), p.count);
     case "chunk_request":
-      return fnv1a(`c${p.fileId}/${p.offset}/${p.length}/${p.blockSize}`);
+      return mix(mix(mix(mix(0x63, p.offset), p.offset / 0x1_0000_0000), p.length), p.blockSize);
   }
+}
+
+/**
+ * One step of a multiplicative hash over a 32-bit word (a larger number gives its low word: the
+ * offset's high word is mixed in separately). The file is left out: a client's copy of a request
+ * names the same one, and one id asking two files is two requests only in theory.
+ */
+function mix(h: number, word: number): number {
+  return Math.imul(h ^ (word >>> 0), 0x01000193) >>> 0;
 }
 
 /** FNV-1a of a text: a collision would also need the same id, address and port. */
