@@ -28,9 +28,12 @@ import { StatusLine } from "./lib/cli/status_line.ts";
 import {
   type FetchReport,
   formatReport,
+  type IoReport,
   type ServerReport,
   type ServerStatus,
 } from "./lib/cli/fetch_report.ts";
+import { batchedUnavailable } from "./lib/io/udp/open_socket.ts";
+import { BlockWriter } from "./lib/io/block_writer.ts";
 import { OrderedOutput } from "./lib/io/ordered_output.ts";
 import { parseBusyProgress } from "./lib/wire/busy_progress.ts";
 import { sha256 } from "./lib/io/file_digest.ts";
@@ -85,7 +88,8 @@ async function fetchFile(a: FetchArgs, run: FetchRun): Promise<void> {
   const onSignal = () => stop.abort();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
-  const endpoint = new ClientEndpoint(servers, a.connections, key);
+  const endpoint = openEndpoint(servers, a, key);
+  run.io = ioReport(endpoint, a);
   try {
     phase("start");
     const { name, meta, chosen, pending } = await chooseFile(
@@ -105,6 +109,26 @@ async function fetchFile(a: FetchArgs, run: FetchRun): Promise<void> {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
     await endpoint.shutdown();
   }
+}
+
+/** The client's sockets on the layer `--io` allows; a clear error when they cannot be opened. */
+function openEndpoint(servers: ServerAddr[], a: FetchArgs, key?: Uint8Array): ClientEndpoint {
+  try {
+    return new ClientEndpoint(servers, a.connections, key, a.io);
+  } catch (e) {
+    const code = a.io === "ffi" ? ExitCode.Usage : ExitCode.LocalIo;
+    throw new UdpgetError(code, `cannot open sockets: ${brief(e)}`);
+  }
+}
+
+/** Which datagram layer carries this fetch, for `--json`. */
+function ioReport(endpoint: ClientEndpoint, a: FetchArgs): IoReport {
+  return {
+    layer: endpoint.layer,
+    features: endpoint.features,
+    receiveBuffer: endpoint.receiveBuffer,
+    fallbackReason: endpoint.layer === "deno" ? batchedUnavailable(a.io) ?? null : null,
+  };
 }
 
 /**
@@ -148,6 +172,8 @@ class FetchRun {
   download: Download | undefined;
   /** Time spent waiting for servers to hash the file (they answered BUSY). */
   hashWaitMs = 0;
+  /** The datagram layer in use. */
+  io: IoReport | undefined;
 
   constructor(readonly started: number, a: FetchArgs) {
     this.ui = new FetchUi(a.quiet);
@@ -190,6 +216,7 @@ class FetchRun {
       blockSize: this.blockSize ?? null,
       verification: this.verification ?? null,
       servers: this.servers,
+      io: this.io ?? null,
     };
   }
 }
@@ -506,6 +533,10 @@ class Download {
   readonly session: FetchSession;
   /** Source index in the session → server index in the servers file. */
   readonly servers: number[];
+  /** Server index → source index (−1: not a source). */
+  #sources: number[] = [];
+  /** Received blocks go into the `.part` through it, in runs. */
+  readonly writer: BlockWriter;
   /** Wakes the drive loop: a datagram arrived, a piece was verified, the user interrupted. */
   readonly wake = new Notifier();
   verifier: PieceVerifier | undefined;
@@ -538,6 +569,8 @@ class Download {
     maxRequest: number | undefined,
   ) {
     this.servers = chosen;
+    this.writer = new BlockWriter(partial.file);
+    chosen.forEach((server, source) => this.#sources[server] = source);
     const now = performance.now();
     this.session = new FetchSession({
       size: meta.size,
@@ -550,6 +583,8 @@ class Download {
       maxInflightPerSource: maxInflight,
       maxRequestBytes: maxRequest,
       lanes: endpoint.workers,
+      // a quarter of what the receive sockets of one server hold, between 128 KiB and 4 MiB
+      lanMinWindowBytes: Math.max(128 << 10, Math.min(4 << 20, endpoint.receiveBuffer / 4)),
     }, now);
     chosen.forEach((server, source) => {
       this.session.addSource(source, now, ALL, endpoint.rttOf(server));
@@ -561,24 +596,30 @@ class Download {
     return this.resumed + this.session.received;
   }
 
+  /** The session's source index of server `server`, or −1. */
+  sourceOf(server: number): number {
+    return this.#sources[server] ?? -1;
+  }
+
   /** Server `server` (index in the servers file) joins the transfer as a new source. */
   addServer(server: number): void {
     const source = this.servers.length;
     this.servers.push(server);
+    this.#sources[server] = source;
     this.session.addSource(source, performance.now(), ALL, this.endpoint.rttOf(server));
     this.session.setToken(source, this.endpoint.token(server));
   }
 }
 
 /**
- * Datagrams of `blockSize` one socket's default receive buffer (208 KiB) can hold. The kernel
- * charges each datagram roughly twice its size plus ~1.5 KiB of bookkeeping (skb truesize), and
- * admits one more once under the limit; measured on loopback: 2 × 65000 B, 4–5 × 32 KiB,
- * 11 × 8 KiB, ~90 × 1400 B.
+ * Datagrams of `blockSize` one socket's receive buffer can hold (`rcvbuf` as the kernel reports
+ * it: 208 KiB by default, what the batched layer raised it to otherwise). The kernel charges
+ * each datagram roughly twice its size plus ~1.5 KiB of bookkeeping (skb truesize), and admits
+ * one more once under the limit; measured on loopback with the default buffer: 2 × 65000 B,
+ * 4–5 × 32 KiB, 11 × 8 KiB, ~90 × 1400 B.
  */
-export function laneDatagrams(blockSize: number): number {
-  const RCVBUF = 212992;
-  return Math.max(2, Math.min(64, Math.floor(RCVBUF / (2 * (blockSize + 1536))) + 1));
+export function laneDatagrams(blockSize: number, rcvbuf = 212992): number {
+  return Math.max(2, Math.min(4096, Math.floor(rcvbuf / (2 * (blockSize + 1536))) + 1));
 }
 
 /** Whether every server is on this machine: no path MTU, the bottleneck is the receiver. */
@@ -618,7 +659,7 @@ async function download(
   // nothing can throw between opening the .part and the try that keeps or discards it
   const partial = await PartialDownload.open(partOut, name, meta, a.force, (l) => run.ui.say(l));
   // on loopback the receiver's socket buffers are the bottleneck queue: stay within them
-  const laneBytes = laneDatagrams(blockSize) * blockSize;
+  const laneBytes = laneDatagrams(blockSize, endpoint.receiveBuffer) * blockSize;
   const maxInflight = loopback ? endpoint.workers * laneBytes : undefined;
   // and one request must not fill a socket's buffer by itself
   const maxRequest = loopback ? Math.max(blockSize, laneBytes / 2) : undefined;
@@ -798,23 +839,35 @@ async function openStreamTarget(
  */
 async function drive(d: Download, run: FetchRun, signal: AbortSignal): Promise<void> {
   const { session, endpoint } = d;
-  const file = d.partial.file;
+  const writer = d.writer;
   endpoint.routeOthers((server, p) => {
-    // (data goes straight to the engine: the side machines never ask for chunks)
-    if (p.type !== "chunk_reply") {
-      for (const side of d.sides) {
-        if (!side.m.handleReply(performance.now(), server, p)) continue;
-        side.onProgress?.();
-        return d.wake.notify();
-      }
+    for (const side of d.sides) {
+      if (!side.m.handleReply(performance.now(), server, p)) continue;
+      side.onProgress?.();
+      return d.wake.notify();
     }
-    const source = d.servers.indexOf(server);
+    const source = d.sourceOf(server);
     if (source < 0) return;
     const now = performance.now();
     const w = session.handleReply(now, source, p);
-    if (w) writeAt(file, w.data, w.offset);
-    // the loop runs when there is something to do; its own timer covers pacing and deadlines
+    if (w) writer.stage(w.offset, w.data, 0, w.data.length);
+    writer.flush();
     if (session.wantsService(now)) d.wake.notify();
+  });
+  // data goes straight to the engine (the side machines never ask for chunks), written in runs
+  const fileId = fileIdHalves(d.meta.digest);
+  endpoint.routeChunks((now, server, h, data) => {
+    if (h.fileIdHigh !== fileId[0] || h.fileIdLow !== fileId[1]) return;
+    const source = d.sourceOf(server);
+    if (source < 0) return;
+    if (session.handleBlock(now, source, h.requestId, h.offset, h.dataLen)) {
+      writer.stage(h.offset, data, h.dataAt, h.dataLen);
+    }
+  }, () => {
+    // written before anything reads the file (verification runs from the drive loop)
+    writer.flush();
+    // the loop runs when there is something to do; its own timer covers pacing and deadlines
+    if (writer.error || session.wantsService(performance.now())) d.wake.notify();
   });
   const debug = debugWanted()
     ? setInterval(() => {
@@ -827,6 +880,7 @@ async function drive(d: Download, run: FetchRun, signal: AbortSignal): Promise<v
   try {
     await driveLoop(d, run, signal);
   } finally {
+    endpoint.routeChunks(undefined);
     clearInterval(debug);
   }
 }
@@ -848,6 +902,7 @@ function debugWanted(): boolean {
 async function driveLoop(d: Download, run: FetchRun, signal: AbortSignal): Promise<void> {
   const { session, endpoint } = d;
   while (!session.ended && !signal.aborted) {
+    localFailure(d);
     const now = performance.now();
     for (const side of d.sides) {
       serviceMachine(endpoint, side.m, now);
@@ -872,6 +927,22 @@ async function driveLoop(d: Download, run: FetchRun, signal: AbortSignal): Promi
   settleSides(d);
   // a verification still running when the last block arrived settles the finish
   while (d.verifying > 0 && !signal.aborted) await d.wake.wait();
+}
+
+/** A write error or a dead receive loop ends the transfer as what it is: a local fault. */
+function localFailure(d: Download): void {
+  const e = d.writer.error;
+  if (e) {
+    throw new UdpgetError(ExitCode.LocalIo, `cannot write ${d.partial.partPath}: ${brief(e)}`);
+  }
+  const loop = d.endpoint.loopError;
+  if (loop) throw new UdpgetError(ExitCode.LocalIo, `socket failed: ${loop}`);
+}
+
+/** The first 8 bytes of a digest (the file id) as two big-endian 32-bit halves. */
+function fileIdHalves(digest: Uint8Array): [number, number] {
+  const v = new DataView(digest.buffer, digest.byteOffset, 8);
+  return [v.getUint32(0), v.getUint32(4)];
 }
 
 function onEvent(d: Download, run: FetchRun, e: SessionEvent): void {
@@ -1018,13 +1089,6 @@ async function probeBlockSize(
   });
   await runMachine(endpoint, probe, signal);
   return probe.result();
-}
-
-function writeAt(file: Deno.FsFile, data: Uint8Array, offset: number): void {
-  // Sync seek+write: no other lane can move the position in between.
-  file.seekSync(offset, Deno.SeekMode.Start);
-  let done = 0;
-  while (done < data.length) done += file.writeSync(data.subarray(done));
 }
 
 /** The line printed on success: size, time, rate, verification, and each server's share. */

@@ -50,6 +50,7 @@ const child = spawn(deno, [
   "--allow-read",
   "--allow-write",
   "--allow-env",
+  "--allow-ffi",
   join(root, "main.ts"),
   ...process.argv.slice(2),
 ], {

@@ -77,9 +77,16 @@ Deno.test("fetch --json: one object on stdout, on success and on failure", async
         "blockSize",
         "verification",
         "servers",
+        "io",
       ],
       "documented fields, in their documented order",
     );
+    // the suite runs with --allow-ffi on x86_64 Linux: the batched layer carries the fetch
+    assert.deepEqual(
+      { layer: r.io?.layer, fallbackReason: r.io?.fallbackReason },
+      { layer: "batched", fallbackReason: null },
+    );
+    assert.ok(r.io!.receiveBuffer > 212992, `receive buffer raised: ${r.io!.receiveBuffer}`);
 
     const bad = await runUdpget(["fetch", list, "2", "absent.bin", "--json"], work);
     assert.equal(bad.code, ExitCode.NotFound);

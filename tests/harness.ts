@@ -22,6 +22,7 @@ const RUN_FLAGS = [
   "--allow-read",
   "--allow-write",
   "--allow-env",
+  "--allow-ffi",
 ];
 
 /** A running `udpget serve`. */

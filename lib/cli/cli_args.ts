@@ -8,6 +8,7 @@
 import { MAX_BLOCK_SIZE } from "../wire/packet.ts";
 import { DEFAULT_PIECE_SIZE } from "../io/file_digest.ts";
 import { parseRate } from "../engine/token_bucket.ts";
+import { IO_CHOICES, type IoChoice } from "../io/udp/open_socket.ts";
 import { type CommandSpec, HELP_OPTION, parseCommand, usageError } from "./option_table.ts";
 import { ipLiteralFamily } from "./servers.ts";
 import { shortUsage } from "./help.ts";
@@ -67,6 +68,14 @@ export const SERVE_SPEC: CommandSpec = {
       type: "string",
       value: "PORT",
       description: "also answer TFTP read requests on UDP PORT (69: standard; 0: any free port)",
+    },
+    {
+      long: "io",
+      type: "string",
+      value: "auto|ffi|deno",
+      description: "datagram I/O: ffi = batched kernel calls through libc (needs --allow-ffi), " +
+        "deno = Deno.listenDatagram, auto = ffi where allowed",
+      default: "auto",
     },
     {
       long: "log-format",
@@ -168,6 +177,14 @@ export const FETCH_SPEC: CommandSpec = {
       description: "authenticate every request with the key in FILE",
     },
     {
+      long: "io",
+      type: "string",
+      value: "auto|ffi|deno",
+      description: "datagram I/O: ffi = batched kernel calls through libc (needs --allow-ffi), " +
+        "deno = Deno.listenDatagram, auto = ffi where allowed",
+      default: "auto",
+    },
+    {
       long: "json",
       type: "boolean",
       description: "print one JSON object describing the result on stdout (see README)",
@@ -201,6 +218,8 @@ export interface ServeArgs {
   cacheDir?: string;
   /** `--no-cache`: neither read nor write the digest cache. */
   noCache: boolean;
+  /** `--io`: which datagram layer to use. */
+  io: IoChoice;
 }
 
 /** Options of `udpget fetch`. */
@@ -228,6 +247,8 @@ export interface FetchArgs {
   checksum?: Uint8Array;
   /** Shared-key file: every request is authenticated with that key. */
   secretFile?: string;
+  /** `--io`: which datagram layer to use. */
+  io: IoChoice;
 }
 
 /** Parses an integer in `[min, max]` or throws a usage error of `command` naming `what`. */
@@ -305,7 +326,16 @@ export function parseServeArgs(args: string[]): ServeArgs {
     logFormat,
     cacheDir: optionalPath(values["cache-dir"], "--cache-dir", cmd),
     noCache: values["no-cache"] === true,
+    io: parseIoArg(values.io, cmd),
   };
+}
+
+/** `--io auto|ffi|deno`, or a usage error of `command`. */
+function parseIoArg(v: string | boolean | undefined, command: string): IoChoice {
+  if (v === undefined) return "auto";
+  const choice = IO_CHOICES.find((c) => c === v);
+  if (!choice) throw usageError(command, `--io takes auto, ffi or deno, got "${v}"`);
+  return choice;
 }
 
 /** Parses the arguments after `fetch`; throws `HelpRequested` for `-h`/`--help`. */
@@ -347,6 +377,7 @@ export function parseFetchArgs(args: string[]): FetchArgs {
     verify,
     checksum: values.checksum === undefined ? undefined : parseChecksum(String(values.checksum)),
     secretFile: optionalPath(values["secret-file"], "--secret-file", cmd),
+    io: parseIoArg(values.io, cmd),
   };
 }
 

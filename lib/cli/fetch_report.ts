@@ -60,6 +60,20 @@ export interface FetchReport {
   /** How the file was verified: "pieces" (each piece against its hash) or "full". */
   verification: "pieces" | "full" | null;
   servers: ServerReport[];
+  /** The datagram layer that carried the fetch (null if no socket was opened). */
+  io: IoReport | null;
+}
+
+/** Which datagram layer a fetch ran on, and why the batched one was not used if it was not. */
+export interface IoReport {
+  /** "batched" (libc through FFI) or "deno" (`Deno.listenDatagram`). */
+  layer: "batched" | "deno";
+  /** What the batched layer could turn on: "gso", "gro". */
+  features: string[];
+  /** Receive buffer per socket as the kernel reports it, bytes. */
+  receiveBuffer: number;
+  /** Why the fallback is in use ("no --allow-ffi", "--io deno", ...), else null. */
+  fallbackReason: string | null;
 }
 
 /** The report as one line of JSON, fields in their documented order. */
@@ -83,6 +97,12 @@ export function formatReport(r: FetchReport): string {
       bytes: s.bytes,
       reason: s.reason,
     })),
+    io: r.io && {
+      layer: r.io.layer,
+      features: r.io.features,
+      receiveBuffer: r.io.receiveBuffer,
+      fallbackReason: r.io.fallbackReason,
+    },
   };
   return JSON.stringify(ordered);
 }

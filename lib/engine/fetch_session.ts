@@ -52,6 +52,12 @@ export interface FetchSessionOptions {
   initialRttMs?: number;
   /** Makes a source's congestion controller (default: the model-based one). */
   makeController?: (source: number) => CongestionController;
+  /**
+   * Smallest window of a source whose minimum round trip is under `LAN_RTT_MS`: where the receiver handles datagrams in batches (the batched layer drains
+   * hundreds per wake-up), a window of two sub-millisecond bandwidth-delay products starves the
+   * path, and a few MiB in flight cost nothing in latency there. Default `MIN_WINDOW_BYTES`.
+   */
+  lanMinWindowBytes?: number;
   /** Fail once no source is left (a fixed server list); a swarm keeps waiting for peers. */
   failWithoutSources?: boolean;
 }
@@ -116,6 +122,8 @@ const MAX_REQUEST_BYTES = 16 << 20;
  * turn: it would starve the transfer. 128 KiB is a sliver of any WAN window.
  */
 const MIN_WINDOW_BYTES = 128 << 10;
+/** Round trips under this (ms) are a LAN's or loopback's (see `lanMinWindowBytes`). */
+const LAN_RTT_MS = 2;
 /** Requests recently retired whose late blocks are still accepted. */
 const RETIRED_MEMORY = 4096;
 /** RETRYs in a row without data before a source counts as failing address validation. */
@@ -164,6 +172,8 @@ export class FetchSession {
   #idleSince: number | undefined;
   /** Time of the last event handed in (the clock of `pollTimeout` when none is given). */
   #lastEvent = 0;
+  /** Scratch for the losses one block reveals (reused: no array per datagram). */
+  #lost: LostRun[] = [];
   /** Pieces handed out for verification and not settled yet. */
   #pendingVerify = 0;
   /** Bytes of new data received, and bytes declared lost (re-requested). */
@@ -249,7 +259,9 @@ export class FetchSession {
         lost: path.lostBytes,
         alive: path.health.alive,
         dropReason: path.health.dropReason,
-        state: path.cc.describe(),
+        state: `${path.cc.describe()} w=${
+          this.#window(path)
+        } in=${path.inflight} req=${path.requests.length}`,
       };
     });
   }
@@ -269,18 +281,30 @@ export class FetchSession {
     this.#lastEvent = now;
     const s = this.#sources.get(source);
     if (!s || s.dropped || this.#ended) return undefined;
-    const entry = this.#byId.get(p.requestId);
-    if (entry?.source !== s) {
-      // a block declared lost may still arrive: it is data, and a delivery the model counts
-      const late = this.#retired.get(p.requestId);
-      if (late?.source !== s || p.type !== "chunk_reply") return undefined;
-      return this.#onChunk(now, s, late.r, p.offset, p.data, p.fileId);
+    if (p.type === "chunk_reply") {
+      if (p.fileId !== this.#opts.fileId) return undefined;
+      const fresh = this.#onBlock(now, s, p.requestId, p.offset, p.data.length);
+      return fresh ? { offset: p.offset, data: p.data } : undefined;
     }
+    const entry = this.#byId.get(p.requestId);
+    if (entry?.source !== s) return undefined;
     const { r } = entry;
-    if (p.type === "chunk_reply") return this.#onChunk(now, s, r, p.offset, p.data, p.fileId);
     if (p.type === "retry") return void this.#onRetry(now, s, r, p.token);
     if (p.type === "error") this.#onError(now, s, r, p.code, p.message);
     return undefined;
+  }
+
+  /**
+   * The hot path for data: block `[offset, offset + length)` of request `requestId` from
+   * `source`, whose CHUNK_REPLY carried this session's file id (the caller checked it). True
+   * when the bytes are new and must be written now; every other consequence is queued as for
+   * `handleReply`.
+   */
+  handleBlock(now: number, source: number, requestId: number, offset: number, length: number) {
+    this.#lastEvent = now;
+    const s = this.#sources.get(source);
+    if (!s || s.dropped || this.#ended) return false;
+    return this.#onBlock(now, s, requestId, offset, length);
   }
 
   /** The shell checked `piece`: good (keep it) or corrupt (fetch it again, blame its sources). */
@@ -443,43 +467,46 @@ export class FetchSession {
     return Math.max(MIN_REQUEST_BLOCKS, Math.min(cap, byRate, byWindow));
   }
 
-  #onChunk(
-    now: number,
-    s: Source,
-    r: InFlightRequest,
-    offset: number,
-    data: Uint8Array,
-    fileId: bigint,
-  ): BlockWrite | undefined {
+  /** A block of request `requestId` (or of a retired one: a block declared lost may still come). */
+  #onBlock(now: number, s: Source, requestId: number, offset: number, length: number): boolean {
+    const entry = this.#byId.get(requestId);
+    // a block declared lost may still arrive: it is data, and a delivery the model counts
+    const r = entry?.source === s ? entry.r : this.#retiredFrom(s, requestId);
+    if (!r) return false;
     const a = r.a;
     const block = (offset - a.offset) / this.#opts.blockSize;
-    if (fileId !== this.#opts.fileId || !(Number.isInteger(block) && block >= 0)) return undefined;
-    if (block >= a.blockCount) return undefined;
+    if (!(Number.isInteger(block) && block >= 0) || block >= a.blockCount) return false;
     const expected = block === a.blockCount - 1
       ? a.length - block * this.#opts.blockSize
       : this.#opts.blockSize;
-    if (data.length !== expected) return undefined;
+    if (length !== expected) return false;
     s.retriesInRow = 0;
-    const lost: LostRun[] = [];
-    if (!s.path.onBlock(now, r, block, data.length, lost)) return undefined;
-    this.#releaseLost(lost, false);
-    return this.#accept(now, s, a.piece, offset, data);
+    const lost = this.#lost;
+    lost.length = 0;
+    if (!s.path.onBlock(now, r, block, length, lost)) return false;
+    if (lost.length > 0) this.#releaseLost(lost, false);
+    return this.#accept(now, s, a.piece, offset, length);
   }
 
-  /** Data for the file: new bytes are written, complete pieces go to verification. */
-  #accept(now: number, s: Source, piece: number, offset: number, data: Uint8Array) {
-    const o = this.sched.onBlock(offset, data.length);
-    if (o.kind !== "new") return undefined;
+  #retiredFrom(s: Source, requestId: number): InFlightRequest | undefined {
+    const late = this.#retired.get(requestId);
+    return late?.source === s ? late.r : undefined;
+  }
+
+  /** Data for the file: true when new (to be written); complete pieces go to verification. */
+  #accept(now: number, s: Source, piece: number, offset: number, length: number): boolean {
+    const o = this.sched.onBlock(offset, length);
+    if (o.kind !== "new") return false;
     const { path } = s;
-    path.newBytes += data.length;
+    path.newBytes += length;
     path.lastAt = now;
-    this.received += data.length;
+    this.received += length;
     this.#ledger.record(piece, path.id);
     if (o.pieceComplete) {
       this.#pendingVerify++;
       this.#events.push({ kind: "verify", piece });
     }
-    return { offset, data };
+    return true;
   }
 
   #onRetry(now: number, s: Source, r: InFlightRequest, token: Uint8Array): void {
@@ -583,6 +610,8 @@ export class FetchSession {
       initialWindow,
       initialRttMs: rttMs ?? this.#opts.initialRttMs ?? 100,
       minWindow: Math.max(4 * MIN_REQUEST_BLOCKS * bs, MIN_WINDOW_BYTES),
+      lanMinWindow: Math.max(4 * MIN_REQUEST_BLOCKS * bs, this.#opts.lanMinWindowBytes ?? 0),
+      lanRttMs: LAN_RTT_MS,
       maxWindow: this.#opts.maxInflightPerSource ?? Infinity,
     });
   }

@@ -33,6 +33,11 @@ export class TokenBucket {
   #last: number;
 
   /** Starts full at time `now` (ms). */
+  /** Bytes per second. */
+  get rate(): number {
+    return this.#rate;
+  }
+
   constructor(rate: number, burst: number, now: number) {
     this.#rate = rate;
     this.#burst = burst;

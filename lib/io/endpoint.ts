@@ -1,15 +1,26 @@
 /**
- * The client's sockets: one UDP socket per (worker, server) pair, each with an async-iterator
- * receive loop that routes replies to whoever is waiting for that request id — and only when
- * they come from the server the request went to. A socket per pair gives every server its own
- * kernel receive buffer on every worker, so one server's burst cannot crowd out another's.
+ * The client's sockets: one UDP socket per (worker, server) pair, connected to its server, each
+ * with an async-iterator receive loop over batches of datagrams. Data (CHUNK_REPLY) goes to the
+ * chunk handler through the allocation-free header reader; everything else is decoded and routed
+ * to whoever is waiting for that request id. A socket per pair gives every server its own kernel
+ * receive buffer on every worker, so one server's burst cannot crowd out another's, and a
+ * connected socket hears only its server (and, on the batched layer, its ICMP errors).
  *
  * @module
  */
 
 import { seal } from "../wire/auth.ts";
-import { datagrams } from "./datagrams.ts";
-import { decode, encode, NO_TOKEN, type Packet } from "../wire/packet.ts";
+import {
+  type ChunkReplyHeader,
+  decode,
+  MAX_DATAGRAM_SIZE,
+  NO_TOKEN,
+  type Packet,
+  readChunkReplyHeader,
+} from "../wire/packet.ts";
+import { type DatagramSocket, type ReceivedBatch, single } from "./udp/datagram_socket.ts";
+import { describeSocket, type IoChoice, openSocket } from "./udp/open_socket.ts";
+import { PeerAddress } from "./udp/peer_address.ts";
 
 /** A resolved server address. */
 export interface ServerAddr {
@@ -22,22 +33,15 @@ export interface ServerAddr {
 }
 
 /**
- * Receives the replies to one request id. The packet's byte fields are views into the
- * receive buffer, valid only during the call: copy what is kept (see `detach`).
+ * Receives the data of one CHUNK_REPLY from `server` at `now`: the header's fields in `h`, the
+ * data at `data[h.dataAt, h.dataAt + h.dataLen)`, valid during the call only.
  */
-export type ReplyHandler = (p: Packet) => void;
-
-/** A copy of `p` that owns its bytes, for replies kept past the handler call. */
-export function detach(p: Packet): Packet {
-  const r = decode(encode(p));
-  if (!r.ok) throw new Error("re-decoding an accepted packet failed");
-  return r.packet;
-}
-
-interface Pending {
-  server: number;
-  onReply: ReplyHandler;
-}
+export type ChunkHandler = (
+  now: number,
+  server: number,
+  h: Readonly<ChunkReplyHeader>,
+  data: Uint8Array,
+) => void;
 
 /** Counters of datagrams the endpoint dropped. */
 export interface EndpointStats {
@@ -51,9 +55,7 @@ export class ClientEndpoint {
   readonly stats: EndpointStats = { malformed: 0, stray: 0 };
   #servers: ServerAddr[];
   /** `#sockets[worker][server]`. */
-  #sockets: Deno.DatagramConn[][] = [];
-  #pending = new Map<number, Pending>();
-  #nextId = Math.floor(Math.random() * 0xffffffff);
+  #sockets: DatagramSocket[][] = [];
   #loops: Promise<void>[] = [];
   /** Address-validation token per server, as last handed out by its RETRY. */
   #tokens: Uint8Array[];
@@ -64,23 +66,87 @@ export class ClientEndpoint {
 
   /** Shared key (`--secret-file`): every request is sealed with it. */
   #key: Uint8Array | undefined;
+  #peers: PeerAddress[];
+  #chunks: ChunkHandler | undefined;
+  #batchEnd: (() => void) | undefined;
+  #header: ChunkReplyHeader = {
+    requestId: 0,
+    fileIdHigh: 0,
+    fileIdLow: 0,
+    offset: 0,
+    dataAt: 0,
+    dataLen: 0,
+  };
+  #views = new WeakMap<ArrayBufferLike, DataView>();
+  /** Errors the sockets reported, per server (ICMP "connection refused" and the like). */
+  #softErrors = new Map<number, string>();
+  /** A receive loop that ended on an error, if any (it is reported, never swallowed). */
+  loopError: string | undefined;
 
   /**
-   * Opens `workers` sockets for each server, bound to the server's address family. With `key`,
-   * every request sent carries an authentication trailer.
+   * Opens `workers` sockets for each server on the layer `io` allows, bound to the server's
+   * address family and connected to it. With `key`, every request sent carries an
+   * authentication trailer. Throws when a socket cannot be opened.
    */
-  constructor(servers: ServerAddr[], workers: number, key?: Uint8Array) {
+  constructor(servers: ServerAddr[], workers: number, key?: Uint8Array, io: IoChoice = "auto") {
     this.#servers = servers;
     this.#key = key;
     this.#tokens = servers.map(() => NO_TOKEN);
-    for (let w = 0; w < workers; w++) {
-      this.#sockets.push(servers.map((s, server) => {
-        const hostname = s.family === "ipv4" ? "0.0.0.0" : "::";
-        const sock = Deno.listenDatagram({ hostname, port: 0, transport: "udp" });
-        this.#loops.push(this.#receiveLoop(sock, server));
-        return sock;
-      }));
+    this.#peers = servers.map((s) => PeerAddress.of(s.hostname, s.port));
+    try {
+      for (let w = 0; w < workers; w++) {
+        const row: DatagramSocket[] = [];
+        this.#sockets.push(row);
+        servers.forEach((s, server) => {
+          const sock = openSocket(io, {
+            hostname: s.family === "ipv4" ? "0.0.0.0" : "::",
+            port: 0,
+            connect: this.#peers[server],
+            maxDatagram: MAX_DATAGRAM_SIZE,
+          });
+          row.push(sock);
+          this.#loops.push(this.#receiveLoop(sock, server));
+        });
+      }
+    } catch (e) {
+      for (const row of this.#sockets) for (const s of row) s.close();
+      throw e;
     }
+  }
+
+  /** The layer the sockets are on, and what it could turn on, e.g. "batched (gso, gro; …)". */
+  describe(fallbackWhy?: string): string {
+    return describeSocket(this.#sockets[0][0], fallbackWhy);
+  }
+
+  /** "batched" or "deno". */
+  get layer(): "batched" | "deno" {
+    return this.#sockets[0][0].layer;
+  }
+
+  /** What the layer could turn on ("gso", "gro"). */
+  get features(): string[] {
+    return [...this.#sockets[0][0].features];
+  }
+
+  /** Bytes of receive buffer each socket has. */
+  get receiveBuffer(): number {
+    return this.#sockets[0][0].receiveBuffer;
+  }
+
+  /** The last error a socket reported for `server` (e.g. "Connection refused"), if any. */
+  softError(server: number): string | undefined {
+    return this.#softErrors.get(server);
+  }
+
+  /**
+   * Routes every CHUNK_REPLY from a server straight to `handler` (the transfer's hot path), and
+   * calls `batchEnd` after each batch of datagrams (flush writes, wake the drive loop). With
+   * undefined, data is decoded and routed like any other reply.
+   */
+  routeChunks(handler: ChunkHandler | undefined, batchEnd?: () => void): void {
+    this.#chunks = handler;
+    this.#batchEnd = batchEnd;
   }
 
   /** Number of workers (sockets per family). */
@@ -109,96 +175,74 @@ export class ClientEndpoint {
     return this.#rtts[server];
   }
 
-  /** Allocates a request id whose replies from `server` go to `onReply`. */
-  open(server: number, onReply: ReplyHandler): number {
-    let id: number;
-    do {
-      id = this.#nextId;
-      this.#nextId = (this.#nextId + 1) >>> 0;
-    } while (this.#pending.has(id));
-    this.#pending.set(id, { server, onReply });
-    return id;
-  }
-
   /**
-   * Routes every reply that matches no id opened with `open` to `handler`, with the index of
-   * the server it came from (datagrams from anywhere else are still dropped). The fetch engine
-   * allocates its own request ids and checks them itself.
+   * Routes every reply to `handler`, with the index of the server it came from (each socket
+   * hears only its server). The machines allocate their own request ids and check them.
    */
   routeOthers(handler: ((server: number, p: Packet) => void) | undefined): void {
     this.#fallback = handler;
   }
 
-  /** Stops routing replies for `id`: late ones are counted as stray. */
-  close(id: number): void {
-    this.#pending.delete(id);
-  }
-
   /** Sends `bytes` to `server` from `worker`'s socket; false if the send failed. */
   async send(worker: number, server: number, bytes: Uint8Array): Promise<boolean> {
-    const s = this.#servers[server];
     const sock = this.#sockets[worker][server];
     if (this.#key) {
       bytes = seal(bytes, this.#key, Date.now(), crypto.getRandomValues(new Uint8Array(8)));
     }
-    try {
-      await sock.send(bytes, { transport: "udp", hostname: s.hostname, port: s.port });
-      return true;
-    } catch {
-      return false; // e.g. ICMP unreachable reported on a previous send: same as a loss
-    }
+    // e.g. ICMP unreachable reported on a previous send: same as a loss, and remembered
+    const err = await sock.send(undefined, single(bytes));
+    if (err !== undefined) this.#softErrors.set(server, err);
+    return err === undefined;
   }
 
   /** Closes every socket and waits for the receive loops to end. */
   async shutdown(): Promise<void> {
     for (const row of this.#sockets) for (const s of row) s.close();
-    this.#pending.clear();
     await Promise.allSettled(this.#loops);
   }
 
-  /** Every socket talks to one server: its datagrams are checked against that one. */
-  async #receiveLoop(sock: Deno.DatagramConn, server: number): Promise<void> {
+  /** Every socket talks to one server (connected): its datagrams come from that one. */
+  async #receiveLoop(sock: DatagramSocket, server: number): Promise<void> {
     try {
-      for await (const [data, addr] of datagrams(sock)) this.#route(data, addr, server);
-    } catch {
-      // the socket was closed (shutdown) or failed: either way the loop is over
+      for await (const b of sock.batches()) {
+        if (b.softError !== undefined) this.#softErrors.set(server, b.softError);
+        if (b.count > 0) this.#onBatch(b, server);
+      }
+    } catch (e) {
+      // not a close (that ends the iteration quietly): a real socket failure, kept for the shell
+      this.loopError = e instanceof Error ? e.message : String(e);
     }
   }
 
-  #route(data: Uint8Array, from: Deno.NetAddr, server: number): void {
+  #onBatch(b: ReceivedBatch, server: number): void {
+    const now = performance.now();
+    const chunks = this.#chunks;
+    const data = b.data;
+    let view = this.#views.get(data.buffer);
+    if (!view) {
+      view = new DataView(data.buffer);
+      this.#views.set(data.buffer, view);
+    }
+    for (let i = 0; i < b.count; i++) {
+      const at = b.offsets[i];
+      const len = b.lengths[i];
+      if (chunks && readChunkReplyHeader(data, view, at, len, this.#header)) {
+        chunks(now, server, this.#header, data);
+      } else this.#route(data.subarray(at, at + len), server);
+    }
+    this.#batchEnd?.();
+  }
+
+  #route(data: Uint8Array, server: number): void {
     const r = decode(data);
     if (!r.ok) {
       this.stats.malformed++;
       return;
     }
-    const p = this.#pending.get(r.packet.requestId);
-    if (!p && this.#fallback) {
-      const s = this.#servers[server];
-      if (s.port !== from.port || !sameHost(s.hostname, from.hostname)) this.stats.stray++;
-      else this.#fallback(server, r.packet);
-      return;
-    }
-    const s = p && this.#servers[p.server];
-    if (!p || !s || s.port !== from.port || !sameHost(s.hostname, from.hostname)) {
+    if (!this.#fallback) {
       this.stats.stray++;
       return;
     }
-    // a RETRY proves nothing yet, but its token validates every later request to that server
-    if (r.packet.type === "retry") this.#tokens[p.server] = r.packet.token.slice();
-    p.onReply(r.packet);
-  }
-}
-
-function sameHost(a: string, b: string): boolean {
-  if (a === b) return true;
-  // IPv6 has several spellings of one address; compare canonical forms
-  return a.includes(":") && b.includes(":") && canonicalV6(a) === canonicalV6(b);
-}
-
-function canonicalV6(h: string): string {
-  try {
-    return new URL(`http://[${h}]/`).hostname;
-  } catch {
-    return h;
+    this.#fallback(server, r.packet);
   }
 }

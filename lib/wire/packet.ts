@@ -765,7 +765,8 @@ function putU32(buf: Uint8Array, at: number, value: number): void {
  * `buf[0..CHUNK_REPLY_HEADER_SIZE)` for `dataLen` bytes the caller has already
  * placed at `buf[28..28 + dataLen)` (e.g. read straight from the file), and
  * returns the datagram length `28 + dataLen`. Allocates nothing. Throws
- * RangeError for out-of-range values or a buffer that is too small.
+ * RangeError for out-of-range values or a buffer that is too small (with `headerOnly`, the data
+ * lives elsewhere and `buf` only needs room for the header).
  */
 export function writeChunkReplyHeader(
   buf: Uint8Array,
@@ -773,13 +774,14 @@ export function writeChunkReplyHeader(
   fileId: bigint,
   offset: number,
   dataLen: number,
+  headerOnly = false,
 ): number {
   checkInt("requestId", requestId, 0, U32_MAX);
   checkU64("fileId", fileId);
   checkInt("dataLen", dataLen, 1, MAX_BLOCK_SIZE);
   checkInt("offset", offset, 0, Number.MAX_SAFE_INTEGER - dataLen);
   const total = CHUNK_REPLY_HEADER_SIZE + dataLen;
-  if (buf.length < total) {
+  if (buf.length < (headerOnly ? CHUNK_REPLY_HEADER_SIZE : total)) {
     throw new RangeError(`buffer holds ${buf.length} bytes, datagram needs ${total}`);
   }
   buf[0] = MAGIC >>> 8;
@@ -796,4 +798,86 @@ export function writeChunkReplyHeader(
   buf[26] = dataLen >>> 8;
   buf[27] = dataLen & 0xff;
   return total;
+}
+
+/** The fields of a CHUNK_REPLY header, filled in place by {@link readChunkReplyHeader}. */
+export interface ChunkReplyHeader {
+  requestId: number;
+  /** file_id as two 32-bit halves (no BigInt on the hot path). */
+  fileIdHigh: number;
+  fileIdLow: number;
+  offset: number;
+  /** Where the data starts in the buffer, and its length. */
+  dataAt: number;
+  dataLen: number;
+}
+
+/**
+ * Hot path for receivers: if `buf[at, at + len)` is a well-formed version-1 CHUNK_REPLY, fills
+ * `out` with its fields and returns true; false for anything else (decode it with `decode`).
+ * Checks exactly what `decode` checks of a CHUNK_REPLY, and allocates nothing: `view` is a
+ * DataView over `buf`'s whole buffer.
+ */
+export function readChunkReplyHeader(
+  buf: Uint8Array,
+  view: DataView,
+  at: number,
+  len: number,
+  out: ChunkReplyHeader,
+): boolean {
+  if (len <= CHUNK_REPLY_HEADER_SIZE || buf[at + 3] !== PacketType.ChunkReply) return false;
+  if (buf[at] !== MAGIC >>> 8 || buf[at + 1] !== (MAGIC & 0xff) || buf[at + 2] !== VERSION) {
+    return false;
+  }
+  if (buf[at + 4] !== 0 || buf[at + 5] !== 0) return false;
+  const v = buf.byteOffset + at;
+  const dataLen = view.getUint16(v + 26);
+  if (dataLen !== len - CHUNK_REPLY_HEADER_SIZE || dataLen > MAX_BLOCK_SIZE) return false;
+  const high = view.getUint32(v + 18);
+  // offset + data_len must stay an exact JS number (as decode requires)
+  if (high > 0x1f_ffff) return false;
+  const offset = high * TWO_POW_32 + view.getUint32(v + 22);
+  if (offset + dataLen > Number.MAX_SAFE_INTEGER) return false;
+  out.requestId = view.getUint32(v + 6);
+  out.fileIdHigh = view.getUint32(v + 10);
+  out.fileIdLow = view.getUint32(v + 14);
+  out.offset = offset;
+  out.dataAt = at + CHUNK_REPLY_HEADER_SIZE;
+  out.dataLen = dataLen;
+  return true;
+}
+
+/**
+ * Hot path for servers: writes the CHUNK_REPLY headers of a run of `count` blocks back to back
+ * into `out` (28 bytes each): block `k` is at `offset + k * blockSize`, `blockSize` long except
+ * the last, which holds what is left of `total` bytes. The data goes beside them (see
+ * `SendRun`). Checks the run once, then allocates and checks nothing per block.
+ */
+export function writeChunkReplyHeaders(
+  out: Uint8Array,
+  requestId: number,
+  fileId: bigint,
+  offset: number,
+  blockSize: number,
+  total: number,
+): number {
+  checkInt("blockSize", blockSize, 1, MAX_BLOCK_SIZE);
+  checkInt("total", total, 1, Number.MAX_SAFE_INTEGER - offset);
+  const count = Math.ceil(total / blockSize);
+  if (out.length < count * CHUNK_REPLY_HEADER_SIZE) {
+    throw new RangeError(`header buffer holds ${out.length} bytes, ${count} headers need more`);
+  }
+  // the first header is written (and checked) in full; the others copy it and change the tail
+  writeChunkReplyHeader(out, requestId, fileId, offset, Math.min(blockSize, total), true);
+  for (let k = 1; k < count; k++) {
+    const at = k * CHUNK_REPLY_HEADER_SIZE;
+    out.copyWithin(at, 0, 18);
+    const off = offset + k * blockSize;
+    const len = Math.min(blockSize, total - k * blockSize);
+    putU32(out, at + 18, Math.floor(off / TWO_POW_32));
+    putU32(out, at + 22, off >>> 0);
+    out[at + 26] = len >>> 8;
+    out[at + 27] = len & 0xff;
+  }
+  return count;
 }

@@ -45,7 +45,15 @@ Deno.test("fetch: defaults", () => {
     verify: "pieces",
     checksum: undefined,
     secretFile: undefined,
+    io: "auto",
   });
+});
+
+Deno.test("--io on both sides: auto, ffi or deno; anything else is a usage error", () => {
+  assert.equal(parseFetchArgs(["s", "2", "f", "--io", "deno"]).io, "deno");
+  assert.equal(parseServeArgs(["9000", "--io", "ffi"]).io, "ffi");
+  usageError(() => parseFetchArgs(["s", "2", "f", "--io", "fast"]), /--io takes auto, ffi or deno/);
+  usageError(() => parseServeArgs(["9000", "--io"]), /needs a value/);
 });
 
 Deno.test("--secret-file on both sides; an empty name is a usage error", () => {
@@ -165,6 +173,7 @@ Deno.test("serve: defaults", () => {
     logFormat: "text",
     cacheDir: undefined,
     noCache: false,
+    io: "auto",
   });
 });
 
@@ -182,6 +191,7 @@ Deno.test("serve: --root, --host, --piece-size", () => {
       logFormat: "text",
       cacheDir: undefined,
       noCache: false,
+      io: "auto",
     },
   );
   assert.equal(parseServeArgs(["1", "--piece-size", "1024"]).pieceSize, 1024);

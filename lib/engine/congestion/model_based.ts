@@ -28,6 +28,14 @@ export interface ModelBasedOptions {
   minWindow: number;
   /** Largest window in bytes (e.g. what the receiving sockets can buffer on loopback). */
   maxWindow: number;
+  /**
+   * Smallest window once the minimum round trip is under `lanRttMs` (default `minWindow`): a
+   * receiver that handles datagrams in batches needs more in flight than two sub-millisecond
+   * bandwidth-delay products, and on such a path that costs nothing in latency.
+   */
+  lanMinWindow?: number;
+  /** Round trips under this (ms) are a LAN's or loopback's (default 2). */
+  lanRttMs?: number;
 }
 
 /** Startup gain 2/ln 2: doubles the delivery rate every round while the path has room. */
@@ -138,8 +146,10 @@ export class ModelBasedController implements CongestionController {
   }
 
   window(): number {
-    const { initialWindow, minWindow, maxWindow } = this.#opts;
-    if (this.#timedOut) return minWindow;
+    const { initialWindow, maxWindow } = this.#opts;
+    if (this.#timedOut) return this.#opts.minWindow;
+    const lan = this.#minRtt < (this.#opts.lanRttMs ?? 2);
+    const minWindow = lan ? this.#opts.lanMinWindow ?? this.#opts.minWindow : this.#opts.minWindow;
     const bdp = this.#btlBw * this.#minRtt;
     const w = this.#mode === "startup" ? Math.max(initialWindow, CWND_GAIN * bdp) : CWND_GAIN * bdp;
     return Math.min(maxWindow, Math.max(minWindow, w));
