@@ -869,6 +869,7 @@ async function drive(d: Download, run: FetchRun, signal: AbortSignal): Promise<v
     // the loop runs when there is something to do; its own timer covers pacing and deadlines
     if (writer.error || session.wantsService(performance.now())) d.wake.notify();
   });
+  const layer = () => JSON.stringify(endpoint.layerStats());
   const debug = debugWanted()
     ? setInterval(() => {
       const st = session.stats().map((x) =>
@@ -882,6 +883,7 @@ async function drive(d: Download, run: FetchRun, signal: AbortSignal): Promise<v
   } finally {
     endpoint.routeChunks(undefined);
     clearInterval(debug);
+    if (debugWanted()) console.error(`debug: layer ${layer()}, writes ${d.writer.writes}`);
   }
 }
 

@@ -6,7 +6,14 @@
  * @module
  */
 
-import { DuplicateFilter, requestKey } from "./lib/serving/duplicate_filter.ts";
+import {
+  RUN_BLOCKS,
+  RUN_BYTES,
+  type RunAction,
+  type ServeAction,
+  ServeCore,
+  type ServedPieces,
+} from "./lib/serving/serve_core.ts";
 import {
   CHUNK_REPLY_HEADER_SIZE,
   type ChunkRequest,
@@ -14,13 +21,12 @@ import {
   ErrorCode,
   type HashesRequest,
   MAX_BLOCK_SIZE,
-  MAX_DATAGRAM_SIZE,
   type MetaRequest,
   type Packet,
   writeChunkReplyHeaders,
 } from "./lib/wire/packet.ts";
 import { FileTable, type PrehashSummary, type ServedFile } from "./lib/serving/file_table.ts";
-import { checkChunkRequest, hashesReplyCount } from "./lib/serving/serve_policy.ts";
+import { hashesReplyCount } from "./lib/serving/serve_policy.ts";
 import { TransferLog } from "./lib/serving/transfer_log.ts";
 import type { RefusalLimits } from "./lib/serving/refusal_limiter.ts";
 import { RefusalLog } from "./lib/serving/refusal_log.ts";
@@ -33,7 +39,6 @@ import { describeTftpStats, startTftpForServe } from "./tftp_server.ts";
 import { parseServeArgs } from "./lib/cli/cli_args.ts";
 import { ExitCode, UdpgetError } from "./lib/cli/exit.ts";
 import { resolve } from "node:path";
-import { TokenBucket } from "./lib/engine/token_bucket.ts";
 import { sleep } from "./lib/io/timer.ts";
 import {
   batchedUnavailable,
@@ -112,11 +117,6 @@ export async function serve(opts: ServeOptions): Promise<ServeStats> {
     maxDatagram: MAX_REQUEST_DATAGRAM,
   });
   opts.onSocket?.(sock);
-  const limiter = opts.rate === undefined ? undefined : new TokenBucket(
-    opts.rate,
-    Math.max(opts.rate / 100, 2 * MAX_DATAGRAM_SIZE),
-    performance.now(),
-  );
   const auth = opts.key ? new RequestAuthenticator(opts.key) : undefined;
   let cache: DigestCache | undefined;
   if (opts.cacheDir !== undefined) {
@@ -130,7 +130,7 @@ export async function serve(opts: ServeOptions): Promise<ServeStats> {
     cache,
     log: opts.log,
   });
-  const server = new UdpServer(sock, files, opts.log, limiter, auth, opts.refusalLimits);
+  const server = new UdpServer(sock, files, opts.log, opts.rate, auth, opts.refusalLimits);
   opts.onListening?.(sock.localAddr);
   const stop = () => sock.close();
   opts.signal.addEventListener("abort", stop, { once: true });
@@ -189,10 +189,6 @@ type Request = MetaRequest | HashesRequest | ChunkRequest;
 
 /** Largest request datagram: header, token, fields, a 1024-byte name and an HMAC trailer. */
 const MAX_REQUEST_DATAGRAM = 2048;
-/** Bytes of file read and sent per run (one read, one send call)... */
-const RUN_BYTES = 1 << 20;
-/** ...in at most this many blocks (tiny blocks would need a header buffer as large as a run). */
-const RUN_BLOCKS = 1024;
 
 class UdpServer {
   readonly stats: ServeStats = {
@@ -207,7 +203,6 @@ class UdpServer {
     authFailed: 0,
     duplicates: 0,
   };
-  #duplicates = new DuplicateFilter();
   #sock: DatagramSocket;
   #files: FileTable;
   #transfers: TransferLog;
@@ -215,7 +210,8 @@ class UdpServer {
   #runBuf = new Uint8Array(RUN_BYTES);
   #headers = new Uint8Array(CHUNK_REPLY_HEADER_SIZE * RUN_BLOCKS);
   #sweep: ReturnType<typeof setInterval>;
-  #limiter: TokenBucket | undefined;
+  #core: ServeCore;
+  #actions: ServeAction[] = [];
   #gate: RequestGate;
   #refusals: RefusalLog;
 
@@ -223,15 +219,15 @@ class UdpServer {
     sock: DatagramSocket,
     files: FileTable,
     log: LogSink,
-    limiter: TokenBucket | undefined,
+    rate: number | undefined,
     auth: RequestAuthenticator | undefined,
     refusalLimits: RefusalLimits | undefined,
   ) {
     this.#sock = sock;
     this.#gate = new RequestGate(new CookieJar(crypto.getRandomValues(new Uint8Array(32))), auth);
-    this.#limiter = limiter;
     this.#files = files;
     this.#transfers = new TransferLog(log);
+    this.#core = new ServeCore({ rate, transfers: this.#transfers }, performance.now());
     this.#refusals = new RefusalLog(log, refusalLimits);
     this.#sweep = setInterval(() => {
       const now = Date.now();
@@ -276,8 +272,7 @@ class UdpServer {
       return;
     }
     const p = d.request;
-    const key = requestKey(p);
-    if (this.#duplicates.seen(p.requestId, key, addr.hostname, addr.port, performance.now())) {
+    if (this.#core.isDuplicate(performance.now(), p, addr.hostname, addr.port)) {
       this.stats.duplicates++; // answered (or being answered) already
       return;
     }
@@ -343,70 +338,59 @@ class UdpServer {
   async #onChunk(p: ChunkRequest, peer: PeerAddress): Promise<void> {
     const f = await this.#files.open(p.name);
     if ("code" in f) return this.#refuse(peer, p, f.code, f.message);
-    if (f.fileId === undefined) {
-      this.#files.digest(f, 0); // start it: the client skipped the metadata request
-      return this.#refuse(peer, p, ErrorCode.Busy, this.#files.busyMessage(f));
-    }
-    const size = this.#files.currentSize(f); // (marks it changed if it moved since hashed)
-    const refusal = checkChunkRequest(p, f.fileId, size, f.changed);
-    if (refusal) return this.#refuse(peer, p, refusal.code, refusal.message);
-    const tooMany = this.#transfers.record(
-      peer.netAddr,
-      p.name,
-      p.fileId,
-      p.length,
-      Date.now(),
-      size,
-    );
-    if (tooMany) {
-      this.stats.refused++;
-      return this.#refuse(peer, p, tooMany.code, tooMany.message);
-    }
+    if (f.fileId === undefined) this.#files.digest(f, 0); // start it: no metadata request came
+    const pieces: ServedPieces = {
+      fileId: f.fileId,
+      // (marks it changed if it moved since hashed)
+      size: f.fileId === undefined ? f.size : this.#files.currentSize(f),
+      changed: f.changed,
+      busyMessage: f.fileId === undefined ? this.#files.busyMessage(f) : undefined,
+    };
+    const actions = this.#actions;
+    actions.length = 0;
+    this.#core.onChunk(performance.now(), peer.netAddr, p, pieces, actions);
     this.stats.peakTransfers = Math.max(this.stats.peakTransfers, this.#transfers.size);
-    await this.#sendRange(f, p, peer);
+    for (const a of actions.splice(0)) {
+      if (a.kind === "refuse") {
+        if (a.tooMany) this.stats.refused++;
+        await this.#refuse(peer, p, a.code, a.message);
+        return;
+      }
+      if (!(await this.#sendRun(f, a, peer))) {
+        return this.#refuse(peer, p, ErrorCode.Stale, "file shrank");
+      }
+    }
   }
 
   /**
-   * Sends [offset, offset+length) as blocks, a run at a time: one file read per run straight
-   * into the run buffer, the run's headers beside it, and one send call for the whole run (one
-   * GSO message per 64 KiB on the batched layer). With `--rate`, runs are a few milliseconds of
-   * the rate long, so the pacing stays smooth.
+   * Sends one run: one file read straight into the run buffer, the run's headers beside it, and
+   * one send call (one GSO message per 64 KiB on the batched layer), once its time has come.
+   * False if the file ended first; a failed send (the client's port is gone) is only counted.
    */
-  async #sendRange(f: ServedFile, p: ChunkRequest, peer: PeerAddress): Promise<void> {
-    const end = p.offset + p.length;
-    const bs = p.blockSize;
-    const cap = this.#limiter ? Math.max(bs, Math.floor(this.#limiter.rate / 200)) : RUN_BYTES;
-    const perRun = Math.max(1, Math.min(RUN_BLOCKS, Math.floor(Math.min(cap, RUN_BYTES) / bs)));
-    for (let off = p.offset; off < end;) {
-      const bytes = Math.min(perRun * bs, end - off);
-      const data = this.#runBuf.subarray(0, bytes);
-      if (!this.#files.readAt(f, data, off)) {
-        return this.#refuse(peer, p, ErrorCode.Stale, "file shrank");
-      }
-      const count = writeChunkReplyHeaders(this.#headers, p.requestId, p.fileId, off, bs, bytes);
-      const datagrams = bytes + count * CHUNK_REPLY_HEADER_SIZE;
-      if (this.#limiter) await this.#pace(this.#limiter, datagrams);
-      const run = {
-        prefixes: this.#headers,
-        prefixLength: CHUNK_REPLY_HEADER_SIZE,
-        payload: data,
-        segment: bs,
-        count,
-      };
-      const err = await this.#sock.send(peer, run);
-      if (err !== undefined) {
-        this.stats.sendErrors++; // e.g. the client's port is gone: nothing to do about it
-        return;
-      }
-      this.stats.bytesSent += datagrams;
-      off += bytes;
-    }
-  }
-
-  /** Waits as long as `--rate` requires before sending `bytes`; sub-ms debts are carried. */
-  async #pace(limiter: TokenBucket, bytes: number): Promise<void> {
-    const wait = limiter.take(bytes, performance.now());
-    if (wait >= 1) await sleep(wait);
+  async #sendRun(f: ServedFile, a: RunAction, peer: PeerAddress): Promise<boolean> {
+    const wait = a.at - performance.now();
+    if (wait >= 1) await sleep(wait); // sub-ms debts are carried by the bucket
+    const data = this.#runBuf.subarray(0, a.length);
+    if (!this.#files.readAt(f, data, a.offset)) return false;
+    const count = writeChunkReplyHeaders(
+      this.#headers,
+      a.requestId,
+      a.fileId,
+      a.offset,
+      a.blockSize,
+      a.length,
+    );
+    const run = {
+      prefixes: this.#headers,
+      prefixLength: CHUNK_REPLY_HEADER_SIZE,
+      payload: data,
+      segment: a.blockSize,
+      count,
+    };
+    const err = await this.#sock.send(peer, run);
+    if (err !== undefined) this.stats.sendErrors++;
+    else this.stats.bytesSent += a.length + count * CHUNK_REPLY_HEADER_SIZE;
+    return true;
   }
 
   async #internal(peer: PeerAddress, p: Request, e: unknown): Promise<void> {

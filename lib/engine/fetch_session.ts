@@ -610,7 +610,9 @@ export class FetchSession {
       initialWindow,
       initialRttMs: rttMs ?? this.#opts.initialRttMs ?? 100,
       minWindow: Math.max(4 * MIN_REQUEST_BLOCKS * bs, MIN_WINDOW_BYTES),
-      lanMinWindow: Math.max(4 * MIN_REQUEST_BLOCKS * bs, this.#opts.lanMinWindowBytes ?? 0),
+      lanMinWindow: this.#opts.lanMinWindowBytes === undefined
+        ? undefined
+        : Math.max(4 * MIN_REQUEST_BLOCKS * bs, this.#opts.lanMinWindowBytes),
       lanRttMs: LAN_RTT_MS,
       maxWindow: this.#opts.maxInflightPerSource ?? Infinity,
     });

@@ -21,6 +21,7 @@ import {
 import { type DatagramSocket, type ReceivedBatch, single } from "./udp/datagram_socket.ts";
 import { describeSocket, type IoChoice, openSocket } from "./udp/open_socket.ts";
 import { PeerAddress } from "./udp/peer_address.ts";
+import { BatchedSocket } from "./udp/batched_socket.ts";
 
 /** A resolved server address. */
 export interface ServerAddr {
@@ -132,6 +133,18 @@ export class ClientEndpoint {
   /** Bytes of receive buffer each socket has. */
   get receiveBuffer(): number {
     return this.#sockets[0][0].receiveBuffer;
+  }
+
+  /** Counters of the batched layer summed over the sockets (empty on the fallback). */
+  layerStats(): Record<string, number> {
+    const sum: Record<string, number> = {};
+    for (const row of this.#sockets) {
+      for (const s of row) {
+        if (!(s instanceof BatchedSocket)) continue;
+        for (const [k, v] of Object.entries(s.stats)) sum[k] = (sum[k] ?? 0) + v;
+      }
+    }
+    return sum;
   }
 
   /** The last error a socket reported for `server` (e.g. "Connection refused"), if any. */

@@ -13,7 +13,13 @@ import type { SourceStats } from "../engine/fetch_session.ts";
 import type { CongestionController } from "../engine/congestion/controller.ts";
 import type { Packet } from "../wire/packet.ts";
 import { EventQueue } from "./event_queue.ts";
-import { IP_UDP_HEADER, Link, type LinkSpec } from "./link.ts";
+import { Link, type LinkSpec } from "./link.ts";
+import {
+  type RunAction,
+  type ServeAction,
+  ServeCore,
+  type ServedPieces,
+} from "../serving/serve_core.ts";
 import { seededRandom } from "./prng.ts";
 
 /** One simulated server and its path. */
@@ -103,7 +109,6 @@ export function simulateFetch(sc: FetchScenario): FetchOutcome {
   }, 0);
   const downs = sc.servers.map((s) => new Link(s.down, clock, random));
   const ups = sc.servers.map((s) => new Link(s.up, clock, random));
-  const serverFree = sc.servers.map(() => 0);
   let finishedAt = -1;
   let failure: string | undefined;
   let timerAt = Infinity;
@@ -114,17 +119,41 @@ export function simulateFetch(sc: FetchScenario): FetchOutcome {
     pump();
   };
 
-  /** A server answers a chunk request: its blocks enter the downlink back to back. */
-  const answered = sc.servers.map(() => new Set<number>());
+  /**
+   * Each server is the real serve core (duplicate copies ignored, ranges checked, `--rate`
+   * paced); the runs it answers with enter the downlink block by block at the time they leave.
+   */
+  const cores = sc.servers.map((s) =>
+    new ServeCore({ rate: s.serverRateBps === undefined ? undefined : s.serverRateBps / 8 }, 0)
+  );
+  const served: ServedPieces = { fileId, size: sc.size, changed: false };
+  const peer: Deno.NetAddr = { transport: "udp", hostname: "192.0.2.1", port: 9 };
+  const actions: ServeAction[] = [];
   const serve = (source: number, p: Packet) => {
     if (p.type !== "chunk_request") return;
-    // a copy of a request already answered is ignored, as real servers do (duplicate_filter.ts)
-    if (answered[source].has(p.requestId)) return;
-    answered[source].add(p.requestId);
+    if (cores[source].isDuplicate(clock.now, p, peer.hostname, peer.port)) return;
+    actions.length = 0;
+    cores[source].onChunk(clock.now, peer, p, served, actions);
+    for (const a of actions) {
+      if (a.kind === "refuse") {
+        const error: Packet = {
+          type: "error",
+          requestId: a.requestId,
+          code: a.code,
+          message: a.message,
+        };
+        downs[source].send(REPLY_HEADER, () => onReply(source, error));
+        continue;
+      }
+      const send = () => sendRun(source, a);
+      if (a.at <= clock.now) send();
+      else clock.at(a.at, send);
+    }
+  };
+  const sendRun = (source: number, a: RunAction) => {
     const spec = sc.servers[source];
-    const bytesPerMs = spec.serverRateBps === undefined ? Infinity : spec.serverRateBps / 8000;
-    for (let off = p.offset; off < p.offset + p.length; off += p.blockSize) {
-      const n = Math.min(p.blockSize, p.offset + p.length - off);
+    for (let off = a.offset; off < a.offset + a.length; off += a.blockSize) {
+      const n = Math.min(a.blockSize, a.offset + a.length - off);
       let data = file.subarray(off, off + n);
       if (spec.corrupt && random() < spec.corrupt) {
         data = data.slice();
@@ -132,19 +161,12 @@ export function simulateFetch(sc: FetchScenario): FetchOutcome {
       }
       const reply: Packet = {
         type: "chunk_reply",
-        requestId: p.requestId,
-        fileId: p.fileId,
+        requestId: a.requestId,
+        fileId: a.fileId,
         offset: off,
         data,
       };
-      const send = () => downs[source].send(REPLY_HEADER + n, () => onReply(source, reply));
-      if (bytesPerMs === Infinity) send();
-      else {
-        // the server's own token bucket: blocks leave at its rate, later ones wait
-        const at = Math.max(serverFree[source], clock.now);
-        serverFree[source] = at + (REPLY_HEADER + IP_UDP_HEADER + n) / bytesPerMs;
-        clock.at(at, send);
-      }
+      downs[source].send(REPLY_HEADER + n, () => onReply(source, reply));
     }
   };
 

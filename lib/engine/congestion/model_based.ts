@@ -141,15 +141,28 @@ export class ModelBasedController implements CongestionController {
   pacingRate(): number {
     const initial = STARTUP_GAIN * this.#opts.initialWindow / Math.max(1, this.#opts.initialRttMs);
     // in startup the rate only grows: the first samples measure the initial window, not the path
-    if (this.#mode === "startup") return Math.max(initial, STARTUP_GAIN * this.#btlBw);
-    return this.#gain() * this.#btlBw;
+    const modelled = this.#mode === "startup"
+      ? Math.max(initial, STARTUP_GAIN * this.#btlBw)
+      : this.#gain() * this.#btlBw;
+    // On a LAN the window is the limit, not the pacing: requests of a few blocks each, spaced
+    // at a model that measures nothing but its own spacing (one request per round trip), can
+    // never probe their way up after a loss. Pace at the floor window per millisecond at least.
+    const lanWindow = this.#opts.lanMinWindow;
+    if (lanWindow === undefined || !this.#onLan()) return modelled;
+    return Math.max(modelled, lanWindow / Math.max(1, this.#minRtt));
+  }
+
+  /** Whether the minimum round trip is a LAN's (see `lanMinWindow`). */
+  #onLan(): boolean {
+    return this.#minRtt < (this.#opts.lanRttMs ?? 2);
   }
 
   window(): number {
     const { initialWindow, maxWindow } = this.#opts;
     if (this.#timedOut) return this.#opts.minWindow;
-    const lan = this.#minRtt < (this.#opts.lanRttMs ?? 2);
-    const minWindow = lan ? this.#opts.lanMinWindow ?? this.#opts.minWindow : this.#opts.minWindow;
+    const minWindow = this.#onLan()
+      ? this.#opts.lanMinWindow ?? this.#opts.minWindow
+      : this.#opts.minWindow;
     const bdp = this.#btlBw * this.#minRtt;
     const w = this.#mode === "startup" ? Math.max(initialWindow, CWND_GAIN * bdp) : CWND_GAIN * bdp;
     return Math.min(maxWindow, Math.max(minWindow, w));

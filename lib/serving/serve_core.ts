@@ -1,0 +1,186 @@
+/**
+ * The serve core: what a server does with a request, as a pure state machine in the shape of
+ * the fetch engine. Events in: a request (already admitted by `request_gate.ts`) with the state
+ * of the file it names, at a time; actions out: runs of CHUNK_REPLY blocks to send (each with
+ * the time it may leave, for `--rate`) and ERROR answers. No sockets, files or clocks: the
+ * server shell (`server.ts`) reads each run with one file read and sends it with one call
+ * (one GSO message per 64 KiB on the batched layer); the simulator drives the same core.
+ *
+ * It owns the decisions the shell used to make beside the socket: copies of a request already
+ * answered are ignored (`duplicate_filter.ts`), ranges are checked against the file
+ * (`serve_policy.ts`), transfers are counted and capped (`transfer_log.ts`), and the send rate
+ * is capped by a token bucket.
+ *
+ * What it serves from is a {@link ServedPieces}: a whole file today, and the same interface lets
+ * a swarm peer serve a partial download (only the pieces it holds).
+ *
+ * @module
+ */
+
+import {
+  CHUNK_REPLY_HEADER_SIZE,
+  type ChunkRequest,
+  ErrorCode,
+  type HashesRequest,
+  type MetaRequest,
+} from "../wire/packet.ts";
+import { TokenBucket } from "../engine/token_bucket.ts";
+import { DuplicateFilter, requestKey } from "./duplicate_filter.ts";
+import { checkChunkRequest } from "./serve_policy.ts";
+import type { TransferLog } from "./transfer_log.ts";
+
+/** A file (or part of one) as the core sees it when a request names it. */
+export interface ServedPieces {
+  /** Content identity requests must carry; undefined while it is being hashed (BUSY). */
+  fileId: bigint | undefined;
+  /** Current size in bytes. */
+  size: number;
+  /** It changed since it was hashed: requests get STALE. */
+  changed: boolean;
+  /** Why it is not hashed yet (the BUSY message), when `fileId` is undefined. */
+  busyMessage?: string;
+  /**
+   * Whether `[offset, offset + length)` can be served (a partial file holds only verified
+   * pieces); absent: all of it. A missing range gets OUT_OF_RANGE "not held", which tells the
+   * asker to look elsewhere, not that the source is broken.
+   */
+  holds?(offset: number, length: number): boolean;
+}
+
+/** Blocks `[offset, offset + length)` of a request, in `blockSize` datagrams, to send at `at`. */
+export interface RunAction {
+  kind: "run";
+  requestId: number;
+  fileId: bigint;
+  offset: number;
+  length: number;
+  blockSize: number;
+  /** When it may leave (ms, the caller's clock): later than now only under `--rate`. */
+  at: number;
+}
+
+/** An ERROR to answer request `requestId` with. */
+export interface RefuseAction {
+  kind: "refuse";
+  requestId: number;
+  code: number;
+  message: string;
+  /** Refused because of the transfer caps (counted apart in the server's stats). */
+  tooMany?: boolean;
+}
+
+/** What the core asks the shell to do. */
+export type ServeAction = RunAction | RefuseAction;
+
+/** Options of {@link ServeCore}. */
+export interface ServeCoreOptions {
+  /** Bytes per second to send at most, all clients together (`--rate`); undefined: no cap. */
+  rate?: number;
+  /** Largest run (bytes): one file read and one send call each (default 1 MiB). */
+  runBytes?: number;
+  /** Most blocks per run (the shell's header buffer; default 1024). */
+  runBlocks?: number;
+  /** Counts transfers and caps them per client and server-wide; undefined: no caps. */
+  transfers?: TransferLog;
+}
+
+/** Default largest run. */
+export const RUN_BYTES = 1 << 20;
+/** Default most blocks per run. */
+export const RUN_BLOCKS = 1024;
+/** Runs under `--rate` carry about this many ms of the rate, so the pacing stays smooth. */
+const PACED_RUN_MS = 5;
+/** Idle credit of the `--rate` bucket, ms of the rate. */
+const BUCKET_MS = 2;
+
+/** The serve core (see the module comment). */
+export class ServeCore {
+  /** Copies of requests already answered, ignored. */
+  duplicates = 0;
+  #filter = new DuplicateFilter();
+  #limiter: TokenBucket | undefined;
+  #runBytes: number;
+  #runBlocks: number;
+  #transfers: TransferLog | undefined;
+
+  constructor(opts: ServeCoreOptions, now: number) {
+    this.#runBlocks = opts.runBlocks ?? RUN_BLOCKS;
+    this.#transfers = opts.transfers;
+    const runBytes = opts.runBytes ?? RUN_BYTES;
+    if (opts.rate !== undefined) {
+      // Little credit for idle time: a burst of tens of ms at the cap reads, at the client, as
+      // a path faster than the cap, and the requests it then sizes to that wait out their
+      // deadlines in this bucket (in the simulator, 4 % re-requested with 50 ms of credit).
+      this.#limiter = new TokenBucket(opts.rate, Math.max(1500, opts.rate * BUCKET_MS / 1000), now);
+      this.#runBytes = Math.min(runBytes, Math.max(1, (opts.rate * PACED_RUN_MS) / 1000));
+    } else this.#runBytes = runBytes;
+  }
+
+  /**
+   * True when `p` from `host`:`port` is a copy of a request answered within the last two
+   * seconds (a client's second copy on a lossy path, or the network's): ignore it. Otherwise
+   * it is remembered, and false.
+   */
+  isDuplicate(
+    now: number,
+    p: MetaRequest | HashesRequest | ChunkRequest,
+    host: string,
+    port: number,
+  ) {
+    if (!this.#filter.seen(p.requestId, requestKey(p), host, port, now)) return false;
+    this.duplicates++;
+    return true;
+  }
+
+  /**
+   * A CHUNK_REQUEST from `peer` for `file` at `now`: pushes to `out` the runs that answer it,
+   * or the ERROR that refuses it.
+   */
+  onChunk(
+    now: number,
+    peer: Deno.NetAddr,
+    p: ChunkRequest,
+    file: ServedPieces,
+    out: ServeAction[],
+  ): void {
+    const refuse = (code: number, message: string, tooMany = false) =>
+      void out.push({ kind: "refuse", requestId: p.requestId, code, message, tooMany });
+    if (file.fileId === undefined) {
+      return refuse(ErrorCode.Busy, file.busyMessage ?? "hashing the file");
+    }
+    const refusal = checkChunkRequest(p, file.fileId, file.size, file.changed);
+    if (refusal) return refuse(refusal.code, refusal.message);
+    if (file.holds && !file.holds(p.offset, p.length)) {
+      return refuse(ErrorCode.OutOfRange, "not held");
+    }
+    const tooMany = this.#transfers?.record(peer, p.name, p.fileId, p.length, now, file.size);
+    if (tooMany) return refuse(tooMany.code, tooMany.message, true);
+    this.#runs(now, p, out);
+  }
+
+  /** Splits the range into runs; under `--rate` each gets the time the bucket lets it leave. */
+  #runs(now: number, p: ChunkRequest, out: ServeAction[]): void {
+    const bs = p.blockSize;
+    const perRun = Math.max(1, Math.min(this.#runBlocks, Math.floor(this.#runBytes / bs)));
+    const end = p.offset + p.length;
+    for (let off = p.offset; off < end;) {
+      const length = Math.min(perRun * bs, end - off);
+      let at = now;
+      if (this.#limiter) {
+        const blocks = Math.ceil(length / bs);
+        // what the wire carries: headers included
+        at = now + this.#limiter.take(length + blocks * CHUNK_REPLY_HEADER_SIZE, now);
+      }
+      out.push({
+        kind: "run",
+        requestId: p.requestId,
+        fileId: p.fileId,
+        offset: off,
+        length,
+        blockSize: bs,
+        at,
+      });
+      off += length;
+    }
+  }
+}

@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import {
+  type RunAction,
+  type ServeAction,
+  ServeCore,
+  type ServedPieces,
+} from "../../lib/serving/serve_core.ts";
+import { MAX_TRANSFERS_PER_CLIENT, TransferLog } from "../../lib/serving/transfer_log.ts";
+import { type ChunkRequest, ErrorCode, NO_TOKEN } from "../../lib/wire/packet.ts";
+
+const FILE_ID = 0x1122334455667788n;
+const PEER: Deno.NetAddr = { transport: "udp", hostname: "10.0.0.1", port: 5000 };
+const FILE: ServedPieces = { fileId: FILE_ID, size: 10 << 20, changed: false };
+
+function chunk(over: Partial<ChunkRequest> = {}): ChunkRequest {
+  return {
+    type: "chunk_request",
+    requestId: 42,
+    token: NO_TOKEN,
+    fileId: FILE_ID,
+    offset: 0,
+    length: 3 << 20,
+    blockSize: 8192,
+    name: "f.bin",
+    ...over,
+  };
+}
+
+function answer(core: ServeCore, p: ChunkRequest, file = FILE, now = 0): ServeAction[] {
+  const out: ServeAction[] = [];
+  core.onChunk(now, PEER, p, file, out);
+  return out;
+}
+
+Deno.test("serve core: a request becomes runs that cover its range in whole blocks", () => {
+  const core = new ServeCore({}, 0);
+  const p = chunk({ offset: 8192 * 7, length: 3 * (1 << 20) + 100 });
+  const runs = answer(core, p) as RunAction[];
+  assert.ok(runs.length >= 4 && runs.every((r) => r.kind === "run"));
+  let at = p.offset;
+  for (const r of runs) {
+    assert.equal(r.offset, at, "contiguous");
+    assert.ok(r.length <= 1 << 20, "at most one run's bytes");
+    assert.equal((r.offset - p.offset) % p.blockSize, 0, "starts on a block of the request");
+    assert.deepEqual([r.requestId, r.fileId, r.blockSize, r.at], [42, FILE_ID, 8192, 0]);
+    at += r.length;
+  }
+  assert.equal(at, p.offset + p.length, "nothing left out, nothing extra");
+});
+
+Deno.test("serve core: refusals name the cause (busy, changed, out of range, not held)", () => {
+  const core = new ServeCore({}, 0);
+  const codes = (p: ChunkRequest, f: ServedPieces) =>
+    answer(core, p, f).map((a) => a.kind === "refuse" ? [a.code, a.message] : a.kind);
+  assert.deepEqual(
+    codes(chunk(), { ...FILE, fileId: undefined, busyMessage: "hashing 40%" }),
+    [[ErrorCode.Busy, "hashing 40%"]],
+  );
+  assert.deepEqual(codes(chunk(), { ...FILE, changed: true }), [[ErrorCode.Stale, "file changed"]]);
+  assert.deepEqual(codes(chunk({ fileId: 5n }), FILE), [[ErrorCode.Stale, "file changed"]]);
+  assert.equal(
+    codes(chunk({ offset: 9 << 20, length: 2 << 20 }), FILE)[0][0],
+    ErrorCode.OutOfRange,
+  );
+  const partial = { ...FILE, holds: (off: number) => off < 1 << 20 };
+  assert.deepEqual(codes(chunk({ offset: 2 << 20 }), partial), [[
+    ErrorCode.OutOfRange,
+    "not held",
+  ]]);
+  assert.equal(codes(chunk({ length: 4096 }), partial)[0], "run", "a held range is served");
+});
+
+Deno.test("serve core: a copy of a request is a duplicate; another request is not", () => {
+  const core = new ServeCore({}, 0);
+  assert.equal(core.isDuplicate(0, chunk(), "10.0.0.1", 5000), false);
+  assert.equal(core.isDuplicate(1, chunk(), "10.0.0.1", 5000), true);
+  assert.equal(core.isDuplicate(1, chunk({ requestId: 43 }), "10.0.0.1", 5000), false);
+  assert.equal(core.duplicates, 1);
+});
+
+Deno.test("serve core: --rate spaces the runs at the rate, headers counted", () => {
+  const rate = 10 << 20; // bytes/s
+  const core = new ServeCore({ rate }, 0);
+  const runs = answer(core, chunk({ length: 4 << 20 })) as RunAction[];
+  assert.ok(runs.length > 50, `runs of a few ms each: ${runs.length}`);
+  const last = runs[runs.length - 1];
+  const wire = (4 << 20) + Math.ceil((4 << 20) / 8192) * 28;
+  const expectMs = (wire / rate) * 1000;
+  // the last run leaves when everything before it has been paid for
+  assert.ok(Math.abs(last.at + (last.length * 1000) / rate - expectMs) < 5, `${last.at} ms`);
+  for (let i = 1; i < runs.length; i++) assert.ok(runs[i].at >= runs[i - 1].at, "in order");
+});
+
+Deno.test("serve core: the transfer caps refuse one client's transfer too many", () => {
+  const core = new ServeCore({ transfers: new TransferLog(() => {}) }, 0);
+  for (let i = 0; i < MAX_TRANSFERS_PER_CLIENT; i++) {
+    const out: ServeAction[] = [];
+    core.onChunk(0, PEER, chunk({ name: `f${i}`, length: 1444 }), FILE, out);
+    assert.equal(out[0].kind, "run");
+  }
+  const out: ServeAction[] = [];
+  core.onChunk(0, PEER, chunk({ name: "one-more", length: 1444 }), FILE, out);
+  assert.equal(out.length, 1);
+  assert.ok(out[0].kind === "refuse" && out[0].code === ErrorCode.TooMany && out[0].tooMany);
+});
