@@ -7,11 +7,16 @@
  * `BENCH_RUNS=N` changes the number of runs, `BENCH_ONLY=A,C` runs some scenarios only.
  * Scenario W (WAN paths through the link emulator, bench/wan.ts; root, TUN and cc needed) takes
  * about a quarter of an hour and is not in the default list: `BENCH_ONLY=W` runs it alone.
+ * Scenario L (a plain LAN: two network namespaces joined by a veth pair at MTU 1500 and 9000,
+ * curl and aria2c from nginx against udpget per I/O mode, with CPU per GiB and peak RSS;
+ * bench/lan.ts, root needed; `BENCH_LAN_*` settings there) is not in the default list either:
+ * `BENCH_ONLY=L` runs it alone.
  *
  * @module
  */
 
 import { fileURLToPath } from "node:url";
+import { runLanBench } from "./lan.ts";
 import { runWanBench } from "./wan.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
@@ -290,7 +295,10 @@ async function main(): Promise<void> {
   await ensureTools();
   // W brings its own paths, servers and file: without A-E, skip the loopback set-up entirely
   const wan = ONLY.includes("W") ? await runWanBench({ main: MAIN, log }) : "";
+  // L too: its own namespaces, servers and file; its rows go into the table
+  if (ONLY.includes("L")) rows.push(...await runLanBench({ main: MAIN, log }));
   if (!ONLY.some((s) => ["A", "B", "C", "D", "E"].includes(s))) {
+    if (rows.length > 0) printTable();
     console.log(wan);
     return;
   }
@@ -622,8 +630,12 @@ async function scenarioT(dir: string, srv: string): Promise<void> {
 
 function printTable(): void {
   const cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
+  // L counts its own runs (BENCH_LAN_RUNS, in its rows)
+  const runs = ONLY.some((s) => ["A", "B", "C", "D", "E", "T"].includes(s))
+    ? `median of ${RUNS} runs; `
+    : "";
   console.log(
-    `\nudpget benchmark, median of ${RUNS} runs; ${navigator.hardwareConcurrency} cores, ${cpu}; ${
+    `\nudpget benchmark, ${runs}${navigator.hardwareConcurrency} cores, ${cpu}; ${
       new Date().toISOString().slice(0, 10)
     }\n`,
   );

@@ -220,3 +220,53 @@ Deno.test("e2e: --checksum: the trusted digest passes, a wrong one is exit 5 and
     assert.equal(await exists(`${work}/d.bin.part`), false);
   });
 });
+
+Deno.test("e2e: without --allow-ffi both sides fall back to Deno.listenDatagram and say so", async () => {
+  const { path: dir, cleanup } = await tempDir();
+  const flags = [
+    "run",
+    "--quiet",
+    "--unstable-net",
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+  ];
+  const main = new URL("../main.ts", import.meta.url).pathname;
+  const server = new Deno.Command(Deno.execPath(), {
+    args: [...flags, main, "serve", "0", "--root", dir, "--host", "127.0.0.1", "--no-cache"],
+    stdout: "piped",
+    stderr: "null",
+    stdin: "null",
+  }).spawn();
+  try {
+    const data = seededBytes(2 * MiB + 3, 77);
+    await Deno.writeFile(`${dir}/n.bin`, data);
+    const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let first = "";
+    while (!first.includes("\n")) first += (await reader.read()).value ?? "";
+    assert.match(first, /on udp 127\.0\.0\.1:\d+ \(datagram I\/O: deno \(no --allow-ffi\)/);
+    const port = Number(/:(\d+) /.exec(first)![1]);
+    const list = await writeServersFile(dir, [port]);
+    const run = (extra: string[]) =>
+      new Deno.Command(Deno.execPath(), {
+        args: [...flags, main, "fetch", list, "2", "n.bin", "-o", `${dir}/out.bin`, ...extra],
+        cwd: dir,
+        stdin: "null",
+      }).output();
+    const ok = await run(["--json"]);
+    assert.equal(ok.code, 0, new TextDecoder().decode(ok.stderr));
+    const io = JSON.parse(new TextDecoder().decode(ok.stdout)).io;
+    assert.deepEqual([io.layer, io.fallbackReason], ["deno", "no --allow-ffi"]);
+    assert.ok(sameBytes(await Deno.readFile(`${dir}/out.bin`), data));
+    // demanding the batched layer where it cannot be had is a usage error, said in one line
+    const demanded = await run(["--io", "ffi", "--force"]);
+    assert.equal(demanded.code, ExitCode.Usage);
+    assert.match(new TextDecoder().decode(demanded.stderr), /--io ffi: .*no --allow-ffi/);
+    reader.releaseLock();
+  } finally {
+    server.kill("SIGTERM");
+    await server.status;
+    await server.stdout.cancel().catch(() => {});
+    await cleanup();
+  }
+});

@@ -507,3 +507,35 @@ function metaOf(data: Uint8Array): FileMeta {
     piecesRoot: sha256(hashes),
   };
 }
+
+Deno.test("fault (fallback layer, --io deno on both sides): 5 % loss, duplicates, reordering", async () => {
+  const data = seededBytes(3 * MiB + 99, 21);
+  let made = 0;
+  await withServers(
+    3,
+    async (servers, root, work) => {
+      await Deno.writeFile(`${root}/f.bin`, data);
+      const relays = servers.map((s) => {
+        const random = mulberry32(2100 + made++);
+        return new UdpRelay(s.port, () => random() < 0.05, undefined, {
+          duplicate: () => random() < 0.05,
+          holdBack: () => random() < 0.05,
+        });
+      });
+      try {
+        const list = await writeServersFile(work, relays.map((r) => r.port));
+        const r = await runUdpget(["fetch", list, "3", "f.bin", "--io", "deno", "--json"], work);
+        assert.equal(r.code, 0, r.stderr);
+        assert.ok(sameBytes(await Deno.readFile(`${work}/f.bin`), data), "bytes differ");
+        const io = JSON.parse(r.stdout).io;
+        assert.deepEqual([io.layer, io.fallbackReason], ["deno", "--io deno"]);
+        assert.ok(relays.every((x) => x.seen.to_client > 0), "every path carried data");
+        assert.ok(servers.every((x) => /datagram I\/O: deno/.test(x.output())));
+      } finally {
+        await Promise.all(relays.map((r) => r.close()));
+      }
+    },
+    undefined,
+    [...SERVE_ARGS, "--io", "deno"],
+  );
+});
