@@ -18,7 +18,15 @@ import {
 import { sameBytes, seededBytes, tempDir } from "../harness.ts";
 
 const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));
-const RUN = ["run", "--quiet", "--unstable-net", "--allow-net", "--allow-read", "--allow-write", "--allow-ffi"];
+const RUN = [
+  "run",
+  "--quiet",
+  "--unstable-net",
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-ffi",
+];
 const PORT = 9000; // each path has its own namespaces: a fixed port cannot clash
 const MiB = 1 << 20;
 /** A fetch still running after this long is a hang: killed, and the test fails. */
