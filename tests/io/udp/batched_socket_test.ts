@@ -271,7 +271,7 @@ Deno.test("batched: a partial sendmmsg resumes where it stopped; EAGAIN waits fo
 Deno.test("batched: a receive buffer that cannot be raised is reported as the kernel's", () => {
   const { libc } = scriptedLibc({
     sendmmsg: () => 0,
-    setsockopt: (level, opt) => level === C.SOL_SOCKET ? -1 : 0,
+    setsockopt: (level) => level === C.SOL_SOCKET ? -1 : 0,
     errno: () => C.EINVAL,
   });
   const s = BatchedSocket.open(libc, { hostname: "127.0.0.1", port: 0, maxDatagram: 2048 });
