@@ -33,7 +33,9 @@ import {
   type ServerStatus,
 } from "./lib/cli/fetch_report.ts";
 import { batchedUnavailable } from "./lib/io/udp/open_socket.ts";
-import { BlockWriter } from "./lib/io/block_writer.ts";
+import { type BlockSink, BlockWriter } from "./lib/io/block_writer.ts";
+import { VectoredWriter } from "./lib/io/vectored_writer.ts";
+import { loadLibc } from "./lib/io/udp/libc.ts";
 import { OrderedOutput } from "./lib/io/ordered_output.ts";
 import { parseBusyProgress } from "./lib/wire/busy_progress.ts";
 import { sha256 } from "./lib/io/file_digest.ts";
@@ -536,7 +538,7 @@ class Download {
   /** Server index → source index (−1: not a source). */
   #sources: number[] = [];
   /** Received blocks go into the `.part` through it, in runs. */
-  readonly writer: BlockWriter;
+  readonly writer: BlockSink;
   /** Wakes the drive loop: a datagram arrived, a piece was verified, the user interrupted. */
   readonly wake = new Notifier();
   verifier: PieceVerifier | undefined;
@@ -569,7 +571,7 @@ class Download {
     maxRequest: number | undefined,
   ) {
     this.servers = chosen;
-    this.writer = new BlockWriter(partial.file);
+    this.writer = blockSink(endpoint, partial);
     chosen.forEach((server, source) => this.#sources[server] = source);
     const now = performance.now();
     this.session = new FetchSession({
@@ -608,6 +610,20 @@ class Download {
     this.#sources[server] = source;
     this.session.addSource(source, performance.now(), ALL, this.endpoint.rttOf(server));
     this.session.setToken(source, this.endpoint.token(server));
+  }
+}
+
+/**
+ * On the batched layer, blocks are written straight from the receive slab (`pwritev`); on the
+ * fallback, which uses no FFI at all, they are copied into runs and written by Deno.
+ */
+function blockSink(endpoint: ClientEndpoint, partial: PartialDownload): BlockSink {
+  const libc = endpoint.layer === "batched" ? loadLibc() : "fallback";
+  if (typeof libc === "string") return new BlockWriter(partial.file);
+  try {
+    return VectoredWriter.open(libc, partial.partPath);
+  } catch (e) {
+    throw new UdpgetError(ExitCode.LocalIo, `cannot write ${partial.partPath}: ${brief(e)}`);
   }
 }
 
@@ -686,6 +702,7 @@ async function download(
       await sink.close().catch(() => {});
     } else {
       await partial.complete();
+      phase("complete");
       await checkOutput(out, a.force);
       await Deno.rename(partial.partPath, out).catch((e) => {
         throw new UdpgetError(
@@ -695,6 +712,7 @@ async function download(
       });
     }
     ok = true;
+    phase("summary");
     run.ui.say(summary(d, out, performance.now() - run.started, run.hashWaitMs));
   } catch (e) {
     const verifiedPieces = d.session.sched.verifiedPieces;
@@ -711,6 +729,7 @@ async function download(
   } finally {
     endpoint.routeOthers(undefined);
     run.ui.stop();
+    d.writer.close();
     d.verifier?.close();
     d.outputFile?.close();
     if (!ok && !kept) await partial.discard();
@@ -1117,6 +1136,10 @@ function summary(d: Download, out: string, ms: number, hashWaitMs: number): stri
 const T0 = performance.now();
 function phase(what: string): void {
   if (debugWanted()) {
-    console.error(`debug: phase ${what} at ${(performance.now() - T0).toFixed(0)} ms`);
+    console.error(
+      `debug: phase ${what} at ${(performance.now() - T0).toFixed(0)} ms (${
+        performance.now().toFixed(0)
+      })`,
+    );
   }
 }

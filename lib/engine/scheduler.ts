@@ -149,25 +149,29 @@ export class PieceScheduler {
     }
   }
 
-  /** Accounts for one received datagram at absolute `offset` with `length` data bytes. */
+  /**
+   * Accounts for one received datagram at absolute `offset` with `length` data bytes. (The
+   * outcomes are shared constants: this runs once per datagram and allocates nothing.)
+   */
   onBlock(offset: number, length: number): BlockOutcome {
     const { pieceSize, blockSize, size } = this.layout;
-    if (!Number.isSafeInteger(offset) || offset < 0 || offset >= size) return { kind: "invalid" };
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset >= size) return INVALID;
     const piece = Math.floor(offset / pieceSize);
-    const [start, end] = this.pieceRange(piece);
+    const start = piece * pieceSize;
+    const end = Math.min(size, start + pieceSize);
     const rel = offset - start;
-    if (rel % blockSize !== 0) return { kind: "invalid" };
-    if (length !== Math.min(blockSize, end - offset)) return { kind: "invalid" };
+    if (rel % blockSize !== 0) return INVALID;
+    if (length !== Math.min(blockSize, end - offset)) return INVALID;
     const p = this.#active.get(piece);
-    if (!p) return { kind: "duplicate" };
+    if (!p) return DUPLICATE;
     const block = rel / blockSize;
-    if (p.received[block]) return { kind: "duplicate" };
+    if (p.received[block]) return DUPLICATE;
     p.received[block] = 1;
     p.missing--;
-    if (p.missing > 0) return { kind: "new", pieceComplete: false };
+    if (p.missing > 0) return NEW;
     this.#active.delete(piece);
     this.#state[piece] = 2;
-    return { kind: "new", pieceComplete: true };
+    return NEW_COMPLETE;
   }
 
   /** Records the verdict on a complete piece: verified, or corrupt and to be fetched again. */
@@ -319,6 +323,11 @@ export class PieceScheduler {
     };
   }
 }
+
+const INVALID: BlockOutcome = Object.freeze({ kind: "invalid" });
+const DUPLICATE: BlockOutcome = Object.freeze({ kind: "duplicate" });
+const NEW: BlockOutcome = Object.freeze({ kind: "new", pieceComplete: false });
+const NEW_COMPLETE: BlockOutcome = Object.freeze({ kind: "new", pieceComplete: true });
 
 /** Whether `server` may request block `b`: a free block, or (end game) one held by one other. */
 function claimable(holders: Int32Array, b: number, server: number, duplicate: boolean): boolean {

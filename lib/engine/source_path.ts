@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { CongestionController } from "./congestion/controller.ts";
+import type { CongestionController, RateSample } from "./congestion/controller.ts";
 import type { Assignment } from "./scheduler.ts";
 import { ServerHealth } from "./server_health.ts";
 
@@ -116,6 +116,13 @@ export class SourcePath {
   #largestSeq: number[] = [];
   #roundEndDelivered = 0;
   #latestRtt = 0;
+  #sample: RateSample = {
+    delivered: 0,
+    intervalMs: 0,
+    rttMs: 0,
+    appLimited: false,
+    priorInflight: 0,
+  };
   #lastDeliveredSentAt: number | undefined;
 
   constructor(
@@ -200,15 +207,21 @@ export class SourcePath {
     }
     const roundStart = r.deliveredAtSend >= this.#roundEndDelivered;
     if (roundStart) this.#roundEndDelivered = this.delivered;
-    this.cc.onDelivered(now, bytes, {
-      delivered: this.delivered - r.deliveredAtSend,
-      // BBR's interval: the longer of the arrival span and the sending span, so a burst of
-      // arrivals after an event-loop stall cannot claim a rate the sender never sent at
-      intervalMs: Math.max(now - r.deliveredTimeAtSend, r.sentAt - r.firstSentAtSend, rtt, 0.05),
-      rttMs: rtt,
-      appLimited: r.appLimited,
-      priorInflight: r.inflightAtSend,
-    }, roundStart);
+    // (one sample object, refilled: the controller reads it during the call only)
+    const sample = this.#sample;
+    sample.delivered = this.delivered - r.deliveredAtSend;
+    // BBR's interval: the longer of the arrival span and the sending span, so a burst of
+    // arrivals after an event-loop stall cannot claim a rate the sender never sent at
+    sample.intervalMs = Math.max(
+      now - r.deliveredTimeAtSend,
+      r.sentAt - r.firstSentAtSend,
+      rtt,
+      0.05,
+    );
+    sample.rttMs = rtt;
+    sample.appLimited = r.appLimited;
+    sample.priorInflight = r.inflightAtSend;
+    this.cc.onDelivered(now, bytes, sample, roundStart);
     const seq = r.firstSeq + block;
     if (seq > (this.#largestSeq[r.lane] ?? -1)) {
       this.#largestSeq[r.lane] = seq;

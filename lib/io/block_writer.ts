@@ -16,8 +16,23 @@ export interface WritableAt {
   writeSync(p: Uint8Array): number;
 }
 
+/** Where received blocks go: staged during a batch, written by `flush`. */
+export interface BlockSink {
+  /** The first write error, if any; nothing more is written after it. */
+  error: Error | undefined;
+  /** Bytes written and write calls made. */
+  written: number;
+  writes: number;
+  /** Queues `src[at, at + length)` for file offset `offset` (`src` must stay until `flush`). */
+  stage(offset: number, src: Uint8Array, at: number, length: number): void;
+  /** Writes what is staged. Call before `src` is reused or anything reads the file. */
+  flush(): void;
+  /** Flushes and lets go of what the sink holds. */
+  close(): void;
+}
+
 /** Stages contiguous blocks and writes them as runs (see the module comment). */
-export class BlockWriter {
+export class BlockWriter implements BlockSink {
   /** The first write error, if any; nothing more is written after it. */
   error: Error | undefined;
   /** Bytes written and write calls made, for the microbenchmark. */
@@ -57,6 +72,10 @@ export class BlockWriter {
     const n = this.#used;
     this.#used = 0;
     this.#write(this.#start, this.#stage.subarray(0, n));
+  }
+
+  close(): void {
+    this.flush();
   }
 
   #write(offset: number, bytes: Uint8Array): void {

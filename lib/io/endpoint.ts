@@ -10,14 +10,8 @@
  */
 
 import { seal } from "../wire/auth.ts";
-import {
-  type ChunkReplyHeader,
-  decode,
-  MAX_DATAGRAM_SIZE,
-  NO_TOKEN,
-  type Packet,
-  readChunkReplyHeader,
-} from "../wire/packet.ts";
+import { decode, MAX_DATAGRAM_SIZE, NO_TOKEN, type Packet } from "../wire/packet.ts";
+import { ChunkDispatch, type ChunkHandler } from "./chunk_dispatch.ts";
 import { type DatagramSocket, type ReceivedBatch, single } from "./udp/datagram_socket.ts";
 import { describeSocket, type IoChoice, openSocket } from "./udp/open_socket.ts";
 import { PeerAddress } from "./udp/peer_address.ts";
@@ -32,17 +26,6 @@ export interface ServerAddr {
   port: number;
   family: "ipv4" | "ipv6";
 }
-
-/**
- * Receives the data of one CHUNK_REPLY from `server` at `now`: the header's fields in `h`, the
- * data at `data[h.dataAt, h.dataAt + h.dataLen)`, valid during the call only.
- */
-export type ChunkHandler = (
-  now: number,
-  server: number,
-  h: Readonly<ChunkReplyHeader>,
-  data: Uint8Array,
-) => void;
 
 /** Counters of datagrams the endpoint dropped. */
 export interface EndpointStats {
@@ -70,15 +53,7 @@ export class ClientEndpoint {
   #peers: PeerAddress[];
   #chunks: ChunkHandler | undefined;
   #batchEnd: (() => void) | undefined;
-  #header: ChunkReplyHeader = {
-    requestId: 0,
-    fileIdHigh: 0,
-    fileIdLow: 0,
-    offset: 0,
-    dataAt: 0,
-    dataLen: 0,
-  };
-  #views = new WeakMap<ArrayBufferLike, DataView>();
+  #dispatch = new ChunkDispatch();
   /** Errors the sockets reported, per server (ICMP "connection refused" and the like). */
   #softErrors = new Map<number, string>();
   /** A receive loop that ended on an error, if any (it is reported, never swallowed). */
@@ -228,25 +203,11 @@ export class ClientEndpoint {
   }
 
   #onBatch(b: ReceivedBatch, server: number): void {
-    const now = performance.now();
-    const chunks = this.#chunks;
-    const data = b.data;
-    let view = this.#views.get(data.buffer);
-    if (!view) {
-      view = new DataView(data.buffer);
-      this.#views.set(data.buffer, view);
-    }
-    for (let i = 0; i < b.count; i++) {
-      const at = b.offsets[i];
-      const len = b.lengths[i];
-      if (chunks && readChunkReplyHeader(data, view, at, len, this.#header)) {
-        chunks(now, server, this.#header, data);
-      } else this.#route(data.subarray(at, at + len), server);
-    }
+    this.#dispatch.dispatch(b, performance.now(), server, this.#chunks, this.#route);
     this.#batchEnd?.();
   }
 
-  #route(data: Uint8Array, server: number): void {
+  #route = (data: Uint8Array, server: number): void => {
     const r = decode(data);
     if (!r.ok) {
       this.stats.malformed++;
@@ -257,5 +218,5 @@ export class ClientEndpoint {
       return;
     }
     this.#fallback(server, r.packet);
-  }
+  };
 }

@@ -6,7 +6,10 @@
  * @module
  */
 
-/** One delivery-rate sample, taken when a block arrives (BBR's rate sample, per block). */
+/**
+ * One delivery-rate sample, taken when a block arrives (BBR's rate sample, per block). The
+ * object is reused for the next block: read it during `onDelivered`, do not keep it.
+ */
 export interface RateSample {
   /** Bytes delivered over the sample's interval. */
   delivered: number;

@@ -41,6 +41,9 @@ export const C = {
   POLLNVAL: 0x20,
   EFD_NONBLOCK: 0o4000,
   EFD_CLOEXEC: 0o2000000,
+  O_WRONLY: 1,
+  O_CLOEXEC: 0o2000000,
+  IOV_MAX: 1024,
   EINTR: 4,
   EIO: 5,
   EAGAIN: 11,
@@ -95,6 +98,9 @@ const SYMBOLS = {
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
+  /** (variadic in C; called without the mode argument, which only O_CREAT reads) */
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  pwritev: { parameters: ["i32", "buffer", "i32", "i64"], result: "isize" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const;
