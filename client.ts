@@ -586,7 +586,7 @@ class Download {
       maxRequestBytes: maxRequest,
       lanes: endpoint.workers,
       // a quarter of what the receive sockets of one server hold, between 128 KiB and 4 MiB
-      lanMinWindowBytes: Math.max(128 << 10, Math.min(4 << 20, endpoint.receiveBuffer / 4)),
+      lanMinWindowBytes: lanWindow(endpoint, blockSize),
     }, now);
     chosen.forEach((server, source) => {
       this.session.addSource(source, now, ALL, endpoint.rttOf(server));
@@ -636,6 +636,17 @@ function blockSink(endpoint: ClientEndpoint, partial: PartialDownload): BlockSin
  */
 export function laneDatagrams(blockSize: number, rcvbuf = 212992): number {
   return Math.max(2, Math.min(4096, Math.floor(rcvbuf / (2 * (blockSize + 1536))) + 1));
+}
+
+/**
+ * The window floor of a LAN path (see `lanMinWindowBytes`): half of what one server's receive
+ * sockets hold, between 128 KiB and 4 MiB. On the fallback layer's 208 KiB sockets a larger
+ * window overflowed them (5 % and more re-requested on a veth LAN); on the batched layer's
+ * 8 MiB sockets the 4 MiB cap is what keeps batches flowing without a standing queue.
+ */
+function lanWindow(endpoint: ClientEndpoint, blockSize: number): number {
+  const lanes = endpoint.workers * laneDatagrams(blockSize, endpoint.receiveBuffer) * blockSize;
+  return Math.max(128 << 10, Math.min(4 << 20, lanes / 2));
 }
 
 /** Whether every server is on this machine: no path MTU, the bottleneck is the receiver. */
@@ -883,8 +894,9 @@ async function drive(d: Download, run: FetchRun, signal: AbortSignal): Promise<v
       writer.stage(h.offset, data, h.dataAt, h.dataLen);
     }
   }, () => {
-    // written before anything reads the file (verification runs from the drive loop)
-    writer.flush();
+    // the batched layer's writer points into the receive slab, reused after this batch; the
+    // copying writer flushes when a run breaks, its buffer fills, or before verification
+    if (writer.holdsViews) writer.flush();
     // the loop runs when there is something to do; its own timer covers pacing and deadlines
     if (writer.error || session.wantsService(performance.now())) d.wake.notify();
   });
@@ -902,7 +914,11 @@ async function drive(d: Download, run: FetchRun, signal: AbortSignal): Promise<v
   } finally {
     endpoint.routeChunks(undefined);
     clearInterval(debug);
-    if (debugWanted()) console.error(`debug: layer ${layer()}, writes ${d.writer.writes}`);
+    if (debugWanted()) {
+      console.error(
+        `debug: layer ${layer()}, writes ${d.writer.writes}, sent ${endpoint.stats.sent}`,
+      );
+    }
   }
 }
 
@@ -970,6 +986,8 @@ function onEvent(d: Download, run: FetchRun, e: SessionEvent): void {
   const label = (source: number) => d.labels[d.servers[source]];
   switch (e.kind) {
     case "verify":
+      d.writer.flush(); // the piece's last blocks may still be staged
+      localFailure(d);
       d.verifying++;
       d.verifierReady.then((v) => v.verify(e.piece)).then((ok) => {
         d.verifying--;

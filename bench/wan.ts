@@ -5,8 +5,9 @@
  *
  * Paths: 3 mirrors, each behind its own 100 Mbit/s link with 50 ms RTT, at 0, 1, 3 and 5 %
  * random loss each way (the loss is changed on the running emulator, so every tool and every
- * loss level sees the same links and servers); then one 1 Gbit/s, 10 ms link shared by the three
- * mirrors (loss 0). Tools: `udpget fetch servers.txt 4` (default block size, and
+ * loss level sees the same links and servers); then the fast row, 3 mirrors × 333 Mbit/s × 10 ms
+ * with 1 GiB; then one 1 Gbit/s, 10 ms link shared by the three mirrors (loss 0).
+ * `BENCH_WAN_PATHS=lossy,fast,shared` picks the paths. Tools: `udpget fetch servers.txt 4` (default block size, and
  * `--block-size 1444`, which does not fragment), aria2c `-s3 -x1 -k1M` from three nginx, curl
  * from one nginx; the TCP tools with the servers' congestion control set to BBR, then CUBIC.
  *
@@ -310,7 +311,8 @@ function report(rows: WanRow[], names: string[], mib: number, notes: string[]): 
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
   const line = (c: string[]) => c.map((x, i) => x.padEnd(widths[i])).join("  ");
-  const title = `W: ${mib} MiB across linkemu (real kernel TCP/UDP, TUN, 1500-byte MTU); ` +
+  const title = `W: ${mib} MiB (unless the path says otherwise) across linkemu (real kernel ` +
+    `TCP/UDP, TUN, 1500-byte MTU); ` +
     `seconds and share of ideal (ideal/time); ideal = size / Σ rate×(1−loss)`;
   return [
     "",
@@ -329,6 +331,18 @@ function report(rows: WanRow[], names: string[], mib: number, notes: string[]): 
   ].join("\n");
 }
 
+/** Writes `mib` MiB of random bytes (nothing on the path can compress them); their SHA-256. */
+async function randomFile(path: string, mib: number): Promise<string> {
+  const f = await Deno.open(path, { write: true, create: true, mode: 0o644 });
+  const chunk = new Uint8Array(MiB);
+  for (let i = 0; i < mib; i++) {
+    for (let k = 0; k < MiB; k += 65536) crypto.getRandomValues(chunk.subarray(k, k + 65536));
+    await f.write(chunk);
+  }
+  f.close();
+  return (await sha256sum(path))!;
+}
+
 /**
  * Runs scenario W and returns its report (a text table and the same as Markdown). Needs root,
  * TUN, cc, nginx, aria2c and curl; throws if a path cannot be opened.
@@ -337,27 +351,34 @@ export async function runWanBench(opts: WanBenchOptions): Promise<string> {
   const mib = Number(Deno.env.get("BENCH_WAN_MIB") ?? "128");
   const factor = Number(Deno.env.get("BENCH_WAN_TIMEOUT_X") ?? "10");
   const runs = Number(Deno.env.get("BENCH_WAN_RUNS") ?? "3");
-  const size = mib * MiB;
+  const only = (Deno.env.get("BENCH_WAN_PATHS") ?? "lossy,fast,shared").split(",");
   const all = tools(opts.main);
   const dir = await Deno.makeTempDir({ prefix: "udpget_wan_bench_" });
   await Deno.chmod(dir, 0o755);
   await Deno.mkdir(`${dir}/srv`, { mode: 0o755 });
   await Deno.mkdir(`${dir}/out`);
-  const file = "w.bin";
   const rows: WanRow[] = [];
   const notes: string[] = [];
   const allowedPath = "/proc/sys/net/ipv4/tcp_allowed_congestion_control";
   const allowedBefore = (await Deno.readTextFile(allowedPath)).trim();
   try {
-    // random bytes: nothing on the path can compress or deduplicate them
-    const f = await Deno.open(`${dir}/srv/${file}`, { write: true, create: true, mode: 0o644 });
-    const chunk = new Uint8Array(MiB);
-    for (let i = 0; i < mib; i++) {
-      for (let k = 0; k < MiB; k += 65536) crypto.getRandomValues(chunk.subarray(k, k + 65536));
-      await f.write(chunk);
+    const paths = [
+      {
+        name: "lossy",
+        rateMbit: 100,
+        rttMs: 50,
+        losses: [0, 0.01, 0.03, 0.05],
+        shared: false,
+        mib,
+      },
+      // the fast row: at 128 MiB the process start and hashing alone are a tenth of the ideal
+      { name: "fast", rateMbit: 333, rttMs: 10, losses: [0], shared: false, mib: 1024 },
+      { name: "shared", rateMbit: 1000, rttMs: 10, losses: [0], shared: true, mib },
+    ].filter((p) => only.includes(p.name));
+    const digests = new Map<number, string>();
+    for (const m of new Set(paths.map((p) => p.mib))) {
+      digests.set(m, await randomFile(`${dir}/srv/w${m}.bin`, m));
     }
-    f.close();
-    const digest = (await sha256sum(`${dir}/srv/${file}`))!;
     // the namespaces' own default may be set only to an allowed algorithm
     await sh(
       new Deno.Command("sysctl", {
@@ -365,11 +386,10 @@ export async function runWanBench(opts: WanBenchOptions): Promise<string> {
       }),
     );
 
-    const paths = [
-      { rateMbit: 100, rttMs: 50, losses: [0, 0.01, 0.03, 0.05], shared: false },
-      { rateMbit: 1000, rttMs: 10, losses: [0], shared: true },
-    ];
     for (const p of paths) {
+      const file = `w${p.mib}.bin`;
+      const size = p.mib * MiB;
+      const digest = digests.get(p.mib)!;
       const path = await openWanPath({
         servers: 3,
         rateMbit: p.rateMbit,
@@ -394,7 +414,7 @@ export async function runWanBench(opts: WanBenchOptions): Promise<string> {
             ? `1 link of ${p.rateMbit / 1000} Gbit/s shared by 3 mirrors, ${p.rttMs} ms, ${
               loss * 100
             } % loss`
-            : `3 × ${p.rateMbit} Mbit/s, ${p.rttMs} ms, ${loss * 100} % loss`;
+            : `3 × ${p.rateMbit} Mbit/s, ${p.rttMs} ms, ${loss * 100} % loss, ${p.mib} MiB`;
           const capacity = (p.shared ? 1 : 3) * p.rateMbit * 1e6 * (1 - loss);
           const row: WanRow = { path: label, idealS: size * 8 / capacity, outcomes: new Map() };
           rows.push(row);

@@ -387,7 +387,7 @@ export class FetchSession {
       if (s.dropped) continue;
       t = Math.min(t, s.path.nextDeadline());
       if (this.#starved.has(s)) continue;
-      const send = s.path.nextSendTime(this.#minRequestBytes(), this.#window(s.path));
+      const send = s.path.nextSendTime(this.#minRequestBytes(s.path), this.#window(s.path));
       t = Math.min(t, Math.max(send, this.#limitedUntil));
     }
     return t === Infinity ? undefined : t;
@@ -402,7 +402,7 @@ export class FetchSession {
     if (this.#ended || now < this.#limitedUntil) return false;
     for (const s of this.#sources.values()) {
       if (s.dropped || this.#starved.has(s)) continue;
-      if (s.path.canSend(now, this.#minRequestBytes(), this.#window(s.path))) return true;
+      if (s.path.canSend(now, this.#minRequestBytes(s.path), this.#window(s.path))) return true;
     }
     return false;
   }
@@ -414,7 +414,7 @@ export class FetchSession {
 
   #transmitTo(now: number, s: Source): Transmit | "starved" | undefined {
     const { path } = s;
-    if (!path.canSend(now, this.#minRequestBytes(), this.#window(path))) return undefined;
+    if (!path.canSend(now, this.#minRequestBytes(path), this.#window(path))) return undefined;
     const room = Math.max(this.#opts.blockSize, this.#window(path) - path.inflight);
     const blocks = Math.max(
       1,
@@ -449,8 +449,17 @@ export class FetchSession {
     };
   }
 
-  #minRequestBytes(): number {
-    return Math.min(this.#opts.size, MIN_REQUEST_BLOCKS * this.#opts.blockSize);
+  /**
+   * Room a request waits for. Silly-window avoidance: with the window full, every block that
+   * arrives frees one block of room, and sending as soon as two blocks fit turns one request of
+   * twenty blocks into ten of two (measured on the fallback layer over a LAN: one request per
+   * two datagrams). A request waits for an eighth of the window, or its full size if smaller.
+   */
+  #minRequestBytes(path: SourcePath): number {
+    const bs = this.#opts.blockSize;
+    const floor = MIN_REQUEST_BLOCKS * bs;
+    const wanted = Math.min(this.#requestBlocks(path) * bs, this.#window(path) / 8);
+    return Math.min(this.#opts.size, Math.max(floor, wanted));
   }
 
   #window(path: SourcePath): number {

@@ -23,6 +23,11 @@ export interface BlockSink {
   /** Bytes written and write calls made. */
   written: number;
   writes: number;
+  /**
+   * True when staged blocks are views of the caller's buffers (flush before those are reused);
+   * false when they are copied (flush only before the file is read).
+   */
+  readonly holdsViews: boolean;
   /** Queues `src[at, at + length)` for file offset `offset` (`src` must stay until `flush`). */
   stage(offset: number, src: Uint8Array, at: number, length: number): void;
   /** Writes what is staged. Call before `src` is reused or anything reads the file. */
@@ -31,51 +36,89 @@ export interface BlockSink {
   close(): void;
 }
 
-/** Stages contiguous blocks and writes them as runs (see the module comment). */
+/**
+ * Stages contiguous blocks and writes them as runs (see the module comment). Several runs are
+ * kept open at once: replies to requests in flight on different sockets arrive interleaved, and
+ * with a single run every datagram would break it.
+ */
 export class BlockWriter implements BlockSink {
   /** The first write error, if any; nothing more is written after it. */
   error: Error | undefined;
+  readonly holdsViews = false;
   /** Bytes written and write calls made, for the microbenchmark. */
   written = 0;
   writes = 0;
   #file: WritableAt;
   #stage: Uint8Array;
-  #start = 0;
-  #used = 0;
+  #slot: number;
+  /** Per run slot: file offset of its first byte, bytes used, last time extended. */
+  #start: number[] = [];
+  #used: number[] = [];
+  #touched: number[] = [];
+  #tick = 0;
 
-  constructor(file: WritableAt, capacity = 1 << 20) {
+  constructor(file: WritableAt, capacity = 1 << 20, runs = RUNS) {
     this.#file = file;
     this.#stage = new Uint8Array(capacity);
+    this.#slot = Math.floor(capacity / runs);
+    for (let i = 0; i < runs; i++) {
+      this.#start.push(0);
+      this.#used.push(0);
+      this.#touched.push(0);
+    }
   }
 
   /** Queues `src[at, at + length)` for file offset `offset`. */
   stage(offset: number, src: Uint8Array, at: number, length: number): void {
     if (this.error) return;
-    if (
-      this.#used > 0 &&
-      (offset !== this.#start + this.#used || this.#used + length > this.#stage.length)
-    ) {
-      this.flush();
-    }
-    if (length > this.#stage.length) {
+    if (length > this.#slot) {
       this.#write(offset, src.subarray(at, at + length));
       return;
     }
-    if (this.#used === 0) this.#start = offset;
-    this.#stage.set(src.subarray(at, at + length), this.#used);
-    this.#used += length;
+    const i = this.#slotFor(offset, length);
+    this.#stage.set(src.subarray(at, at + length), i * this.#slot + this.#used[i]);
+    this.#used[i] += length;
+    this.#touched[i] = ++this.#tick;
   }
 
   /** Writes what is staged. Call before anything reads the file (verification). */
   flush(): void {
-    if (this.#used === 0) return;
-    const n = this.#used;
-    this.#used = 0;
-    this.#write(this.#start, this.#stage.subarray(0, n));
+    for (let i = 0; i < this.#used.length; i++) this.#flushSlot(i);
   }
 
   close(): void {
     this.flush();
+  }
+
+  /** The run `offset` continues (with room for `length`), else a free or freed slot. */
+  #slotFor(offset: number, length: number): number {
+    let free = -1;
+    let oldest = 0;
+    for (let i = 0; i < this.#used.length; i++) {
+      const used = this.#used[i];
+      if (used === 0) {
+        if (free < 0) free = i;
+        continue;
+      }
+      if (this.#start[i] + used === offset) {
+        if (used + length <= this.#slot) return i;
+        this.#flushSlot(i);
+        this.#start[i] = offset;
+        return i;
+      }
+      if (this.#touched[i] < this.#touched[oldest] || this.#used[oldest] === 0) oldest = i;
+    }
+    const i = free >= 0 ? free : oldest;
+    if (free < 0) this.#flushSlot(i);
+    this.#start[i] = offset;
+    return i;
+  }
+
+  #flushSlot(i: number): void {
+    const n = this.#used[i];
+    if (n === 0) return;
+    this.#used[i] = 0;
+    this.#write(this.#start[i], this.#stage.subarray(i * this.#slot, i * this.#slot + n));
   }
 
   #write(offset: number, bytes: Uint8Array): void {
@@ -91,3 +134,6 @@ export class BlockWriter implements BlockSink {
     }
   }
 }
+
+/** Runs kept open at once (a few requests in flight per socket, a few sockets). */
+const RUNS = 8;

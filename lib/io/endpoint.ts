@@ -31,12 +31,14 @@ export interface ServerAddr {
 export interface EndpointStats {
   malformed: number;
   stray: number;
+  /** Datagrams sent (requests and their copies). */
+  sent: number;
 }
 
 /** The client side of the wire: sockets, request ids and reply routing. */
 export class ClientEndpoint {
   /** Datagrams dropped because they were undecodable or matched no request. */
-  readonly stats: EndpointStats = { malformed: 0, stray: 0 };
+  readonly stats: EndpointStats = { malformed: 0, stray: 0, sent: 0 };
   #servers: ServerAddr[];
   /** `#sockets[worker][server]`. */
   #sockets: DatagramSocket[][] = [];
@@ -174,6 +176,7 @@ export class ClientEndpoint {
   /** Sends `bytes` to `server` from `worker`'s socket; false if the send failed. */
   async send(worker: number, server: number, bytes: Uint8Array): Promise<boolean> {
     const sock = this.#sockets[worker][server];
+    this.stats.sent++;
     if (this.#key) {
       bytes = seal(bytes, this.#key, Date.now(), crypto.getRandomValues(new Uint8Array(8)));
     }

@@ -15,6 +15,7 @@ import { C, LAYOUT, type Libc } from "./udp/libc.ts";
 /** A `BlockSink` over its own descriptor of the output file (see the module comment). */
 export class VectoredWriter implements BlockSink {
   error: Error | undefined;
+  readonly holdsViews = true;
   written = 0;
   writes = 0;
   #libc: Libc;

@@ -30,6 +30,9 @@ export interface ServedFile {
   changed: boolean;
   digest?: Promise<FileDigest>;
   lastUsed: number;
+  /** When `currentSize` last asked the file system (ms, performance.now), and what it said. */
+  statAt?: number;
+  statSize?: number;
 }
 
 /** A refusal to serve a name, as an error code and a message for the client. */
@@ -39,6 +42,8 @@ export interface FileRefusal {
 }
 
 const NAME_TTL_MS = 1000;
+/** How long a file's size and mtime, once checked, are taken as current (ms). */
+const STAT_MS = 20;
 const MAX_OPEN = 64;
 /** Requested names remembered (many names can reach one file: `a`, `./a`, `x/../a`...). */
 export const MAX_NAMES = 1024;
@@ -226,9 +231,17 @@ export class FileTable {
     return sum;
   }
 
-  /** Current size of `f`; marks it changed when its size or mtime moved since it was opened. */
-  currentSize(f: ServedFile): number {
+  /**
+   * Current size of `f` (as of at most `STAT_MS` ago); marks it changed when its size or mtime
+   * moved since it was opened.
+   */
+  currentSize(f: ServedFile, now = performance.now()): number {
+    // at most one stat per file every STAT_MS: small requests on the fallback layer came one
+    // per 16 KiB, and a stat each cost a tenth of the server's time
+    if (f.statAt !== undefined && now - f.statAt < STAT_MS) return f.statSize!;
     const info = f.file.statSync();
+    f.statAt = now;
+    f.statSize = info.size;
     if (info.size !== f.size || (info.mtime?.getTime() ?? 0) !== f.mtimeMs) f.changed = true;
     return info.size;
   }
