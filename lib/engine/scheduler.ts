@@ -82,6 +82,8 @@ export class PieceScheduler {
   readonly pieceCount: number;
   #state: Uint8Array; // 0 queued, 1 active, 2 complete (awaiting verification), 3 verified
   #active = new Map<number, ActivePiece>();
+  /** The same pieces by index: the per-datagram look-up is an array read, not a hash. */
+  #byPiece: (ActivePiece | undefined)[] = [];
   #queue: number[] = [];
   #verified = 0;
   #generations = 0;
@@ -94,6 +96,8 @@ export class PieceScheduler {
     this.layout = layout;
     this.pieceCount = Math.ceil(layout.size / layout.pieceSize);
     this.#state = new Uint8Array(this.pieceCount);
+    // (filled, so the array stays a packed one and not a dictionary)
+    this.#byPiece = new Array<ActivePiece | undefined>(this.pieceCount).fill(undefined);
     for (let i = this.pieceCount - 1; i >= 0; i--) this.#queue.push(i);
   }
 
@@ -117,6 +121,7 @@ export class PieceScheduler {
   markVerified(piece: number): void {
     if (!(piece >= 0 && piece < this.pieceCount) || this.#state[piece] === 3) return;
     this.#active.delete(piece);
+    this.#byPiece[piece] = undefined;
     this.#queue = this.#queue.filter((p) => p !== piece);
     this.#state[piece] = 3;
     this.#verified++;
@@ -137,7 +142,7 @@ export class PieceScheduler {
    * the queue: the next free lane, usually another server's, retries it.
    */
   release(a: Assignment, lost = false): void {
-    const p = this.#active.get(a.piece);
+    const p = this.#byPiece[a.piece];
     if (!p || p.generation !== a.generation) return;
     for (let b = a.firstBlock; b < a.firstBlock + a.blockCount; b++) {
       if (p.holders[2 * b] === a.server) p.holders[2 * b] = NO_OWNER;
@@ -162,7 +167,7 @@ export class PieceScheduler {
     const rel = offset - start;
     if (rel % blockSize !== 0) return INVALID;
     if (length !== Math.min(blockSize, end - offset)) return INVALID;
-    const p = this.#active.get(piece);
+    const p = this.#byPiece[piece];
     if (!p) return DUPLICATE;
     const block = rel / blockSize;
     if (p.received[block]) return DUPLICATE;
@@ -170,6 +175,7 @@ export class PieceScheduler {
     p.missing--;
     if (p.missing > 0) return NEW;
     this.#active.delete(piece);
+    this.#byPiece[piece] = undefined;
     this.#state[piece] = 2;
     return NEW_COMPLETE;
   }
@@ -240,7 +246,7 @@ export class PieceScheduler {
         skip(piece);
         continue;
       }
-      let p = this.#active.get(piece);
+      let p = this.#byPiece[piece];
       if (p && p.owner !== NO_OWNER) continue; // queued twice and already taken
       if (!p) {
         if (this.#state[piece] !== 0) continue; // settled meanwhile
@@ -284,6 +290,7 @@ export class PieceScheduler {
     };
     this.#state[piece] = 1;
     this.#active.set(piece, p);
+    this.#byPiece[piece] = p;
     return p;
   }
 

@@ -91,7 +91,7 @@ export const RUN_BLOCKS = 1024;
 /** Runs under `--rate` carry about this many ms of the rate, so the pacing stays smooth. */
 const PACED_RUN_MS = 5;
 /** Idle credit of the `--rate` bucket, ms of the rate. */
-const BUCKET_MS = 2;
+const BUCKET_MS = 10;
 
 /** The serve core (see the module comment). */
 export class ServeCore {

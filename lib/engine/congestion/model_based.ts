@@ -48,6 +48,8 @@ const STARTUP_GAIN = 2.885;
 const CWND_GAIN = 2;
 /** Pacing gains of the probe cycle: probe up, drain what that queued, then cruise. */
 const PROBE_GAINS = [1.25, 0.75, 1, 1, 1, 1, 1, 1];
+/** Most data a LAN path's window floor may queue, in ms of its rate. */
+const LAN_QUEUE_MS = 20;
 /** Rounds over which the bottleneck-rate estimate is the maximum. */
 const BW_WINDOW_ROUNDS = 10;
 /** How long a minimum round-trip time stays valid (ms). */
@@ -147,9 +149,22 @@ export class ModelBasedController implements CongestionController {
     // On a LAN the window is the limit, not the pacing: requests of a few blocks each, spaced
     // at a model that measures nothing but its own spacing (one request per round trip), can
     // never probe their way up after a loss. Pace at the floor window per millisecond at least.
-    const lanWindow = this.#opts.lanMinWindow;
-    if (lanWindow === undefined || !this.#onLan()) return modelled;
+    const lanWindow = this.#lanFloor();
+    if (lanWindow === 0) return modelled;
     return Math.max(modelled, lanWindow / Math.max(1, this.#minRtt));
+  }
+
+  /**
+   * The window floor of a LAN path (0 elsewhere): `lanMinWindow`, but no more than
+   * `LAN_QUEUE_MS` of the path's rate. A server capped at 4 MiB/s on loopback is a LAN path too,
+   * and 4 MiB in flight to it is a second of its data queued: its last pieces then set the end of
+   * the transfer. A window-limited path measures its real rate at once (the window, not the
+   * pacing, spaces the requests), so the floor cannot keep a collapsed model down.
+   */
+  #lanFloor(): number {
+    const lan = this.#opts.lanMinWindow;
+    if (lan === undefined || !this.#onLan()) return 0;
+    return Math.max(this.#opts.minWindow, Math.min(lan, this.#btlBw * LAN_QUEUE_MS));
   }
 
   /** Whether the minimum round trip is a LAN's (see `lanMinWindow`). */
@@ -160,9 +175,7 @@ export class ModelBasedController implements CongestionController {
   window(): number {
     const { initialWindow, maxWindow } = this.#opts;
     if (this.#timedOut) return this.#opts.minWindow;
-    const minWindow = this.#onLan()
-      ? this.#opts.lanMinWindow ?? this.#opts.minWindow
-      : this.#opts.minWindow;
+    const minWindow = Math.max(this.#opts.minWindow, this.#lanFloor());
     const bdp = this.#btlBw * this.#minRtt;
     const w = this.#mode === "startup" ? Math.max(initialWindow, CWND_GAIN * bdp) : CWND_GAIN * bdp;
     return Math.min(maxWindow, Math.max(minWindow, w));
