@@ -79,6 +79,8 @@ export class ModelBasedController implements CongestionController {
   #minRttAt = -Infinity;
   #fullBw = 0;
   #fullBwRounds = 0;
+  /** Consecutive rounds whose every round trip was well above the minimum (a queue). */
+  #fullRounds = 0;
   #cycle = 2;
   #cycleAt = 0;
   #roundLost = 0;
@@ -215,7 +217,12 @@ export class ModelBasedController implements CongestionController {
     if (this.#bwRounds.length > BW_WINDOW_ROUNDS) this.#bwRounds.shift();
     if (congested) this.#backOff(roundRate, now);
     this.#btlBw = Math.max(...this.#bwRounds);
-    if (this.#mode === "startup" && full) this.#mode = "drain";
+
+    // two rounds in a row: one round of inflated round trips is as likely the receiver stalling
+    // (a busy event loop at the start of a transfer: workers, hash list, JIT) as a queue, and an
+    // exit on it left the model at a few MB/s, to climb back at 25 % per probe cycle
+    this.#fullRounds = full ? this.#fullRounds + 1 : 0;
+    if (this.#mode === "startup" && this.#fullRounds >= 2) this.#mode = "drain";
     else if (this.#mode === "startup") this.#checkFull(now);
     else if (this.#mode === "drain") this.#enterProbe(now);
   }
