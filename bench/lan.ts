@@ -27,7 +27,8 @@
  */
 
 import { dirname } from "node:path";
-import { cpuSeconds } from "../wan/wan_path.ts";
+import { cpuSeconds, must, run } from "../wan/wan_path.ts";
+import { withTimeout } from "../lib/io/timer.ts";
 
 const MiB = 1 << 20;
 const GiB = 1 << 30;
@@ -77,34 +78,8 @@ interface Lan {
   close(): Promise<void>;
 }
 
-async function run(cmd: string, args: string[]): Promise<{ code: number; text: string }> {
-  const out = await new Deno.Command(cmd, { args, stdin: "null", stdout: "piped", stderr: "piped" })
-    .output();
-  const dec = new TextDecoder();
-  return { code: out.code, text: (dec.decode(out.stdout) + dec.decode(out.stderr)).trim() };
-}
-
-async function must(cmd: string, args: string[]): Promise<string> {
-  const r = await run(cmd, args);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.code}): ${r.text}`);
-  return r.text;
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-/** `p`, or undefined if it has not settled within `ms`; the timer never outlives the race. */
-async function withDeadline<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), ms)),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function kill(pid: number, signal: Deno.Signal): void {
@@ -132,7 +107,7 @@ async function openLan(mtu: number): Promise<Lan> {
   const stop = async (list: Deno.ChildProcess[]) => {
     // TERM first: nginx's master stops its worker on TERM, udpget serve logs its totals
     for (const c of list) kill(c.pid, "SIGTERM");
-    const done = await withDeadline(Promise.allSettled(list.map((c) => c.status)), 5000);
+    const done = await withTimeout(Promise.allSettled(list.map((c) => c.status)), 5000);
     if (!done) {
       for (const c of list) kill(c.pid, "SIGKILL");
       await Promise.allSettled(list.map((c) => c.status));
@@ -398,7 +373,7 @@ async function startUdpget(
         if (err.length < 4096) err += c;
       }
     })().catch(() => {});
-    const ok = await withDeadline(listening, 30_000);
+    const ok = await withTimeout(listening, 30_000);
     return ok
       ? ""
       : `udpget serve on ${SERVER_ADDRS[i]} did not start: ${

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
   exists,
+  RUN_FLAGS,
   runUdpget,
   sameBytes,
   seededBytes,
@@ -223,14 +224,7 @@ Deno.test("e2e: --checksum: the trusted digest passes, a wrong one is exit 5 and
 
 Deno.test("e2e: without --allow-ffi both sides fall back to Deno.listenDatagram and say so", async () => {
   const { path: dir, cleanup } = await tempDir();
-  const flags = [
-    "run",
-    "--quiet",
-    "--unstable-net",
-    "--allow-net",
-    "--allow-read",
-    "--allow-write",
-  ];
+  const flags = RUN_FLAGS.filter((f) => f !== "--allow-ffi" && f !== "--allow-env");
   const main = new URL("../main.ts", import.meta.url).pathname;
   const server = new Deno.Command(Deno.execPath(), {
     args: [...flags, main, "serve", "0", "--root", dir, "--host", "127.0.0.1", "--no-cache"],

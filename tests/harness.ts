@@ -14,7 +14,7 @@ import { withTimeout } from "../lib/io/timer.ts";
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
 /** Runtime flags for running main.ts as a user would (those `bin/udpget.mjs` passes). */
-const RUN_FLAGS = [
+export const RUN_FLAGS: readonly string[] = [
   "run",
   "--quiet",
   "--unstable-net",

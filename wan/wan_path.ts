@@ -12,6 +12,7 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { withTimeout } from "../lib/io/timer.ts";
 
 const SOURCE = fileURLToPath(new URL("./linkemu.c", import.meta.url));
 /** Compiled emulators, one per source hash (gitignored). */
@@ -112,14 +113,16 @@ export interface WanPath {
 
 const CLIENT_ADDR = "198.18.0.1";
 
-async function run(cmd: string, args: string[]): Promise<{ code: number; text: string }> {
+/** Runs `cmd args` to completion: its exit code and its stdout and stderr, trimmed. */
+export async function run(cmd: string, args: string[]): Promise<{ code: number; text: string }> {
   const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped", stdin: "null" })
     .output();
   const dec = new TextDecoder();
   return { code: out.code, text: (dec.decode(out.stdout) + dec.decode(out.stderr)).trim() };
 }
 
-async function must(cmd: string, args: string[]): Promise<string> {
+/** Runs `cmd args`; its output, or an error naming the command when it fails. */
+export async function must(cmd: string, args: string[]): Promise<string> {
   const r = await run(cmd, args);
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.code}): ${r.text}`);
   return r.text;
@@ -332,9 +335,9 @@ export async function openWanPath(opts: WanPathOptions): Promise<WanPath> {
       let last: WanStats | undefined;
       if (emu) {
         const e = emu;
-        last = await withDeadline(e.send("stats").then(parseStats), 2000).catch(() => undefined);
+        last = await withTimeout(e.send("stats").then(parseStats), 2000).catch(() => undefined);
         await e.closeStdin(); // EOF makes it exit
-        const exited = await withDeadline(e.child.status, 2000).catch(() => undefined);
+        const exited = await withTimeout(e.child.status, 2000).catch(() => undefined);
         if (!exited) {
           try {
             e.child.kill("SIGKILL");
@@ -394,7 +397,7 @@ export async function openWanPath(opts: WanPathOptions): Promise<WanPath> {
     emu = new EmulatorLink(
       new Deno.Command(bin, { args, stdin: "piped", stdout: "piped", stderr: "piped" }).spawn(),
     );
-    const ready = await withDeadline(emu.ready(), 10_000);
+    const ready = await withTimeout(emu.ready(), 10_000);
     if (!ready) throw new Error("linkemu did not get ready within 10 s");
 
     await must("ip", ["link", "set", tunC, "netns", clientNs]);
@@ -457,17 +460,4 @@ export async function cpuSeconds(pid: number): Promise<number | undefined> {
   if (!r || r.code !== 0) return undefined;
   const f = r.text.slice(r.text.lastIndexOf(")") + 2).split(" ");
   return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
-}
-
-/** `p`, or undefined if it has not settled within `ms`; the timer never outlives the race. */
-async function withDeadline<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), ms)),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

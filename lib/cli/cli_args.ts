@@ -9,7 +9,13 @@ import { MAX_BLOCK_SIZE } from "../wire/packet.ts";
 import { DEFAULT_PIECE_SIZE } from "../io/file_digest.ts";
 import { parseRate } from "../engine/token_bucket.ts";
 import { IO_CHOICES, type IoChoice } from "../io/udp/open_socket.ts";
-import { type CommandSpec, HELP_OPTION, parseCommand, usageError } from "./option_table.ts";
+import {
+  type CommandSpec,
+  HELP_OPTION,
+  type OptionSpec,
+  parseCommand,
+  usageError,
+} from "./option_table.ts";
 import { ipLiteralFamily } from "./servers.ts";
 import { shortUsage } from "./help.ts";
 
@@ -25,6 +31,16 @@ const MIN_BLOCK_SIZE = 512;
 const RATE_NOTE =
   "RATE is bytes per second with an optional suffix: k, M, G (powers of 1000) or Ki, Mi, Gi " +
   "(powers of 1024), e.g. 20M, 500k.";
+
+/** `--io`, the same on both commands: which datagram layer carries the traffic. */
+const IO_OPTION: OptionSpec = {
+  long: "io",
+  type: "string",
+  value: "auto|ffi|deno",
+  description: "datagram I/O: ffi = batched kernel calls through libc (needs --allow-ffi), " +
+    "deno = Deno.listenDatagram, auto = ffi where allowed",
+  default: "auto",
+};
 
 /** `udpget serve`: what it accepts and what `udpget serve --help` prints. */
 export const SERVE_SPEC: CommandSpec = {
@@ -69,14 +85,7 @@ export const SERVE_SPEC: CommandSpec = {
       value: "PORT",
       description: "also answer TFTP read requests on UDP PORT (69: standard; 0: any free port)",
     },
-    {
-      long: "io",
-      type: "string",
-      value: "auto|ffi|deno",
-      description: "datagram I/O: ffi = batched kernel calls through libc (needs --allow-ffi), " +
-        "deno = Deno.listenDatagram, auto = ffi where allowed",
-      default: "auto",
-    },
+    IO_OPTION,
     {
       long: "log-format",
       type: "string",
@@ -176,14 +185,7 @@ export const FETCH_SPEC: CommandSpec = {
       value: "FILE",
       description: "authenticate every request with the key in FILE",
     },
-    {
-      long: "io",
-      type: "string",
-      value: "auto|ffi|deno",
-      description: "datagram I/O: ffi = batched kernel calls through libc (needs --allow-ffi), " +
-        "deno = Deno.listenDatagram, auto = ffi where allowed",
-      default: "auto",
-    },
+    IO_OPTION,
     {
       long: "json",
       type: "boolean",

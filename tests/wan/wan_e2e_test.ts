@@ -15,18 +15,11 @@ import {
   type WanPath,
   type WanPathOptions,
 } from "../../wan/wan_path.ts";
-import { sameBytes, seededBytes, tempDir } from "../harness.ts";
+import { RUN_FLAGS, sameBytes, seededBytes, tempDir } from "../harness.ts";
 
 const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));
-const RUN = [
-  "run",
-  "--quiet",
-  "--unstable-net",
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  "--allow-ffi",
-];
+/** The harness's flags (as the launcher's), without the environment the WAN tests do not need. */
+const RUN = RUN_FLAGS.filter((f) => f !== "--allow-env");
 const PORT = 9000; // each path has its own namespaces: a fixed port cannot clash
 const MiB = 1 << 20;
 /** A fetch still running after this long is a hang: killed, and the test fails. */
