@@ -63,9 +63,12 @@ const MAX_UDP_PAYLOAD = 65507;
 const MAX_GSO_SEGMENTS = 64;
 /** Messages per `sendmmsg` call. */
 const SEND_MESSAGES = 64;
-/** A GRO message is at most 64 KiB; the kernel merges at most 64 segments (UDP_GRO_CNT_MAX). */
+/**
+ * A GRO message is at most 64 KiB. The kernel merges at most 64 segments (UDP_GRO_CNT_MAX), but
+ * a GSO message sent on this host reaches the socket whole, with up to 128 (UDP_MAX_SEGMENTS).
+ */
 const GRO_SLOT = 65536;
-const MAX_GRO_SEGMENTS = 64;
+const MAX_GRO_SEGMENTS = 128;
 const DEFAULT_BUFFER = 8 << 20;
 
 /** A UDP socket on the batched layer (see the module comment). */
@@ -151,6 +154,8 @@ export class BatchedSocket implements DatagramSocket {
       const got = this.#drain();
       if (got > 0 || batch.dropped > 0 || batch.softError !== undefined) {
         yield batch;
+        // (closed while the consumer held the batch: a new channel would keep the process alive)
+        if (this.#closed) return;
         // timers due meanwhile run before the next drain, however busy the socket is
         await this.#wake.next();
         continue;
@@ -373,12 +378,20 @@ class ReceiveArea {
       const seg = this.#segmentSize(j, m);
       const start = j * this.#slotSize;
       if (seg <= 0 || seg >= len) {
+        if (count === b.offsets.length) {
+          this.truncated++;
+          continue;
+        }
         b.offsets[count] = start;
         b.lengths[count] = len;
         b.message[count++] = j;
         continue;
       }
       for (let off = 0; off < len; off += seg) {
+        if (count === b.offsets.length) {
+          this.truncated++; // more segments than any kernel sends: dropped, and counted
+          continue;
+        }
         b.offsets[count] = start + off;
         b.lengths[count] = Math.min(seg, len - off);
         b.message[count++] = j;
@@ -544,8 +557,10 @@ class SendArea {
 class EventLoopYield {
   #channel: MessageChannel | undefined;
   #waiters: (() => void)[] = [];
+  #closed = false;
 
   next(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     if (!this.#channel) {
       this.#channel = new MessageChannel();
       this.#channel.port1.onmessage = () => this.#waiters.shift()?.();
@@ -557,6 +572,7 @@ class EventLoopYield {
   }
 
   close(): void {
+    this.#closed = true;
     this.#channel?.port1.close();
     this.#channel?.port2.close();
     this.#channel = undefined;

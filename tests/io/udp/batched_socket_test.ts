@@ -294,3 +294,83 @@ Deno.test("batched: a device that cannot segment (EIO on a GSO send) falls back 
   assert.equal(s.stats.sendCalls, 3, "the failed call, then 64 + 36 single-datagram messages");
   s.close();
 });
+
+Deno.test("batched: close() while the consumer holds a batch ends the loop, and the process can exit", async () => {
+  // the server's shape: it awaits inside the loop body, and a stop arrives meanwhile; a channel
+  // or a wait left behind would keep the process alive, so this runs as its own process
+  const dir = await Deno.makeTempDir();
+  const script = `${dir}/close_in_body.ts`;
+  const layer = new URL("../../../lib/io/udp/", import.meta.url).href;
+  await Deno.writeTextFile(
+    script,
+    `import { BatchedSocket } from "${layer}batched_socket.ts";
+import { single } from "${layer}datagram_socket.ts";
+import { loadLibc } from "${layer}libc.ts";
+import { PeerAddress } from "${layer}peer_address.ts";
+const libc = loadLibc();
+if (typeof libc === "string") throw new Error(libc);
+const o = { hostname: "127.0.0.1", port: 0, maxDatagram: 2048 };
+const rx = BatchedSocket.open(libc, o);
+const tx = BatchedSocket.open(libc, o);
+const loop = (async () => {
+  for await (const _ of rx.batches()) {
+    await new Promise((r) => setTimeout(r, 5));
+    rx.close();
+  }
+})();
+await tx.send(PeerAddress.of("127.0.0.1", rx.localAddr.port), single(new Uint8Array([1])));
+await loop;
+tx.close();
+console.log("loop ended");
+`,
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--allow-ffi", "--allow-read", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let hung = false;
+  const guard = setTimeout(() => {
+    hung = true;
+    child.kill("SIGKILL");
+  }, 20_000);
+  try {
+    const out = await child.output();
+    assert.equal(hung, false, "the process did not exit after its socket was closed");
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.equal(new TextDecoder().decode(out.stdout).trim(), "loop ended");
+  } finally {
+    clearTimeout(guard);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("batched: a GSO message of 100 segments from this host is split into all 100", async () => {
+  const l = libc();
+  // one message per receive call: its batch must still hold all 100 datagrams
+  const rx = BatchedSocket.open(l, {
+    hostname: "127.0.0.1",
+    port: 0,
+    maxDatagram: 65536,
+    slots: 1,
+  });
+  // a raw socket with a socket-wide UDP_SEGMENT of 100: one write is one 100-segment message
+  const fd = l.sym.socket(C.AF_INET, C.SOCK_DGRAM, 0);
+  try {
+    const to = peerOf(rx).sockaddr;
+    assert.equal(l.sym.connect(fd, to, to.length), 0);
+    const seg = new Uint8Array(new Int32Array([100]).buffer);
+    assert.equal(l.sym.setsockopt(fd, C.SOL_UDP, C.UDP_SEGMENT, seg, 4), 0);
+    const payload = seededBytes(100 * 100, 3);
+    const got = collect(rx, 100);
+    assert.equal(Number(l.sym.write(fd, payload, BigInt(payload.length))), payload.length);
+    const all = await got;
+    assert.equal(all.length, 100);
+    for (let i = 0; i < 100; i++) {
+      assert.deepEqual(all[i], payload.subarray(i * 100, (i + 1) * 100), `segment ${i}`);
+    }
+  } finally {
+    l.sym.close(fd);
+    rx.close();
+  }
+});
