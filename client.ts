@@ -585,7 +585,6 @@ class Download {
       maxInflightPerSource: maxInflight,
       maxRequestBytes: maxRequest,
       lanes: endpoint.workers,
-      // a quarter of what the receive sockets of one server hold, between 128 KiB and 4 MiB
       lanMinWindowBytes: lanWindow(endpoint, blockSize),
     }, now);
     chosen.forEach((server, source) => {
@@ -885,12 +884,10 @@ async function drive(d: Download, run: FetchRun, signal: AbortSignal): Promise<v
     if (session.wantsService(now)) d.wake.notify();
   });
   // data goes straight to the engine (the side machines never ask for chunks), written in runs
-  const fileId = fileIdHalves(d.meta.digest);
   endpoint.routeChunks((now, server, h, data) => {
-    if (h.fileIdHigh !== fileId[0] || h.fileIdLow !== fileId[1]) return;
     const source = d.sourceOf(server);
     if (source < 0) return;
-    if (session.handleBlock(now, source, h.requestId, h.offset, h.dataLen)) {
+    if (session.handleBlock(now, source, h)) {
       writer.stage(h.offset, data, h.dataAt, h.dataLen);
     }
   }, () => {
@@ -974,12 +971,6 @@ function localFailure(d: Download): void {
   }
   const loop = d.endpoint.loopError;
   if (loop) throw new UdpgetError(ExitCode.LocalIo, `socket failed: ${loop}`);
-}
-
-/** The first 8 bytes of a digest (the file id) as two big-endian 32-bit halves. */
-function fileIdHalves(digest: Uint8Array): [number, number] {
-  const v = new DataView(digest.buffer, digest.byteOffset, 8);
-  return [v.getUint32(0), v.getUint32(4)];
 }
 
 function onEvent(d: Download, run: FetchRun, e: SessionEvent): void {

@@ -21,15 +21,20 @@ import { FetchSession } from "../lib/engine/fetch_session.ts";
 import { ChunkDispatch } from "../lib/io/chunk_dispatch.ts";
 import { type BlockSink, BlockWriter } from "../lib/io/block_writer.ts";
 import { VectoredWriter } from "../lib/io/vectored_writer.ts";
-import { loadLibc } from "../lib/io/udp/libc.ts";
+
 import type { ReceivedBatch } from "../lib/io/udp/datagram_socket.ts";
 import { BatchedSocket } from "../lib/io/udp/batched_socket.ts";
-import type { Libc } from "../lib/io/udp/libc.ts";
+import { type Libc, loadLibc } from "../lib/io/udp/libc.ts";
 import { PeerAddress } from "../lib/io/udp/peer_address.ts";
 import { RequestGate } from "../lib/serving/request_gate.ts";
 import { type RunAction, type ServeAction, ServeCore } from "../lib/serving/serve_core.ts";
 import { CookieJar } from "../lib/wire/cookie.ts";
-import { CHUNK_REPLY_HEADER_SIZE, encode, writeChunkReplyHeaders } from "../lib/wire/packet.ts";
+import {
+  CHUNK_REPLY_HEADER_SIZE,
+  type ChunkReplyHeader,
+  encode,
+  writeChunkReplyHeaders,
+} from "../lib/wire/packet.ts";
 
 const BLOCK = 1444;
 const DATAGRAM = CHUNK_REPLY_HEADER_SIZE + BLOCK;
@@ -85,21 +90,8 @@ export function measureReceive(bytes = 512 << 20): MicroResult {
   const batch = new SlabBatch();
   const header = new Uint8Array(CHUNK_REPLY_HEADER_SIZE * 1024);
   let datagrams = 0;
-  const onChunk = (
-    t: number,
-    _s: number,
-    h: {
-      requestId: number;
-      offset: number;
-      dataAt: number;
-      dataLen: number;
-      fileIdHigh: number;
-      fileIdLow: number;
-    },
-    data: Uint8Array,
-  ) => {
-    if (h.fileIdHigh !== 0x01234567 || h.fileIdLow !== 0x89abcdef) return;
-    if (session.handleBlock(t, 0, h.requestId, h.offset, h.dataLen)) {
+  const onChunk = (t: number, _s: number, h: Readonly<ChunkReplyHeader>, data: Uint8Array) => {
+    if (session.handleBlock(t, 0, h)) {
       writer.stage(h.offset, data, h.dataAt, h.dataLen);
     }
   };

@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { ChunkRequest, Packet } from "../wire/packet.ts";
+import type { ChunkReplyHeader, ChunkRequest, Packet } from "../wire/packet.ts";
 import { ErrorCode } from "../wire/packet.ts";
 import { SourceLedger } from "./blame.ts";
 import type { CongestionController } from "./congestion/controller.ts";
@@ -172,6 +172,9 @@ export class FetchSession {
   #idleSince: number | undefined;
   /** Time of the last event handed in (the clock of `pollTimeout` when none is given). */
   #lastEvent = 0;
+  /** The file id as two 32-bit halves, as `readChunkReplyHeader` gives it (no BigInt per block). */
+  #fileIdHigh: number;
+  #fileIdLow: number;
   /** Scratch for the losses one block reveals (reused: no array per datagram). */
   #lost: LostRun[] = [];
   /** Pieces handed out for verification and not settled yet. */
@@ -183,6 +186,8 @@ export class FetchSession {
   /** A session with no source yet; `now` is the injected clock's current time (ms). */
   constructor(opts: FetchSessionOptions, now: number) {
     this.#opts = opts;
+    this.#fileIdHigh = Number(BigInt.asUintN(64, opts.fileId) >> 32n);
+    this.#fileIdLow = Number(BigInt.asUintN(32, opts.fileId));
     this.sched = new PieceScheduler({
       size: opts.size,
       pieceSize: opts.pieceSize,
@@ -295,16 +300,17 @@ export class FetchSession {
   }
 
   /**
-   * The hot path for data: block `[offset, offset + length)` of request `requestId` from
-   * `source`, whose CHUNK_REPLY carried this session's file id (the caller checked it). True
-   * when the bytes are new and must be written now; every other consequence is queued as for
+   * The hot path for data: the CHUNK_REPLY `h` from `source`, read in place by the shell
+   * (`readChunkReplyHeader`). True when its bytes are new and must be written now; a reply for
+   * another file, request or range is ignored; every other consequence is queued as for
    * `handleReply`.
    */
-  handleBlock(now: number, source: number, requestId: number, offset: number, length: number) {
+  handleBlock(now: number, source: number, h: Readonly<ChunkReplyHeader>): boolean {
     this.#lastEvent = now;
+    if (h.fileIdHigh !== this.#fileIdHigh || h.fileIdLow !== this.#fileIdLow) return false;
     const s = this.#sources.get(source);
     if (!s || s.dropped || this.#ended) return false;
-    return this.#onBlock(now, s, requestId, offset, length);
+    return this.#onBlock(now, s, h.requestId, h.offset, h.dataLen);
   }
 
   /** The shell checked `piece`: good (keep it) or corrupt (fetch it again, blame its sources). */
