@@ -49,8 +49,13 @@ import { ALL } from "./lib/engine/scheduler.ts";
 import { MetaDiscovery } from "./lib/engine/meta_discovery.ts";
 import { HashListFetch } from "./lib/engine/hash_list_fetch.ts";
 import type { RequestMachine } from "./lib/engine/retry_schedule.ts";
-import { BlockProbe } from "./lib/engine/block_probe.ts";
-import { CHUNK_REPLY_HEADER_SIZE, encode, errorCodeName, fileIdOf } from "./lib/wire/packet.ts";
+import {
+  blockForMtu,
+  BlockProbe,
+  type PathFamily,
+  pathProbeSizes,
+} from "./lib/engine/block_probe.ts";
+import { encode, errorCodeName, fileIdOf } from "./lib/wire/packet.ts";
 import { formatServer, parseServerList } from "./lib/cli/servers.ts";
 import { withTimeout } from "./lib/io/timer.ts";
 
@@ -654,9 +659,8 @@ export function allLoopback(servers: ServerAddr[]): boolean {
 }
 
 /** Largest block that fits one Ethernet frame without IP fragmentation (RFC 8085 §3.2). */
-export function mtuSafeBlock(family: "ipv4" | "ipv6"): number {
-  // 1500-byte MTU − IP header (20 or 40) − UDP header (8) − CHUNK_REPLY header (28)
-  return family === "ipv4" ? 1500 - 20 - 8 - CHUNK_REPLY_HEADER_SIZE : 1500 - 40 - 8 - 28;
+export function mtuSafeBlock(family: PathFamily): number {
+  return blockForMtu(1500, family);
 }
 
 async function download(
@@ -672,10 +676,7 @@ async function download(
   const loopback = allLoopback(using);
   const blockSize = a.blockSize !== "auto"
     ? Math.min(a.blockSize, meta.maxBlock)
-    : loopback
-    ? await probeBlockSize(endpoint, chosen, name, meta, signal)
-    // off loopback, never rely on fragmentation: one datagram per Ethernet frame
-    : Math.min(meta.maxBlock, ...using.map((s) => mtuSafeBlock(s.family)));
+    : await probeBlockSize(endpoint, chosen, name, meta, signal, loopback ? undefined : using);
   run.blockSize = blockSize;
   abortCheck(signal);
   const sink = await openStreamTarget(out);
@@ -1099,15 +1100,25 @@ function serviceMachine(endpoint: ClientEndpoint, m: RequestMachine, now: number
   }
 }
 
-/** `--block-size auto`: the largest block every chosen server answers in full. */
+/**
+ * `--block-size auto`: the largest block every chosen server answers in full. Off loopback
+ * (`paths` given) the probes step through path MTUs and must arrive unfragmented; a server that
+ * cannot send them gets one Ethernet frame's worth, never relying on fragmentation.
+ */
 async function probeBlockSize(
   endpoint: ClientEndpoint,
   chosen: number[],
   name: string,
   meta: FileMeta,
   signal: AbortSignal,
+  paths?: ServerAddr[],
 ): Promise<number> {
+  const families = [...new Set(paths?.map((s) => s.family))];
   const probe = new BlockProbe({
+    ...(paths && {
+      sizes: pathProbeSizes(families),
+      unfragmented: { fallback: Math.min(...families.map(mtuSafeBlock)) },
+    }),
     fileId: fileIdOf(meta.digest),
     name,
     size: meta.size,

@@ -46,7 +46,12 @@ import {
   type IoChoice,
   openSocket,
 } from "./lib/io/udp/open_socket.ts";
-import { type DatagramSocket, type ReceivedBatch, single } from "./lib/io/udp/datagram_socket.ts";
+import {
+  type DatagramSocket,
+  type ReceivedBatch,
+  SEND_TOO_BIG,
+  single,
+} from "./lib/io/udp/datagram_socket.ts";
 import type { PeerAddress } from "./lib/io/udp/peer_address.ts";
 import { CookieJar } from "./lib/wire/cookie.ts";
 import { RequestGate } from "./lib/serving/request_gate.ts";
@@ -224,7 +229,8 @@ class UdpServer {
     refusalLimits: RefusalLimits | undefined,
   ) {
     this.#sock = sock;
-    this.#gate = new RequestGate(new CookieJar(crypto.getRandomValues(new Uint8Array(32))), auth);
+    const cookies = new CookieJar(crypto.getRandomValues(new Uint8Array(32)));
+    this.#gate = new RequestGate(cookies, auth, sock.unfragmented);
     this.#files = files;
     this.#transfers = new TransferLog(log);
     this.#core = new ServeCore({ rate, transfers: this.#transfers }, performance.now());
@@ -356,8 +362,11 @@ class UdpServer {
         await this.#refuse(peer, p, a.code, a.message);
         return;
       }
-      if (!(await this.#sendRun(f, a, peer))) {
-        return this.#refuse(peer, p, ErrorCode.Stale, "file shrank");
+      const sent = await this.#sendRun(f, a, peer);
+      if (sent === "shrank") return this.#refuse(peer, p, ErrorCode.Stale, "file shrank");
+      if (sent === "too big") {
+        const message = `a ${a.blockSize}-byte block does not fit the path unfragmented`;
+        return this.#refuse(peer, p, ErrorCode.TooBig, message);
       }
     }
   }
@@ -365,13 +374,18 @@ class UdpServer {
   /**
    * Sends one run: one file read straight into the run buffer, the run's headers beside it, and
    * one send call (one GSO message per 64 KiB on the batched layer), once its time has come.
-   * False if the file ended first; a failed send (the client's port is gone) is only counted.
+   * "shrank" if the file ended first, "too big" if an unfragmented run does not fit the path;
+   * a failed send (the client's port is gone) is only counted.
    */
-  async #sendRun(f: ServedFile, a: RunAction, peer: PeerAddress): Promise<boolean> {
+  async #sendRun(
+    f: ServedFile,
+    a: RunAction,
+    peer: PeerAddress,
+  ): Promise<"sent" | "shrank" | "too big"> {
     const wait = a.at - performance.now();
     if (wait >= 1) await sleep(wait); // sub-ms debts are carried by the bucket
     const data = this.#runBuf.subarray(0, a.length);
-    if (!this.#files.readAt(f, data, a.offset)) return false;
+    if (!this.#files.readAt(f, data, a.offset)) return "shrank";
     const count = writeChunkReplyHeaders(
       this.#headers,
       a.requestId,
@@ -386,11 +400,13 @@ class UdpServer {
       payload: data,
       segment: a.blockSize,
       count,
+      unfragmented: a.unfragmented,
     };
     const err = await this.#sock.send(peer, run);
+    if (err === SEND_TOO_BIG && a.unfragmented) return "too big";
     if (err !== undefined) this.stats.sendErrors++;
     else this.stats.bytesSent += a.length + count * CHUNK_REPLY_HEADER_SIZE;
-    return true;
+    return "sent";
   }
 
   async #internal(peer: PeerAddress, p: Request, e: unknown): Promise<void> {

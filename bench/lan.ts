@@ -27,14 +27,13 @@
  */
 
 import { dirname } from "node:path";
-import { cpuSeconds, must, run } from "../wan/wan_path.ts";
+import { cpuSeconds, run } from "../wan/wan_path.ts";
+import { type LanPath as Lan, openLanPath, SERVER_ADDRS } from "../wan/lan_path.ts";
 import { withTimeout } from "../lib/io/timer.ts";
 
 const MiB = 1 << 20;
 const GiB = 1 << 30;
 const UDPGET_PORT = 9000;
-const CLIENT_ADDR = "198.18.0.1";
-const SERVER_ADDRS = ["198.18.0.2", "198.18.0.3", "198.18.0.4"];
 const FILE = "l.bin";
 
 /** One row of bench.ts's table. */
@@ -63,21 +62,6 @@ type Outcome =
   | { kind: "failed"; s: number; why: string }
   | { kind: "timeout"; s: number };
 
-type Side = "client" | "server";
-
-/** The two namespaces and what runs in them. */
-interface Lan {
-  mtu: number;
-  /** Starts `argv` in one namespace; tracked, so `close()` stops it. */
-  spawn(side: Side, argv: string[], options?: Deno.CommandOptions): Deno.ChildProcess;
-  /** Runs `argv` in one namespace to the end. */
-  output(side: Side, argv: string[]): Promise<Deno.CommandOutput>;
-  /** Stops the given children (SIGTERM, then SIGKILL after 5 s). */
-  stop(children: Deno.ChildProcess[]): Promise<void>;
-  /** Stops everything, kills whatever is left in the namespaces, deletes them. Idempotent. */
-  close(): Promise<void>;
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -91,92 +75,6 @@ function kill(pid: number, signal: Deno.Signal): void {
 async function childrenOf(pid: number): Promise<number[]> {
   const r = await run("pgrep", ["-P", String(pid)]);
   return r.text.split(/\s+/).filter((p) => /^\d+$/.test(p)).map(Number);
-}
-
-/**
- * Two fresh namespaces joined by a veth pair of `mtu`; the client end has 198.18.0.1/24, the
- * server end 198.18.0.2-4/24. Only links, addresses and loopback are set: every sysctl keeps
- * the kernel's default for a new namespace. Throws (after cleaning up) if a step fails.
- */
-async function openLan(mtu: number): Promise<Lan> {
-  const ns = { client: `udpl-c-${Deno.pid}`, server: `udpl-s-${Deno.pid}` };
-  const made: string[] = [];
-  const children = new Set<Deno.ChildProcess>();
-  let closed: Promise<void> | undefined;
-
-  const stop = async (list: Deno.ChildProcess[]) => {
-    // TERM first: nginx's master stops its worker on TERM, udpget serve logs its totals
-    for (const c of list) kill(c.pid, "SIGTERM");
-    const done = await withTimeout(Promise.allSettled(list.map((c) => c.status)), 5000);
-    if (!done) {
-      for (const c of list) kill(c.pid, "SIGKILL");
-      await Promise.allSettled(list.map((c) => c.status));
-    }
-    for (const c of list) children.delete(c);
-  };
-
-  const close = () => {
-    closed ??= (async () => {
-      await stop([...children]);
-      // whatever is left (an nginx worker whose master died, a tool under a killed
-      // /usr/bin/time) would keep a namespace alive after `ip netns del`: kill it by pid
-      for (const n of made) {
-        const pids = await run("ip", ["netns", "pids", n]);
-        for (const pid of pids.text.split(/\s+/).filter((p) => /^\d+$/.test(p))) {
-          kill(Number(pid), "SIGKILL");
-        }
-      }
-      for (const n of made) await run("ip", ["netns", "del", n]);
-    })();
-    return closed;
-  };
-
-  const lan: Lan = {
-    mtu,
-    spawn(side, argv, options = {}) {
-      const child = new Deno.Command("ip", {
-        stdin: "null",
-        ...options,
-        args: ["netns", "exec", ns[side], ...argv],
-      }).spawn(); // `ip netns exec` execs in place: child.pid is the tool's own pid
-      children.add(child);
-      child.status.then(() => children.delete(child));
-      return child;
-    },
-    output(side, argv) {
-      return new Deno.Command("ip", {
-        args: ["netns", "exec", ns[side], ...argv],
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-    },
-    stop,
-    close,
-  };
-
-  try {
-    for (const n of [ns.client, ns.server]) {
-      await must("ip", ["netns", "add", n]);
-      made.push(n);
-    }
-    const c = ["-n", ns.client];
-    const s = ["-n", ns.server];
-    // created inside the client namespace, so the names never meet the root namespace's
-    await must("ip", [...c, "link", "add", "lan0", "type", "veth", "peer", "name", "lan1"]);
-    await must("ip", [...c, "link", "set", "lan1", "netns", ns.server]);
-    await must("ip", [...c, "link", "set", "lan0", "mtu", String(mtu)]);
-    await must("ip", [...s, "link", "set", "lan1", "mtu", String(mtu)]);
-    await must("ip", [...c, "addr", "add", `${CLIENT_ADDR}/24`, "dev", "lan0"]);
-    for (const a of SERVER_ADDRS) await must("ip", [...s, "addr", "add", `${a}/24`, "dev", "lan1"]);
-    for (const side of [c, s]) await must("ip", [...side, "link", "set", "lo", "up"]);
-    await must("ip", [...c, "link", "set", "lan0", "up"]);
-    await must("ip", [...s, "link", "set", "lan1", "up"]);
-  } catch (e) {
-    await close();
-    throw e;
-  }
-  return lan;
 }
 
 /**
@@ -461,7 +359,7 @@ export async function runLanBench(opts: LanBenchOptions): Promise<LanRow[]> {
     const out = `${dir}/out/${FILE}`;
 
     for (const mtu of mtus()) {
-      lan = await openLan(mtu);
+      lan = await openLanPath({ mtu });
       const ctx: RunCtx = { lan, dir, digest, timeoutS };
       const label = `L LAN veth MTU ${mtu}, ${mib} MiB, median of ${runs}`;
       const measure = (what: string, o: Outcome): Outcome => {

@@ -156,7 +156,7 @@ export const FETCH_SPEC: CommandSpec = {
       type: "string",
       value: "auto|N",
       description: `data bytes per datagram, ${MIN_BLOCK_SIZE}..${MAX_BLOCK_SIZE}, ` +
-        "or auto: probe on loopback, one Ethernet frame elsewhere",
+        "or auto: the largest the path carries unfragmented (probed)",
       default: "auto",
     },
     {

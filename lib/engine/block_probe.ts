@@ -4,12 +4,24 @@
  * per candidate size and server, all at once, each retried under the shared retry policy. The
  * largest size every server answered in full wins; a size one server never answered in full
  * is out (a lost probe and a too-big datagram look the same, so each gets two attempts).
+ *
+ * Off loopback the probes ask for unfragmented replies (PROTOCOL.md §7.4), so a probe cannot
+ * succeed through IP fragmentation: the server sets the don't-fragment bit and answers TOO_BIG
+ * at once when its own interface is too small. A server that cannot (the pure-Deno layer, an
+ * older server) answers UNSUPPORTED, and then the Ethernet-safe size the caller gives is used,
+ * as without a probe. Only probes are sent unfragmented: the data that follows may still be
+ * fragmented by a path that shrinks later, which is slow but never a black hole.
  * Pure: times come in as arguments.
  *
  * @module
  */
 
-import type { Packet } from "../wire/packet.ts";
+import {
+  CHUNK_REPLY_HEADER_SIZE,
+  type ChunkRequest,
+  ErrorCode,
+  type Packet,
+} from "../wire/packet.ts";
 import {
   attemptTimeout,
   type RequestMachine,
@@ -17,8 +29,34 @@ import {
   type RetryOptions,
 } from "./retry_schedule.ts";
 
-/** Candidate block sizes, largest first: 64 KB datagrams, 32 KiB, jumbo and Ethernet frames. */
+/**
+ * Candidate block sizes on loopback, largest first: 64 KB datagrams, 32 KiB, jumbo and Ethernet
+ * frames.
+ */
 export const PROBE_BLOCK_SIZES = [65000, 32768, 8972 - 28, 1472 - 28, 1200];
+
+/**
+ * Link MTUs probed off loopback, largest first: jumbo frames (9000, and the 8896 some clouds
+ * allow), FDDI-sized 4352, Ethernet 1500. Below that, the floor.
+ */
+export const PATH_MTUS = [9000, 8896, 4352, 1500];
+
+/** An address family of a path. */
+export type PathFamily = "ipv4" | "ipv6";
+
+/** The block whose CHUNK_REPLY fills one `mtu`-byte IP packet exactly. */
+export function blockForMtu(mtu: number, family: PathFamily): number {
+  const ipHeader = family === "ipv4" ? 20 : 40;
+  return mtu - ipHeader - 8 - CHUNK_REPLY_HEADER_SIZE;
+}
+
+/** Candidate sizes off loopback for paths of these families, largest first, the floor last. */
+export function pathProbeSizes(families: PathFamily[]): number[] {
+  const sizes = new Set<number>();
+  for (const mtu of PATH_MTUS) for (const f of families) sizes.add(blockForMtu(mtu, f));
+  sizes.add(PROBE_FLOOR);
+  return [...sizes].sort((a, b) => b - a);
+}
 
 /**
  * Largest block `auto` picks. Bigger datagrams cost less per byte, but a socket buffers fewer
@@ -49,6 +87,13 @@ export interface BlockProbeOptions {
   /** Round trip of each server, if known (ms). */
   rtt: (server: number) => number | undefined;
   nextRequestId: () => number;
+  /** Candidate sizes, largest first (default {@link PROBE_BLOCK_SIZES}). */
+  sizes?: number[];
+  /**
+   * Ask for unfragmented replies (off loopback). The size used when a server cannot send them;
+   * undefined: probes may be fragmented (loopback, where nothing is).
+   */
+  unfragmented?: { fallback: number };
 }
 
 type ProbeState = "waiting" | "inflight" | "ok" | "failed";
@@ -70,11 +115,14 @@ export class BlockProbe implements RequestMachine {
   #sizes: number[];
   #probes: Probe[] = [];
   #tokens = new Map<number, Uint8Array>();
+  /** A server answered UNSUPPORTED to an unfragmented probe: it cannot send them. */
+  #incapable = false;
 
   /** Plans one probe per candidate size and server; nothing is sent before `pollTransmit`. */
   constructor(o: BlockProbeOptions) {
     this.#o = o;
-    this.#sizes = o.size === 0 ? [] : PROBE_BLOCK_SIZES.filter((s) => s <= o.maxBlock);
+    const sizes = o.sizes ?? PROBE_BLOCK_SIZES;
+    this.#sizes = o.size === 0 ? [] : sizes.filter((s) => s <= o.maxBlock);
     for (const blockSize of this.#sizes) {
       for (const server of o.servers) {
         const length = Math.min(blockSize, o.size);
@@ -94,6 +142,7 @@ export class BlockProbe implements RequestMachine {
 
   /** Done once the best size is known: no larger size can still succeed. */
   get done(): boolean {
+    if (this.#incapable) return true;
     for (const size of this.#sizes) {
       const states = this.#probes.filter((p) => p.blockSize === size).map((p) => p.state);
       if (states.every((s) => s === "ok")) return true; // the largest size that can still win
@@ -104,6 +153,7 @@ export class BlockProbe implements RequestMachine {
 
   /** The block size to use (valid once `done`). */
   result(): number {
+    if (this.#incapable) return Math.min(this.#o.unfragmented!.fallback, this.#o.maxBlock);
     const best = this.#sizes.find((size) =>
       this.#probes.every((p) => p.blockSize !== size || p.state === "ok")
     );
@@ -120,6 +170,12 @@ export class BlockProbe implements RequestMachine {
       probe.state = probe.follows++ < MAX_RETRY_FOLLOWS ? "waiting" : "failed";
     } else if (p.type === "chunk_reply" && p.data.length === probe.length) {
       probe.state = "ok";
+    } else if (
+      p.type === "error" && p.code === ErrorCode.Unsupported && this.#o.unfragmented !== undefined
+    ) {
+      // (block sizes are within the server's max_block: it is the flag it does not know)
+      probe.state = "failed";
+      this.#incapable = true;
     } else {
       probe.state = "failed"; // a short block or an error: this size does not work here
     }
@@ -139,7 +195,7 @@ export class BlockProbe implements RequestMachine {
     p.state = "inflight";
     p.id = this.#o.nextRequestId() >>> 0;
     p.sentAt = now;
-    const packet: Packet = {
+    const packet: ChunkRequest = {
       type: "chunk_request",
       requestId: p.id,
       token: this.#tokens.get(p.server) ?? this.#o.token(p.server),
@@ -149,6 +205,7 @@ export class BlockProbe implements RequestMachine {
       blockSize: p.blockSize,
       name: this.#o.name,
     };
+    if (this.#o.unfragmented !== undefined) packet.unfragmented = true;
     return { server: p.server, packet };
   }
 

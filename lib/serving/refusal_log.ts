@@ -30,6 +30,7 @@ const CLASS_OF_CODE: ReadonlyMap<number, string> = new Map([
   [ErrorCode.AuthFailed, "auth_failed"],
   [ErrorCode.Internal, "internal"],
   [ErrorCode.TooMany, "too_many"],
+  [ErrorCode.TooBig, "too_big"],
 ]);
 
 /** The refusal class of error `code`, e.g. `not_found`. */

@@ -17,6 +17,7 @@ import {
   type MetaRequest,
   requestIdOfRequest,
   TOKEN_PROBE_NAME,
+  UNFRAGMENTED_FLAG,
 } from "../wire/packet.ts";
 import { authFailureMessage, type RequestAuthenticator } from "../wire/auth.ts";
 import type { CookieJar } from "../wire/cookie.ts";
@@ -37,9 +38,15 @@ export type GateDecision =
 
 /** Authentication (optional), decoding and address validation of incoming datagrams. */
 export class RequestGate {
+  /**
+   * `unfragmented`: whether the socket can send replies unfragmented (flags bit 1, PROTOCOL.md
+   * §7.4); without, such a request is answered UNSUPPORTED, as a server that does not know the
+   * flag answers it.
+   */
   constructor(
     readonly cookies: CookieJar,
     readonly auth: RequestAuthenticator | undefined,
+    readonly unfragmented = false,
   ) {}
 
   /** Decides about `data` from `host` at `now` (ms since the epoch). */
@@ -66,6 +73,12 @@ export class RequestGate {
     const p = r.packet;
     if (p.type !== "meta_request" && p.type !== "hashes_request" && p.type !== "chunk_request") {
       return { kind: "drop", why: "reply_type" };
+    }
+    if (p.type === "chunk_request" && p.unfragmented && !this.unfragmented) {
+      const code = ErrorCode.Unsupported;
+      const message = `unsupported flags 0x${UNFRAGMENTED_FLAG.toString(16)}`;
+      const bytes = encode({ type: "error", requestId: p.requestId, code, message });
+      return { kind: "answer", bytes, why: "malformed", code, message };
     }
     if (!this.cookies.valid(p.token, host, now) && !answerableUnproven(p, received)) {
       // unproven source address: a 26-byte RETRY, never more than 3x what it sent

@@ -57,6 +57,8 @@ export interface RunAction {
   blockSize: number;
   /** When it may leave (ms, the caller's clock): later than now only under `--rate`. */
   at: number;
+  /** Send with don't-fragment, or answer TOO_BIG (a path MTU probe, PROTOCOL.md §7.4). */
+  unfragmented: boolean;
 }
 
 /** An ERROR to answer request `requestId` with. */
@@ -179,6 +181,7 @@ export class ServeCore {
         length,
         blockSize: bs,
         at,
+        unfragmented: p.unfragmented === true,
       });
       off += length;
     }

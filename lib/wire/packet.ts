@@ -65,7 +65,16 @@ export const ErrorCode = {
   AuthFailed: 9,
   Internal: 10,
   TooMany: 11,
+  TooBig: 12,
 } as const;
+
+/**
+ * Header flags bit 1, CHUNK_REQUEST only (PROTOCOL.md §7.4): send this request's replies with the
+ * IP don't-fragment bit and never fragment them locally; a reply that cannot leave whole is
+ * answered with ERROR TOO_BIG instead. Path MTU probes carry it, so that a probe cannot succeed
+ * through fragmentation.
+ */
+export const UNFRAGMENTED_FLAG = 0x0002;
 
 /** One of the defined error code numbers. */
 export type ErrorCodeValue = typeof ErrorCode[keyof typeof ErrorCode];
@@ -82,6 +91,7 @@ const ERROR_CODE_NAMES: ReadonlyMap<number, string> = new Map([
   [ErrorCode.AuthFailed, "AUTH_FAILED"],
   [ErrorCode.Internal, "INTERNAL"],
   [ErrorCode.TooMany, "TOO_MANY"],
+  [ErrorCode.TooBig, "TOO_BIG"],
 ]);
 
 /**
@@ -125,6 +135,8 @@ export interface ChunkRequest {
   length: number;
   blockSize: number;
   name: string;
+  /** Flags bit 1: replies unfragmented, or ERROR TOO_BIG (see {@link UNFRAGMENTED_FLAG}). */
+  unfragmented?: boolean;
 }
 
 /** One block of file data. */
@@ -260,6 +272,11 @@ class Reader {
     this.#pos = start;
   }
 
+  /** The header's flags (checked against the type by `readHeader`). */
+  get flags(): number {
+    return this.#view.getUint16(4);
+  }
+
   /** Bytes not yet consumed. */
   get remaining(): number {
     return this.#bytes.length - this.#pos;
@@ -385,7 +402,18 @@ function decodeChunkRequest(r: Reader, requestId: number): ChunkRequest {
   expectRange("block_size", blockSize, 1, U16_MAX);
   const name = r.name();
   r.end();
-  return { type: "chunk_request", requestId, token, fileId, offset, length, blockSize, name };
+  const p: ChunkRequest = {
+    type: "chunk_request",
+    requestId,
+    token,
+    fileId,
+    offset,
+    length,
+    blockSize,
+    name,
+  };
+  if (r.flags & UNFRAGMENTED_FLAG) p.unfragmented = true;
+  return p;
 }
 
 function decodeChunkReply(r: Reader, requestId: number): ChunkReply {
@@ -479,7 +507,7 @@ function readHeader(bytes: Uint8Array, view: DataView): Header | DecodeError {
   }
   // Checked before the body because a set flag (e.g. bit 0, HMAC trailer) changes its layout.
   const flags = view.getUint16(4);
-  if (flags !== 0) {
+  if (flags !== 0 && !(flags === UNFRAGMENTED_FLAG && type === PacketType.ChunkRequest)) {
     const message = `unsupported flags 0x${flags.toString(16)}`;
     return { kind: "bad_flags", message, requestId, version, type };
   }
@@ -573,11 +601,11 @@ class Writer {
   readonly #view: DataView;
   #pos = 0;
 
-  constructor(type: number, requestId: number, bodySize: number) {
+  constructor(type: number, requestId: number, bodySize: number, flags = 0) {
     checkInt("requestId", requestId, 0, U32_MAX);
     this.#bytes = new Uint8Array(HEADER_SIZE + bodySize);
     this.#view = new DataView(this.#bytes.buffer);
-    this.u16(MAGIC).u8(VERSION).u8(type).u16(0).u32(requestId);
+    this.u16(MAGIC).u8(VERSION).u8(type).u16(flags).u32(requestId);
   }
 
   u8(value: number): this {
@@ -655,7 +683,12 @@ function encodeChunkRequest(p: ChunkRequest): Uint8Array {
   checkInt("blockSize", p.blockSize, 1, U16_MAX);
   const name = nameBytes(p.name);
   const bodySize = TOKEN_SIZE + 8 + 8 + 4 + 2 + 2 + name.length;
-  return new Writer(PacketType.ChunkRequest, p.requestId, bodySize)
+  return new Writer(
+    PacketType.ChunkRequest,
+    p.requestId,
+    bodySize,
+    p.unfragmented ? UNFRAGMENTED_FLAG : 0,
+  )
     .raw(p.token).big64(p.fileId).u64(p.offset).u32(p.length).u16(p.blockSize).name(name)
     .finish();
 }

@@ -77,3 +77,23 @@ Deno.test("gate: a metadata request whose answer fits 3x its size is answered un
     assert.ok(d.bytes.length <= 3 * small.length, "a RETRY never amplifies");
   }
 });
+
+Deno.test("gate: an unfragmented chunk request is served where the socket can, else UNSUPPORTED", () => {
+  const capable = new RequestGate(jar(), undefined, true);
+  const token = capable.cookies.issue("h", NOW);
+  const request = (gate: RequestGate) => {
+    const r = decode(chunk(token));
+    assert.ok(r.ok && r.packet.type === "chunk_request");
+    return gate.admit(encode({ ...r.packet, unfragmented: true }), "h", NOW);
+  };
+  const served = request(capable);
+  assert.ok(served.kind === "serve" && served.request.type === "chunk_request");
+  assert.equal(served.request.unfragmented, true);
+  // the pure-Deno socket layer cannot keep the kernel from fragmenting: it says so, as a server
+  // that does not know the flag would, and the client's probe then proves nothing through it
+  const refused = request(new RequestGate(capable.cookies, undefined, false));
+  assert.ok(refused.kind === "answer" && refused.why === "malformed");
+  const r = decode(refused.bytes);
+  assert.ok(r.ok && r.packet.type === "error" && r.packet.code === ErrorCode.Unsupported);
+  assert.equal(r.packet.requestId, 43);
+});

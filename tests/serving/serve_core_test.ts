@@ -43,9 +43,12 @@ Deno.test("serve core: a request becomes runs that cover its range in whole bloc
     assert.ok(r.length <= 1 << 20, "at most one run's bytes");
     assert.equal((r.offset - p.offset) % p.blockSize, 0, "starts on a block of the request");
     assert.deepEqual([r.requestId, r.fileId, r.blockSize, r.at], [42, FILE_ID, 8192, 0]);
+    assert.equal(r.unfragmented, false, "fragmentation left to the kernel");
     at += r.length;
   }
   assert.equal(at, p.offset + p.length, "nothing left out, nothing extra");
+  const probe = answer(core, chunk({ requestId: 43, length: 8192, unfragmented: true }));
+  assert.deepEqual(probe.map((r) => r.kind === "run" && r.unfragmented), [true], "a probe's run");
 });
 
 Deno.test("serve core: refusals name the cause (busy, changed, out of range, not held)", () => {

@@ -519,6 +519,28 @@ Deno.test("decode: any nonzero flag is bad_flags", () => {
   expectDecodeError(patch(META_REQUEST, 4, "8000"), "bad_flags", { requestId: RID });
 });
 
+Deno.test("decode: flags bit 1 (unfragmented) is a CHUNK_REQUEST's only", () => {
+  const r = decode(patch(CHUNK_REQUEST, 4, "0002"));
+  assert.ok(r.ok && r.packet.type === "chunk_request" && r.packet.unfragmented === true);
+  const plain = decode(CHUNK_REQUEST);
+  assert.ok(plain.ok && plain.packet.type === "chunk_request");
+  assert.equal(plain.packet.unfragmented, undefined, "absent unless the bit is set");
+  // with other bits, or on any other type, it is still a flag nobody knows
+  expectDecodeError(patch(CHUNK_REQUEST, 4, "0003"), "bad_flags", { type: 3 });
+  expectDecodeError(patch(META_REQUEST, 4, "0002"), "bad_flags", { requestId: RID, type: 1 });
+  expectDecodeError(patch(CHUNK_REPLY, 4, "0002"), "bad_flags");
+});
+
+Deno.test("encode: an unfragmented CHUNK_REQUEST sets flags bit 1 and round-trips", () => {
+  const r = decode(CHUNK_REQUEST);
+  assert.ok(r.ok && r.packet.type === "chunk_request");
+  const bytes = encode({ ...r.packet, unfragmented: true });
+  assert.deepEqual(bytes, patch(CHUNK_REQUEST, 4, "0002"), "only the flags differ");
+  const back = decode(bytes);
+  assert.ok(back.ok);
+  assert.deepEqual(back.packet, { ...r.packet, unfragmented: true });
+});
+
 Deno.test("decode: trailing bytes are bad_length", () => {
   const fields = { requestId: RID, type: PacketType.MetaRequest, version: VERSION };
   expectDecodeError(concat(META_REQUEST, hexBlock("00")), "bad_length", fields);
@@ -706,6 +728,7 @@ Deno.test("errorCodeName", () => {
     "AUTH_FAILED",
     "INTERNAL",
     "TOO_MANY",
+    "TOO_BIG",
   ];
   assert.deepStrictEqual(Object.values(ErrorCode).map(errorCodeName), names);
   assert.equal(errorCodeName(ErrorCode.Stale), "STALE");

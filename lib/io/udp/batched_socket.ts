@@ -18,7 +18,12 @@
 
 import { C, LAYOUT, type Libc } from "./libc.ts";
 import { PeerAddress } from "./peer_address.ts";
-import type { DatagramSocket, ReceivedBatch, SendRun } from "./datagram_socket.ts";
+import {
+  type DatagramSocket,
+  type ReceivedBatch,
+  SEND_TOO_BIG,
+  type SendRun,
+} from "./datagram_socket.ts";
 
 /** Options of {@link BatchedSocket.open}. */
 export interface BatchedSocketOptions {
@@ -70,6 +75,20 @@ const SEND_MESSAGES = 64;
 const GRO_SLOT = 65536;
 const MAX_GRO_SEGMENTS = 128;
 const DEFAULT_BUFFER = 8 << 20;
+/**
+ * GSO sends refused with EINVAL in a row, none accepted between, before GSO is turned off. One
+ * such refusal is usually a run whose datagrams exceed the path MTU (GSO never fragments): that
+ * run goes datagram by datagram, and GSO stays on for the socket's other peers.
+ */
+const GSO_INVALID_LIMIT = 8;
+
+/** A socket option that decides fragmentation, its default value, and the unfragmented one. */
+interface MtuOption {
+  level: number;
+  opt: number;
+  normal: number;
+  probe: number;
+}
 
 /** A UDP socket on the batched layer (see the module comment). */
 export class BatchedSocket implements DatagramSocket {
@@ -77,6 +96,7 @@ export class BatchedSocket implements DatagramSocket {
   readonly features: string[] = [];
   readonly receiveBuffer: number;
   readonly localAddr: Deno.NetAddr;
+  readonly unfragmented: boolean;
   readonly stats: BatchedSocketStats = {
     receiveCalls: 0,
     datagrams: 0,
@@ -90,6 +110,9 @@ export class BatchedSocket implements DatagramSocket {
   #efd: number;
   #connected: boolean;
   #gso: boolean;
+  #gsoInvalid = 0;
+  #mtuOptions: MtuOption[];
+  #unfragmentedNow = false;
   #closed = false;
   #waiting = 0;
   #released = false;
@@ -99,10 +122,19 @@ export class BatchedSocket implements DatagramSocket {
   #pollOut = new Uint8Array(2 * LAYOUT.POLLFD);
   #wake = new EventLoopYield();
 
-  private constructor(libc: Libc, fd: number, efd: number, o: BatchedSocketOptions, gro: boolean) {
+  private constructor(
+    libc: Libc,
+    fd: number,
+    efd: number,
+    o: BatchedSocketOptions,
+    gro: boolean,
+    mtuOptions: MtuOption[],
+  ) {
     this.#libc = libc;
     this.#fd = fd;
     this.#efd = efd;
+    this.#mtuOptions = mtuOptions;
+    this.unfragmented = mtuOptions.length > 0;
     this.#connected = o.connect !== undefined;
     this.#gso = o.gso !== false && trySetInt(libc, fd, C.SOL_UDP, C.UDP_SEGMENT, 0);
     if (this.#gso) this.features.push("gso");
@@ -140,7 +172,7 @@ export class BatchedSocket implements DatagramSocket {
       }
       efd = libc.sym.eventfd(0, C.EFD_NONBLOCK | C.EFD_CLOEXEC);
       if (efd < 0) throw new Error(`eventfd: ${libc.describe(libc.errno())}`);
-      return new BatchedSocket(libc, fd, efd, o, gro);
+      return new BatchedSocket(libc, fd, efd, o, gro, mtuOptions(libc, fd, family));
     } catch (e) {
       libc.sym.close(fd);
       if (efd >= 0) libc.sym.close(efd);
@@ -168,13 +200,19 @@ export class BatchedSocket implements DatagramSocket {
     if (this.#closed) return "socket closed";
     const name = this.#connected ? undefined : to?.sockaddr;
     if (!this.#connected && name === undefined) return "no destination";
+    const unfragmented = run.unfragmented === true;
+    if (unfragmented && !this.unfragmented) return "cannot send unfragmented here";
+    let gso = this.#gso;
     let next = 0;
     while (next < run.count) {
       const a = this.#send;
-      const msgs = a.build(run, next, name, this.#gso);
+      const msgs = a.build(run, next, name, gso);
+      // (set right before the call: no other send can run in between)
+      if (unfragmented !== this.#unfragmentedNow) this.#setUnfragmented(unfragmented);
       this.stats.sendCalls++;
       const sent = this.#libc.sym.sendmmsg(this.#fd, a.mmsg, msgs.messages, 0);
       if (sent > 0) {
+        if (msgs.segmented) this.#gsoInvalid = 0;
         next = msgs.firstOf[sent] ?? run.count;
         continue;
       }
@@ -186,10 +224,11 @@ export class BatchedSocket implements DatagramSocket {
         if (this.#closed) return "socket closed";
         continue;
       }
-      if (this.#gso && (errno === C.EIO || errno === C.EINVAL) && msgs.segmented) {
-        // the device or kernel cannot segment: send datagram by datagram from now on
-        this.#gso = false;
-        this.features.splice(this.features.indexOf("gso"), 1);
+      if (errno === C.EMSGSIZE && unfragmented) return SEND_TOO_BIG;
+      if (gso && msgs.segmented && (errno === C.EIO || errno === C.EINVAL)) {
+        gso = false; // this run, datagram by datagram
+        // EIO: the device cannot checksum segments; EINVAL, again and again: the kernel refuses
+        if (errno === C.EIO || ++this.#gsoInvalid >= GSO_INVALID_LIMIT) this.#gsoOff();
         continue;
       }
       return this.#libc.describe(errno);
@@ -204,6 +243,20 @@ export class BatchedSocket implements DatagramSocket {
     this.#libc.sym.write(this.#efd, ONE, 8n);
     this.#wake.close();
     if (this.#waiting === 0) this.#release();
+  }
+
+  #gsoOff(): void {
+    if (!this.#gso) return;
+    this.#gso = false;
+    this.features.splice(this.features.indexOf("gso"), 1);
+  }
+
+  /** Turns don't-fragment without local fragmentation on (path MTU probes) or back off. */
+  #setUnfragmented(on: boolean): void {
+    for (const m of this.#mtuOptions) {
+      trySetInt(this.#libc, this.#fd, m.level, m.opt, on ? m.probe : m.normal);
+    }
+    this.#unfragmentedNow = on;
   }
 
   /** One `recvmmsg` into the slab; the number of datagrams, or 0 when nothing was waiting. */
@@ -271,6 +324,10 @@ function trySetInt(libc: Libc, fd: number, level: number, opt: number, value: nu
 }
 
 function getInt(libc: Libc, fd: number, level: number, opt: number): number {
+  return readInt(libc, fd, level, opt) ?? 0;
+}
+
+function readInt(libc: Libc, fd: number, level: number, opt: number): number | undefined {
   const v = new Int32Array(1);
   const len = new Uint32Array([4]);
   const rc = libc.sym.getsockopt(
@@ -280,7 +337,37 @@ function getInt(libc: Libc, fd: number, level: number, opt: number): number {
     new Uint8Array(v.buffer),
     new Uint8Array(len.buffer),
   );
-  return rc === 0 ? v[0] : 0;
+  return rc === 0 ? v[0] : undefined;
+}
+
+/**
+ * The options that decide fragmentation on this socket, where the kernel lets them be read and
+ * switched to "probe" (IP_PMTUDISC_PROBE: don't-fragment set, no local fragmentation, the PMTU
+ * cache ignored, as RFC 8899 wants) and back; none when that fails. An IPv6 socket also carries
+ * IPv4-mapped traffic, which follows the IPv4 option.
+ */
+function mtuOptions(libc: Libc, fd: number, family: number): MtuOption[] {
+  const wanted: Omit<MtuOption, "normal">[] = [{
+    level: C.IPPROTO_IP,
+    opt: C.IP_MTU_DISCOVER,
+    probe: C.IP_PMTUDISC_PROBE,
+  }];
+  if (family === C.AF_INET6) {
+    wanted.unshift({
+      level: C.IPPROTO_IPV6,
+      opt: C.IPV6_MTU_DISCOVER,
+      probe: C.IPV6_PMTUDISC_PROBE,
+    });
+  }
+  const options: MtuOption[] = [];
+  for (const w of wanted) {
+    const normal = readInt(libc, fd, w.level, w.opt);
+    const switchable = normal !== undefined && trySetInt(libc, fd, w.level, w.opt, w.probe) &&
+      trySetInt(libc, fd, w.level, w.opt, normal);
+    if (switchable) options.push({ ...w, normal });
+    else if (options.length === 0) return []; // the family's own option is required
+  }
+  return options;
 }
 
 /** The FORCE variant passes rmem_max/wmem_max when the process may (CAP_NET_ADMIN). */

@@ -47,7 +47,16 @@ export interface SendRun {
   payload: Uint8Array;
   segment: number;
   count: number;
+  /**
+   * Send with the IP don't-fragment bit and never fragment locally: a datagram larger than the
+   * interface allows is not sent, and `send` resolves with {@link SEND_TOO_BIG}. Only for a
+   * socket whose `unfragmented` is true.
+   */
+  unfragmented?: boolean;
 }
+
+/** What `send` resolves with when a datagram of an unfragmented run is larger than the path. */
+export const SEND_TOO_BIG = "Message too long";
 
 /** The layer carrying a socket: libc batches through FFI, or `Deno.listenDatagram`. */
 export type SocketLayer = "batched" | "deno";
@@ -62,6 +71,8 @@ export interface DatagramSocket {
   readonly receiveBuffer: number;
   /** The bound address. */
   readonly localAddr: Deno.NetAddr;
+  /** Whether runs can be sent unfragmented (see {@link SendRun.unfragmented}). */
+  readonly unfragmented: boolean;
   /**
    * Received datagrams, a batch at a time, until `close()`; a socket error other than a soft
    * one ends the iteration by throwing, never silently.

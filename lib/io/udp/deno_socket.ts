@@ -35,6 +35,8 @@ export class DenoSocket implements DatagramSocket {
   readonly features: string[] = [];
   readonly receiveBuffer = DEFAULT_RCVBUF;
   readonly localAddr: Deno.NetAddr;
+  /** Deno's sockets offer no control over fragmentation. */
+  readonly unfragmented = false;
   /** Datagrams dropped because they came from someone other than the connected peer. */
   stray = 0;
   #conn: Deno.DatagramConn;
@@ -93,6 +95,7 @@ export class DenoSocket implements DatagramSocket {
   async send(to: PeerAddress | undefined, run: SendRun): Promise<string | undefined> {
     const peer = to ?? this.#connect;
     if (!peer) return "no destination";
+    if (run.unfragmented) return "cannot send unfragmented here";
     if (run.prefixLength === 0 && run.count === 1) return await this.#sendOne(run.payload, peer);
     // each datagram is assembled in its own slice of the staging buffer, and a window of sends
     // is in flight at once: awaiting each send alone costs a turn of the event loop per datagram

@@ -10,6 +10,7 @@ import { DenoSocket } from "../../../lib/io/udp/deno_socket.ts";
 import {
   type DatagramSocket,
   type ReceivedBatch,
+  SEND_TOO_BIG,
   type SendRun,
   single,
 } from "../../../lib/io/udp/datagram_socket.ts";
@@ -215,14 +216,19 @@ function scriptedLibc(script: {
   sendmmsg: (calls: number) => number;
   setsockopt?: (level: number, opt: number) => number;
   errno: () => number;
-}): { libc: Libc; polls: number[] } {
+}): { libc: Libc; polls: number[]; sets: string[] } {
   const polls: number[] = [];
+  const sets: string[] = [];
   let sends = 0;
   const sym = {
     socket: () => 3,
     bind: () => 0,
     connect: () => 0,
-    setsockopt: (_fd: number, level: number, opt: number) => script.setsockopt?.(level, opt) ?? 0,
+    setsockopt: (_fd: number, level: number, opt: number, v: Uint8Array) => {
+      const rc = script.setsockopt?.(level, opt) ?? 0;
+      if (rc === 0) sets.push(`${level}/${opt}=${new DataView(v.buffer).getInt32(0, true)}`);
+      return rc;
+    },
     getsockopt: (_fd: number, _l: number, _o: number, v: Uint8Array) => {
       new DataView(v.buffer).setInt32(0, 212992, true);
       return 0;
@@ -248,7 +254,7 @@ function scriptedLibc(script: {
     describe: (e: number) => `errno ${e}`,
     address: () => 0x10000,
   } as unknown as Libc;
-  return { libc, polls };
+  return { libc, polls, sets };
 }
 
 Deno.test("batched: a partial sendmmsg resumes where it stopped; EAGAIN waits for POLLOUT", async () => {
@@ -293,6 +299,55 @@ Deno.test("batched: a device that cannot segment (EIO on a GSO send) falls back 
   assert.ok(!s.features.includes("gso"), "gso turned off");
   assert.equal(s.stats.sendCalls, 3, "the failed call, then 64 + 36 single-datagram messages");
   s.close();
+});
+
+Deno.test("batched: EINVAL on a GSO send (segments over the path MTU) costs that run its GSO, not the socket", async () => {
+  // one client asking for blocks its path cannot carry must not slow the server for everyone
+  const script = [-1, 64, 36, 3];
+  let calls = 0;
+  const { libc } = scriptedLibc({ sendmmsg: () => script[calls++] ?? -1, errno: () => C.EINVAL });
+  const s = BatchedSocket.open(libc, { hostname: "127.0.0.1", port: 0, maxDatagram: 2048 });
+  const to = PeerAddress.of("127.0.0.1", 9);
+  assert.equal(await s.send(to, indexedRun(new Uint8Array(100 * 1444), 1444)), undefined);
+  assert.equal(calls, 3, "refused, then 64 + 36 single-datagram messages");
+  assert.ok(s.features.includes("gso"), "still on");
+  assert.equal(await s.send(to, indexedRun(new Uint8Array(100 * 1444), 1444)), undefined);
+  assert.equal(calls, 4, "the next run is one call again: 3 GSO messages of 45 + 45 + 10");
+  // refused again and again with nothing accepted between: this kernel will not segment
+  for (let i = 0; i < 8; i++) await s.send(to, indexedRun(new Uint8Array(100 * 1444), 1444));
+  assert.ok(!s.features.includes("gso"), "off after 8 refusals in a row");
+  s.close();
+});
+
+Deno.test("batched: an unfragmented run sets don't-fragment around it; too big is SEND_TOO_BIG", async () => {
+  let calls = 0;
+  const { libc, sets } = scriptedLibc({
+    sendmmsg: () => (++calls === 1 ? -1 : 1),
+    errno: () => C.EMSGSIZE,
+  });
+  const s = BatchedSocket.open(libc, { hostname: "127.0.0.1", port: 0, maxDatagram: 2048 });
+  assert.ok(s.unfragmented);
+  const mtuOption = `${C.IPPROTO_IP}/${C.IP_MTU_DISCOVER}`;
+  sets.length = 0;
+  const to = PeerAddress.of("127.0.0.1", 9);
+  const probe = { ...single(new Uint8Array(8972)), unfragmented: true };
+  assert.equal(await s.send(to, probe), SEND_TOO_BIG);
+  assert.deepEqual(sets, [`${mtuOption}=${C.IP_PMTUDISC_PROBE}`]);
+  assert.equal(await s.send(to, single(new Uint8Array(100))), undefined);
+  assert.deepEqual(sets.at(-1), `${mtuOption}=212992`, "back to the value it had (scripted)");
+  assert.equal(await s.send(to, single(new Uint8Array(100))), undefined);
+  assert.equal(sets.length, 2, "no option call while it stays the same");
+  s.close();
+  // a kernel that will not switch it: the socket says so, and refuses such runs
+  const { libc: fixed } = scriptedLibc({
+    sendmmsg: () => 1,
+    setsockopt: (level) => level === C.IPPROTO_IP ? -1 : 0,
+    errno: () => C.ENOPROTOOPT,
+  });
+  const t = BatchedSocket.open(fixed, { hostname: "127.0.0.1", port: 0, maxDatagram: 2048 });
+  assert.equal(t.unfragmented, false);
+  assert.notEqual(await t.send(to, probe), undefined);
+  t.close();
 });
 
 Deno.test("batched: close() while the consumer holds a batch ends the loop, and the process can exit", async () => {
