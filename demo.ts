@@ -32,7 +32,15 @@ async function demo(): Promise<number> {
     const args = ["fetch", list, "3", "demo.bin", "-o", "fetched.bin"];
     console.log(`demo: udpget ${args.join(" ")}`);
     const fetch = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", "--unstable-net", "-A", MAIN, ...args],
+      args: [
+        "run",
+        "--quiet",
+        "--unstable-net",
+        "-A",
+        "--v8-flags=--max-semi-space-size=2",
+        MAIN,
+        ...args,
+      ],
       cwd: dir.path,
       stdin: "null",
       stdout: "inherit",

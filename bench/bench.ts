@@ -154,6 +154,7 @@ async function udpgetServer(root: string, extra: string[] = []): Promise<number>
     [
       "run",
       "-A",
+      "--v8-flags=--max-semi-space-size=2",
       "--quiet",
       MAIN,
       "serve",
@@ -176,6 +177,7 @@ async function relay(target: number, loss: number, seed: number): Promise<number
     [
       "run",
       "-A",
+      "--v8-flags=--max-semi-space-size=2",
       "--quiet",
       RELAY,
       "--target",
@@ -194,6 +196,7 @@ function fetchArgs(list: string, file: string, out: string, extra: string[] = []
   return [
     "run",
     "-A",
+    "--v8-flags=--max-semi-space-size=2",
     "--quiet",
     MAIN,
     "fetch",
