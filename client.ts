@@ -21,7 +21,7 @@ import {
   toHex,
 } from "./lib/engine/consensus.ts";
 import { ClientEndpoint, type ServerAddr } from "./lib/io/endpoint.ts";
-import { ExitCode, UdpgetError } from "./lib/cli/exit.ts";
+import { ExitCode, ioMessage, UdpgetError } from "./lib/cli/exit.ts";
 import { formatBytes, formatRate } from "./lib/cli/format.ts";
 import { RateWindow, renderProgress } from "./lib/cli/progress.ts";
 import { StatusLine } from "./lib/cli/status_line.ts";
@@ -42,7 +42,12 @@ import { sha256 } from "./lib/io/file_digest.ts";
 import { Notifier } from "./lib/io/notifier.ts";
 import { LineReader } from "./lib/io/line_reader.ts";
 import { PieceVerifier } from "./lib/io/piece_verifier.ts";
-import { keepAfterFailure, PartialDownload } from "./lib/io/partial_download.ts";
+import {
+  keepAfterFailure,
+  PartialDownload,
+  type SpaceReserver,
+} from "./lib/io/partial_download.ts";
+import { reserveSpace } from "./lib/io/disk_space.ts";
 import { readKeyFile } from "./lib/wire/auth.ts";
 import { FetchSession, type SessionEvent } from "./lib/engine/fetch_session.ts";
 import { ALL } from "./lib/engine/scheduler.ts";
@@ -124,7 +129,7 @@ function openEndpoint(servers: ServerAddr[], a: FetchArgs, key?: Uint8Array): Cl
     return new ClientEndpoint(servers, a.connections, key, a.io);
   } catch (e) {
     const code = a.io === "ffi" ? ExitCode.Usage : ExitCode.LocalIo;
-    throw new UdpgetError(code, `cannot open sockets: ${brief(e)}`);
+    throw new UdpgetError(code, `cannot open sockets: ${ioMessage(e)}`);
   }
 }
 
@@ -208,7 +213,7 @@ class FetchRun {
     return {
       ok: error === undefined,
       exitCode,
-      error: error === undefined ? null : brief(error),
+      error: error === undefined ? null : ioMessage(error),
       file: this.file ?? null,
       output: this.output ?? null,
       size: this.meta?.size ?? null,
@@ -248,7 +253,7 @@ async function readServersText(path: string): Promise<string> {
     if (isStdinPath(path)) return await new Response(Deno.stdin.readable).text();
     return await Deno.readTextFile(path);
   } catch (e) {
-    throw new UdpgetError(ExitCode.Usage, `cannot read servers file ${path}: ${brief(e)}`);
+    throw new UdpgetError(ExitCode.Usage, `cannot read servers file ${path}: ${ioMessage(e)}`);
   }
 }
 
@@ -276,7 +281,7 @@ export async function loadServers(path: string): Promise<ServerAddr[]> {
         const { address, family } = await lookup(s.host);
         return { label, hostname: address, port: s.port, family: family === 6 ? "ipv6" : "ipv4" };
       } catch (e) {
-        console.error(`udpget: ${where}:${s.line}: cannot resolve ${s.host}: ${brief(e)}`);
+        console.error(`udpget: ${where}:${s.line}: cannot resolve ${s.host}: ${ioMessage(e)}`);
         return undefined;
       }
     }),
@@ -502,7 +507,7 @@ async function checkOutput(out: string, force: boolean, early = false): Promise<
     info = await Deno.stat(out);
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) {
-      throw new UdpgetError(ExitCode.LocalIo, `cannot write ${out}: ${brief(e)}`);
+      throw new UdpgetError(ExitCode.LocalIo, `cannot write ${out}: ${ioMessage(e)}`);
     }
     if (early) await checkDirectory(out);
     return; // does not exist: fine
@@ -525,10 +530,6 @@ async function checkDirectory(out: string): Promise<void> {
 
 function abortCheck(signal: AbortSignal): void {
   if (signal.aborted) throw new UdpgetError(ExitCode.Interrupted, "interrupted");
-}
-
-function brief(e: unknown): string {
-  return e instanceof Error ? e.message.split("\n")[0] : String(e);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -621,13 +622,19 @@ class Download {
  * On the batched layer, blocks are written straight from the receive slab (`pwritev`); on the
  * fallback, which uses no FFI at all, they are copied into runs and written by Deno.
  */
+/** Preallocation of the `.part` where libc can be reached (`--allow-ffi`); else none. */
+function spaceReserver(): SpaceReserver | undefined {
+  const libc = loadLibc();
+  return typeof libc === "string" ? undefined : (path, size) => reserveSpace(libc, path, size);
+}
+
 function blockSink(endpoint: ClientEndpoint, partial: PartialDownload): BlockSink {
   const libc = endpoint.layer === "batched" ? loadLibc() : "fallback";
   if (typeof libc === "string") return new BlockWriter(partial.file);
   try {
     return VectoredWriter.open(libc, partial.partPath);
   } catch (e) {
-    throw new UdpgetError(ExitCode.LocalIo, `cannot write ${partial.partPath}: ${brief(e)}`);
+    throw new UdpgetError(ExitCode.LocalIo, `cannot write ${partial.partPath}: ${ioMessage(e)}`);
   }
 }
 
@@ -684,7 +691,20 @@ async function download(
   const tmp = sink ? await Deno.makeTempDir({ prefix: "udpget-" }) : undefined;
   const partOut = tmp ? join(tmp, basename(name) || "file") : out;
   // nothing can throw between opening the .part and the try that keeps or discards it
-  const partial = await PartialDownload.open(partOut, name, meta, a.force, (l) => run.ui.say(l));
+  const say = (l: string) => run.ui.say(l);
+  let partial: PartialDownload;
+  try {
+    partial = await PartialDownload.open(partOut, name, meta, a.force, say, spaceReserver());
+  } catch (e) {
+    if (!tmp) throw e;
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    const m = e instanceof UdpgetError ? e.message : ioMessage(e);
+    // the user gave no path: say which one it was, and how to choose another
+    throw new UdpgetError(
+      ExitCode.LocalIo,
+      `${m} (the temporary copy -o - needs; TMPDIR sets where)`,
+    );
+  }
   // on loopback the receiver's socket buffers are the bottleneck queue: stay within them
   const laneBytes = laneDatagrams(blockSize, endpoint.receiveBuffer) * blockSize;
   const maxInflight = loopback ? endpoint.workers * laneBytes : undefined;
@@ -718,7 +738,7 @@ async function download(
       await Deno.rename(partial.partPath, out).catch((e) => {
         throw new UdpgetError(
           ExitCode.LocalIo,
-          `cannot rename ${partial.partPath} to ${out}: ${brief(e)}`,
+          `cannot rename ${partial.partPath} to ${out}: ${ioMessage(e)}`,
         );
       });
     }
@@ -858,7 +878,7 @@ async function openStreamTarget(
   try {
     return (await Deno.open(out, { write: true })).writable.getWriter();
   } catch (e) {
-    throw new UdpgetError(ExitCode.LocalIo, `cannot write to ${out}: ${brief(e)}`);
+    throw new UdpgetError(ExitCode.LocalIo, `cannot write to ${out}: ${ioMessage(e)}`);
   }
 }
 
@@ -968,7 +988,7 @@ async function driveLoop(d: Download, run: FetchRun, signal: AbortSignal): Promi
 function localFailure(d: Download): void {
   const e = d.writer.error;
   if (e) {
-    throw new UdpgetError(ExitCode.LocalIo, `cannot write ${d.partial.partPath}: ${brief(e)}`);
+    throw new UdpgetError(ExitCode.LocalIo, `cannot write ${d.partial.partPath}: ${ioMessage(e)}`);
   }
   const loop = d.endpoint.loopError;
   if (loop) throw new UdpgetError(ExitCode.LocalIo, `socket failed: ${loop}`);

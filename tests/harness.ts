@@ -23,6 +23,7 @@ export const RUN_FLAGS: readonly string[] = [
   "--allow-write",
   "--allow-env",
   "--allow-ffi",
+  "--allow-sys=statfs",
   "--v8-flags=--max-semi-space-size=2",
 ];
 

@@ -64,3 +64,13 @@ export class UdpgetError extends Error {
     this.exitCode = exitCode;
   }
 }
+
+/**
+ * The cause of a failed system call as a user should read it: the system's message without the
+ * runtime's decoration, e.g. "No space left on device" for Deno's "No space left on device (os
+ * error 28): write '/x'" (the caller names the path itself, once).
+ */
+export function ioMessage(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  return text.split("\n")[0].split(" (os error ")[0];
+}

@@ -10,6 +10,7 @@
 
 import { statfs } from "node:fs/promises";
 import { formatBytes } from "../cli/format.ts";
+import { C, type Libc } from "./udp/libc.ts";
 
 /** Bytes an unprivileged process may still write where `path` lives; undefined if unknown. */
 export async function freeBytes(path: string): Promise<number | undefined> {
@@ -40,4 +41,25 @@ export function roomShortfall(
 ): string | undefined {
   if (free === undefined || needed <= free) return undefined;
   return `not enough space for ${path}: ${formatBytes(needed)} needed, ${formatBytes(free)} free`;
+}
+
+/**
+ * Allocates the blocks of the file at `path` up to `size` (fallocate(2), mode 0: holes filled,
+ * data kept), so that the space is the download's before the first datagram and a full disk
+ * shows now, not half-way. Returns the error that says the space is not there (no space, quota,
+ * file too large), or undefined: done, or a file system that cannot preallocate (the writes
+ * then find out).
+ */
+export function reserveSpace(libc: Libc, path: string, size: number): string | undefined {
+  if (size === 0) return undefined;
+  const fd = libc.sym.open(new TextEncoder().encode(path + "\0"), C.O_WRONLY | C.O_CLOEXEC);
+  if (fd < 0) return libc.describe(libc.errno());
+  try {
+    if (libc.sym.fallocate(fd, 0, 0n, BigInt(size)) === 0) return undefined;
+    const errno = libc.errno();
+    const noRoom = errno === C.ENOSPC || errno === C.EDQUOT || errno === C.EFBIG;
+    return noRoom ? libc.describe(errno) : undefined;
+  } finally {
+    libc.sym.close(fd);
+  }
 }

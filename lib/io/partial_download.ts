@@ -9,8 +9,10 @@
  * @module
  */
 
+import { dirname } from "node:path";
 import type { FileMeta } from "../engine/consensus.ts";
-import { ExitCode, UdpgetError } from "../cli/exit.ts";
+import { bytesNeeded, freeBytes, roomShortfall } from "./disk_space.ts";
+import { ExitCode, ioMessage, UdpgetError } from "../cli/exit.ts";
 import { closeQuietly } from "../serving/file_table.ts";
 import {
   decodeResumeState,
@@ -32,6 +34,12 @@ export function keepAfterFailure(error: unknown, verifiedPieces: number): boolea
   const wrong = error instanceof UdpgetError && error.exitCode === ExitCode.Verification;
   return !wrong && verifiedPieces > 0;
 }
+
+/**
+ * Allocates `size` bytes for the file at `path` ahead of the writes; the reason when the space
+ * is not there, undefined otherwise (see `disk_space.ts`'s `reserveSpace`).
+ */
+export type SpaceReserver = (path: string, size: number) => string | undefined;
 
 /** Where a partial download of `out` lives. */
 export function partialPaths(out: string): { part: string; state: string } {
@@ -63,7 +71,9 @@ export class PartialDownload {
   /**
    * Opens `OUT.part` for the file `name` described by `meta`: continues an earlier partial
    * download of the same version, starts over (saying why through `log`) when the servers'
-   * version changed, and refuses a `.part` udpget did not make unless `force`.
+   * version changed, and refuses a `.part` udpget did not make unless `force`. A file that
+   * cannot fit is refused before anything is written (exit 6, naming the path); with `reserve`
+   * its blocks are allocated up front, so a full disk cannot surface half-way.
    */
   static async open(
     out: string,
@@ -71,6 +81,7 @@ export class PartialDownload {
     meta: FileMeta,
     force: boolean,
     log: (line: string) => void,
+    reserve?: SpaceReserver,
   ): Promise<PartialDownload> {
     const { part, state: statePath } = partialPaths(out);
     let claimed: number[] = [];
@@ -92,22 +103,42 @@ export class PartialDownload {
         );
       }
     }
+    // what the .part does not hold yet (an old one's blocks are reused or freed) must fit
+    const needed = bytesNeeded(meta.size, (info?.blocks ?? 0) * 512);
+    const shortfall = roomShortfall(part, needed, await freeBytes(dirname(part)));
+    if (shortfall) throw new UdpgetError(ExitCode.LocalIo, shortfall);
     const state = freshState(name, meta);
     for (const p of claimed) markPiece(state, p);
+    let file: Deno.FsFile;
     try {
       await writeAtomically(statePath, encodeResumeState(state));
       // createNew when there was none: a symlink planted since the lstat is not followed
-      const file = await Deno.open(part, {
+      file = await Deno.open(part, {
         read: true,
         write: true,
         ...(info ? { truncate: claimed.length === 0 } : { createNew: true }),
       });
-      await file.truncate(meta.size);
-      // claims are re-checked by the caller; until then only the checked ones count
-      return new PartialDownload(file, part, statePath, freshState(name, meta), claimed);
     } catch (e) {
-      throw new UdpgetError(ExitCode.LocalIo, `cannot write ${part}: ${(e as Error).message}`);
+      throw new UdpgetError(ExitCode.LocalIo, `cannot write ${part}: ${ioMessage(e)}`);
     }
+    let refused: string | undefined;
+    try {
+      await file.truncate(meta.size);
+      refused = reserve?.(part, meta.size);
+    } catch (e) {
+      refused = ioMessage(e);
+    }
+    if (refused !== undefined) {
+      closeQuietly(file);
+      if (claimed.length === 0) {
+        // nothing in it worth a resume: leave nothing behind
+        await Deno.remove(part).catch(() => {});
+        await Deno.remove(statePath).catch(() => {});
+      }
+      throw new UdpgetError(ExitCode.LocalIo, `cannot make room for ${part}: ${refused}`);
+    }
+    // claims are re-checked by the caller; until then only the checked ones count
+    return new PartialDownload(file, part, statePath, freshState(name, meta), claimed);
   }
 
   /** Records that `piece` is verified and written (saved within `STATE_FLUSH_MS`). */
@@ -155,9 +186,35 @@ export class PartialDownload {
   }
 }
 
-/** Temp file + rename: a reader sees the old state or the new one, never half of one. */
+/**
+ * Temp file + rename: a reader sees the old state or the new one, never half of one. On a full
+ * disk the temp file cannot get a block; the state of one file always has the same length, so
+ * it is then written over the old one in place, which needs no new block (not atomic, but a torn
+ * state is only a claim, and claims are re-checked before they are trusted).
+ */
 async function writeAtomically(path: string, text: string): Promise<void> {
   const tmp = `${path}.tmp`;
-  await Deno.writeTextFile(tmp, text);
-  await Deno.rename(tmp, path);
+  try {
+    await Deno.writeTextFile(tmp, text);
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {}); // (a 0-byte one is left by a failed write)
+    if (!(await overwriteInPlace(path, new TextEncoder().encode(text)))) throw e;
+  }
+}
+
+/** Writes `bytes` over the file at `path` if it has exactly that length; false otherwise. */
+async function overwriteInPlace(path: string, bytes: Uint8Array): Promise<boolean> {
+  const info = await Deno.lstat(path).catch(() => undefined);
+  if (!info?.isFile || info.size !== bytes.length) return false;
+  let f: Deno.FsFile | undefined;
+  try {
+    f = await Deno.open(path, { write: true });
+    for (let done = 0; done < bytes.length;) done += await f.write(bytes.subarray(done));
+    return true;
+  } catch {
+    return false;
+  } finally {
+    if (f) closeQuietly(f);
+  }
 }

@@ -120,3 +120,20 @@ Deno.test("VectoredWriter: a short write goes on from where it stopped; an error
   assert.equal(w.error?.message, real.describe(28));
   w.close();
 });
+
+Deno.test("VectoredWriter: EIO, EDQUOT, EROFS and EFBIG are kept with the system's words", () => {
+  const real = libc();
+  for (const errno of [5, 122, 30, 27]) {
+    const fake = {
+      ...real,
+      sym: { ...real.sym, open: () => 99, close: () => 0, pwritev: () => -1n },
+      errno: () => errno,
+    } as unknown as Libc;
+    const w = VectoredWriter.open(fake, "/nowhere");
+    w.stage(0, new Uint8Array(10), 0, 10);
+    w.flush();
+    assert.equal(w.error?.message, real.describe(errno));
+    assert.doesNotMatch(w.error?.message ?? "", /errno|os error/, "words, not numbers");
+    w.close();
+  }
+});

@@ -49,7 +49,11 @@ export const C = {
   EINTR: 4,
   EIO: 5,
   EAGAIN: 11,
+  EFBIG: 27,
+  ENOSPC: 28,
   EINVAL: 22,
+  ENOSYS: 38,
+  EDQUOT: 122,
   EMSGSIZE: 90,
   ENOPROTOOPT: 92,
   EOPNOTSUPP: 95,
@@ -103,6 +107,8 @@ const SYMBOLS = {
   /** (variadic in C; called without the mode argument, which only O_CREAT reads) */
   open: { parameters: ["buffer", "i32"], result: "i32" },
   pwritev: { parameters: ["i32", "buffer", "i32", "i64"], result: "isize" },
+  /** Linux fallocate(2), not posix_fallocate: that one writes zeros where the file system cannot. */
+  fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const;
