@@ -407,8 +407,9 @@ async function discover(
   abortCheck(signal);
   const partial = discovery.partial();
   partial.forEach((ans, i) => {
-    if (ans) noteAnswer(endpoint, discovery, run, servers[i].label, i, ans);
+    if (ans) noteAnswer(endpoint, discovery, run, servers[i].label, i, ans, false);
   });
+  sayUnanswered(run, servers.map((s) => s.label), partial);
   const answers = discovery.answers();
   const c = settled() ?? chooseMeta(answers, trusted, keyed);
   if (!c.ok) {
@@ -418,7 +419,11 @@ async function discover(
         : "the servers require --secret-file";
       throw new UdpgetError(ExitCode.AuthFailed, `authentication failed: ${why}`);
     }
-    if (c.reason === "silent") throw new UdpgetError(ExitCode.Unreachable, "no server answered");
+    if (c.reason === "silent") {
+      const causes = new Set(answers.map((a) => a.kind === "silent" ? silence(a) : ""));
+      const why = causes.size === 1 ? `: ${[...causes][0]}` : "";
+      throw new UdpgetError(ExitCode.Unreachable, `no server answered${why}`);
+    }
     if (c.reason === "tie") {
       answers.forEach((ans, i) => {
         if (ans.kind === "meta") run.ui.say(`udpget: ${servers[i].label}: ${version(ans.meta)}`);
@@ -453,6 +458,7 @@ function noteAnswer(
   label: string,
   i: number,
   ans: MetaAnswer,
+  saySilent = true,
 ): void {
   endpoint.setToken(i, discovery.token(i));
   const rtt = discovery.rtt(i);
@@ -462,9 +468,36 @@ function noteAnswer(
     run.setServer(i, "refused", reason);
     run.ui.say(`udpget: ${label}: ${reason}`);
   } else if (ans.kind === "silent") {
-    run.setServer(i, "silent", "no answer");
-    run.ui.say(`udpget: ${label}: no answer`);
+    run.setServer(i, "silent", silence(ans));
+    if (saySilent) run.ui.say(`udpget: ${label}: ${silence(ans)}`);
   } else run.setServer(i, "used", null);
+}
+
+/** Why a server said nothing: what the network reported, else "no answer". */
+function silence(ans: { unreachable?: string }): string {
+  return ans.unreachable?.toLowerCase() ?? "no answer";
+}
+
+/**
+ * One line for the servers that did not answer discovery (with 50 listed and 47 dead, one line
+ * and not 47), grouped by cause, naming the first few.
+ */
+function sayUnanswered(run: FetchRun, labels: string[], answers: (MetaAnswer | undefined)[]) {
+  const byCause = new Map<string, string[]>();
+  answers.forEach((ans, i) => {
+    if (ans?.kind !== "silent") return;
+    const cause = silence(ans);
+    byCause.set(cause, [...(byCause.get(cause) ?? []), labels[i]]);
+  });
+  for (const [cause, names] of byCause) {
+    if (names.length === 1) {
+      run.ui.say(`udpget: ${names[0]}: ${cause}`);
+      continue;
+    }
+    const shown = names.slice(0, 3).join(", ");
+    const more = names.length > 3 ? ` and ${names.length - 3} more` : "";
+    run.ui.say(`udpget: ${names.length} servers, ${cause}: ${shown}${more}`);
+  }
 }
 
 function leaveOut(run: FetchRun, label: string, i: number, m: FileMeta): void {
@@ -1099,6 +1132,9 @@ async function runMachine(
   endpoint.routeOthers((server, p) => {
     if (m.handleReply(performance.now(), server, p)) wake.notify();
   });
+  endpoint.onSoftError((server, error) => {
+    if (m.handleUnreachable?.(performance.now(), server, error)) wake.notify();
+  });
   try {
     while (!m.done && !enough() && !signal.aborted) {
       serviceMachine(endpoint, m, performance.now());
@@ -1109,6 +1145,7 @@ async function runMachine(
   } finally {
     signal.removeEventListener("abort", onAbort);
     endpoint.routeOthers(undefined);
+    endpoint.onSoftError(undefined);
   }
 }
 

@@ -138,3 +138,47 @@ Deno.test("fetch: an output in the way is found before any network traffic", asy
     await dir.cleanup();
   }
 });
+
+/** `n` UDP ports nobody listens on (bound, then closed: the kernel answers them ICMP refused). */
+function closedPorts(n: number): number[] {
+  const socks = Array.from(
+    { length: n },
+    () => Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 }),
+  );
+  const ports = socks.map((s) => (s.addr as Deno.NetAddr).port);
+  for (const s of socks) s.close();
+  return ports;
+}
+
+Deno.test("fetch: 47 closed ports among 50 servers are refused at once, in one line", async () => {
+  await withServers(3, async (servers, root, work) => {
+    const data = seededBytes(1_000_000, 35);
+    await Deno.writeFile(`${root}/d.bin`, data);
+    const dead = closedPorts(47);
+    const list = await writeServersFile(work, [...servers.map((s) => s.port), ...dead]);
+    const r = await runUdpget(["fetch", list, "4", "d.bin", "--json"], work);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(sameBytes(await Deno.readFile(`${work}/d.bin`), data));
+    const lines = r.stderr.trim().split("\n").filter((l) => !l.startsWith("udpget: d.bin:"));
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(
+      lines[0],
+      /^udpget: 47 servers, connection refused: 127\.0\.0\.1:\d+, .* and 44 more$/,
+    );
+    const report = JSON.parse(r.stdout) as FetchReport;
+    const refused = report.servers.filter((s) => s.reason === "connection refused");
+    assert.equal(refused.length, 47, "each says why in --json");
+    assert.ok(refused.every((s) => s.status === "silent"));
+    // all of them dead: the cause is the error line
+    const none = await runUdpget([
+      "fetch",
+      await writeServersFile(work, dead.slice(0, 2)),
+      "1",
+      "d.bin",
+      "-o",
+      "none.bin",
+    ], work);
+    assert.equal(none.code, ExitCode.Unreachable, none.stderr);
+    assert.match(none.stderr, /udpget: no server answered: connection refused\n$/);
+  });
+});

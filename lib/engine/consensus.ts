@@ -29,7 +29,8 @@ export interface FileMeta {
 export type MetaAnswer =
   | { kind: "meta"; meta: FileMeta }
   | { kind: "error"; code: number; message: string }
-  | { kind: "silent" };
+  /** No answer: silence, or `unreachable` when the network said so (ICMP). */
+  | { kind: "silent"; unreachable?: string };
 
 /** The decision: which servers to use, and what to tell the user about the others. */
 export type Consensus =

@@ -145,6 +145,18 @@ export class MetaDiscovery implements RequestMachine {
     return true;
   }
 
+  /**
+   * A server the network says cannot be reached is done with at once, as silent: a closed port
+   * answers with ICMP port unreachable, and waiting for its time-outs would cost seconds.
+   */
+  handleUnreachable(_now: number, server: number, reason: string): boolean {
+    const s = this.#servers[server];
+    if (!s || s.answer) return false;
+    s.answer = { kind: "silent", unreachable: reason };
+    s.id = undefined;
+    return true;
+  }
+
   handleTimeout(now: number): void {
     for (const s of this.#servers) {
       if (s.answer || s.id === undefined) continue;

@@ -43,6 +43,11 @@ export interface RequestMachine {
   handleReply(now: number, server: number, p: Packet): boolean;
   /** Time has come (see `pollTimeout`). */
   handleTimeout(now: number): void;
+  /**
+   * The network says `server` cannot be reached (e.g. "Connection refused": an ICMP port
+   * unreachable seen by a connected socket); false when that changes nothing here.
+   */
+  handleUnreachable?(now: number, server: number, reason: string): boolean;
   /** The next request to send now, if any. */
   pollTransmit(now: number): RequestTransmit | undefined;
   /** When to call `handleTimeout` next. */

@@ -58,6 +58,7 @@ export class ClientEndpoint {
   #dispatch = new ChunkDispatch();
   /** Errors the sockets reported, per server (ICMP "connection refused" and the like). */
   #softErrors = new Map<number, string>();
+  #onSoftError: ((server: number, error: string) => void) | undefined;
   /** A receive loop that ended on an error, if any (it is reported, never swallowed). */
   loopError: string | undefined;
 
@@ -130,6 +131,19 @@ export class ClientEndpoint {
   }
 
   /**
+   * Calls `handler` with every error a socket reports about its server (an ICMP error: the
+   * batched layer's connected sockets see them; the fallback never does), or stops with undefined.
+   */
+  onSoftError(handler: ((server: number, error: string) => void) | undefined): void {
+    this.#onSoftError = handler;
+  }
+
+  #noteSoftError(server: number, error: string): void {
+    this.#softErrors.set(server, error);
+    this.#onSoftError?.(server, error);
+  }
+
+  /**
    * Routes every CHUNK_REPLY from a server straight to `handler` (the transfer's hot path), and
    * calls `batchEnd` after each batch of datagrams (flush writes, wake the drive loop). With
    * undefined, data is decoded and routed like any other reply.
@@ -182,7 +196,7 @@ export class ClientEndpoint {
     }
     // e.g. ICMP unreachable reported on a previous send: same as a loss, and remembered
     const err = await sock.send(undefined, single(bytes));
-    if (err !== undefined) this.#softErrors.set(server, err);
+    if (err !== undefined) this.#noteSoftError(server, err);
     return err === undefined;
   }
 
@@ -196,7 +210,7 @@ export class ClientEndpoint {
   async #receiveLoop(sock: DatagramSocket, server: number): Promise<void> {
     try {
       for await (const b of sock.batches()) {
-        if (b.softError !== undefined) this.#softErrors.set(server, b.softError);
+        if (b.softError !== undefined) this.#noteSoftError(server, b.softError);
         if (b.count > 0) this.#onBatch(b, server);
       }
     } catch (e) {

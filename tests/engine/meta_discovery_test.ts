@@ -170,3 +170,16 @@ Deno.test("meta discovery: a token probe per server brings the token with the an
   assert.equal(n.handleReply(20, 0, refusal), true);
   assert.ok(!n.done);
 });
+
+Deno.test("meta discovery: a server the network says is unreachable is done with at once", () => {
+  const m = new MetaDiscovery("a.txt", 2, 0, ids());
+  const sent = [poll(m, 0)!, poll(m, 0)!];
+  assert.equal(m.handleUnreachable(1, 1, "Connection refused"), true);
+  assert.equal(m.handleUnreachable(2, 1, "Connection refused"), false, "once");
+  assert.deepEqual(m.partial()[1], { kind: "silent", unreachable: "Connection refused" });
+  m.handleReply(3, 0, metaReply(sent[0].packet.requestId, 7));
+  assert.ok(m.done, "no time-out waited for");
+  assert.equal(poll(m, 10_000), undefined, "nothing sent to it again");
+  assert.equal(m.handleUnreachable(4, 0, "Connection refused"), false, "an answer stands");
+  assert.equal(m.partial()[0]?.kind, "meta");
+});

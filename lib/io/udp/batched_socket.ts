@@ -7,17 +7,18 @@
  * process may, else `SO_RCVBUF`.
  *
  * The socket is non-blocking. A receive loop drains it synchronously until EAGAIN, then waits for
- * readiness with `poll` run on another thread (a `nonblocking` FFI symbol), so the event loop,
- * and with it pacing and loss-detection timers, keeps running. Between two drains it yields to
- * the event loop (a `MessageChannel` round trip), so a busy socket cannot starve timers either.
- * `close()` wakes a pending wait through an eventfd; the descriptors are closed only once no
- * wait uses them (a descriptor number reused under a waiting `poll` would be a hazard).
+ * readiness through the process's one epoll set (`poller.ts`: one `epoll_wait` on another
+ * thread for all sockets), so the event loop, and with it pacing and loss-detection timers, keeps
+ * running. Between two drains it yields to the event loop (a `MessageChannel` round trip), so a
+ * busy socket cannot starve timers either. `close()` takes the socket out of the set, which ends
+ * its pending waits, before the descriptor is closed.
  *
  * @module
  */
 
 import { C, LAYOUT, type Libc } from "./libc.ts";
 import { PeerAddress } from "./peer_address.ts";
+import { Poller, type Readiness } from "./poller.ts";
 import {
   type DatagramSocket,
   type ReceivedBatch,
@@ -107,32 +108,28 @@ export class BatchedSocket implements DatagramSocket {
   };
   #libc: Libc;
   #fd: number;
-  #efd: number;
+  #poller: Poller;
   #connected: boolean;
   #gso: boolean;
   #gsoInvalid = 0;
   #mtuOptions: MtuOption[];
   #unfragmentedNow = false;
   #closed = false;
-  #waiting = 0;
-  #released = false;
   #recv: ReceiveArea;
   #send: SendArea;
-  #pollIn = new Uint8Array(2 * LAYOUT.POLLFD);
-  #pollOut = new Uint8Array(2 * LAYOUT.POLLFD);
   #wake = new EventLoopYield();
 
   private constructor(
     libc: Libc,
     fd: number,
-    efd: number,
+    poller: Poller,
     o: BatchedSocketOptions,
     gro: boolean,
     mtuOptions: MtuOption[],
   ) {
     this.#libc = libc;
     this.#fd = fd;
-    this.#efd = efd;
+    this.#poller = poller;
     this.#mtuOptions = mtuOptions;
     this.unfragmented = mtuOptions.length > 0;
     this.#connected = o.connect !== undefined;
@@ -144,13 +141,6 @@ export class BatchedSocket implements DatagramSocket {
     const slots = o.slots ?? (gro ? 8 : 64);
     this.#recv = new ReceiveArea(libc, slots, gro ? GRO_SLOT : o.maxDatagram, gro);
     this.#send = new SendArea(libc);
-    for (const [buf, events] of [[this.#pollIn, C.POLLIN], [this.#pollOut, C.POLLOUT]]) {
-      const dv = new DataView((buf as Uint8Array).buffer);
-      dv.setInt32(0, fd, true);
-      dv.setInt16(4, events as number, true);
-      dv.setInt32(8, efd, true);
-      dv.setInt16(12, C.POLLIN, true);
-    }
   }
 
   /** Creates, configures and binds a socket; throws an Error saying which step failed. */
@@ -160,7 +150,6 @@ export class BatchedSocket implements DatagramSocket {
     const family = local.family === "ipv4" ? C.AF_INET : C.AF_INET6;
     const fd = libc.sym.socket(family, C.SOCK_DGRAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0);
     if (fd < 0) throw new Error(`socket: ${libc.describe(libc.errno())}`);
-    let efd = -1;
     try {
       raiseBuffer(libc, fd, C.SO_RCVBUFFORCE, C.SO_RCVBUF, o.receiveBuffer ?? DEFAULT_BUFFER);
       raiseBuffer(libc, fd, C.SO_SNDBUFFORCE, C.SO_SNDBUF, o.sendBuffer ?? DEFAULT_BUFFER);
@@ -170,12 +159,10 @@ export class BatchedSocket implements DatagramSocket {
         const to = o.connect.sockaddr;
         check(libc, libc.sym.connect(fd, to, to.length), `connect ${o.connect.hostname}`);
       }
-      efd = libc.sym.eventfd(0, C.EFD_NONBLOCK | C.EFD_CLOEXEC);
-      if (efd < 0) throw new Error(`eventfd: ${libc.describe(libc.errno())}`);
-      return new BatchedSocket(libc, fd, efd, o, gro, mtuOptions(libc, fd, family));
+      const poller = Poller.of(libc);
+      return new BatchedSocket(libc, fd, poller, o, gro, mtuOptions(libc, fd, family));
     } catch (e) {
       libc.sym.close(fd);
-      if (efd >= 0) libc.sym.close(efd);
       throw e;
     }
   }
@@ -192,7 +179,7 @@ export class BatchedSocket implements DatagramSocket {
         await this.#wake.next();
         continue;
       }
-      await this.#waitFor(this.#pollIn);
+      await this.#waitFor("in");
     }
   }
 
@@ -220,7 +207,7 @@ export class BatchedSocket implements DatagramSocket {
       if (errno === C.EINTR) continue;
       if (errno === C.EAGAIN) {
         this.stats.sendBlocked++;
-        await this.#waitFor(this.#pollOut);
+        await this.#waitFor("out");
         if (this.#closed) return "socket closed";
         continue;
       }
@@ -239,10 +226,10 @@ export class BatchedSocket implements DatagramSocket {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    // wakes every poll waiting on this socket (the eventfd stays readable: never read)
-    this.#libc.sym.write(this.#efd, ONE, 8n);
+    // out of the epoll set first (its waits end): the number may be reused once closed
+    this.#poller.cancel(this.#fd);
     this.#wake.close();
-    if (this.#waiting === 0) this.#release();
+    this.#libc.sym.close(this.#fd);
   }
 
   #gsoOff(): void {
@@ -286,27 +273,12 @@ export class BatchedSocket implements DatagramSocket {
     }
   }
 
-  /** Waits on another thread until the socket is ready as `pollfds` asks, or closed. */
-  async #waitFor(pollfds: Uint8Array): Promise<void> {
-    this.#waiting++;
+  /** Until the socket is ready as asked, or closed. */
+  #waitFor(readiness: Readiness): Promise<void> {
     this.stats.waits++;
-    try {
-      await this.#libc.sym.pollWait(pollfds, 2n, -1);
-    } finally {
-      this.#waiting--;
-      if (this.#closed && this.#waiting === 0) this.#release();
-    }
-  }
-
-  #release(): void {
-    if (this.#released) return;
-    this.#released = true;
-    this.#libc.sym.close(this.#fd);
-    this.#libc.sym.close(this.#efd);
+    return this.#poller.wait(this.#fd, readiness);
   }
 }
-
-const ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
 
 /** Errors that report on a datagram exchange (mostly ICMP), not on the socket itself. */
 function isSoft(errno: number): boolean {

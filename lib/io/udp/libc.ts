@@ -41,6 +41,15 @@ export const C = {
   POLLERR: 0x8,
   POLLHUP: 0x10,
   POLLNVAL: 0x20,
+  EPOLL_CLOEXEC: 0o2000000,
+  EPOLL_CTL_ADD: 1,
+  EPOLL_CTL_DEL: 2,
+  EPOLL_CTL_MOD: 3,
+  EPOLLIN: 0x1,
+  EPOLLOUT: 0x4,
+  EPOLLERR: 0x8,
+  EPOLLHUP: 0x10,
+  EPOLLONESHOT: 1 << 30,
   EFD_NONBLOCK: 0o4000,
   EFD_CLOEXEC: 0o2000000,
   O_WRONLY: 1,
@@ -81,6 +90,8 @@ export const LAYOUT = {
   /** Room for sockaddr_in6, the largest address. */
   SOCKADDR: 28,
   POLLFD: 8,
+  /** struct epoll_event is packed on x86_64: u32 events, u64 data. */
+  EPOLL_EVENT: 12,
 } as const;
 
 const SYMBOLS = {
@@ -92,14 +103,18 @@ const SYMBOLS = {
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
-  /** Waits on another thread: the event loop (and its timers) runs meanwhile. */
-  pollWait: {
-    name: "poll",
-    parameters: ["buffer", "u64", "i32"],
+  epoll_create1: { parameters: ["i32"], result: "i32" },
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  /**
+   * Waits on one of Deno's blocking-pool threads (32 in all): the event loop (and its timers)
+   * runs meanwhile. The process has one such wait at a time (`poller.ts`).
+   */
+  epollWait: {
+    name: "epoll_wait",
+    parameters: ["i32", "buffer", "i32", "i32"],
     result: "i32",
     nonblocking: true,
   },
-  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
