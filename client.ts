@@ -85,9 +85,12 @@ async function fetchFile(a: FetchArgs, run: FetchRun): Promise<void> {
     // stdin holds the list, so there is nothing left to answer the prompt with
     throw new UdpgetError(ExitCode.Usage, "fetch: give <file> when the servers list is on stdin");
   }
-  const early = a.output ?? (a.file === undefined ? undefined : basename(a.file));
+  refuseTerminal(a.output);
+  const early = a.file === undefined ? a.output : await outputPath(a.output, a.file);
   // a file in the way, or a directory that is not there, is known before any network traffic
-  if (early !== undefined) await checkOutput(early, a.force, true);
+  if (early !== undefined && !(await isDirectoryOutput(early))) {
+    await checkOutput(early, a.force, true);
+  }
   const servers = await loadServers(a.serversFile);
   run.servers = servers.map((s) => ({
     server: s.label,
@@ -111,7 +114,7 @@ async function fetchFile(a: FetchArgs, run: FetchRun): Promise<void> {
       run,
       stop.signal,
     );
-    const out = a.output ?? basename(name);
+    const out = await outputPath(a.output, name);
     run.file = name;
     run.output = out;
     run.meta = meta;
@@ -552,6 +555,34 @@ async function checkOutput(out: string, force: boolean, early = false): Promise<
   }
 }
 
+/**
+ * Where the file `name` is saved: `-o OUT` as given, or inside it when it is an existing
+ * directory or ends in "/" (as curl's `--output-dir` and wget's `-P`); the file's own name in
+ * the current directory without `-o`.
+ */
+async function outputPath(output: string | undefined, name: string): Promise<string> {
+  if (output === undefined) return basename(name);
+  if (STREAM_NAMES.has(output) || !(await isDirectoryOutput(output))) return output;
+  return join(output, basename(name));
+}
+
+/** Whether `-o` names a directory to save into: it ends in "/", or is an existing directory. */
+async function isDirectoryOutput(output: string): Promise<boolean> {
+  if (STREAM_NAMES.has(output)) return false;
+  if (output.endsWith("/")) return true;
+  return (await Deno.stat(output).catch(() => undefined))?.isDirectory === true;
+}
+
+/** Binary on a terminal helps nobody (curl refuses the same way): pipe it, or name a file. */
+function refuseTerminal(output: string | undefined): void {
+  if (output !== undefined && STDOUT_NAMES.includes(output) && Deno.stdout.isTerminal()) {
+    throw new UdpgetError(
+      ExitCode.Usage,
+      "refusing to write the file to a terminal: use -o FILE, or pipe the output",
+    );
+  }
+}
+
 /** The directory `out` would be created in must exist. */
 async function checkDirectory(out: string): Promise<void> {
   const dir = dirname(out);
@@ -884,6 +915,9 @@ async function transfer(
     signal.removeEventListener("abort", onAbort);
   }
 }
+
+/** Output names that mean standard output. */
+const STDOUT_NAMES = ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
 
 /** Output names that mean a standard stream or nothing (Deno opens /dev paths only with -A). */
 const STREAM_NAMES = new Map<string, () => WritableStream<Uint8Array>>([

@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
   exists,
+  MAIN,
+  RUN_FLAGS,
   runUdpget,
   sameBytes,
   seededBytes,
@@ -180,5 +182,39 @@ Deno.test("fetch: 47 closed ports among 50 servers are refused at once, in one l
     ], work);
     assert.equal(none.code, ExitCode.Unreachable, none.stderr);
     assert.match(none.stderr, /udpget: no server answered: connection refused\n$/);
+  });
+});
+
+Deno.test("fetch -o DIR/ or an existing DIR saves inside it; -o - on a terminal is refused", async () => {
+  await withServers(1, async (servers, root, work) => {
+    const data = seededBytes(300_000, 36);
+    await Deno.writeFile(`${root}/in.bin`, data);
+    const list = await writeServersFile(work, servers.map((s) => s.port));
+    await Deno.mkdir(`${work}/dl`);
+    const slash = await runUdpget(["fetch", list, "1", "in.bin", "-o", "dl/", "-q"], work);
+    assert.equal(slash.code, 0, slash.stderr);
+    assert.ok(sameBytes(await Deno.readFile(`${work}/dl/in.bin`), data));
+    await Deno.mkdir(`${work}/dl2`);
+    const plain = await runUdpget(["fetch", list, "1", "in.bin", "-o", "dl2", "-q"], work);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.ok(sameBytes(await Deno.readFile(`${work}/dl2/in.bin`), data));
+    const again = await runUdpget(["fetch", list, "1", "in.bin", "-o", "dl2", "-q"], work);
+    assert.equal(again.code, ExitCode.OutputExists, "the file inside is protected as any other");
+    const missing = await runUdpget(["fetch", list, "1", "in.bin", "-o", "nowhere/", "-q"], work);
+    assert.equal(missing.code, ExitCode.LocalIo);
+    assert.match(missing.stderr, /no directory nowhere/);
+    // a terminal on stdout: `script` gives the process one
+    const cmd = [Deno.execPath(), ...RUN_FLAGS, MAIN, "fetch", list, "1", "in.bin", "-o", "-"];
+    const tty = await new Deno.Command("script", {
+      args: ["-qec", cmd.map((a) => `'${a}'`).join(" "), "/dev/null"],
+      cwd: work,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(tty.stdout);
+    assert.equal(tty.code, ExitCode.Usage, text);
+    assert.match(text, /refusing to write the file to a terminal: use -o FILE, or pipe/);
+    assert.ok(text.length < 300, "no binary dumped");
   });
 });

@@ -11,7 +11,8 @@ import { serve, type ServeOptions, type ServeStats } from "../server.ts";
 import { decode, type Packet } from "../lib/wire/packet.ts";
 import { withTimeout } from "../lib/io/timer.ts";
 
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+/** Path of main.ts. */
+export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
 /** Runtime flags for running main.ts as a user would (those `bin/udpget.mjs` passes). */
 export const RUN_FLAGS: readonly string[] = [

@@ -135,8 +135,8 @@ export const FETCH_SPEC: CommandSpec = {
       short: "o",
       type: "string",
       value: "OUT",
-      description: "write the file to OUT, through OUT.part; -: verified pieces to stdout, " +
-        "in order",
+      description: "write the file to OUT, through OUT.part (inside OUT if it is a directory " +
+        "or ends in /); -: verified pieces to stdout, in order (not to a terminal)",
       default: "basename of <file> in the current directory",
     },
     {
