@@ -61,7 +61,7 @@ import {
   pathProbeSizes,
 } from "./lib/engine/block_probe.ts";
 import { encode, errorCodeName, fileIdOf } from "./lib/wire/packet.ts";
-import { formatServer, parseServerList } from "./lib/cli/servers.ts";
+import { formatServer, parseServerList, type ServerSpec } from "./lib/cli/servers.ts";
 import { withTimeout } from "./lib/io/timer.ts";
 
 /** `udpget fetch ...`: resolves with the exit status. */
@@ -260,40 +260,53 @@ async function readServersText(path: string): Promise<string> {
   }
 }
 
-/** Reads, parses and resolves the servers file; unresolvable names are warned about. */
+/**
+ * Reads, parses and resolves the servers file. Every bad line, and every name that does not
+ * exist (a typo), is reported, then exit 2; a duplicate is said and used once; a name whose
+ * lookup failed for now (DNS unreachable) is warned about and left out.
+ */
 export async function loadServers(path: string): Promise<ServerAddr[]> {
   const text = await readServersText(path);
   const where = isStdinPath(path) ? "<stdin>" : path;
   const list = parseServerList(text);
-  if (list.errors.length > 0) {
+  for (const w of list.warnings) console.error(`udpget: ${where}:${w.line}: ${w.message}`);
+  if (list.servers.length === 0 && list.errors.length === 0) {
+    throw new UdpgetError(ExitCode.Usage, `${where}: no servers listed`);
+  }
+  const resolved = await Promise.all(list.servers.map(resolveServer));
+  const errors = [...list.errors];
+  resolved.forEach((r, i) => {
+    if (typeof r !== "string") return;
+    const s = list.servers[i];
+    if (r === "ENOTFOUND") errors.push({ line: s.line, message: `no such host ${s.host}` });
+    else console.error(`udpget: ${where}:${s.line}: cannot resolve ${s.host} now (${r}); left out`);
+  });
+  if (errors.length > 0) {
     // every bad line in file order; the last one is the error that ends the run, so it is
     // printed last by main() and the user sees them all, top to bottom, before exit 2
-    const last = list.errors[list.errors.length - 1];
-    for (const err of list.errors.slice(0, -1)) {
+    errors.sort((a, b) => a.line - b.line);
+    const last = errors[errors.length - 1];
+    for (const err of errors.slice(0, -1)) {
       console.error(`udpget: ${where}:${err.line}: ${err.message}`);
     }
     throw new UdpgetError(ExitCode.Usage, `${where}:${last.line}: ${last.message}`);
   }
-  if (list.servers.length === 0) {
-    throw new UdpgetError(ExitCode.Usage, `${where}: no servers listed`);
-  }
-  const resolved = await Promise.all(
-    list.servers.map(async (s): Promise<ServerAddr | undefined> => {
-      const label = formatServer(s.host, s.port);
-      try {
-        const { address, family } = await lookup(s.host);
-        return { label, hostname: address, port: s.port, family: family === 6 ? "ipv6" : "ipv4" };
-      } catch (e) {
-        console.error(`udpget: ${where}:${s.line}: cannot resolve ${s.host}: ${ioMessage(e)}`);
-        return undefined;
-      }
-    }),
-  );
-  const ok = resolved.filter((s): s is ServerAddr => s !== undefined);
+  const ok = resolved.filter((s): s is ServerAddr => typeof s !== "string");
   if (ok.length === 0) {
     throw new UdpgetError(ExitCode.Unreachable, "no server address could be resolved");
   }
   return ok;
+}
+
+/** The address of one entry, or the lookup's error code ("ENOTFOUND": no such name). */
+async function resolveServer(s: ServerSpec): Promise<ServerAddr | string> {
+  const label = formatServer(s.host, s.port);
+  try {
+    const { address, family } = await lookup(s.host);
+    return { label, hostname: address, port: s.port, family: family === 6 ? "ipv6" : "ipv4" };
+  } catch (e) {
+    return (e as { code?: string }).code ?? ioMessage(e);
+  }
 }
 
 /** The file chosen, its agreed metadata, and the indices of the servers that agree on it. */

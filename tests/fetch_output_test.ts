@@ -218,3 +218,23 @@ Deno.test("fetch -o DIR/ or an existing DIR saves inside it; -o - on a terminal 
     assert.ok(text.length < 300, "no binary dumped");
   });
 });
+
+Deno.test("servers file: a duplicate is said and used once; a name that does not exist is exit 2", async () => {
+  await withServers(1, async (servers, root, work) => {
+    const data = seededBytes(10_000, 37);
+    await Deno.writeFile(`${root}/s.bin`, data);
+    const port = servers[0].port;
+    const list = `${work}/servers.txt`;
+    await Deno.writeTextFile(list, `127.0.0.1 ${port}\nudp://127.0.0.1:${port}/\n`);
+    const dup = await runUdpget(["fetch", list, "1", "s.bin", "-q"], work);
+    assert.equal(dup.code, 0, dup.stderr);
+    assert.match(dup.stderr, /servers\.txt:2: duplicate of line 1 \(127\.0\.0\.1:\d+\), ignored\n/);
+    await Deno.writeTextFile(list, `127.0.0.1 ${port}\nlocalhsot 9000\nbad line here\n`);
+    const typo = await runUdpget(["fetch", list, "1", "s.bin", "-o", "t.bin"], work);
+    assert.equal(typo.code, ExitCode.Usage, typo.stderr);
+    const lines = typo.stderr.trim().split("\n");
+    assert.match(lines[0], /servers\.txt:2: no such host localhsot$/);
+    assert.match(lines[1], /servers\.txt:3: /);
+    assert.equal(lines.length, 2, "every bad line, in file order, then the exit");
+  });
+});

@@ -33,6 +33,8 @@ export interface ServerList {
   servers: ServerSpec[];
   /** Problems in file order; a line with an error contributes no server. */
   errors: ServerLineError[];
+  /** Lines that are fine but add nothing (a duplicate): said, then skipped. */
+  warnings: ServerLineError[];
 }
 
 /** Either a parsed value or a message explaining why parsing failed. */
@@ -98,6 +100,7 @@ export function formatServer(host: string, port: number): string {
 export function parseServerList(text: string): ServerList {
   const servers: ServerSpec[] = [];
   const errors: ServerLineError[] = [];
+  const warnings: ServerLineError[] = [];
   // Key -> line of first occurrence, to name the original in duplicate errors.
   const seen = new Map<string, number>();
   const lines = splitLines(text);
@@ -114,16 +117,15 @@ export function parseServerList(text: string): ServerList {
     const key = `${host.family} ${host.key} ${port}`;
     const first = seen.get(key);
     if (first !== undefined) {
-      errors.push({
-        line,
-        message: `duplicate of line ${first} (${formatServer(host.host, port)})`,
-      });
+      // the same server twice asks for nothing new: said, and used once
+      const message = `duplicate of line ${first} (${formatServer(host.host, port)}), ignored`;
+      warnings.push({ line, message });
       continue;
     }
     seen.set(key, line);
     servers.push({ host: host.host, port, line, family: host.family });
   }
-  return { servers, errors };
+  return { servers, errors, warnings };
 }
 
 /** Splits into lines, accepting LF, CRLF and lone CR, and dropping a leading BOM. */
@@ -141,8 +143,16 @@ function stripLine(line: string): string {
   return code.replace(/^[ \t]+|[ \t]+$/g, "");
 }
 
-/** Parses one non-empty, comment-free line into a validated host and port. */
-function parseEntry(content: string): Result<{ host: Host; port: number }> {
+/**
+ * Parses one non-empty, comment-free line into a validated host and port. A `udp://` prefix
+ * (and a trailing "/") is accepted, as users paste URLs; any other scheme is not ours.
+ */
+function parseEntry(line: string): Result<{ host: Host; port: number }> {
+  const scheme = line.match(/^([A-Za-z][A-Za-z0-9+.-]*):\/\//);
+  if (scheme && scheme[1].toLowerCase() !== "udp") {
+    return fail(`${quote(scheme[0])} is not a udpget server: write "host port" or udp://host:port`);
+  }
+  const content = scheme ? line.slice(scheme[0].length).replace(/\/$/, "") : line;
   const raw = splitEntry(content.split(/[ \t]+/));
   if (!raw.ok) return raw;
   const { extra } = raw.value;

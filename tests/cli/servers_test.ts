@@ -93,8 +93,12 @@ Deno.test("missing final newline, BOM, comments and blank lines", () => {
     "[::1]:3 #",
   ].join("\n");
   assert.deepEqual(clean(text).map((s) => [s.host, s.line]), [["a", 4], ["b", 5], ["::1", 7]]);
-  assert.deepEqual(parseServerList(""), { servers: [], errors: [] });
-  assert.deepEqual(parseServerList("\uFEFF\n# only comments\n\n"), { servers: [], errors: [] });
+  assert.deepEqual(parseServerList(""), { servers: [], errors: [], warnings: [] });
+  assert.deepEqual(parseServerList("\uFEFF\n# only comments\n\n"), {
+    servers: [],
+    errors: [],
+    warnings: [],
+  });
 });
 
 Deno.test("a BOM not at the very start is an error", () => {
@@ -200,7 +204,7 @@ Deno.test("messages stay on one line even for control characters", () => {
   assert.equal(onlyError("a 8\u20280").message, 'port "8\\u20280" is not a decimal number');
 });
 
-Deno.test("duplicates are errors pointing at the first occurrence", () => {
+Deno.test("duplicates are warnings pointing at the first occurrence, and used once", () => {
   const text = [
     "example.com 80",
     "10.0.0.1:80",
@@ -213,21 +217,36 @@ Deno.test("duplicates are errors pointing at the first occurrence", () => {
     "::FFFF:10.0.0.1 80", // IPv4-mapped IPv6 is a different socket family
   ].join("\n");
   const result: ServerList = parseServerList(text);
-  assert.deepEqual(result.errors, [
-    { line: 3, message: "duplicate of line 1 (EXAMPLE.com:80)" },
-    { line: 5, message: "duplicate of line 2 (10.0.0.1:80)" },
-    { line: 7, message: "duplicate of line 6 ([0:0::1]:80)" },
+  assert.deepEqual(result.errors, []);
+  assert.deepEqual(result.warnings, [
+    { line: 3, message: "duplicate of line 1 (EXAMPLE.com:80), ignored" },
+    { line: 5, message: "duplicate of line 2 (10.0.0.1:80), ignored" },
+    { line: 7, message: "duplicate of line 6 ([0:0::1]:80), ignored" },
   ]);
   assert.deepEqual(result.servers.map((s) => s.line), [1, 2, 4, 6, 8, 9]);
 });
 
 Deno.test("a bad line does not hide later lines or count as a first occurrence", () => {
   const result = parseServerList("a 0\na 1\na 1\n");
-  assert.deepEqual(result.errors, [
-    { line: 1, message: 'port "0" is not in 1..65535' },
-    { line: 3, message: "duplicate of line 2 (a:1)" },
-  ]);
+  assert.deepEqual(result.errors, [{ line: 1, message: 'port "0" is not in 1..65535' }]);
+  assert.deepEqual(result.warnings, [{ line: 3, message: "duplicate of line 2 (a:1), ignored" }]);
   assert.deepEqual(result.servers.map((s) => s.line), [2]);
+});
+
+Deno.test("udp:// URLs are servers; other schemes are refused by name", () => {
+  const r = parseServerList(
+    "udp://127.0.0.1:9001\nUDP://[::1]:9002/\nudp://files.example.org:9000\n",
+  );
+  assert.deepEqual(r.errors, []);
+  assert.deepEqual(r.servers.map((s) => [s.host, s.port, s.family]), [
+    ["127.0.0.1", 9001, "ipv4"],
+    ["::1", 9002, "ipv6"],
+    ["files.example.org", 9000, "name"],
+  ]);
+  assert.deepEqual(parseServerList("http://example.org:80\n").errors, [{
+    line: 1,
+    message: '"http://" is not a udpget server: write "host port" or udp://host:port',
+  }]);
 });
 
 Deno.test("formatServer", () => {
@@ -389,7 +408,7 @@ function joinLines(lines: string[], endings: Iterable<string>, finalNewline: boo
 Deno.test("property: valid lists in random forms parse back exactly", () => {
   fc.assert(
     fc.property(servers, ({ text, expected }) => {
-      assert.deepEqual(parseServerList(text), { servers: expected, errors: [] });
+      assert.deepEqual(parseServerList(text), { servers: expected, errors: [], warnings: [] });
     }),
     { seed: 7, numRuns: 500 },
   );
