@@ -30,12 +30,12 @@ import { hashesReplyCount } from "./lib/serving/serve_policy.ts";
 import { TransferLog } from "./lib/serving/transfer_log.ts";
 import type { RefusalLimits } from "./lib/serving/refusal_limiter.ts";
 import { RefusalLog } from "./lib/serving/refusal_log.ts";
-import { info, lineSink, type LogSink } from "./lib/serving/log_event.ts";
+import { info, lineSink, type LogEvent, type LogSink } from "./lib/serving/log_event.ts";
 import { defaultCacheDir, DigestCache } from "./lib/serving/digest_cache.ts";
 import { listRoot } from "./lib/serving/root_walk.ts";
 import type { DigestFn } from "./lib/io/file_digest.ts";
 import { formatServer } from "./lib/cli/servers.ts";
-import { describeTftpStats, startTftpForServe } from "./tftp_server.ts";
+import { describeTftpStats, startTftpForServe, tftpListeningLine } from "./tftp_server.ts";
 import { parseServeArgs } from "./lib/cli/cli_args.ts";
 import { ExitCode, UdpgetError } from "./lib/cli/exit.ts";
 import { resolve } from "node:path";
@@ -174,16 +174,21 @@ async function prehashRoot(
   });
   const s = await files.prehash(listing.names, signal);
   const secs = (s.ms / 1000).toFixed(3);
+  const left = s.files - s.fromCache - s.hashed - s.failed - s.onRequest;
   log({
     level: "info",
-    event: "prehash_done",
-    msg: `background hashing done in ${secs} s: ${s.fromCache} from cache, ${s.hashed} hashed, ` +
-      `${s.failed} skipped`,
+    event: s.stopped ? "prehash_stopped" : "prehash_done",
+    msg: `background hashing ${s.stopped ? "stopped after" : "done in"} ${secs} s: ` +
+      `${s.fromCache} from cache, ${s.hashed} hashed` +
+      (s.onRequest > 0 ? `, ${s.onRequest} already on request` : "") +
+      `, ${s.failed} skipped` + (s.stopped ? `, ${left} not reached` : ""),
     fields: {
       files: s.files,
       from_cache: s.fromCache,
       hashed: s.hashed,
+      on_request: s.onRequest,
       skipped: s.failed,
+      not_reached: s.stopped ? left : 0,
       seconds: Number(secs),
     },
   });
@@ -450,7 +455,11 @@ export async function runServe(args: string[]): Promise<number> {
   const onSignal = () => stop.abort();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
-  const log = lineSink(a.logFormat, (line) => console.log(line));
+  const sink = lineSink(a.logFormat, (line) => console.log(line));
+  // the listening line comes first (the README promises it): what is said before it waits
+  const early: LogEvent[] = [];
+  let listening = false;
+  const log: LogSink = (e) => listening ? sink(e) : early.push(e);
   const cacheDir = serveCacheDir(a, log);
   try {
     const tftp = await startTftpForServe(a, (line) => log(info("tftp", line)), stop.signal);
@@ -469,7 +478,7 @@ export async function runServe(args: string[]): Promise<number> {
         // the text format keeps its historical first line, without a timestamp
         if (a.logFormat === "text") console.log(line);
         else {
-          log(info("listening", line, {
+          sink(info("listening", line, {
             root: resolve(a.root),
             host: addr.hostname,
             port: addr.port,
@@ -477,6 +486,9 @@ export async function runServe(args: string[]): Promise<number> {
             io: layer,
           }));
         }
+        if (tftp) console.log(tftpListeningLine(tftp));
+        listening = true;
+        for (const e of early.splice(0)) sink(e);
       },
     }).catch((e) => {
       // a batched layer demanded where it cannot be had is a usage error, like a bad flag
@@ -492,6 +504,7 @@ export async function runServe(args: string[]): Promise<number> {
     if (tftp) log(info("tftp_stopped", describeTftpStats(await tftp.done)));
     return ExitCode.Ok;
   } finally {
+    for (const e of early.splice(0)) sink(e); // never listened: still said, before the error
     stop.abort(); // stops the TFTP side too when serve() failed
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
   }

@@ -551,10 +551,12 @@ export async function startTftpForServe(
         `cannot listen for TFTP on ${formatServer(a.host, a.tftp!)}: ${(e as Error).message}`,
       );
     });
-  console.log(
-    `udpget: TFTP read requests on ${formatServer(server.addr.hostname, server.addr.port)}`,
-  );
   return server;
+}
+
+/** The line that says where TFTP listens (printed right after `serve`'s listening line). */
+export function tftpListeningLine(server: TftpServer): string {
+  return `udpget: TFTP read requests on ${formatServer(server.addr.hostname, server.addr.port)}`;
 }
 
 /** The last log line of a TFTP server: its totals. */

@@ -315,16 +315,22 @@ export function parseServeArgs(args: string[]): ServeArgs {
   if (logFormat !== "text" && logFormat !== "json") {
     throw usageError(cmd, `--log-format takes "text" or "json", got "${logFormat}"`);
   }
+  const port = parseIntArg(positionals[0], "port", 0, 65535, cmd);
+  const tftp = values.tftp === undefined
+    ? undefined
+    : parseIntArg(String(values.tftp), "--tftp port", 0, 65535, cmd);
+  if (tftp !== undefined && tftp === port && port !== 0) {
+    // two sockets cannot share one UDP port: known here, not after the first one is bound
+    throw usageError(cmd, `--tftp ${tftp} is the port udpget serves on: give TFTP another one`);
+  }
   return {
-    port: parseIntArg(positionals[0], "port", 0, 65535, cmd),
+    port,
     root: String(values.root ?? "."),
     host: parseHostArg(String(values.host ?? "0.0.0.0")),
     pieceSize,
     rate: optionalRate(values.rate, "--rate", cmd),
     secretFile: optionalPath(values["secret-file"], "--secret-file", cmd),
-    tftp: values.tftp === undefined
-      ? undefined
-      : parseIntArg(String(values.tftp), "--tftp port", 0, 65535, cmd),
+    tftp,
     logFormat,
     cacheDir: optionalPath(values["cache-dir"], "--cache-dir", cmd),
     noCache: values["no-cache"] === true,

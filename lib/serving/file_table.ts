@@ -90,6 +90,10 @@ export interface PrehashSummary {
   hashed: number;
   /** Names skipped: refused, vanished, changed while hashed, or I/O errors. */
   failed: number;
+  /** Files a request had already started (their digests came from the cache or were hashed). */
+  onRequest: number;
+  /** Whether the pass was stopped (server shutting down) before the last name. */
+  stopped: boolean;
   /** Wall time of the pass (ms). */
   ms: number;
 }
@@ -185,7 +189,15 @@ export class FileTable {
    */
   async prehash(names: string[], signal?: AbortSignal): Promise<PrehashSummary> {
     const t0 = performance.now();
-    const sum: PrehashSummary = { files: names.length, fromCache: 0, hashed: 0, failed: 0, ms: 0 };
+    const sum: PrehashSummary = {
+      files: names.length,
+      fromCache: 0,
+      hashed: 0,
+      failed: 0,
+      onRequest: 0,
+      stopped: false,
+      ms: 0,
+    };
     const stopped = () => this.#closed || signal?.aborted === true;
     const misses: FileVersion[] = [];
     for (const name of names) {
@@ -202,7 +214,10 @@ export class FileTable {
         ino: r.info.ino,
       };
       const known = this.#jobs.get(v.realPath);
-      if (known && sameVersion(known.version, v)) continue; // a request got there first
+      if (known && sameVersion(known.version, v)) {
+        sum.onRequest++; // a request got there first
+        continue;
+      }
       if (await this.#loadCached(v)) sum.fromCache++;
       else misses.push(v);
     }
@@ -228,6 +243,7 @@ export class FileTable {
       }
     }
     sum.ms = performance.now() - t0;
+    sum.stopped = stopped();
     return sum;
   }
 

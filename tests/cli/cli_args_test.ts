@@ -54,6 +54,12 @@ Deno.test("--io on both sides: auto, ffi or deno; anything else is a usage error
   assert.equal(parseServeArgs(["9000", "--io", "ffi"]).io, "ffi");
   usageError(() => parseFetchArgs(["s", "2", "f", "--io", "fast"]), /--io takes auto, ffi or deno/);
   usageError(() => parseServeArgs(["9000", "--io"]), /needs a value/);
+  // one UDP port cannot carry both: a usage error before anything is bound
+  usageError(
+    () => parseServeArgs(["69", "--tftp", "69"]),
+    /--tftp 69 is the port udpget serves on/,
+  );
+  assert.equal(parseServeArgs(["0", "--tftp", "0"]).tftp, 0, "two ephemeral ports are two ports");
 });
 
 Deno.test("--secret-file on both sides; an empty name is a usage error", () => {

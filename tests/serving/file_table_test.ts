@@ -303,3 +303,26 @@ Deno.test("FileTable: the startup pass logs its own lines only for big files", a
     }
   });
 });
+
+Deno.test("prehash: files a request started first are counted as such; a stop says so", async () => {
+  await withRoot(async (root) => {
+    for (const n of ["a", "b", "c"]) await Deno.writeFile(`${root}/${n}`, seededBytes(50_000, 9));
+    const t = new FileTable(root, 1 << 16, { digestFn: countingDigest().fn });
+    try {
+      await digestOfName(t, "a"); // a request got there first
+      const s = await t.prehash(["a", "b", "c"]);
+      assert.deepEqual(
+        { hashed: s.hashed, onRequest: s.onRequest, stopped: s.stopped },
+        { hashed: 2, onRequest: 1, stopped: false },
+        "every file accounted for once",
+      );
+      const stop = new AbortController();
+      stop.abort();
+      const halted = await t.prehash(["a", "b", "c"], stop.signal);
+      assert.equal(halted.stopped, true);
+      assert.equal(halted.fromCache + halted.hashed + halted.onRequest, 0, "nothing reached");
+    } finally {
+      t.close();
+    }
+  });
+});

@@ -136,8 +136,11 @@ async function withTftpServer(
   let server: ServerProcess | undefined;
   try {
     server = await startServer(root, ["--tftp", "0"]);
-    const m = server.output().match(/TFTP read requests on \S+:(\d+)\n/);
-    assert.ok(m, `no TFTP line in: ${server.output()}`);
+    const tftpLine = /TFTP read requests on \S+:(\d+)\n/;
+    assert.ok(await server.until(tftpLine), `no TFTP line in: ${server.output()}`);
+    const m = server.output().match(tftpLine)!;
+    // the README's promise: the first line says where udpget listens, TFTP or not
+    assert.match(server.output().split("\n")[0], /^udpget: serving \S+ on udp /);
     await body({ tftpPort: Number(m[1]), root, work, server });
   } finally {
     await server?.stop("SIGKILL");
