@@ -37,7 +37,7 @@ import type { DigestFn } from "./lib/io/file_digest.ts";
 import { formatServer } from "./lib/cli/servers.ts";
 import { describeTftpStats, startTftpForServe, tftpListeningLine } from "./tftp_server.ts";
 import { parseServeArgs } from "./lib/cli/cli_args.ts";
-import { ExitCode, UdpgetError } from "./lib/cli/exit.ts";
+import { ExitCode, ioMessage, UdpgetError } from "./lib/cli/exit.ts";
 import { resolve } from "node:path";
 import { sleep } from "./lib/io/timer.ts";
 import {
@@ -448,7 +448,7 @@ export async function runServe(args: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof UdpgetError) throw e;
-    throw new UdpgetError(ExitCode.Usage, `--root ${a.root}: ${(e as Error).message}`);
+    throw new UdpgetError(ExitCode.Usage, `--root ${a.root}: ${ioMessage(e)}`);
   }
   const key = a.secretFile === undefined ? undefined : await readKeyFile(a.secretFile);
   const stop = new AbortController();
@@ -493,7 +493,7 @@ export async function runServe(args: string[]): Promise<number> {
     }).catch((e) => {
       // a batched layer demanded where it cannot be had is a usage error, like a bad flag
       const code = a.io === "ffi" && /--io ffi/.test(e.message) ? ExitCode.Usage : ExitCode.LocalIo;
-      throw new UdpgetError(code, `cannot listen on ${a.host}:${a.port}: ${e.message}`);
+      throw new UdpgetError(code, `cannot listen on ${a.host}:${a.port}: ${ioMessage(e)}`);
     });
     log(info(
       "stopped",

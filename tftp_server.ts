@@ -22,7 +22,7 @@ import { ErrorCode } from "./lib/wire/packet.ts";
 import { DEFAULT_PIECE_SIZE } from "./lib/io/file_digest.ts";
 import { AMPLIFICATION_FACTOR } from "./lib/serving/serve_policy.ts";
 import { formatServer } from "./lib/cli/servers.ts";
-import { ExitCode, UdpgetError } from "./lib/cli/exit.ts";
+import { ExitCode, ioMessage, UdpgetError } from "./lib/cli/exit.ts";
 import { decode, encodeError, encodeOack, Opcode, TftpErrorCode } from "./lib/tftp/tftp_packet.ts";
 import { negotiate, parseMode, type TransferMode } from "./lib/tftp/tftp_options.ts";
 import { type FileReader, NetasciiSource, OctetSource } from "./lib/tftp/block_source.ts";
@@ -548,7 +548,7 @@ export async function startTftpForServe(
     .catch((e) => {
       throw new UdpgetError(
         ExitCode.LocalIo,
-        `cannot listen for TFTP on ${formatServer(a.host, a.tftp!)}: ${(e as Error).message}`,
+        `cannot listen for TFTP on ${formatServer(a.host, a.tftp!)}: ${ioMessage(e)}`,
       );
     });
   return server;

@@ -298,7 +298,7 @@ export function parseHostArg(text: string): string {
 export function parseServeArgs(args: string[]): ServeArgs {
   const cmd = SERVE_SPEC.name;
   const { values, positionals } = parseCommand(SERVE_SPEC, args);
-  if (positionals.length !== 1) throw usageError(cmd, "serve takes exactly one <port>");
+  if (positionals.length !== 1) throw usageError(cmd, "expects exactly one <port>");
   const pieceSize = values["piece-size"] === undefined
     ? DEFAULT_PIECE_SIZE
     : parseIntArg(String(values["piece-size"]), "--piece-size", ...PIECE_SIZE_BOUNDS, cmd);
@@ -355,7 +355,7 @@ export function parseFetchArgs(args: string[]): FetchArgs {
     throw usageError(cmd, `--verify takes "full" or "pieces", got "${verify}"`);
   }
   if (positionals.length < 2 || positionals.length > 3) {
-    throw usageError(cmd, "fetch takes <servers.txt> <connections> [<file>]");
+    throw usageError(cmd, "expects <servers.txt> <connections> [<file>]");
   }
   const [serversFile, conns, file] = positionals;
   if (serversFile === "") throw usageError(cmd, "<servers.txt> must not be empty");

@@ -98,6 +98,21 @@ export interface PrehashSummary {
   ms: number;
 }
 
+/**
+ * The refusal a failed open or stat means to a client: a file the server may not read is
+ * ACCESS_DENIED (not an internal error), one that vanished meanwhile NOT_FOUND; undefined for
+ * anything else.
+ */
+export function refusalOfOpenError(e: unknown): FileRefusal | undefined {
+  if (e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable) {
+    return { code: ErrorCode.AccessDenied, message: "permission denied" };
+  }
+  if (e instanceof Deno.errors.NotFound) {
+    return { code: ErrorCode.NotFound, message: "no such file" };
+  }
+  return undefined;
+}
+
 /** Open handles and digests of the files under one root. */
 export class FileTable {
   #root: string;
@@ -132,14 +147,22 @@ export class FileTable {
       cached.file.lastUsed = now;
       return cached.file;
     }
-    const r = await resolveInRoot(this.#root, name);
-    if ("kind" in r) {
+    let f: ServedFile;
+    try {
+      const r = await resolveInRoot(this.#root, name);
+      if ("kind" in r) {
+        this.#byName.delete(name);
+        return r.kind === "missing"
+          ? { code: ErrorCode.NotFound, message: "no such file" }
+          : { code: ErrorCode.AccessDenied, message: r.reason };
+      }
+      f = await this.#openVersion(r.realPath, r.info, now);
+    } catch (e) {
+      const refusal = refusalOfOpenError(e);
+      if (!refusal) throw e; // a real I/O error: INTERNAL, with the cause in the log
       this.#byName.delete(name);
-      return r.kind === "missing"
-        ? { code: ErrorCode.NotFound, message: "no such file" }
-        : { code: ErrorCode.AccessDenied, message: r.reason };
+      return refusal;
     }
-    const f = await this.#openVersion(r.realPath, r.info, now);
     this.#byName.delete(name); // re-inserted last: the Map's order is the eviction order
     this.#byName.set(name, { file: f, checkedAt: now });
     if (this.#byName.size > MAX_NAMES) this.#byName.delete(this.#byName.keys().next().value!);

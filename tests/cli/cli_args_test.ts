@@ -145,9 +145,12 @@ Deno.test("fetch: unknown flags are rejected", () => {
 });
 
 Deno.test("fetch: too many or too few positionals are rejected", () => {
-  usageError(() => parseFetchArgs(["s", "2", "f", "extra"]), /fetch takes/);
-  usageError(() => parseFetchArgs(["s"]), /fetch takes/);
-  usageError(() => parseFetchArgs([]), /fetch takes/);
+  usageError(
+    () => parseFetchArgs(["s", "2", "f", "extra"]),
+    /^fetch: expects <servers.txt> <connections> \[<file>\]/,
+  );
+  usageError(() => parseFetchArgs(["s"]), /^fetch: expects <servers.txt> <connections> \[<file>\]/);
+  usageError(() => parseFetchArgs([]), /^fetch: expects <servers.txt> <connections> \[<file>\]/);
   usageError(() => parseFetchArgs(["s", "2", ""]), /file/);
 });
 
