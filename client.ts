@@ -1057,6 +1057,9 @@ async function driveLoop(d: Download, run: FetchRun, signal: AbortSignal): Promi
     const wait = next === Infinity ? 1000 : Math.max(0, next - performance.now());
     await withTimeout(d.wake.wait(), wait);
   }
+  // what ended the session (the last source dropped, from a reply) is still said and recorded:
+  // the report must not call a server "used" that the error line says failed
+  for (let e = session.poll(); e; e = session.poll()) onEvent(d, run, e);
   // answers that came in with the last blocks still count (a late server's version is reported)
   for (const side of d.sides) side.onProgress?.();
   settleSides(d);

@@ -238,3 +238,32 @@ Deno.test("servers file: a duplicate is said and used once; a name that does not
     assert.equal(lines.length, 2, "every bad line, in file order, then the exit");
   });
 });
+
+Deno.test("fetch --json: after the file changed on every server, every server is reported dropped", async () => {
+  await withServers(
+    2,
+    async (servers, root, work) => {
+      await Deno.writeFile(`${root}/c.bin`, seededBytes(16 << 20, 38));
+      const list = await writeServersFile(work, servers.map((s) => s.port));
+      const fetch = spawnUdpget(["fetch", list, "2", "c.bin", "--json"], work);
+      const result = fetch.output();
+      // the event: the transfer is under way (its resume state is written before the .part)
+      while (!(await exists(`${work}/c.bin.part`))) {
+        await new Promise((r) => setTimeout(r, 20)); // polling the file system
+      }
+      await Deno.writeFile(`${root}/c.bin.new`, seededBytes(16 << 20, 39));
+      await Deno.rename(`${root}/c.bin.new`, `${root}/c.bin`);
+      const r = await result;
+      const report = JSON.parse(new TextDecoder().decode(r.stdout)) as FetchReport;
+      assert.equal(r.code, ExitCode.Unreachable, report.error ?? "");
+      assert.match(report.error ?? "", /every server failed/);
+      assert.deepEqual(
+        report.servers.map((s) => [s.status, s.reason]),
+        [["dropped", "STALE: file changed"], ["dropped", "STALE: file changed"]],
+        "the report says what the error line says",
+      );
+    },
+    undefined,
+    ["--rate", "4M"],
+  );
+});
