@@ -22,7 +22,6 @@ import {
 } from "./lib/engine/consensus.ts";
 import { ClientEndpoint, type ServerAddr } from "./lib/io/endpoint.ts";
 import { ExitCode, ioMessage, UdpgetError } from "./lib/cli/exit.ts";
-import { formatBytes, formatRate } from "./lib/cli/format.ts";
 import { RateWindow, renderProgress } from "./lib/cli/progress.ts";
 import { StatusLine } from "./lib/cli/status_line.ts";
 import {
@@ -62,6 +61,7 @@ import {
 } from "./lib/engine/block_probe.ts";
 import { encode, errorCodeName, fileIdOf } from "./lib/wire/packet.ts";
 import { formatServer, parseServerList, type ServerSpec } from "./lib/cli/servers.ts";
+import { fetchSummary } from "./lib/cli/fetch_summary.ts";
 import { withTimeout } from "./lib/io/timer.ts";
 
 /** `udpget fetch ...`: resolves with the exit status. */
@@ -168,9 +168,12 @@ class FetchUi {
     if (!this.quiet && Deno.stderr.isTerminal()) this.#line = new StatusLine(render);
   }
 
-  /** Ends the status line, leaving its last state on screen. */
+  /**
+   * Ends the status line and clears it: the hashing line gives way to the transfer line, and
+   * the transfer line to the summary (whose average rate would contradict its current one).
+   */
   stop(): void {
-    this.#line?.stop();
+    this.#line?.stop(false);
     this.#line = undefined;
   }
 }
@@ -190,7 +193,11 @@ class FetchRun {
   /** The datagram layer in use. */
   io: IoReport | undefined;
 
-  constructor(readonly started: number, a: FetchArgs) {
+  /** When the fetch began: the command's start, or the moment a prompted name was entered. */
+  started: number;
+
+  constructor(started: number, a: FetchArgs) {
+    this.started = started;
     this.ui = new FetchUi(a.quiet);
     this.file = a.file;
   }
@@ -348,6 +355,7 @@ async function chooseFile(
     if (name === undefined) {
       throw new UdpgetError(ExitCode.Usage, "no file name given (end of input at the prompt)");
     }
+    run.started = performance.now(); // the time the user took to type is not the fetch's
     if (name === "") continue;
     try {
       return await discover(endpoint, servers, name, run, signal, a.checksum, keyed);
@@ -866,7 +874,7 @@ async function transfer(
       resumed: d.resumed,
       rate: rate.rate(),
       alive: d.session.alive,
-      servers: d.servers.length,
+      servers: run.servers.length, // as listed: "2/3" says one of three is not helping
     }, width);
   });
   const onAbort = () => d.wake.notify();
@@ -886,9 +894,10 @@ async function transfer(
       // without piece hashes, only a full pass can vouch for the file
       const whole = a.verify === "full" || !hashes || a.checksum !== undefined;
       d.verifier = new PieceVerifier(partial.partPath, meta.size, meta.pieceSize, hashes, whole);
+      const pieces = d.session.sched.pieceCount;
       d.verified = whole
         ? "sha256 verified"
-        : `${d.session.sched.pieceCount} pieces verified (SHA-256)`;
+        : `${pieces} piece${pieces === 1 ? "" : "s"} verified (SHA-256)`;
       run.verification = whole ? "full" : "pieces";
       d.hashes = hashes !== undefined;
       if (sink) {
@@ -1241,23 +1250,20 @@ async function probeBlockSize(
 
 /** The line printed on success: size, time, rate, verification, and each server's share. */
 function summary(d: Download, out: string, ms: number, hashWaitMs: number): string {
-  const secs = ms / 1000;
-  const fetchedHere = Math.max(1, d.session.received);
-  const shares = d.session.stats().map((r) => {
-    const pct = (100 * r.bytes) / fetchedHere;
-    const active = Math.max(1e-3, (r.lastAt - r.firstAt) / 1000);
-    return `${d.labels[d.servers[r.source]]} ${pct.toFixed(0)}% at ${formatRate(r.bytes / active)}`;
-  }).join(", ");
-  // the rate is this run's fetching: resumed bytes and the servers' hashing are left out
-  const rate = formatRate(d.session.received / Math.max(secs - hashWaitMs / 1000, 1e-3));
-  const hashing = hashWaitMs > 0
-    ? `; ${(hashWaitMs / 1000).toFixed(2)} s waiting for servers to hash it`
-    : "";
-  const resumed = d.resumed > 0 ? `; ${formatBytes(d.resumed)} resumed` : "";
-  const where = out === "-" ? "stdout" : out;
-  return `udpget: ${where}: ${formatBytes(d.meta.size)} in ${secs.toFixed(2)} s ` +
-    `(${rate}${hashing}${resumed}), ${d.verified}; ` +
-    `block ${d.blockSize} B, re-requested ${formatBytes(d.session.rerequested)}; from ${shares}`;
+  return fetchSummary({
+    out: out === "-" ? "stdout" : out,
+    size: d.meta.size,
+    resumed: d.resumed,
+    fetched: d.session.received,
+    ms,
+    hashWaitMs,
+    verified: d.verified,
+    rerequested: d.session.rerequested,
+    sources: d.session.stats().map((r) => ({
+      label: d.labels[d.servers[r.source]],
+      bytes: r.bytes,
+    })),
+  });
 }
 
 const T0 = performance.now();

@@ -131,9 +131,12 @@ Deno.test("fetch: an output in the way is found before any network traffic", asy
     const noDir = await runUdpget(["fetch", list, "1", "x.bin", "-o", "no/such/dir/x"], dir.path);
     assert.equal(noDir.code, ExitCode.LocalIo, noDir.stderr);
     assert.match(noDir.stderr, /no directory no\/such\/dir/);
+    // a directory means the name inside it: a file there is in the way just the same
     await Deno.mkdir(`${dir.path}/d`);
+    await Deno.writeTextFile(`${dir.path}/d/x.bin`, "mine too");
     const isDir = await runUdpget(["fetch", list, "1", "x.bin", "-o", "d"], dir.path);
-    assert.equal(isDir.code, ExitCode.LocalIo, isDir.stderr);
+    assert.equal(isDir.code, ExitCode.OutputExists, isDir.stderr);
+    assert.match(isDir.stderr, /d\/x\.bin exists; use --force/);
     assert.equal(await exists(`${dir.path}/d.part`), false);
   } finally {
     silent.close();

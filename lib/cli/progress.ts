@@ -10,6 +10,7 @@
  */
 
 import cliTruncate from "cli-truncate";
+import stringWidth from "string-width";
 import { formatBytes, formatDuration, formatRate } from "./format.ts";
 
 /** Seconds of history the current rate is measured over (aria2c and curl use a few). */
@@ -70,32 +71,57 @@ export interface HashingView {
 /** What the progress line shows. */
 export type ProgressView = TransferView | HashingView;
 
-/** The progress line for `v`, at most `width` columns wide. */
+/** A part of the line after the name, and the order parts are given up in (highest first). */
+interface Field {
+  text: string;
+  /** 1: kept longest. */
+  priority: number;
+}
+
+/** Name columns kept before a field is given up for them. */
+const MIN_NAME = 16;
+
+/**
+ * The progress line for `v`, at most `width` columns wide. When it does not fit, whole fields
+ * go first, least useful first (resumed, servers, sizes, ETA), as curl and aria2c drop fields;
+ * the name is shortened (in its middle) only down to a readable part; the percentage and the
+ * rate go last.
+ */
 export function renderProgress(v: ProgressView, width: number): string {
-  const [name, rest] = v.phase === "hashing" ? hashingParts(v) : transferParts(v);
-  // the figures matter more than the whole name: the name gives way first (in its middle)
-  const room = Math.max(8, width - 2 - rest.length);
+  const name = v.name;
+  let fields = v.phase === "hashing" ? hashingFields(v) : transferFields(v);
+  const cols = (fs: Field[]) => fs.reduce((n, f) => n + 2 + stringWidth(f.text), 0);
+  const nameRoom = Math.min(stringWidth(name), MIN_NAME);
+  while (fields.length > 1 && nameRoom + cols(fields) > width) {
+    const drop = Math.max(...fields.map((f) => f.priority));
+    fields = fields.filter((f) => f.priority !== drop);
+  }
+  const rest = fields.map((f) => f.text).join("  ");
+  const room = Math.max(1, width - 2 - stringWidth(rest));
   const line = `${cliTruncate(name, room, { position: "middle" })}  ${rest}`;
   return cliTruncate(line, Math.max(1, width), { position: "end" });
 }
 
-function transferParts(v: TransferView): [string, string] {
+function transferFields(v: TransferView): Field[] {
   const have = v.fetched + v.resumed;
   const pct = v.total === 0 ? 100 : (100 * have) / v.total;
   const eta = v.rate > 0 ? (v.total - have) / v.rate : Infinity;
-  const resumed = v.resumed > 0 ? `  (${formatBytes(v.resumed)} resumed)` : "";
-  return [
-    v.name,
-    `${pct.toFixed(1)}%  ${formatBytes(have)} / ${formatBytes(v.total)}  ${formatRate(v.rate)}  ` +
-    `ETA ${formatDuration(eta)}  servers ${v.alive}/${v.servers}${resumed}`,
+  const fields = [
+    { text: `${pct.toFixed(1)}%`, priority: 1 },
+    { text: `${formatBytes(have)} / ${formatBytes(v.total)}`, priority: 4 },
+    { text: formatRate(v.rate), priority: 2 },
+    { text: `ETA ${formatDuration(eta)}`, priority: 3 },
+    { text: `servers ${v.alive}/${v.servers}`, priority: 5 },
   ];
+  if (v.resumed > 0) fields.push({ text: `(${formatBytes(v.resumed)} resumed)`, priority: 6 });
+  return fields;
 }
 
-function hashingParts(v: HashingView): [string, string] {
+function hashingFields(v: HashingView): Field[] {
   const pct = v.done !== undefined && v.total ? ` ${((100 * v.done) / v.total).toFixed(0)}%` : "";
   return [
-    v.name,
-    `servers hashing the file${pct}  (${v.busy} of ${v.servers} busy)  ` +
-    formatDuration(v.elapsedMs / 1000),
+    { text: `servers hashing the file${pct}`, priority: 1 },
+    { text: `(${v.busy} of ${v.servers} busy)`, priority: 3 },
+    { text: formatDuration(v.elapsedMs / 1000), priority: 2 },
   ];
 }

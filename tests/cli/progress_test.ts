@@ -95,3 +95,24 @@ Deno.test("rate window: the rate over the last seconds, not since the start", ()
   for (let t = 10_200; t <= 20_000; t += 200) w.sample(t, 10e6 + (t - 10_000) * 10_000);
   assert.equal(Math.round(w.rate()), 10e6);
 });
+
+Deno.test("progress: at 60 columns whole fields go, not the name (resumed, servers, sizes first)", () => {
+  const v = transfer({
+    name: "big2.bin",
+    fetched: 5 * MiB,
+    resumed: 90 * MiB,
+    alive: 2,
+    servers: 3,
+  });
+  assert.equal(
+    renderProgress(v, 200),
+    "big2.bin  95.0%  95 MiB / 100 MiB  1 MiB/s  ETA 0:05  servers 2/3  (90 MiB resumed)",
+  );
+  assert.equal(renderProgress(v, 60), "big2.bin  95.0%  95 MiB / 100 MiB  1 MiB/s  ETA 0:05");
+  assert.equal(renderProgress(v, 40), "big2.bin  95.0%  1 MiB/s  ETA 0:05");
+  assert.equal(renderProgress(v, 24), "big2.bin  95.0%  1 MiB/s");
+  // a long name gives way only down to a readable part before a field goes
+  const long = renderProgress(transfer({ name: "a".repeat(80) }), 60);
+  assert.match(long, /^a+…a+ {2}10\.0%/);
+  assert.ok(stringWidth(long) <= 60);
+});
