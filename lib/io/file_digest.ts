@@ -43,7 +43,8 @@ export async function digestFile(
   const whole = createHash("sha256");
   const pieceCount = Math.ceil(size / pieceSize);
   const pieceHashes = new Uint8Array(pieceCount * 32);
-  const buf = new Uint8Array(Math.min(READ_SIZE, pieceSize));
+  // sized to the file: a 1 MiB buffer for each of 10 000 small files kept a server at 150 MiB
+  const buf = new Uint8Array(Math.max(1, Math.min(READ_SIZE, pieceSize, size)));
   await file.seek(0, Deno.SeekMode.Start);
   let done = 0;
   for (let piece = 0; piece < pieceCount; piece++) {
