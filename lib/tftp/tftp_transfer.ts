@@ -16,6 +16,11 @@
  *   times in all, whether the timer or a repeated request asks, and at most
  *   `UNPROVEN_TIMEOUT_MS` apart: an unproven transfer ends within 3 s.
  * - Idle: after `maxRetries` retransmissions without progress the transfer fails.
+ * - Pacing: a window goes out in bursts `BURST_GAP_MS` apart, so a client that asked for more
+ *   than its socket buffers (32 blocks of 8 KiB against the 208 KiB Linux gives a socket) still
+ *   gets all of it. The burst adapts as a congestion window would: halved when the client shows
+ *   a loss (an ACK short of the window's end, or a time-out), one block longer after each window
+ *   acknowledged whole (RFC 7440 §4 leaves the sender free in how it sends a window).
  *
  * @module
  */
@@ -41,6 +46,22 @@ export const UNPROVEN_SENDS = 3;
  * request asking for `timeout 255` must not hold a slot for minutes.
  */
 export const UNPROVEN_TIMEOUT_MS = 1000;
+
+/** Time between two bursts of one window (ms): the timer's resolution. */
+export const BURST_GAP_MS = 1;
+
+/** Bytes of the first burst of a transfer: what a default Linux socket buffer surely holds. */
+export const FIRST_BURST_BYTES = 64 * 1024;
+
+/** Windows acknowledged whole before the burst may grow past the size that last lost. */
+export const PROBE_WINDOWS = 16;
+
+/**
+ * Shortest retransmission timeout once round trips are measured (ms). A client that ignores
+ * out-of-order blocks (atftp) waits for the sender's time-out after every loss: 1 s each was
+ * most of a 12 s transfer that should take 0.2 s.
+ */
+export const MIN_RTO_MS = 20;
 
 /** How a transfer is set up (the negotiated options). */
 export interface TransferConfig {
@@ -84,12 +105,14 @@ export interface TransferStats {
   bytes: number;
   /** Datagrams sent again (timer or repeated request). */
   retransmits: number;
+  /** Windows the client showed a loss in (an ACK short of the window, or a time-out). */
+  losses: number;
 }
 
 /** One read transfer. */
 export class TftpTransfer {
   /** Counters, updated as it goes. */
-  readonly stats: TransferStats = { blocks: 0, bytes: 0, retransmits: 0 };
+  readonly stats: TransferStats = { blocks: 0, bytes: 0, retransmits: 0, losses: 0 };
   #cfg: Required<Omit<TransferConfig, "oack">> & { oack?: Uint8Array };
   #src: BlockSource;
   /** Highest block acknowledged; -1 while an OACK waits for its ACK 0. */
@@ -100,6 +123,18 @@ export class TftpTransfer {
   #last = Infinity;
   #deadline = Infinity;
   #retries = 0;
+  /** Blocks per burst (see the module comment), and the most it grows to before probing. */
+  #burst: number;
+  #ceiling: number;
+  #cleanWindows = 0;
+  /** Smoothed round trip (ms): last block of a window sent → its ACK; undefined until measured. */
+  #srtt: number | undefined;
+  #endSentAt = 0;
+  #resentInWindow = false;
+  /** The current window: its last block, the next block of it to send, and when. */
+  #windowEnd = 0;
+  #nextSend = 1;
+  #burstAt = Infinity;
   #proven = false;
   #unprovenLeft: number;
   #started = false;
@@ -121,6 +156,8 @@ export class TftpTransfer {
     this.#src = source;
     this.#unprovenLeft = this.#cfg.unprovenSends;
     const w = this.#cfg.windowsize;
+    this.#burst = Math.max(1, Math.min(w, Math.floor(FIRST_BURST_BYTES / this.#cfg.blksize)));
+    this.#ceiling = w;
     this.#slots = new Array(w).fill(undefined);
     this.#slotBlock = new Array(w).fill(0);
     this.#slotView = new Array(w).fill(undefined);
@@ -182,7 +219,12 @@ export class TftpTransfer {
   /** The timer asked for at `timerAt` fired (early or late calls are fine). */
   onTimer(now: number): TransferOutput {
     const out = this.#reset();
-    if (!this.#started || this.ended || now < this.#deadline) return this.#finish(out);
+    if (!this.#started || this.ended) return this.#finish(out);
+    if (now >= this.#burstAt && now < this.#deadline) {
+      this.#sendBurst(now);
+      return this.#finish(out);
+    }
+    if (now < this.#deadline) return this.#finish(out);
     if (!this.#proven) {
       if (this.#unprovenLeft <= 0) {
         this.#end({ ok: false, reason: "no ACK from the client's address" });
@@ -193,6 +235,7 @@ export class TftpTransfer {
     } else if (++this.#retries > this.#cfg.maxRetries) {
       this.#end({ ok: false, reason: this.sentAll ? "no final ACK" : "timed out" });
     } else {
+      this.#lost();
       this.#sendWindow(this.#acked + 1, now);
     }
     return this.#finish(out);
@@ -207,7 +250,32 @@ export class TftpTransfer {
     this.#retries = 0;
     if (b >= 1) this.#src.release(b);
     if (b >= this.#last) return this.#end({ ok: true });
+    // short of the window's end: the client saw a gap (or gave up waiting): it was too much
+    if (b < this.#windowEnd && b >= 1) this.#lost();
+    else if (b >= 1) this.#windowDone(now);
     this.#sendWindow(b + 1, now);
+  }
+
+  /** A window acknowledged whole: a round trip measured, the burst one block longer. */
+  #windowDone(now: number): void {
+    if (!this.#resentInWindow) { // (Karn: a resent window's ACK may answer the first sending)
+      const rtt = now - this.#endSentAt;
+      this.#srtt = this.#srtt === undefined ? rtt : 0.875 * this.#srtt + 0.125 * rtt;
+    }
+    // past the size that last lost only after a run of clean windows, one block at a time
+    if (++this.#cleanWindows >= PROBE_WINDOWS && this.#ceiling < this.#cfg.windowsize) {
+      this.#ceiling++;
+      this.#cleanWindows = 0;
+    }
+    this.#burst = Math.min(this.#ceiling, this.#burst + 1);
+  }
+
+  /** The client missed blocks: smaller bursts, as a congestion window halves. */
+  #lost(): void {
+    this.stats.losses++;
+    this.#ceiling = Math.max(1, this.#burst - 1);
+    this.#cleanWindows = 0;
+    this.#burst = Math.max(1, this.#burst >> 1);
   }
 
   #sendFirst(now: number): void {
@@ -220,14 +288,30 @@ export class TftpTransfer {
     }
   }
 
-  /** The retransmission timeout: the client's own is trusted once its address is proven. */
+  /**
+   * The retransmission timeout: before the client's address is proven, at most
+   * `UNPROVEN_TIMEOUT_MS`; then the negotiated one, shortened to 4 round trips (at least
+   * `MIN_RTO_MS`) once round trips are measured.
+   */
   #timeout(): number {
-    return this.#proven ? this.#cfg.timeoutMs : Math.min(this.#cfg.timeoutMs, UNPROVEN_TIMEOUT_MS);
+    if (!this.#proven) return Math.min(this.#cfg.timeoutMs, UNPROVEN_TIMEOUT_MS);
+    if (this.#srtt === undefined) return this.#cfg.timeoutMs;
+    return Math.min(this.#cfg.timeoutMs, Math.max(MIN_RTO_MS, 4 * this.#srtt));
   }
 
-  /** Sends blocks `first ..` (a window, or `count`), stopping after the last block. */
+  /** Starts the window of blocks `first ..` (a window, or `count`): its first burst now. */
   #sendWindow(first: number, now: number, count = this.#cfg.windowsize): void {
-    const stop = Math.min(first + count - 1, this.#last);
+    this.#windowEnd = first + count - 1;
+    this.#nextSend = first;
+    this.#resentInWindow = first <= this.#sentMax;
+    this.#sendBurst(now);
+  }
+
+  /** Sends the window's next burst, stopping after the last block; the rest is timed. */
+  #sendBurst(now: number): void {
+    const first = this.#nextSend;
+    const stop = Math.min(first + this.#burst - 1, this.#windowEnd, this.#last);
+    this.#burstAt = Infinity;
     for (let b = first; b <= stop && b <= this.#last; b++) {
       const view = this.#block(b);
       if (!view) {
@@ -243,6 +327,9 @@ export class TftpTransfer {
         this.stats.retransmits++;
       }
     }
+    this.#nextSend = stop + 1;
+    if (this.#nextSend <= Math.min(this.#windowEnd, this.#last)) this.#burstAt = now + BURST_GAP_MS;
+    else this.#endSentAt = now;
     this.#deadline = now + this.#timeout();
   }
 
@@ -267,6 +354,7 @@ export class TftpTransfer {
   #end(end: TransferEnd): void {
     this.#out.end ??= end;
     this.#deadline = Infinity;
+    this.#burstAt = Infinity;
   }
 
   #reset(): TransferOutput {
@@ -275,7 +363,7 @@ export class TftpTransfer {
   }
 
   #finish(out: TransferOutput): TransferOutput {
-    out.timerAt = this.ended ? Infinity : this.#deadline;
+    out.timerAt = this.ended ? Infinity : Math.min(this.#deadline, this.#burstAt);
     return out;
   }
 }
