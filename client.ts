@@ -1016,9 +1016,16 @@ async function drive(d: Download, run: FetchRun, signal: AbortSignal): Promise<v
       console.error(`debug: ${session.received} ${session.sched.verifiedPieces} ${st.join(" | ")}`);
     }, 500)
     : undefined;
+  // a server gone mid-transfer: its port answers ICMP refused (batched layer only)
+  endpoint.onSoftError((server, error) => {
+    const source = d.sourceOf(server);
+    if (source >= 0) session.handleUnreachable(performance.now(), source, error);
+    d.wake.notify();
+  });
   try {
     await driveLoop(d, run, signal);
   } finally {
+    endpoint.onSoftError(undefined);
     endpoint.routeChunks(undefined);
     clearInterval(debug);
     if (debugWanted()) {

@@ -14,6 +14,7 @@ import {
   sameBytes,
   seededBytes,
   spawnUdpget,
+  startServer,
   tempDir,
   withServers,
   writeServersFile,
@@ -269,4 +270,29 @@ Deno.test("fetch --json: after the file changed on every server, every server is
     undefined,
     ["--rate", "4M"],
   );
+});
+
+Deno.test("fetch: the only server killed mid-transfer is refused within about a second (batched layer)", async () => {
+  const dir = await tempDir();
+  const server = await startServer(dir.path, ["--rate", "4M"]);
+  try {
+    await Deno.writeFile(`${dir.path}/k.bin`, seededBytes(16 << 20, 40));
+    const list = await writeServersFile(dir.path, [server.port]);
+    const fetch = spawnUdpget(["fetch", list, "2", "k.bin", "-o", "out.bin"], dir.path);
+    const result = fetch.output();
+    while (!(await exists(`${dir.path}/out.bin.part`))) {
+      await new Promise((r) => setTimeout(r, 20)); // polling the file system
+    }
+    const killed = performance.now();
+    await server.stop("SIGKILL");
+    const r = await result;
+    const stderr = new TextDecoder().decode(r.stderr);
+    console.log(`  exit ${((performance.now() - killed) / 1000).toFixed(2)} s after the kill`);
+    assert.equal(r.code, ExitCode.Unreachable, stderr);
+    assert.match(stderr, /dropped \(connection refused\)/);
+    assert.match(stderr, /every server failed \(127\.0\.0\.1:\d+: connection refused\)/);
+  } finally {
+    await server.stop("SIGKILL");
+    await dir.cleanup();
+  }
 });

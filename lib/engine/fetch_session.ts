@@ -239,6 +239,16 @@ export class FetchSession {
     if (this.#sources.has(id)) this.#starved.clear();
   }
 
+  /**
+   * The network says source `id` cannot be reached (an ICMP error on its socket): dropped once
+   * that has lasted `REFUSED_DROP_MS` with nothing heard (see `ServerHealth.onUnreachable`).
+   */
+  handleUnreachable(now: number, id: number, reason: string): void {
+    const s = this.#sources.get(id);
+    if (!s || s.dropped) return;
+    if (!s.path.health.onUnreachable(now, reason)) this.#drop(s);
+  }
+
   /** A source leaves (or is excluded by the shell). */
   removeSource(id: number, reason: string): void {
     const s = this.#sources.get(id);

@@ -41,6 +41,13 @@ export const MAX_ERRORS_IN_ROW = 32;
 /** See `MAX_ERRORS_IN_ROW` (ms): longer than hashing a large file takes. */
 export const ERRORS_ONLY_MS = 30_000;
 
+/**
+ * A server whose port the network says is closed (ICMP port unreachable, seen by the batched
+ * layer's connected sockets) is dropped once it has refused for this long with nothing heard
+ * (ms): a server restarting within it is kept; a dead one costs a second, not the silence limit.
+ */
+export const REFUSED_DROP_MS = 1000;
+
 /** Liveness state of one server. */
 export class ServerHealth {
   /** Round-trip estimator that gives this server's request timeout. */
@@ -52,6 +59,7 @@ export class ServerHealth {
   #dropReason: string | undefined;
   #errorsInRow = 0;
   #errorsSince: number | undefined;
+  #refusedSince: number | undefined;
 
   /** Starts tracking a server first contacted at `now` (ms). */
   constructor(now: number, opts: HealthOptions = DEFAULT_HEALTH_OPTIONS) {
@@ -78,6 +86,7 @@ export class ServerHealth {
   /** Any valid datagram from the server proves it is alive. */
   onHeard(now: number): void {
     this.#lastHeard = now;
+    this.#refusedSince = undefined;
     this.#timeouts = 0;
     this.#errorsInRow = 0;
     this.#errorsSince = undefined;
@@ -124,6 +133,20 @@ export class ServerHealth {
     } else {
       this.drop(`${errorCodeName(code)}: ${message}`);
     }
+    return this.alive;
+  }
+
+  /**
+   * The network reports the server unreachable (`reason`, e.g. "Connection refused"); it is
+   * dropped once that has lasted `REFUSED_DROP_MS` with nothing heard from it. Returns whether
+   * it is still alive.
+   */
+  onUnreachable(now: number, reason: string): boolean {
+    if (!this.alive) return false;
+    if (this.#refusedSince === undefined || this.#refusedSince < this.#lastHeard) {
+      this.#refusedSince = now;
+    }
+    if (now - this.#refusedSince >= REFUSED_DROP_MS) this.drop(reason.toLowerCase());
     return this.alive;
   }
 

@@ -6,6 +6,7 @@ import {
   ERRORS_ONLY_MS,
   type HealthOptions,
   MAX_ERRORS_IN_ROW,
+  REFUSED_DROP_MS,
   ServerHealth,
 } from "../../lib/engine/server_health.ts";
 import { ErrorCode } from "../../lib/wire/packet.ts";
@@ -314,4 +315,22 @@ Deno.test("ServerHealth.onError: only passing errors, for long enough, drop the 
   // 32 in a row over 30 s: dropped
   assert.equal(h.onError(ErrorCode.Internal, "io", ERRORS_ONLY_MS + 32 * 2000), false);
   assert.match(h.dropReason ?? "", /only INTERNAL answers for 30 s/);
+});
+
+Deno.test("health: a server the network refuses is dropped after REFUSED_DROP_MS, not the silence limit", () => {
+  const h = new ServerHealth(0);
+  assert.equal(
+    h.onUnreachable(100, "Connection refused"),
+    true,
+    "one refusal: a restart is allowed",
+  );
+  assert.equal(h.onUnreachable(100 + REFUSED_DROP_MS - 1, "Connection refused"), true);
+  assert.equal(h.onUnreachable(100 + REFUSED_DROP_MS, "Connection refused"), false);
+  assert.equal(h.dropReason, "connection refused");
+  // heard from in between: it came back, and the count starts again
+  const back = new ServerHealth(0);
+  back.onUnreachable(100, "Connection refused");
+  back.onHeard(500);
+  assert.equal(back.onUnreachable(100 + REFUSED_DROP_MS, "Connection refused"), true);
+  assert.equal(back.onUnreachable(1100 + REFUSED_DROP_MS, "Connection refused"), false);
 });
