@@ -32,7 +32,8 @@ async function tmpfsUnavailable(): Promise<string | undefined> {
   if (id.code !== 0 || id.text !== "0") return "mounting a tmpfs needs root";
   const dir = await Deno.makeTempDir();
   try {
-    const m = await run("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]);
+    const m = await run("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir])
+      .catch(() => ({ code: -1, text: "mount not found" }));
     if (m.code !== 0) return `cannot mount a tmpfs: ${m.text}`;
     await run("umount", [dir]);
     return undefined;
