@@ -11,7 +11,8 @@
  * Scenario L (a plain LAN: two network namespaces joined by a veth pair at MTU 1500 and 9000,
  * curl and aria2c from nginx against udpget per I/O mode, with CPU per GiB and peak RSS;
  * bench/lan.ts, root needed; `BENCH_LAN_*` settings there) is not in the default list either:
- * `BENCH_ONLY=L` runs it alone.
+ * `BENCH_ONLY=L` runs it alone. Scenario TW (atftp at every RFC 7440 windowsize × blksize from
+ * `udpget serve --tftp`, 64 MiB; a minute or two) is opt-in too: `BENCH_ONLY=TW`.
  *
  * @module
  */
@@ -325,7 +326,7 @@ async function main(): Promise<void> {
   // L too: its own namespaces, servers and file; its rows go into the table
   if (ONLY.includes("L")) rows.push(...await runLanBench({ main: MAIN, log }));
   if (ONLY.includes("M")) await microRows();
-  if (!ONLY.some((s) => ["A", "B", "C", "D", "E"].includes(s))) {
+  if (!ONLY.some((s) => ["A", "B", "C", "D", "E", "T", "TW"].includes(s))) {
     if (rows.length > 0) printTable();
     console.log(wan);
     return;
@@ -537,6 +538,7 @@ async function main(): Promise<void> {
     }
 
     if (ONLY.includes("T")) await scenarioT(dir, srv);
+    if (ONLY.includes("TW")) await scenarioTW(dir, srv);
 
     if (ONLY.includes("D")) {
       let base = 0;
@@ -678,10 +680,59 @@ async function scenarioT(dir: string, srv: string): Promise<void> {
   });
 }
 
+/**
+ * TW: atftp fetching 64 MiB from `udpget serve --tftp` at windowsize 1, 8, 16, 32 and 64 for
+ * blksize 512, 1428, 8192 and 32768 (the server grants at most 256 KiB a window), median of RUNS
+ * each. One row per blksize; the note says whether any window was slower than lock-step.
+ */
+async function scenarioTW(dir: string, srv: string): Promise<void> {
+  const size = 64 * MiB;
+  const f = await Deno.open(`${srv}/w64.bin`, { write: true, create: true, truncate: true });
+  const chunk = new Uint8Array(MiB);
+  for (let i = 0; i < 64; i++) {
+    for (let k = 0; k < MiB; k += 65536) crypto.getRandomValues(chunk.subarray(k, k + 65536));
+    await f.write(chunk);
+  }
+  f.close();
+  const port = freeUdpPort();
+  await udpgetServer(srv, ["--tftp", String(port)]);
+  const windows = [1, 8, 16, 32, 64];
+  for (const [i, blksize] of [512, 1428, 8192, 32768].entries()) {
+    const times: number[] = [];
+    for (const window of windows) {
+      const args = ["--option", `blksize ${blksize}`, "--option", `windowsize ${window}`];
+      const r = await medianOf(
+        `TW atftp blksize ${blksize} windowsize ${window}`,
+        () =>
+          timed("atftp", [
+            ...args,
+            "-g",
+            "-r",
+            "w64.bin",
+            "-l",
+            `${dir}/out/w.bin`,
+            "127.0.0.1",
+            String(port),
+          ], dir),
+      );
+      times.push(r.s);
+    }
+    const slower = windows.filter((w, k) => k > 0 && times[k] > times[0]);
+    rows.push({
+      scenario: i === 0 ? `TW 64 MiB, atftp from udpget --tftp, median of ${RUNS}` : "",
+      what: `blksize ${blksize}: windowsize ${windows.join("/")}`,
+      value: times.map((t) => `${t.toFixed(2)} s`).join(" / "),
+      note: slower.length === 0
+        ? `no window slower than lock-step (${rate(size, Math.min(...times))} at best)`
+        : `windowsize ${slower.join(", ")} slower than lock-step`,
+    });
+  }
+}
+
 function printTable(): void {
   const cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
   // L counts its own runs (BENCH_LAN_RUNS, in its rows)
-  const runs = ONLY.some((s) => ["A", "B", "C", "D", "E", "T"].includes(s))
+  const runs = ONLY.some((s) => ["A", "B", "C", "D", "E", "T", "TW"].includes(s))
     ? `median of ${RUNS} runs; `
     : "";
   console.log(
