@@ -36,6 +36,7 @@ import { type BlockSink, BlockWriter } from "./lib/io/block_writer.ts";
 import { VectoredWriter } from "./lib/io/vectored_writer.ts";
 import { loadLibc } from "./lib/io/udp/libc.ts";
 import { OrderedOutput } from "./lib/io/ordered_output.ts";
+import { RingSink, streamRingPieces } from "./lib/io/piece_ring.ts";
 import { parseBusyProgress } from "./lib/wire/busy_progress.ts";
 import { sha256 } from "./lib/io/file_digest.ts";
 import { Notifier } from "./lib/io/notifier.ts";
@@ -49,7 +50,7 @@ import {
 import { reserveSpace } from "./lib/io/disk_space.ts";
 import { readKeyFile } from "./lib/wire/auth.ts";
 import { FetchSession, type SessionEvent } from "./lib/engine/fetch_session.ts";
-import { ALL } from "./lib/engine/scheduler.ts";
+import { type PieceFilter } from "./lib/engine/scheduler.ts";
 import { MetaDiscovery } from "./lib/engine/meta_discovery.ts";
 import { HashListFetch } from "./lib/engine/hash_list_fetch.ts";
 import type { RequestMachine } from "./lib/engine/retry_schedule.ts";
@@ -635,6 +636,8 @@ class Download {
   verifier: PieceVerifier | undefined;
   /** Resolves with the verifier once the piece hashes are in (or known to be unavailable). */
   verifierReady!: Promise<PieceVerifier>;
+  /** An error that ends the transfer, found off the drive loop (a stream without hashes). */
+  fatal: unknown;
   /** Whether piece hashes were established. */
   hashes = false;
   /** A request machine running beside the transfer (the hash list), and what to do when done. */
@@ -660,9 +663,12 @@ class Download {
     limit: number | undefined,
     maxInflight: number | undefined,
     maxRequest: number | undefined,
+    /** Pieces the `.part` holds (a stream's ring, see `piece_ring.ts`); 0: the whole file. */
+    readonly ring = 0,
   ) {
     this.servers = chosen;
-    this.writer = blockSink(endpoint, partial);
+    const sink = blockSink(endpoint, partial);
+    this.writer = ring > 0 ? new RingSink(sink, meta.pieceSize, ring) : sink;
     chosen.forEach((server, source) => this.#sources[server] = source);
     const now = performance.now();
     this.session = new FetchSession({
@@ -679,9 +685,22 @@ class Download {
       lanMinWindowBytes: lanWindow(endpoint, blockSize),
     }, now);
     chosen.forEach((server, source) => {
-      this.session.addSource(source, now, ALL, endpoint.rttOf(server));
+      this.session.addSource(source, now, this.#inRing, endpoint.rttOf(server));
       this.session.setToken(source, endpoint.token(server));
     });
+  }
+
+  /**
+   * Pieces that may be fetched now: all of them, or for a stream only those whose ring slot is
+   * free (the reorder buffer: the write point plus `ring` pieces).
+   */
+  #inRing: PieceFilter = (piece) =>
+    this.ring === 0 || piece < (this.output?.released ?? 0) + this.ring;
+
+  /** A stream wrote pieces out: their slots are free, the sources may ask for more. */
+  released(): void {
+    for (let source = 0; source < this.servers.length; source++) this.session.sourceHas(source);
+    this.wake.notify();
   }
 
   get received(): number {
@@ -698,7 +717,7 @@ class Download {
     const source = this.servers.length;
     this.servers.push(server);
     this.#sources[server] = source;
-    this.session.addSource(source, performance.now(), ALL, this.endpoint.rttOf(server));
+    this.session.addSource(source, performance.now(), this.#inRing, this.endpoint.rttOf(server));
     this.session.setToken(source, this.endpoint.token(server));
   }
 }
@@ -777,9 +796,23 @@ async function download(
   const partOut = tmp ? join(tmp, basename(name) || "file") : out;
   // nothing can throw between opening the .part and the try that keeps or discards it
   const say = (l: string) => run.ui.say(l);
+  // a stream verified piece by piece needs only its reorder buffer on disk, not the file
+  const pieceCount = Math.ceil(meta.size / meta.pieceSize);
+  const ring = sink && a.verify !== "full" && a.checksum === undefined
+    ? streamRingPieces(meta.pieceSize, pieceCount)
+    : 0;
+  const capacity = ring > 0 ? Math.min(meta.size, ring * meta.pieceSize) : meta.size;
   let partial: PartialDownload;
   try {
-    partial = await PartialDownload.open(partOut, name, meta, a.force, say, spaceReserver());
+    partial = await PartialDownload.open(
+      partOut,
+      name,
+      meta,
+      a.force,
+      say,
+      spaceReserver(),
+      capacity,
+    );
   } catch (e) {
     if (!tmp) throw e;
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
@@ -806,6 +839,7 @@ async function download(
     a.limit,
     maxInflight,
     maxRequest,
+    ring,
   );
   run.download = d;
   if (pending) d.sides.push(lateJoiners(d, run, pending));
@@ -893,7 +927,22 @@ async function transfer(
       phase("hashes");
       // without piece hashes, only a full pass can vouch for the file
       const whole = a.verify === "full" || !hashes || a.checksum !== undefined;
-      d.verifier = new PieceVerifier(partial.partPath, meta.size, meta.pieceSize, hashes, whole);
+      if (whole && d.ring > 0) {
+        // (every udpget server publishes piece hashes: a server that does not is not one)
+        throw new UdpgetError(
+          ExitCode.Verification,
+          "the servers gave no piece hashes: a stream cannot be verified piece by piece; " +
+            "use -o FILE",
+        );
+      }
+      d.verifier = new PieceVerifier(
+        partial.partPath,
+        meta.size,
+        meta.pieceSize,
+        hashes,
+        whole,
+        d.ring,
+      );
       const pieces = d.session.sched.pieceCount;
       d.verified = whole
         ? "sha256 verified"
@@ -903,9 +952,21 @@ async function transfer(
       if (sink) {
         // a piece goes out once verified; unverifiable pieces wait for the whole-file digest
         d.outputFile = Deno.openSync(partial.partPath, { read: true });
-        d.output = new OrderedOutput(d.outputFile, meta.size, meta.pieceSize, sink, d.hashes);
+        d.output = new OrderedOutput(
+          d.outputFile,
+          meta.size,
+          meta.pieceSize,
+          sink,
+          d.hashes,
+          d.ring,
+          () => d.released(),
+        );
       }
       return d.verifier;
+    });
+    d.verifierReady.catch((e) => {
+      d.fatal ??= e;
+      d.wake.notify();
     });
     if (partial.claimed.length > 0) {
       await runMachine(endpoint, hashFetch, signal);
@@ -1085,6 +1146,7 @@ async function driveLoop(d: Download, run: FetchRun, signal: AbortSignal): Promi
 
 /** A write error or a dead receive loop ends the transfer as what it is: a local fault. */
 function localFailure(d: Download): void {
+  if (d.fatal) throw d.fatal;
   const e = d.writer.error;
   if (e) {
     throw new UdpgetError(ExitCode.LocalIo, `cannot write ${d.partial.partPath}: ${ioMessage(e)}`);
@@ -1106,7 +1168,7 @@ function onEvent(d: Download, run: FetchRun, e: SessionEvent): void {
         if (ok) d.partial.recordVerified(e.piece);
         if (ok) d.output?.verified(e.piece);
         d.wake.notify();
-      });
+      }, () => d.verifying--); // (no verifier: `fatal` says why)
       return;
     case "corrupt":
       run.ui.say(`udpget: piece ${e.piece} failed its SHA-256; fetching it again`);

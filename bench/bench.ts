@@ -717,7 +717,7 @@ async function scenarioTW(dir: string, srv: string): Promise<void> {
       );
       times.push(r.s);
     }
-    const slower = windows.filter((w, k) => k > 0 && times[k] > times[0]);
+    const slower = windows.filter((_w, k) => k > 0 && times[k] > times[0]);
     rows.push({
       scenario: i === 0 ? `TW 64 MiB, atftp from udpget --tftp, median of ${RUNS}` : "",
       what: `blksize ${blksize}: windowsize ${windows.join("/")}`,

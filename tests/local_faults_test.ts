@@ -221,3 +221,34 @@ Deno.test({
       await Deno.remove(filler);
     }),
 });
+
+Deno.test({
+  name: "-o -: a file larger than TMPDIR's room streams through a bounded reorder buffer",
+  ignore,
+  fn: async () => {
+    const work = await tempDir();
+    const server = await startServer(work.path);
+    try {
+      const data = seededBytes(80 * MiB, 63);
+      await Deno.writeFile(`${work.path}/s.bin`, data);
+      const list = await writeServersFile(work.path, [server.port]);
+      // 66 MiB: the 64 MiB ring fits, the 80 MiB file would not (it needed all of it before)
+      await withTmpfs(66, async (small) => {
+        const r = await new Deno.Command(Deno.execPath(), {
+          args: [...RUN_FLAGS, MAIN, "fetch", list, "2", "s.bin", "-o", "-"],
+          cwd: work.path,
+          env: { TMPDIR: small },
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+        assert.ok(sameBytes(r.stdout, data), "the stream is the file");
+        assert.deepEqual([...Deno.readDirSync(small)], [], "the temporary directory is gone");
+      });
+    } finally {
+      await server.stop("SIGKILL");
+      await work.cleanup();
+    }
+  },
+});

@@ -8,6 +8,7 @@
  */
 
 import { ExitCode, UdpgetError } from "../cli/exit.ts";
+import { partOffset } from "./piece_ring.ts";
 
 /** Writes the verified prefix of a `.part` file to a stream, in order. */
 export class OrderedOutput {
@@ -17,6 +18,8 @@ export class OrderedOutput {
   #failed: unknown;
   /** Bytes written to the stream so far. */
   written = 0;
+  /** Pieces written out whole: their ring slots may be reused. */
+  released = 0;
 
   /**
    * Copies from `part` (read at `pieceSize` boundaries) to `sink`. With `early`, pieces are
@@ -28,6 +31,10 @@ export class OrderedOutput {
     readonly pieceSize: number,
     readonly sink: WritableStreamDefaultWriter<Uint8Array>,
     readonly early: boolean,
+    /** Pieces the `.part` holds in a ring (see `piece_ring.ts`); 0: the whole file. */
+    readonly ring = 0,
+    /** Called after each piece went out (its slot is free). */
+    readonly onReleased: () => void = () => {},
   ) {
     this.#verified = new Uint8Array(Math.ceil(size / pieceSize));
   }
@@ -57,6 +64,8 @@ export class OrderedOutput {
       while (this.#failed === undefined && this.#next < this.#verified.length) {
         if (!all && !this.#verified[this.#next]) return;
         await this.#copy(this.#next++);
+        this.released = this.#next;
+        this.onReleased();
       }
     }).catch((e) => {
       this.#failed ??= new UdpgetError(ExitCode.LocalIo, `cannot write the output: ${brief(e)}`);
@@ -69,7 +78,7 @@ export class OrderedOutput {
     let got = 0;
     while (got < buf.length) {
       // (a handle of its own: the download's writes move another file position)
-      this.part.seekSync(start + got, Deno.SeekMode.Start);
+      this.part.seekSync(partOffset(start, this.pieceSize, this.ring) + got, Deno.SeekMode.Start);
       const n = this.part.readSync(buf.subarray(got));
       if (n === null || n === 0) throw new Error(`short read at ${start + got}`);
       got += n;

@@ -82,6 +82,8 @@ export class PartialDownload {
     force: boolean,
     log: (line: string) => void,
     reserve?: SpaceReserver,
+    /** Bytes the `.part` holds (a stream's ring, see `piece_ring.ts`); default the file's size. */
+    capacity = meta.size,
   ): Promise<PartialDownload> {
     const { part, state: statePath } = partialPaths(out);
     let claimed: number[] = [];
@@ -104,7 +106,7 @@ export class PartialDownload {
       }
     }
     // what the .part does not hold yet (an old one's blocks are reused or freed) must fit
-    const needed = bytesNeeded(meta.size, (info?.blocks ?? 0) * 512);
+    const needed = bytesNeeded(capacity, (info?.blocks ?? 0) * 512);
     const shortfall = roomShortfall(part, needed, await freeBytes(dirname(part)));
     if (shortfall) throw new UdpgetError(ExitCode.LocalIo, shortfall);
     const state = freshState(name, meta);
@@ -123,8 +125,8 @@ export class PartialDownload {
     }
     let refused: string | undefined;
     try {
-      await file.truncate(meta.size);
-      refused = reserve?.(part, meta.size);
+      await file.truncate(capacity);
+      refused = reserve?.(part, capacity);
     } catch (e) {
       refused = ioMessage(e);
     }

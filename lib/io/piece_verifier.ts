@@ -14,6 +14,8 @@ export type VerifyRequest =
     pieceSize: number;
     hashes?: Uint8Array;
     whole: boolean;
+    /** Pieces the `.part` holds in a ring (streaming; see `piece_ring.ts`); 0 or absent: all. */
+    ring?: number;
   }
   | { kind: "piece"; piece: number }
   | { kind: "finish" };
@@ -40,12 +42,14 @@ export class PieceVerifier {
     hashes: Uint8Array | undefined,
     /** Whether the whole file is hashed too (`--verify full`, or no piece hashes). */
     readonly whole: boolean,
+    /** Pieces the `.part` holds in a ring (`-o -`), 0 for a whole `.part`. */
+    ring = 0,
   ) {
     this.#worker = new Worker(new URL("./verify_worker.ts", import.meta.url).href, {
       type: "module",
     });
     this.#worker.onmessage = (e: MessageEvent<VerifyReply>) => this.#waiting.shift()?.(e.data);
-    this.#ask({ kind: "open", path, size, pieceSize, hashes, whole });
+    this.#ask({ kind: "open", path, size, pieceSize, hashes, whole, ring });
   }
 
   /** Checks a complete piece (already written to the file) against its hash. */

@@ -12,6 +12,7 @@
 
 import { createHash, type Hash } from "node:crypto";
 import type { VerifyReply, VerifyRequest } from "./piece_verifier.ts";
+import { partOffset } from "./piece_ring.ts";
 
 let file: Deno.FsFile | undefined;
 let pieceSize = 0;
@@ -22,11 +23,12 @@ let verified: Uint8Array = new Uint8Array(0);
 let prefix = 0; // pieces [0, prefix) have been fed to `whole`
 let buf = new Uint8Array(0);
 let wantWhole = true;
+let ring = 0; // pieces the .part holds (0: all of them, each at its own offset)
 
 function readPiece(piece: number): Uint8Array {
   const start = piece * pieceSize;
   const len = Math.min(pieceSize, size - start);
-  file!.seekSync(start, Deno.SeekMode.Start);
+  file!.seekSync(partOffset(start, pieceSize, ring), Deno.SeekMode.Start);
   let got = 0;
   while (got < len) {
     const n = file!.readSync(buf.subarray(got, len));
@@ -73,6 +75,7 @@ self.onmessage = (e: MessageEvent<VerifyRequest>) => {
     size = m.size;
     hashes = m.hashes;
     wantWhole = m.whole;
+    ring = m.ring ?? 0;
     whole = createHash("sha256");
     verified = new Uint8Array(Math.ceil(size / pieceSize));
     prefix = 0;
