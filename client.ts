@@ -931,8 +931,8 @@ async function transfer(
         // (every udpget server publishes piece hashes: a server that does not is not one)
         throw new UdpgetError(
           ExitCode.Verification,
-          "the servers gave no piece hashes: a stream cannot be verified piece by piece; " +
-            "use -o FILE",
+          "no trusted piece hashes (the hash list could not be had or did not match its root): " +
+            "a stream cannot be verified piece by piece; use -o FILE",
         );
       }
       d.verifier = new PieceVerifier(
@@ -1147,6 +1147,8 @@ async function driveLoop(d: Download, run: FetchRun, signal: AbortSignal): Promi
 /** A write error or a dead receive loop ends the transfer as what it is: a local fault. */
 function localFailure(d: Download): void {
   if (d.fatal) throw d.fatal;
+  // a stream's reader gone (EPIPE): nothing more can go out, so nothing more is fetched
+  if (d.output?.failed) throw d.output.failed;
   const e = d.writer.error;
   if (e) {
     throw new UdpgetError(ExitCode.LocalIo, `cannot write ${d.partial.partPath}: ${ioMessage(e)}`);

@@ -440,6 +440,15 @@ class TftpShell {
    */
   #arm(s: Session, at: number): void {
     if (at === Infinity) return;
+    if (at - performance.now() < 1) {
+      // due within a millisecond (the next burst of a window): after this turn of the event
+      // loop, not a timer's whole millisecond later
+      setImmediateTurn(() => {
+        if (s.ended || !s.transfer || s.flushing) return;
+        this.#run(s, s.transfer.onTimer(performance.now()));
+      });
+      return;
+    }
     if (s.timer !== undefined && s.timerAt <= at) return;
     if (s.timer !== undefined) clearTimeout(s.timer);
     s.timerAt = at;
@@ -564,4 +573,14 @@ export function describeTftpStats(s: TftpStats): string {
   return `tftp stopped: ${s.transfers} transfers (${s.completed} completed, ${s.failed} failed), ` +
     `${s.bytesSent} bytes sent, ${s.requests} read requests, ${s.refused} refused, ` +
     `${s.writeRequests} write requests, ${s.malformed} malformed datagrams`;
+}
+
+/** Runs `fn` after the current turn of the event loop (a MessageChannel round trip). */
+function setImmediateTurn(fn: () => void): void {
+  const ch = new MessageChannel();
+  ch.port1.onmessage = () => {
+    ch.port1.close();
+    fn();
+  };
+  ch.port2.postMessage(0);
 }

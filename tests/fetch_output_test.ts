@@ -296,3 +296,26 @@ Deno.test("fetch: the only server killed mid-transfer is refused within about a 
     await dir.cleanup();
   }
 });
+
+Deno.test("fetch -o -: a reader that goes away ends the fetch (exit 6), it does not wait forever", async () => {
+  const work = await tempDir();
+  const server = await startServer(work.path);
+  try {
+    // larger than the stream's reorder buffer: with the reader gone, its slots never free up
+    await Deno.writeFile(`${work.path}/s.bin`, seededBytes(96 << 20, 41));
+    const list = await writeServersFile(work.path, [server.port]);
+    const child = spawnUdpget(["fetch", list, "2", "s.bin", "-o", "-"], work.path);
+    const stderr = new Response(child.stderr).text();
+    const reader = child.stdout.getReader();
+    await reader.read(); // the stream has started
+    await reader.cancel(); // as `| head -c 1` does
+    const guard = setTimeout(() => child.kill("SIGKILL"), 60_000); // a hang: killed, and it fails
+    const status = await child.status;
+    clearTimeout(guard);
+    assert.equal(status.code, ExitCode.LocalIo, "ended by itself, as a local error");
+    assert.match(await stderr, /cannot write the output: /);
+  } finally {
+    await server.stop("SIGKILL");
+    await work.cleanup();
+  }
+});

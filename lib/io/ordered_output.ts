@@ -45,6 +45,11 @@ export class OrderedOutput {
     if (this.early) this.#pump(false);
   }
 
+  /** The error that stopped the output (the reader went away...), if any. */
+  get failed(): unknown {
+    return this.#failed;
+  }
+
   /** Resolves once every write queued so far is done. */
   flushed(): Promise<void> {
     return this.#chain;
@@ -69,6 +74,7 @@ export class OrderedOutput {
       }
     }).catch((e) => {
       this.#failed ??= new UdpgetError(ExitCode.LocalIo, `cannot write the output: ${brief(e)}`);
+      this.onReleased(); // (woken to find `failed`: a reader gone must end the fetch now)
     });
   }
 

@@ -47,8 +47,11 @@ export const UNPROVEN_SENDS = 3;
  */
 export const UNPROVEN_TIMEOUT_MS = 1000;
 
-/** Time between two bursts of one window (ms): the timer's resolution. */
-export const BURST_GAP_MS = 1;
+/**
+ * Time between two bursts of one window (ms). The shell runs a burst due within a millisecond
+ * after the current turn of its event loop (the sends of the previous burst take about that).
+ */
+export const BURST_GAP_MS = 0.1;
 
 /** Bytes of the first burst of a transfer: what a default Linux socket buffer surely holds. */
 export const FIRST_BURST_BYTES = 64 * 1024;
@@ -220,7 +223,8 @@ export class TftpTransfer {
   onTimer(now: number): TransferOutput {
     const out = this.#reset();
     if (!this.#started || this.ended) return this.#finish(out);
-    if (now >= this.#burstAt && now < this.#deadline) {
+    // (a burst due within one gap goes now: the shell calls back after a turn of its loop)
+    if (now >= this.#burstAt - BURST_GAP_MS && now < this.#deadline) {
       this.#sendBurst(now);
       return this.#finish(out);
     }
@@ -250,6 +254,9 @@ export class TftpTransfer {
     this.#retries = 0;
     if (b >= 1) this.#src.release(b);
     if (b >= this.#last) return this.#end({ ok: true });
+    // the OACK's round trip is the first measure: a loss in the first window then costs a few
+    // round trips, not the whole negotiated time-out
+    if (b === 0 && !this.#resentInWindow) this.#srtt ??= now - this.#endSentAt;
     // short of the window's end: the client saw a gap (or gave up waiting): it was too much
     if (b < this.#windowEnd && b >= 1) this.#lost();
     else if (b >= 1) this.#windowDone(now);
@@ -280,7 +287,10 @@ export class TftpTransfer {
 
   #sendFirst(now: number): void {
     if (this.#cfg.oack) {
-      if (this.#unprovenLeft < this.#cfg.unprovenSends - 1) this.stats.retransmits++;
+      const again = this.#unprovenLeft < this.#cfg.unprovenSends - 1;
+      if (again) this.stats.retransmits++;
+      this.#resentInWindow = again;
+      this.#endSentAt = now;
       this.#out.sends.push(this.#cfg.oack);
       this.#deadline = now + this.#timeout();
     } else {
@@ -296,7 +306,10 @@ export class TftpTransfer {
   #timeout(): number {
     if (!this.#proven) return Math.min(this.#cfg.timeoutMs, UNPROVEN_TIMEOUT_MS);
     if (this.#srtt === undefined) return this.#cfg.timeoutMs;
-    return Math.min(this.#cfg.timeoutMs, Math.max(MIN_RTO_MS, 4 * this.#srtt));
+    // doubled at each time-out in a row (RFC 6298 §5.5): a client that pauses (flash writes)
+    // still gets its negotiated time-out before the transfer is given up
+    const base = Math.max(MIN_RTO_MS, 4 * this.#srtt) * 2 ** this.#retries;
+    return Math.min(this.#cfg.timeoutMs, base);
   }
 
   /** Starts the window of blocks `first ..` (a window, or `count`): its first burst now. */

@@ -120,27 +120,33 @@ Deno.test("transfer: a duplicate ACK is never answered (no sorcerer's apprentice
   assert.equal(t.stats.retransmits, 0);
 });
 
-Deno.test("transfer: the timer retransmits, retries reset on progress, then it gives up", () => {
-  const t = transfer(seededBytes(5000, 3), { timeoutMs: 100 });
+Deno.test("transfer: the timer retransmits, doubling, retries reset on progress, then it gives up", () => {
+  const t = transfer(seededBytes(5000, 3), { timeoutMs: 1000 });
   let out = t.start(0);
   out = t.onDatagram(encodeAck(1), 10); // proven, block 2 out; a round trip of 10 ms measured
-  assert.equal(out.timerAt, 10 + 4 * 10, "4 round trips, within the negotiated 100 ms");
+  assert.equal(out.timerAt, 10 + 4 * 10, "4 round trips, within the negotiated 1000 ms");
   assert.equal(t.onTimer(30).sends.length, 0, "early tick: nothing");
-  assert.deepEqual(dataBlocks(t.onTimer(50)), [2], "retransmitted");
+  out = t.onTimer(50);
+  assert.deepEqual(dataBlocks(out), [2], "retransmitted");
+  assert.equal(out.timerAt, 50 + 80, "the next wait is doubled (RFC 6298 §5.5)");
   // (Karn: the ACK of a resent block measures nothing)
-  assert.deepEqual(dataBlocks(t.onDatagram(encodeAck(2), 150)), [3]);
+  out = t.onDatagram(encodeAck(2), 150);
+  assert.deepEqual(dataBlocks(out), [3]);
+  assert.equal(out.timerAt, 150 + 40, "progress: back to 4 round trips");
+  // a client that pauses (writing flash) gets up to its negotiated time-out per retry
   let now = 150;
+  const waits = [40, 80, 160, 320, 640];
   for (let i = 0; i < MAX_RETRIES; i++) {
-    now += 40;
+    now += waits[i];
     assert.deepEqual(dataBlocks(t.onTimer(now)), [3], `retry ${i + 1}`);
   }
-  out = t.onTimer(now + 40);
+  assert.equal(t.onTimer(now + 999).sends.length, 0, "capped at the negotiated 1000 ms");
+  out = t.onTimer(now + 1000);
   assert.equal(out.sends.length, 0);
   assert.deepEqual(out.end, { ok: false, reason: "timed out" });
   assert.equal(out.timerAt, Infinity);
-  assert.equal(t.onDatagram(encodeAck(3), now + 41).sends.length, 0, "ended is ended");
+  assert.equal(t.onDatagram(encodeAck(3), now + 1001).sends.length, 0, "ended is ended");
 });
-
 Deno.test("transfer: the measured timeout stays between MIN_RTO_MS and the negotiated one", () => {
   const fast = transfer(seededBytes(5000, 3), { timeoutMs: 1000 });
   fast.start(0);
@@ -184,9 +190,10 @@ Deno.test("transfer: the client's timeout is trusted only once its address is pr
   out = t.onTimer(2 * UNPROVEN_TIMEOUT_MS);
   out = t.onTimer(3 * UNPROVEN_TIMEOUT_MS);
   assert.ok(out.end && !out.end.ok, "gone within UNPROVEN_SENDS timeouts");
+  // proven: the cap is gone; the time-out is 4 round trips of the OACK's (here 900 ms)
   const u = transfer(seededBytes(5000, 8), { timeoutMs: 255_000, oack });
   u.start(0);
-  assert.equal(u.onDatagram(encodeAck(0), 10).timerAt, 10 + 255_000);
+  assert.equal(u.onDatagram(encodeAck(0), 900).timerAt, 900 + 4 * 900);
 });
 
 Deno.test("transfer: block numbers roll over; any size goes through", () => {

@@ -89,14 +89,21 @@ export class Poller {
     if (events === 0) return;
     const op = this.#registered.has(fd) ? C.EPOLL_CTL_MOD : C.EPOLL_CTL_ADD;
     this.#registered.add(fd);
-    this.#control(op, fd, events | C.EPOLLONESHOT, fd);
+    if (this.#control(op, fd, events | C.EPOLLONESHOT, fd)) return;
+    // (MOD of an fd the set lost, or ADD of one it still has: the other operation)
+    const other = op === C.EPOLL_CTL_MOD ? C.EPOLL_CTL_ADD : C.EPOLL_CTL_MOD;
+    if (this.#control(other, fd, events | C.EPOLLONESHOT, fd)) return;
+    // cannot be watched at all: wake its waiters, whose next call reports the socket's error
+    this.#watches.delete(fd);
+    this.#registered.delete(fd);
+    for (const resolve of [...w.in.splice(0), ...w.out.splice(0)]) resolve();
   }
 
-  #control(op: number, fd: number, events: number, data: number): void {
+  /** One `epoll_ctl`; false if the kernel refused it. */
+  #control(op: number, fd: number, events: number, data: number): boolean {
     this.#ctlView.setUint32(0, events, true);
     this.#ctlView.setBigInt64(4, BigInt(data), true);
-    // (a descriptor closed meanwhile is gone from the set anyway: nothing to undo)
-    this.#libc.sym.epoll_ctl(this.#epfd, op, fd, this.#ctl);
+    return this.#libc.sym.epoll_ctl(this.#epfd, op, fd, this.#ctl) === 0;
   }
 
   /** Writes the wake eventfd: the pending `epoll_wait` returns. */
@@ -112,8 +119,15 @@ export class Poller {
       while (this.#watches.size > 0) {
         const n = await this.#libc.sym.epollWait(this.#epfd, this.#events, MAX_EVENTS, -1);
         if (n < 0) {
-          // EINTR (a signal on that thread); anything else repeats, and must not spin forever
-          if (++failures > 100) throw new Error("epoll_wait keeps failing");
+          // EINTR (a signal on that thread); anything else repeats, and must not spin forever:
+          // then every waiter is woken, and its socket's next call reports what is wrong
+          if (++failures > 100) {
+            for (const w of this.#watches.values()) {
+              for (const resolve of [...w.in.splice(0), ...w.out.splice(0)]) resolve();
+            }
+            this.#watches.clear();
+            return;
+          }
           continue;
         }
         failures = 0;
