@@ -1079,8 +1079,11 @@ async function drive(d: Download, run: FetchRun, signal: AbortSignal): Promise<v
     : undefined;
   // a server gone mid-transfer: its port answers ICMP refused (batched layer only)
   endpoint.onSoftError((server, error) => {
+    const now = performance.now();
     const source = d.sourceOf(server);
-    if (source >= 0) session.handleUnreachable(performance.now(), source, error);
+    if (source >= 0) session.handleUnreachable(now, source, error);
+    // (discovery still asking late servers: a refused one is answered at once there too)
+    for (const side of d.sides) side.m.handleUnreachable?.(now, server, error);
     d.wake.notify();
   });
   try {
