@@ -52,7 +52,10 @@ export function roomShortfall(
  */
 export function reserveSpace(libc: Libc, path: string, size: number): string | undefined {
   if (size === 0) return undefined;
-  const fd = libc.sym.open(new TextEncoder().encode(path + "\0"), C.O_WRONLY | C.O_CLOEXEC);
+  // O_NOFOLLOW: the `.part` was created without following links; a link swapped in since is
+  // refused, never its target extended
+  const flags = C.O_WRONLY | C.O_CLOEXEC | C.O_NOFOLLOW;
+  const fd = libc.sym.open(new TextEncoder().encode(path + "\0"), flags);
   if (fd < 0) return libc.describe(libc.errno());
   try {
     if (libc.sym.fallocate(fd, 0, 0n, BigInt(size)) === 0) return undefined;

@@ -36,7 +36,7 @@ export class VectoredWriter implements BlockSink {
   /** Opens `path` (which must exist) for writing; throws the system's message if it cannot. */
   static open(libc: Libc, path: string): VectoredWriter {
     const name = new TextEncoder().encode(path + "\0");
-    const fd = libc.sym.open(name, C.O_WRONLY | C.O_CLOEXEC);
+    const fd = libc.sym.open(name, C.O_WRONLY | C.O_CLOEXEC | C.O_NOFOLLOW);
     if (fd < 0) throw new Error(`${path}: ${libc.describe(libc.errno())}`);
     return new VectoredWriter(libc, fd);
   }

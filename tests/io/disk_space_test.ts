@@ -31,6 +31,14 @@ Deno.test("disk space: fallocate gives a file its blocks up front", async () => 
     assert.ok(((await Deno.stat(path)).blocks ?? 0) * 512 >= 8 << 20, "allocated after");
     assert.equal((await Deno.stat(path)).size, 8 << 20, "size unchanged");
     assert.match(reserveSpace(libc, "/no/such/file", 1) ?? "", /No such file/);
+    // a symlink swapped in for the .part is refused, its target never extended
+    const target = await Deno.makeTempFile();
+    const link = `${path}.link`;
+    await Deno.symlink(target, link);
+    assert.match(reserveSpace(libc, link, 8 << 20) ?? "", /symbolic links/);
+    assert.equal((await Deno.stat(target)).size, 0);
+    await Deno.remove(link);
+    await Deno.remove(target);
   } finally {
     await Deno.remove(path);
   }
