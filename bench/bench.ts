@@ -18,6 +18,7 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { BENCH_RUN_FLAGS } from "./runtime_flags.ts";
 import { runLanBench } from "./lan.ts";
 import { runWanBench } from "./wan.ts";
 import { measureReceive, measureSend } from "./micro.ts";
@@ -153,10 +154,7 @@ async function udpgetServer(root: string, extra: string[] = []): Promise<number>
   const m = await spawnUntil(
     Deno.execPath(),
     [
-      "run",
-      "-A",
-      "--v8-flags=--max-semi-space-size=2",
-      "--quiet",
+      ...BENCH_RUN_FLAGS,
       MAIN,
       "serve",
       "0",
@@ -176,10 +174,7 @@ async function relay(target: number, loss: number, seed: number): Promise<number
   const m = await spawnUntil(
     Deno.execPath(),
     [
-      "run",
-      "-A",
-      "--v8-flags=--max-semi-space-size=2",
-      "--quiet",
+      ...BENCH_RUN_FLAGS,
       RELAY,
       "--target",
       String(target),
@@ -195,10 +190,7 @@ async function relay(target: number, loss: number, seed: number): Promise<number
 
 function fetchArgs(list: string, file: string, out: string, extra: string[] = []): string[] {
   return [
-    "run",
-    "-A",
-    "--v8-flags=--max-semi-space-size=2",
-    "--quiet",
+    ...BENCH_RUN_FLAGS,
     MAIN,
     "fetch",
     list,

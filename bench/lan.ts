@@ -26,6 +26,7 @@
  * @module
  */
 
+import { BENCH_RUN_FLAGS } from "./runtime_flags.ts";
 import { dirname } from "node:path";
 import { cpuSeconds, run } from "../wan/wan_path.ts";
 import { type LanPath as Lan, openLanPath, SERVER_ADDRS } from "../wan/lan_path.ts";
@@ -239,11 +240,7 @@ async function startUdpget(
   const children = SERVER_ADDRS.map((addr) =>
     lan.spawn("server", [
       Deno.execPath(),
-      "run",
-      "-A",
-      "--v8-flags=--max-semi-space-size=2",
-      "--quiet",
-      "--unstable-net",
+      ...BENCH_RUN_FLAGS,
       main,
       "serve",
       String(UDPGET_PORT),
@@ -440,11 +437,7 @@ export async function runLanBench(opts: LanBenchOptions): Promise<LanRow[]> {
               );
               const argv = [
                 Deno.execPath(),
-                "run",
-                "-A",
-                "--v8-flags=--max-semi-space-size=2",
-                "--quiet",
-                "--unstable-net",
+                ...BENCH_RUN_FLAGS,
                 opts.main,
                 "fetch",
                 list,

@@ -22,6 +22,7 @@
  * @module
  */
 
+import { BENCH_RUN_FLAGS } from "./runtime_flags.ts";
 import { cpuSeconds, openWanPath, totalOf, type WanPath } from "../wan/wan_path.ts";
 
 const MiB = 1 << 20;
@@ -62,11 +63,7 @@ export interface WanBenchOptions {
 function tools(main: string): Tool[] {
   const udpget = (extra: string[]): Tool["argv"] => ({ list, out, file }) => [
     Deno.execPath(),
-    "run",
-    "--quiet",
-    "--unstable-net",
-    "-A",
-    "--v8-flags=--max-semi-space-size=2",
+    ...BENCH_RUN_FLAGS,
     main,
     "fetch",
     list,
@@ -208,11 +205,7 @@ async function startMirrors(
   try {
     for (const [i, addr] of path.serverAddrs.entries()) {
       const child = path.command("server", Deno.execPath(), [
-        "run",
-        "--quiet",
-        "--unstable-net",
-        "-A",
-        "--v8-flags=--max-semi-space-size=2",
+        ...BENCH_RUN_FLAGS,
         main,
         "serve",
         String(UDPGET_PORT),
