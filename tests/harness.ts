@@ -282,3 +282,23 @@ export async function withServers(
     await dir.cleanup();
   }
 }
+
+/**
+ * Waits for a spawned `udpget serve` (stdout and stderr piped) to print its listening line;
+ * throws with what it printed if it exits first. Its output is read to the end, and stderr
+ * drained: a server whose log pipe is closed would die on its next line.
+ */
+export async function untilListening(child: Deno.ChildProcess, what: string): Promise<void> {
+  let text = "";
+  const listening = new Promise<boolean>((resolve) => {
+    (async () => {
+      for await (const c of child.stdout.pipeThrough(new TextDecoderStream())) {
+        text += c;
+        if (/on udp /.test(text)) resolve(true);
+      }
+      resolve(false);
+    })().catch(() => resolve(false));
+  });
+  child.stderr.pipeTo(new WritableStream()).catch(() => {});
+  if (!(await listening)) throw new Error(`${what} did not start: ${text}`);
+}

@@ -79,6 +79,18 @@ async function fill(dir: string): Promise<string> {
 
 const ignore = unavailable !== undefined;
 
+/** `udpget fetch LIST 2 NAME -o -` in `cwd`, with its temporary copy under `tmpdir`. */
+function streamWithTmpdir(list: string, name: string, cwd: string, tmpdir: string) {
+  return new Deno.Command(Deno.execPath(), {
+    args: [...RUN_FLAGS, MAIN, "fetch", list, "2", name, "-o", "-"],
+    cwd,
+    env: { TMPDIR: tmpdir },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+}
+
 Deno.test({
   name: "disk full before the start: exit 6 at once, one line naming the path, nothing left",
   ignore,
@@ -98,14 +110,7 @@ Deno.test({
         );
         assert.deepEqual([...Deno.readDirSync(small)], [], "no .part, no state left behind");
         // -o -: the temporary copy is refused the same way, and TMPDIR named as the way out
-        const streamed = await new Deno.Command(Deno.execPath(), {
-          args: [...RUN_FLAGS, MAIN, "fetch", list, "2", "f.bin", "-o", "-"],
-          cwd: work.path,
-          env: { TMPDIR: small },
-          stdin: "null",
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
+        const streamed = await streamWithTmpdir(list, "f.bin", work.path, small);
         const stderr = new TextDecoder().decode(streamed.stderr);
         assert.equal(streamed.code, ExitCode.LocalIo, stderr);
         assert.match(stderr, /not enough space for .*: 16 MiB needed.*TMPDIR/);
@@ -234,14 +239,7 @@ Deno.test({
       const list = await writeServersFile(work.path, [server.port]);
       // 66 MiB: the 64 MiB ring fits, the 80 MiB file would not (it needed all of it before)
       await withTmpfs(66, async (small) => {
-        const r = await new Deno.Command(Deno.execPath(), {
-          args: [...RUN_FLAGS, MAIN, "fetch", list, "2", "s.bin", "-o", "-"],
-          cwd: work.path,
-          env: { TMPDIR: small },
-          stdin: "null",
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
+        const r = await streamWithTmpdir(list, "s.bin", work.path, small);
         assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
         assert.ok(sameBytes(r.stdout, data), "the stream is the file");
         assert.deepEqual([...Deno.readDirSync(small)], [], "the temporary directory is gone");

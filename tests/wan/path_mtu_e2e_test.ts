@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { lanAvailable, type LanPath, openLanPath } from "../../wan/lan_path.ts";
-import { RUN_FLAGS, sameBytes, seededBytes, tempDir } from "../harness.ts";
+import { RUN_FLAGS, sameBytes, seededBytes, tempDir, untilListening } from "../harness.ts";
 
 const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));
 const RUN = RUN_FLAGS.filter((f) => f !== "--allow-env");
@@ -28,19 +28,7 @@ async function serve(lan: LanPath, root: string, addr: string, more: string[]) {
     stdout: "piped",
     stderr: "piped",
   });
-  let text = "";
-  const listening = new Promise<boolean>((resolve) => {
-    (async () => {
-      // read to the end: a server whose log pipe is closed would die on its next line
-      for await (const c of child.stdout.pipeThrough(new TextDecoderStream())) {
-        text += c;
-        if (/on udp /.test(text)) resolve(true);
-      }
-      resolve(false);
-    })().catch(() => resolve(false));
-  });
-  child.stderr.pipeTo(new WritableStream()).catch(() => {});
-  if (!(await listening)) throw new Error(`udpget serve on ${addr} did not start: ${text}`);
+  await untilListening(child, `udpget serve on ${addr}`);
   return child;
 }
 

@@ -15,7 +15,7 @@ import {
   type WanPath,
   type WanPathOptions,
 } from "../../wan/wan_path.ts";
-import { RUN_FLAGS, sameBytes, seededBytes, tempDir } from "../harness.ts";
+import { RUN_FLAGS, sameBytes, seededBytes, tempDir, untilListening } from "../harness.ts";
 
 const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));
 /** The harness's flags (as the launcher's), without the environment the WAN tests do not need. */
@@ -45,19 +45,7 @@ async function startServers(path: WanPath, root: string): Promise<Deno.ChildProc
         "--no-cache",
       ], { stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
       started.push(child);
-      // keep reading to the end: a server whose log pipe is closed would die on its next line
-      let text = "";
-      const listening = new Promise<boolean>((resolve) => {
-        (async () => {
-          for await (const c of child.stdout.pipeThrough(new TextDecoderStream())) {
-            text += c;
-            if (/on udp /.test(text)) resolve(true);
-          }
-          resolve(false);
-        })().catch(() => resolve(false));
-      });
-      child.stderr.pipeTo(new WritableStream()).catch(() => {});
-      if (!(await listening)) throw new Error(`udpget serve on ${addr} did not start: ${text}`);
+      await untilListening(child, `udpget serve on ${addr}`);
     }
     return started;
   } catch (e) {
