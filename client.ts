@@ -41,7 +41,7 @@ import { parseBusyProgress } from "./lib/wire/busy_progress.ts";
 import { sha256 } from "./lib/io/file_digest.ts";
 import { Notifier } from "./lib/io/notifier.ts";
 import { LineReader } from "./lib/io/line_reader.ts";
-import { PieceVerifier } from "./lib/io/piece_verifier.ts";
+import { openPieceVerifier, type PieceVerifier } from "./lib/io/piece_verifier.ts";
 import {
   keepAfterFailure,
   PartialDownload,
@@ -935,13 +935,10 @@ async function transfer(
             "a stream cannot be verified piece by piece; use -o FILE",
         );
       }
-      d.verifier = new PieceVerifier(
-        partial.partPath,
-        meta.size,
-        meta.pieceSize,
+      d.verifier = openPieceVerifier(
+        { path: partial.partPath, size: meta.size, pieceSize: meta.pieceSize, ring: d.ring },
         hashes,
         whole,
-        d.ring,
       );
       const pieces = d.session.sched.pieceCount;
       d.verified = whole

@@ -11,7 +11,7 @@
 /// <reference lib="deno.worker" />
 
 import { createHash, type Hash } from "node:crypto";
-import type { VerifyReply, VerifyRequest } from "./piece_verifier.ts";
+import { sameBytes, type VerifyReply, type VerifyRequest } from "./piece_verifier.ts";
 import { partOffset } from "./piece_ring.ts";
 
 let file: Deno.FsFile | undefined;
@@ -38,19 +38,13 @@ function readPiece(piece: number): Uint8Array {
   return buf.subarray(0, got);
 }
 
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 /** Checks a piece; when it is the next one of the in-order prefix, the same read also feeds
  * the whole-file hash, so most pieces are read once, not twice. */
 function check(piece: number): boolean {
   if (!hashes && (piece !== prefix || !wantWhole)) return true; // the file digest will judge
   const bytes = readPiece(piece);
   const ok = !hashes ||
-    equal(
+    sameBytes(
       new Uint8Array(createHash("sha256").update(bytes).digest()),
       hashes.subarray(piece * 32, piece * 32 + 32),
     );
