@@ -47,6 +47,13 @@ export interface FetchScenario {
   maxSimMs?: number;
   /** Controller to use instead of the default. */
   makeController?: (source: number) => CongestionController;
+  /**
+   * The client's event loop: datagrams that arrive are handled in batches, at the end of turns
+   * lasting up to this many ms each (uniformly drawn), all with the time of the turn's end — as
+   * a busy receive loop does. Arrivals then look bunched, the delivery-rate samples noisy (ACK
+   * compression, in TCP's words). Default 0: each datagram is handled the moment it arrives.
+   */
+  clientTurnMs?: number;
 }
 
 /** What happened. */
@@ -113,10 +120,25 @@ export function simulateFetch(sc: FetchScenario): FetchOutcome {
   let failure: string | undefined;
   let timerAt = Infinity;
 
-  const onReply = (source: number, p: Packet) => {
+  const handle = (source: number, p: Packet) => {
     const w = session.handleReply(clock.now, source, p);
     if (w) out.set(w.data, w.offset);
+  };
+  const arrived: [number, Packet][] = [];
+  const endTurn = () => {
+    for (const [source, p] of arrived) handle(source, p);
+    arrived.length = 0;
     pump();
+  };
+  const onReply = (source: number, p: Packet) => {
+    const turn = sc.clientTurnMs ?? 0;
+    if (turn <= 0) {
+      handle(source, p);
+      pump();
+      return;
+    }
+    if (arrived.length === 0) clock.at(clock.now + turn * (0.05 + 0.95 * random()), endTurn);
+    arrived.push([source, p]);
   };
 
   /**
