@@ -31,13 +31,14 @@ function events(s: FetchSession): SessionEvent[] {
 Deno.test("session: RETRYs for requests sent before the token came do not count as failures", () => {
   const s = session();
   const first: ChunkRequest[] = [];
-  for (let t = 0; t < 15; t++) first.push(...drain(s, t)); // paced: over the first round trip
+  for (let t = 0; t < 40; t++) first.push(...drain(s, t)); // paced: before any answer came
   assert.ok(first.length > 8, `more went out without a token than RETRYs tolerated in a row`);
   const token = new Uint8Array(16).fill(7);
   // the source validates addresses: every one of those requests is answered with a RETRY
-  for (const r of first) s.handleReply(20, 0, { type: "retry", requestId: r.requestId, token });
+  for (const r of first) s.handleReply(40, 0, { type: "retry", requestId: r.requestId, token });
   assert.deepEqual(events(s).filter((e) => e.kind === "dropped"), [], "not dropped");
-  const next = drain(s, 20);
+  const next: ChunkRequest[] = [];
+  for (let t = 40; t < 60; t++) next.push(...drain(s, t)); // (as the pacing allows)
   assert.ok(next.length > 0);
   assert.ok(next.every((r) => r.token.every((b) => b === 7)), "later requests carry the token");
 });
