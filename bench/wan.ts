@@ -347,7 +347,10 @@ export async function runWanBench(opts: WanBenchOptions): Promise<string> {
   const factor = Number(Deno.env.get("BENCH_WAN_TIMEOUT_X") ?? "10");
   const runs = Number(Deno.env.get("BENCH_WAN_RUNS") ?? "3");
   const only = (Deno.env.get("BENCH_WAN_PATHS") ?? "lossy,fast,shared").split(",");
-  const all = tools(opts.main);
+  // BENCH_WAN_TOOLS: a comma-separated subset of the tool names (all of them by default)
+  const pick = Deno.env.get("BENCH_WAN_TOOLS")?.split(",").map((t) => t.trim());
+  const every = tools(opts.main);
+  const all = every.filter((t) => !pick || pick.includes(t.name));
   const dir = await Deno.makeTempDir({ prefix: "udpget_wan_bench_" });
   await Deno.chmod(dir, 0o755);
   await Deno.mkdir(`${dir}/srv`, { mode: 0o755 });
@@ -402,7 +405,7 @@ export async function runWanBench(opts: WanBenchOptions): Promise<string> {
           path.serverAddrs.map((a) => `${a} ${UDPGET_PORT}`).join("\n") + "\n",
         );
         const ctx = { list, out: `${dir}/out/${file}`, addrs: path.serverAddrs, file };
-        await warmUp(path, all[1].argv(ctx), ctx.out);
+        await warmUp(path, every[1].argv(ctx), ctx.out); // (udpget: the mirrors hash the file)
         for (const loss of p.losses) {
           await path.control(`loss ${loss * 100}`);
           const label = p.shared

@@ -56,8 +56,15 @@ export const BURST_GAP_MS = 0.1;
 /** Bytes of the first burst of a transfer: what a default Linux socket buffer surely holds. */
 export const FIRST_BURST_BYTES = 64 * 1024;
 
-/** Windows acknowledged whole before the burst may grow past the size that last lost. */
+/**
+ * Windows acknowledged whole before the burst may grow past the size that last lost. Each probe
+ * that loses again doubles the wait, up to `MAX_PROBE_WINDOWS`: a client whose socket buffer
+ * holds less than the window it asked for would otherwise lose a burst (and, for clients that
+ * ignore blocks out of order, wait a time-out) every `PROBE_WINDOWS` windows.
+ */
 export const PROBE_WINDOWS = 16;
+/** Most windows between two probes past the size that last lost. */
+export const MAX_PROBE_WINDOWS = 512;
 
 /**
  * Shortest retransmission timeout once round trips are measured (ms). A client that ignores
@@ -130,6 +137,9 @@ export class TftpTransfer {
   #burst: number;
   #ceiling: number;
   #cleanWindows = 0;
+  /** Clean windows needed before the next probe; whether the ceiling is being probed. */
+  #probeEvery = PROBE_WINDOWS;
+  #probing = false;
   /** Smoothed round trip (ms): last block of a window sent → its ACK; undefined until measured. */
   #srtt: number | undefined;
   #endSentAt = 0;
@@ -270,9 +280,15 @@ export class TftpTransfer {
       this.#srtt = this.#srtt === undefined ? rtt : 0.875 * this.#srtt + 0.125 * rtt;
     }
     // past the size that last lost only after a run of clean windows, one block at a time
-    if (++this.#cleanWindows >= PROBE_WINDOWS && this.#ceiling < this.#cfg.windowsize) {
+    ++this.#cleanWindows;
+    if (this.#probing && this.#cleanWindows >= PROBE_WINDOWS) {
+      this.#probing = false; // the size probed holds: the next probe comes at the usual pace
+      this.#probeEvery = PROBE_WINDOWS;
+    }
+    if (this.#cleanWindows >= this.#probeEvery && this.#ceiling < this.#cfg.windowsize) {
       this.#ceiling++;
       this.#cleanWindows = 0;
+      this.#probing = true;
     }
     this.#burst = Math.min(this.#ceiling, this.#burst + 1);
   }
@@ -280,6 +296,8 @@ export class TftpTransfer {
   /** The client missed blocks: smaller bursts, as a congestion window halves. */
   #lost(): void {
     this.stats.losses++;
+    if (this.#probing) this.#probeEvery = Math.min(MAX_PROBE_WINDOWS, 2 * this.#probeEvery);
+    this.#probing = false;
     this.#ceiling = Math.max(1, this.#burst - 1);
     this.#cleanWindows = 0;
     this.#burst = Math.max(1, this.#burst >> 1);
