@@ -498,7 +498,7 @@ class TftpShell {
     if (!s.proven || !st) return;
     const secs = ((performance.now() - s.started) / 1000).toFixed(3);
     const what = `${st.bytes} bytes in ${st.blocks} blocks of ${s.blksize} B, window ` +
-      `${s.windowsize}, ${s.mode}, ${st.retransmits} resent, ${secs} s`;
+      `${s.windowsize}, ${s.mode}, ${st.retransmits} resent (${st.losses} windows lost, ${st.timeouts} timed out), ${secs} s`;
     this.#opts.log(
       end.ok
         ? `tftp: sent ${JSON.stringify(s.name)} to ${this.#who(s)}: ${what}`

@@ -117,12 +117,20 @@ export interface TransferStats {
   retransmits: number;
   /** Windows the client showed a loss in (an ACK short of the window, or a time-out). */
   losses: number;
+  /** Of those, the ones found by the retransmission timer (the client said nothing). */
+  timeouts: number;
 }
 
 /** One read transfer. */
 export class TftpTransfer {
   /** Counters, updated as it goes. */
-  readonly stats: TransferStats = { blocks: 0, bytes: 0, retransmits: 0, losses: 0 };
+  readonly stats: TransferStats = {
+    blocks: 0,
+    bytes: 0,
+    retransmits: 0,
+    losses: 0,
+    timeouts: 0,
+  };
   #cfg: Required<Omit<TransferConfig, "oack">> & { oack?: Uint8Array };
   #src: BlockSource;
   /** Highest block acknowledged; -1 while an OACK waits for its ACK 0. */
@@ -249,6 +257,7 @@ export class TftpTransfer {
     } else if (++this.#retries > this.#cfg.maxRetries) {
       this.#end({ ok: false, reason: this.sentAll ? "no final ACK" : "timed out" });
     } else {
+      this.stats.timeouts++;
       this.#lost();
       this.#sendWindow(this.#acked + 1, now);
     }

@@ -129,6 +129,7 @@ Deno.test("transfer: the timer retransmits, doubling, retries reset on progress,
   out = t.onTimer(50);
   assert.deepEqual(dataBlocks(out), [2], "retransmitted");
   assert.equal(out.timerAt, 50 + 80, "the next wait is doubled (RFC 6298 §5.5)");
+  assert.equal(t.stats.timeouts, 1, "counted as a time-out");
   // (Karn: the ACK of a resent block measures nothing)
   out = t.onDatagram(encodeAck(2), 150);
   assert.deepEqual(dataBlocks(out), [3]);
