@@ -396,7 +396,7 @@ async function main(): Promise<void> {
           scenario: "E peak RSS of the fetch",
           what: "udpget 1 GiB / 4 GiB",
           value: `${mib(u.rssKiB)} / ${mib(u4.rssKiB)}`,
-          note: "goal ≤ 150 MiB, flat",
+          note: "goal ≤ 100 MiB, flat",
         });
         rows.push({
           scenario: "",
