@@ -1170,7 +1170,16 @@ function onEvent(d: Download, run: FetchRun, e: SessionEvent): void {
         if (ok) d.partial.recordVerified(e.piece);
         if (ok) d.output?.verified(e.piece);
         d.wake.notify();
-      }, () => d.verifying--); // (no verifier: `fatal` says why)
+      }, (err) => {
+        d.verifying--;
+        // no verifier (`fatal` already says why), or the .part could not be read back: a local
+        // fault, never the servers'
+        d.fatal ??= new UdpgetError(
+          ExitCode.LocalIo,
+          `cannot read ${d.partial.partPath}: ${ioMessage(err)}`,
+        );
+        d.wake.notify();
+      });
       return;
     case "corrupt":
       run.ui.say(`udpget: piece ${e.piece} failed its SHA-256; fetching it again`);

@@ -111,14 +111,19 @@ export class DigestVerifier implements PieceVerifier {
     this.#target = target;
     this.#hashes = hashes;
     const bufSize = Math.min(target.pieceSize, Math.max(target.size, 1));
-    for (let i = 0; i < DIGEST_LANES; i++) {
-      const lane = {
-        file: Deno.openSync(target.path, { read: true }),
-        buf: new Uint8Array(bufSize),
-        digest: new Uint8Array(32),
-      };
-      this.#lanes.push(lane);
-      this.#free.push(lane);
+    try {
+      for (let i = 0; i < DIGEST_LANES; i++) {
+        const lane = {
+          file: Deno.openSync(target.path, { read: true }),
+          buf: new Uint8Array(bufSize),
+          digest: new Uint8Array(32),
+        };
+        this.#lanes.push(lane);
+        this.#free.push(lane);
+      }
+    } catch (e) {
+      for (const lane of this.#lanes) lane.file.close(); // (the handles opened before it)
+      throw e;
     }
   }
 
@@ -136,7 +141,7 @@ export class DigestVerifier implements PieceVerifier {
     return Promise.resolve(undefined);
   }
 
-  /** Closes the files; checks still queued answer `false`. */
+  /** Closes the files; checks not answered yet answer `false`. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -148,7 +153,9 @@ export class DigestVerifier implements PieceVerifier {
     while (this.#free.length > 0 && this.#queue.length > 0) {
       const lane = this.#free.pop()!;
       const q = this.#queue.shift()!;
-      this.#check(lane, q.piece).then(q.done, q.fail).finally(() => {
+      // a check that was in a lane when the verifier closed answers false, as queued ones do
+      const answer = (ok: boolean) => q.done(ok && !this.#closed);
+      this.#check(lane, q.piece).then(answer, q.fail).finally(() => {
         this.#free.push(lane);
         if (!this.#closed) this.#next();
       });

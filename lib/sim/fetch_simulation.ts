@@ -49,7 +49,7 @@ export interface FetchScenario {
   makeController?: (source: number) => CongestionController;
   /**
    * The client's event loop: datagrams that arrive are handled in batches, at the end of turns
-   * lasting up to this many ms each (uniformly drawn), all with the time of the turn's end — as
+   * lasting 5–100 % of this many ms each (uniformly drawn), all with the time of the turn's end — as
    * a busy receive loop does. Arrivals then look bunched, the delivery-rate samples noisy (ACK
    * compression, in TCP's words). Default 0: each datagram is handled the moment it arrives.
    */

@@ -145,9 +145,12 @@ export class TftpTransfer {
   #burst: number;
   #ceiling: number;
   #cleanWindows = 0;
-  /** Clean windows needed before the next probe; whether the ceiling is being probed. */
+  /** Clean windows needed before the ceiling rises past the size that last lost. */
   #probeEvery = PROBE_WINDOWS;
+  /** Burst size of the last loss; whether bursts are at it again (a probe), for how long. */
+  #lostAt = Infinity;
   #probing = false;
+  #probeHeld = 0;
   /** Smoothed round trip (ms): last block of a window sent → its ACK; undefined until measured. */
   #srtt: number | undefined;
   #endSentAt = 0;
@@ -289,24 +292,33 @@ export class TftpTransfer {
       this.#srtt = this.#srtt === undefined ? rtt : 0.875 * this.#srtt + 0.125 * rtt;
     }
     // past the size that last lost only after a run of clean windows, one block at a time
-    ++this.#cleanWindows;
-    if (this.#probing && this.#cleanWindows >= PROBE_WINDOWS) {
-      this.#probing = false; // the size probed holds: the next probe comes at the usual pace
-      this.#probeEvery = PROBE_WINDOWS;
-    }
-    if (this.#cleanWindows >= this.#probeEvery && this.#ceiling < this.#cfg.windowsize) {
+    if (++this.#cleanWindows >= this.#probeEvery && this.#ceiling < this.#cfg.windowsize) {
       this.#ceiling++;
       this.#cleanWindows = 0;
-      this.#probing = true;
     }
     this.#burst = Math.min(this.#ceiling, this.#burst + 1);
+    // a probe: bursts at (or past) the size that last lost; it holds after PROBE_WINDOWS windows
+    if (this.#burst >= this.#lostAt) {
+      if (!this.#probing) this.#probeHeld = 0;
+      this.#probing = true;
+      if (++this.#probeHeld >= PROBE_WINDOWS) {
+        this.#probing = false;
+        this.#lostAt = Infinity; // (that size holds now: a later loss sets the mark again)
+        this.#probeEvery = PROBE_WINDOWS;
+      }
+    }
   }
 
-  /** The client missed blocks: smaller bursts, as a congestion window halves. */
+  /**
+   * The client missed blocks: smaller bursts, as a congestion window halves. A loss during a
+   * probe doubles the wait before the next; a loss below the size that last lost (random loss,
+   * or a client slowed down) does not.
+   */
   #lost(): void {
     this.stats.losses++;
     if (this.#probing) this.#probeEvery = Math.min(MAX_PROBE_WINDOWS, 2 * this.#probeEvery);
     this.#probing = false;
+    this.#lostAt = this.#burst;
     this.#ceiling = Math.max(1, this.#burst - 1);
     this.#cleanWindows = 0;
     this.#burst = Math.max(1, this.#burst >> 1);

@@ -161,3 +161,19 @@ Deno.test("sim: 1 Gbit/s × 10 ms path fills ≥ 85 % of ideal", () => {
   assert.ok(o.finished && o.correct);
   assert.ok(share(sc, o.simMs) >= 0.85, `share ${share(sc, o.simMs).toFixed(3)}`);
 });
+
+Deno.test("sim: 3 × 333 Mbit/s × 10 ms with a client handling arrivals in turns of up to 2 ms: ≥ 90 % of ideal", () => {
+  const link = (): LinkSpec => ({
+    rateBps: 333e6,
+    delayMs: 5,
+    queueBytes: 333e6 / 8 * 0.01,
+    loss: 0,
+  });
+  const sc: FetchScenario = {
+    ...scenario(128 * MiB, [0, 1, 2].map(() => ({ down: link(), up: link() })), 21),
+    clientTurnMs: 2,
+  };
+  const o = simulateFetch(sc);
+  assert.ok(o.finished && o.correct);
+  assert.ok(share(sc, o.simMs) >= 0.9, `share ${share(sc, o.simMs).toFixed(3)}`);
+});

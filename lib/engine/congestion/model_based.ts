@@ -23,7 +23,11 @@ import type { CongestionController, RateSample } from "./controller.ts";
 
 /** Tuning of the model-based controller. */
 export interface ModelBasedOptions {
-  /** Bytes that may be in flight before the first rate sample. */
+  /**
+   * Bytes that may be in flight in startup, before the model's window exceeds them. (Before the
+   * first sample, only the startup pacing of this window per `initialRttMs` spaces requests:
+   * `maxWindow` is the limit then.)
+   */
   initialWindow: number;
   /** Round-trip time to assume before the first sample (ms), e.g. the metadata exchange's. */
   initialRttMs: number;
@@ -62,7 +66,10 @@ const FULL_BW_GROWTH = 1.25;
 const FULL_BW_ROUNDS = 3;
 /** Startup ends once a round trip exceeds this multiple of the minimum (plus 2 ms). */
 const STARTUP_EXIT_RTT = 1.5;
-/** Loss share of a round above which a queueing round counts as congestion. */
+/**
+ * Loss share of a round above which a queueing round counts as congestion: startup ends, the
+ * probe cycle restarts. (Any loss in a queueing round lowers the in-flight ceiling.)
+ */
 const CONGESTION_LOSS = 0.02;
 /** Loss share of a round that counts as congestion whatever the round trips say. */
 const HEAVY_LOSS = 0.25;
@@ -104,6 +111,8 @@ export class ModelBasedController implements CongestionController {
   /** Most bytes in flight at a send, this round and the one before. */
   #roundMaxInflight = 0;
   #lastRoundMaxInflight = 0;
+  /** Rounds since the ceiling was last cut (one cut per overflow episode). */
+  #roundsSinceCut = Infinity;
 
   /** A controller with no samples yet. */
   constructor(opts: ModelBasedOptions) {
@@ -241,15 +250,7 @@ export class ModelBasedController implements CongestionController {
     this.#roundMinRtt = Infinity;
     this.#bwRounds.push(0);
     if (this.#bwRounds.length > BW_WINDOW_ROUNDS) this.#bwRounds.shift();
-    if ((lost > 0 && queueing) || congested) {
-      // the queue overflowed at about what was in flight a round ago: stay under it from now
-      // on. The rate model is kept: delivery-rate samples run high when arrivals bunch (a
-      // receiver handling datagrams in batches), and a model cut on every overflow left each
-      // path paced at 80 % of its link; the ceiling alone keeps the queue from overflowing.
-      this.#inflightHi = Math.min(this.#inflightHi, INFLIGHT_HI_BETA * recentInflight);
-    } else if (this.#inflightHi !== Infinity) {
-      this.#inflightHi += this.#inflightHi * INFLIGHT_HI_GROWTH;
-    }
+    this.#updateInflightHi((lost > 0 && queueing) || congested, recentInflight);
     if (lossShare > HEAVY_LOSS) this.#backOff(roundRate, now);
     else if (congested) this.#afterCongestion(now);
     this.#btlBw = Math.max(...this.#bwRounds);
@@ -268,6 +269,31 @@ export class ModelBasedController implements CongestionController {
     this.#bwRounds = this.#bwRounds.map((r) => Math.min(r, cap));
     if (this.#mode === "startup") this.#mode = "drain";
     else this.#enterProbe(now);
+  }
+
+  /**
+   * The in-flight ceiling after a round. A round with losses and a standing queue overflowed the
+   * queue at about what was in flight a round ago: stay under it from now on. The rate model is
+   * kept: delivery-rate samples run high when arrivals bunch (a receiver handling datagrams in
+   * batches), and a model cut on every overflow left each path paced at 80 % of its link; the
+   * ceiling alone keeps the queue from overflowing. Guards, as BBRv2's: one cut per episode
+   * (the round after a cut still carries losses sent before it), never below 85 % of the
+   * modelled bandwidth-delay product (a round with little in flight — the tail of a file, a
+   * full stream buffer — would otherwise leave a ceiling of a few blocks), and growth only
+   * while the ceiling is what limits the window.
+   */
+  #updateInflightHi(overflow: boolean, recentInflight: number): void {
+    const bdp = this.#minRtt === Infinity ? 0 : this.#btlBw * this.#minRtt;
+    if (overflow && this.#roundsSinceCut >= 1) {
+      const cut = Math.min(this.#inflightHi, INFLIGHT_HI_BETA * recentInflight);
+      this.#inflightHi = Math.max(INFLIGHT_HI_BETA * bdp, cut);
+      this.#roundsSinceCut = 0;
+      return;
+    }
+    this.#roundsSinceCut++;
+    if (!overflow && this.#inflightHi < CWND_GAIN * bdp) {
+      this.#inflightHi += this.#inflightHi * INFLIGHT_HI_GROWTH;
+    }
   }
 
   /** Leaves startup (or restarts the probe cycle) without touching the rate model. */

@@ -104,3 +104,22 @@ Deno.test("model-based: a quarter of a round lost cuts the rate model too", () =
   round(cc, now, { rate: 2000, rttMs: 10, inflight: w });
   assert.ok(cc.bottleneckRate < 0.9 * rate, `rate ${cc.bottleneckRate} of ${rate}`);
 });
+
+Deno.test("model-based: a standing queue with light loss, round after round, never takes the window below 85 % of the path's BDP", () => {
+  const { cc, now: t0 } = cruising();
+  const bdp = cc.bottleneckRate * cc.minRtt;
+  let now = t0;
+  for (let i = 0; i < 30; i++) {
+    now = round(cc, now, { rate: 4000, rttMs: 20, inflight: cc.window(), lostBlocks: 1 });
+  }
+  assert.ok(cc.window() >= 0.85 * bdp - 1, `window ${cc.window()}, BDP ${bdp}`);
+});
+
+Deno.test("model-based: rounds with little in flight (the file's tail) do not leave a ceiling of a few blocks", () => {
+  const { cc, now: t0 } = cruising();
+  const bdp = cc.bottleneckRate * cc.minRtt;
+  let now = round(cc, t0, { rate: 4000, rttMs: 20, inflight: 4 * BLOCK, lostBlocks: 1 });
+  now = round(cc, now, { rate: 4000, rttMs: 20, inflight: 4 * BLOCK, lostBlocks: 1 });
+  round(cc, now, { rate: 4000, rttMs: 10, inflight: cc.window() });
+  assert.ok(cc.window() >= 0.85 * bdp - 1, `window ${cc.window()}, BDP ${bdp}`);
+});
