@@ -13,7 +13,7 @@ const PIECE = 4096;
 /** A `.part` of `size` random bytes in a temp dir, and the SHA-256 of each piece. */
 async function partFile(
   size: number,
-): Promise<{ path: string; bytes: Uint8Array; hashes: Uint8Array }> {
+): Promise<{ dir: string; path: string; bytes: Uint8Array; hashes: Uint8Array }> {
   const dir = await Deno.makeTempDir({ prefix: "udpget-verifier-" });
   const bytes = new Uint8Array(size);
   for (let i = 0; i < size; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
@@ -27,7 +27,7 @@ async function partFile(
       p * 32,
     );
   }
-  return { path, bytes, hashes };
+  return { dir, path, bytes, hashes };
 }
 
 /** libcrypto's SHA-256: the suite runs with --allow-ffi on a Debian system with libssl. */
@@ -54,7 +54,7 @@ Deno.test("libcrypto SHA-256 equals node:crypto's, for empty, short and 1 MiB in
 
 Deno.test("digest verifier: good pieces pass, a flipped byte fails, the short last piece counts", async () => {
   const size = 10 * PIECE + 123;
-  const { path, hashes } = await partFile(size);
+  const { dir, path, hashes } = await partFile(size);
   const target: VerifyTarget = { path, size, pieceSize: PIECE, ring: 0 };
   const bytes = await Deno.readFile(path);
   const f = await Deno.open(path, { write: true });
@@ -71,13 +71,13 @@ Deno.test("digest verifier: good pieces pass, a flipped byte fails, the short la
     assert.equal(v.whole, false);
   } finally {
     v.close();
-    await Deno.remove(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test("digest verifier: a ring .part holds piece p in slot p mod ring", async () => {
   const size = 8 * PIECE;
-  const { path, bytes } = await partFile(size);
+  const { dir, path, bytes } = await partFile(size);
   // the file holds pieces 4..7 (slots 0..3 of a 4-piece ring): check them as pieces 4..7
   const shifted = new Uint8Array(8 * 32);
   for (let p = 4; p < 8; p++) {
@@ -95,13 +95,13 @@ Deno.test("digest verifier: a ring .part holds piece p in slot p mod ring", asyn
     assert.equal(await v.verify(0), false, "slot 0 holds piece 4, not piece 0");
   } finally {
     v.close();
-    await Deno.remove(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test("digest verifier: a short .part fails its pieces; closed, queued checks answer false", async () => {
   const size = 6 * PIECE;
-  const { path, hashes } = await partFile(size);
+  const { dir, path, hashes } = await partFile(size);
   await Deno.truncate(path, 4 * PIECE + 10);
   const v = new DigestVerifier({ path, size, pieceSize: PIECE, ring: 0 }, hashes, sha256());
   try {
@@ -118,13 +118,13 @@ Deno.test("digest verifier: a short .part fails its pieces; closed, queued check
     assert.equal(await v.verify(0), false, "after close");
   } finally {
     v.close();
-    await Deno.remove(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test("verifier choice: piece hashes alone need no worker; the whole-file hash runs on one", async () => {
   const size = 3 * PIECE + 5;
-  const { path, bytes, hashes } = await partFile(size);
+  const { dir, path, bytes, hashes } = await partFile(size);
   const target: VerifyTarget = { path, size, pieceSize: PIECE, ring: 0 };
   const pieces = openPieceVerifier(target, hashes, false);
   const whole = openPieceVerifier(target, hashes, true);
@@ -146,6 +146,6 @@ Deno.test("verifier choice: piece hashes alone need no worker; the whole-file ha
     assert.deepEqual(await noHashes.digest(), expected);
   } finally {
     for (const v of [pieces, whole, noHashes]) v.close();
-    await Deno.remove(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    await Deno.remove(dir, { recursive: true });
   }
 });
