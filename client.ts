@@ -21,7 +21,7 @@ import {
   toHex,
 } from "./lib/engine/consensus.ts";
 import { ClientEndpoint, type ServerAddr } from "./lib/io/endpoint.ts";
-import { ExitCode, ioMessage, UdpgetError } from "./lib/cli/exit.ts";
+import { ExitCode, ioMessage, UdpgetError } from "./lib/base/exit.ts";
 import { RateWindow, renderProgress } from "./lib/cli/progress.ts";
 import { StatusLine } from "./lib/cli/status_line.ts";
 import {
@@ -61,7 +61,8 @@ import {
   pathProbeSizes,
 } from "./lib/engine/block_probe.ts";
 import { encode, errorCodeName, fileIdOf } from "./lib/wire/packet.ts";
-import { formatServer, parseServerList, type ServerSpec } from "./lib/cli/servers.ts";
+import { parseServerList, type ServerSpec } from "./lib/cli/servers.ts";
+import { formatServer } from "./lib/base/format.ts";
 import { fetchSummary } from "./lib/cli/fetch_summary.ts";
 import { withTimeout } from "./lib/io/timer.ts";
 

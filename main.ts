@@ -6,7 +6,7 @@
 
 import { runFetch } from "./client.ts";
 import { runServe } from "./server.ts";
-import { ExitCode, UdpgetError } from "./lib/cli/exit.ts";
+import { ExitCode, UdpgetError } from "./lib/base/exit.ts";
 import { COMMANDS, USAGE } from "./lib/cli/cli_args.ts";
 import { commandHelp, mainHelp } from "./lib/cli/help.ts";
 import { HelpRequested } from "./lib/cli/option_table.ts";

@@ -34,10 +34,10 @@ import { info, lineSink, type LogEvent, type LogSink } from "./lib/serving/log_e
 import { defaultCacheDir, DigestCache } from "./lib/serving/digest_cache.ts";
 import { listRoot } from "./lib/serving/root_walk.ts";
 import type { DigestFn } from "./lib/io/file_digest.ts";
-import { formatServer } from "./lib/cli/servers.ts";
+import { formatServer } from "./lib/base/format.ts";
 import { describeTftpStats, startTftpForServe, tftpListeningLine } from "./tftp_server.ts";
 import { parseServeArgs } from "./lib/cli/cli_args.ts";
-import { ExitCode, ioMessage, UdpgetError } from "./lib/cli/exit.ts";
+import { ExitCode, ioMessage, UdpgetError } from "./lib/base/exit.ts";
 import { resolve } from "node:path";
 import { sleep } from "./lib/io/timer.ts";
 import {

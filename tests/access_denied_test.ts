@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { run } from "../wan/wan_path.ts";
-import { ExitCode } from "../lib/cli/exit.ts";
+import { ExitCode } from "../lib/base/exit.ts";
 import { MAIN, RUN_FLAGS, runUdpget, tempDir, writeServersFile } from "./harness.ts";
 
 const NOBODY = "65534";

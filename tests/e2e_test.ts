@@ -17,7 +17,7 @@ import {
   withServers,
   writeServersFile,
 } from "./harness.ts";
-import { ExitCode } from "../lib/cli/exit.ts";
+import { ExitCode } from "../lib/base/exit.ts";
 
 const MiB = 1 << 20;
 

@@ -22,7 +22,7 @@ import {
   writeServersFile,
 } from "./harness.ts";
 import { type Impairments, mulberry32, UdpRelay } from "./relay.ts";
-import { ExitCode } from "../lib/cli/exit.ts";
+import { ExitCode } from "../lib/base/exit.ts";
 import {
   decodeResumeState,
   encodeResumeState,

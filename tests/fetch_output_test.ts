@@ -19,7 +19,7 @@ import {
   withServers,
   writeServersFile,
 } from "./harness.ts";
-import { ExitCode } from "../lib/cli/exit.ts";
+import { ExitCode } from "../lib/base/exit.ts";
 import type { FetchReport } from "../lib/cli/fetch_report.ts";
 
 const hex = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");

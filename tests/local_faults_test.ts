@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { run } from "../wan/wan_path.ts";
 import { decodeResumeState, verifiedPieces } from "../lib/io/resume_state.ts";
 import { PartialDownload } from "../lib/io/partial_download.ts";
-import { ExitCode } from "../lib/cli/exit.ts";
+import { ExitCode } from "../lib/base/exit.ts";
 import {
   RUN_FLAGS,
   runUdpget,

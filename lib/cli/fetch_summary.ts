@@ -6,7 +6,7 @@
  * @module
  */
 
-import { formatBytes, formatRate } from "./format.ts";
+import { formatBytes, formatRate } from "../base/format.ts";
 
 /** What the summary says. */
 export interface FetchSummaryFacts {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { EXIT_CODE_DESCRIPTIONS, ExitCode } from "./exit.ts";
+import { EXIT_CODE_DESCRIPTIONS, ExitCode } from "../base/exit.ts";
 import type { CommandSpec, OptionSpec } from "./option_table.ts";
 
 /** `udpget fetch <servers.txt> <connections> [<file>] [options]` */

@@ -9,7 +9,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { ExitCode, UdpgetError } from "./exit.ts";
+import { ExitCode, UdpgetError } from "../base/exit.ts";
 
 /** One `--long` / `-s` option of a subcommand. */
 export interface OptionSpec {

@@ -11,7 +11,7 @@
 
 import cliTruncate from "cli-truncate";
 import stringWidth from "string-width";
-import { formatBytes, formatDuration, formatRate } from "./format.ts";
+import { formatBytes, formatDuration, formatRate } from "../base/format.ts";
 
 /** Seconds of history the current rate is measured over (aria2c and curl use a few). */
 export const RATE_WINDOW_MS = 5000;

@@ -7,6 +7,8 @@
  * @module
  */
 
+import { formatServer } from "../base/format.ts";
+
 /** One server entry as written in the file. */
 export interface ServerSpec {
   /** Host as written, without brackets (IPv6 keeps its original spelling). */
@@ -80,15 +82,6 @@ function fail<T>(message: string): Result<T> {
 function quote(text: string): string {
   const short = text.length > MAX_QUOTED ? text.slice(0, MAX_QUOTED) + "…" : text;
   return JSON.stringify(short).replace(/\u2028/g, "\\u2028").replace(/\u2029/g, "\\u2029");
-}
-
-/**
- * Formats an address for messages: "127.0.0.1:9000", "[::1]:9000", "example.com:9000".
- *
- * IPv6 hosts (anything containing ":") get brackets so the port stays unambiguous.
- */
-export function formatServer(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /**

@@ -9,7 +9,7 @@
  */
 
 import { statfs } from "node:fs/promises";
-import { formatBytes } from "../cli/format.ts";
+import { formatBytes } from "../base/format.ts";
 import { C, type Libc } from "./udp/libc.ts";
 
 /** Bytes an unprivileged process may still write where `path` lives; undefined if unknown. */

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ExitCode, UdpgetError } from "../cli/exit.ts";
+import { ExitCode, UdpgetError } from "../base/exit.ts";
 import { partOffset } from "./piece_ring.ts";
 
 /** Writes the verified prefix of a `.part` file to a stream, in order. */

@@ -12,7 +12,7 @@
 import { dirname } from "node:path";
 import type { FileMeta } from "../engine/consensus.ts";
 import { bytesNeeded, freeBytes, roomShortfall } from "./disk_space.ts";
-import { ExitCode, ioMessage, UdpgetError } from "../cli/exit.ts";
+import { ExitCode, ioMessage, UdpgetError } from "../base/exit.ts";
 import { closeQuietly } from "../serving/file_table.ts";
 import {
   decodeResumeState,

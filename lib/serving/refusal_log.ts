@@ -15,7 +15,7 @@ import {
   type RefusalLimits,
   type Suppressed,
 } from "./refusal_limiter.ts";
-import { formatServer } from "../cli/servers.ts";
+import { formatServer } from "../base/format.ts";
 
 /** Refusal classes by the error code sent; each class is rate-limited on its own. */
 const CLASS_OF_CODE: ReadonlyMap<number, string> = new Map([

@@ -18,8 +18,8 @@
 import { ErrorCode } from "../wire/packet.ts";
 import type { Refusal } from "./serve_policy.ts";
 import type { LogSink } from "./log_event.ts";
-import { formatServer } from "../cli/servers.ts";
-import { formatRate } from "../cli/format.ts";
+import { formatServer } from "../base/format.ts";
+import { formatRate } from "../base/format.ts";
 
 /** A transfer is over when its client has been quiet this long (ms). */
 export const TRANSFER_IDLE_MS = 2000;

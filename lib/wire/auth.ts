@@ -13,7 +13,7 @@
 
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { HEADER_SIZE } from "./packet.ts";
-import { ExitCode, UdpgetError } from "../cli/exit.ts";
+import { ExitCode, UdpgetError } from "../base/exit.ts";
 
 /** Header flags bit announcing the trailer. */
 export const AUTH_FLAG = 0x0001;

@@ -9,7 +9,7 @@ import {
   SERVE_SPEC,
   USAGE,
 } from "../../lib/cli/cli_args.ts";
-import { EXIT_CODE_DESCRIPTIONS, ExitCode, UdpgetError } from "../../lib/cli/exit.ts";
+import { EXIT_CODE_DESCRIPTIONS, ExitCode, UdpgetError } from "../../lib/base/exit.ts";
 import { commandHelp, mainHelp } from "../../lib/cli/help.ts";
 import { HelpRequested } from "../../lib/cli/option_table.ts";
 import { DEFAULT_PIECE_SIZE } from "../../lib/io/file_digest.ts";

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { exists, type FetchRun, HANG_GUARD_MS, startServer, tempDir } from "../harness.ts";
-import { ExitCode } from "../../lib/cli/exit.ts";
+import { ExitCode } from "../../lib/base/exit.ts";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const SHIM = `${REPO}bin/udpget.mjs`;

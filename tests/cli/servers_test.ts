@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
-  formatServer,
   parseServerList,
   type ServerLineError,
   type ServerList,
   type ServerSpec,
 } from "../../lib/cli/servers.ts";
+import { formatServer } from "../../lib/base/format.ts";
 
 /** Parses text that must contain exactly one line with an error, and returns that error. */
 function onlyError(text: string): ServerLineError {

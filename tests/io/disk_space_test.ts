@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { bytesNeeded, freeBytes, reserveSpace, roomShortfall } from "../../lib/io/disk_space.ts";
 import { loadLibc } from "../../lib/io/udp/libc.ts";
-import { ioMessage } from "../../lib/cli/exit.ts";
+import { ioMessage } from "../../lib/base/exit.ts";
 
 Deno.test("disk space: what a download still needs, and the line when it does not fit", () => {
   assert.equal(bytesNeeded(100, 30), 70, "a resumed .part needs only its holes");

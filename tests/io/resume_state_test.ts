@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { FileMeta } from "../../lib/engine/consensus.ts";
-import { ExitCode, UdpgetError } from "../../lib/cli/exit.ts";
+import { ExitCode, UdpgetError } from "../../lib/base/exit.ts";
 import { keepAfterFailure } from "../../lib/io/partial_download.ts";
 import {
   decodeResumeState,

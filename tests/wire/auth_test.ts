@@ -19,7 +19,7 @@ import {
   tempDir,
   writeServersFile,
 } from "../harness.ts";
-import { ExitCode } from "../../lib/cli/exit.ts";
+import { ExitCode } from "../../lib/base/exit.ts";
 
 const KEY = new TextEncoder().encode("0123456789abcdef0123456789abcdef");
 const NONCE = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);

@@ -25,3 +25,12 @@ export function formatDuration(seconds: number): string {
   const ss = String(s % 60).padStart(2, "0");
   return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
 }
+
+/**
+ * Formats an address for messages: "127.0.0.1:9000", "[::1]:9000", "example.com:9000".
+ *
+ * IPv6 hosts (anything containing ":") get brackets so the port stays unambiguous.
+ */
+export function formatServer(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { formatBytes, formatDuration, formatRate } from "../../lib/cli/format.ts";
+import { formatBytes, formatDuration, formatRate } from "../../lib/base/format.ts";
 
 Deno.test("formatBytes: binary units, at most one fraction digit", () => {
   assert.equal(formatBytes(0), "0 B");
