@@ -20,9 +20,12 @@ import {
   encode,
   ErrorCode,
   type HashesRequest,
+  type HaveRequest,
   MAX_BLOCK_SIZE,
   type MetaRequest,
   type Packet,
+  type PeersRequest,
+  type RequestPacket,
   writeChunkReplyHeaders,
 } from "./lib/wire/packet.ts";
 import { FileTable, type PrehashSummary, type ServedFile } from "./lib/serving/file_table.ts";
@@ -55,6 +58,7 @@ import {
 import type { PeerAddress } from "./lib/io/udp/peer_address.ts";
 import { CookieJar } from "./lib/wire/cookie.ts";
 import { RequestGate } from "./lib/serving/request_gate.ts";
+import { completeHaveReply } from "./lib/swarm/have_log.ts";
 import { readKeyFile, RequestAuthenticator } from "./lib/wire/auth.ts";
 
 /** What `serve` needs to run. */
@@ -195,7 +199,7 @@ async function prehashRoot(
   return s;
 }
 
-type Request = MetaRequest | HashesRequest | ChunkRequest;
+type Request = RequestPacket;
 
 /** Largest request datagram: header, token, fields, a 1024-byte name and an HMAC trailer. */
 const MAX_REQUEST_DATAGRAM = 2048;
@@ -299,6 +303,10 @@ class UdpServer {
           return await this.#onHashes(p, peer);
         case "chunk_request":
           return await this.#onChunk(p, peer);
+        case "have_request":
+          return await this.#onHave(p, peer);
+        case "peers_request":
+          return await this.#onPeers(p, peer);
       }
     } catch (e) {
       await this.#internal(peer, p, e);
@@ -342,6 +350,26 @@ class UdpServer {
         firstPiece: p.firstPiece,
         hashes,
       }),
+      peer,
+    );
+  }
+
+  /** A server holds every piece of what it serves: the short "all of them" answer. */
+  async #onHave(p: HaveRequest, peer: PeerAddress): Promise<void> {
+    const f = await this.#files.open(p.name);
+    if ("code" in f) return this.#refuse(peer, p, f.code, f.message);
+    const d = await this.#files.digest(f, 0);
+    if (!d) return this.#refuse(peer, p, ErrorCode.Busy, this.#files.busyMessage(f));
+    if (f.fileId !== p.fileId) return this.#refuse(peer, p, ErrorCode.Stale, "file changed");
+    await this.#send(encode(completeHaveReply(p, d.pieceHashes.length / 32)), peer);
+  }
+
+  /** A plain server knows no peers: an empty list (PROTOCOL.md §10.4). */
+  async #onPeers(p: PeersRequest, peer: PeerAddress): Promise<void> {
+    const family = peer.netAddr.hostname.includes(":") ? 6 : 4;
+    const entries = new Uint8Array(0);
+    await this.#send(
+      encode({ type: "peers_reply", requestId: p.requestId, fileId: p.fileId, family, entries }),
       peer,
     );
   }

@@ -295,3 +295,36 @@ Deno.test("server: a request sent twice is answered once (PROTOCOL.md §6.1 rule
     assert.equal(stats.duplicates, 1);
   });
 });
+
+Deno.test("server: HAVE says it holds every piece, PEERS lists nobody (PROTOCOL.md §10)", async () => {
+  await withServer(async (s) => {
+    const data = seededBytes(600_000, 3);
+    await Deno.writeFile(`${s.root}/h.bin`, data);
+    const [m] = await s.ask(meta("h.bin"));
+    assert.ok(m.type === "meta_reply");
+    const fileId = fileIdOf(m.digest);
+    const have = { type: "have_request" as const, requestId: 21, token: NO_TOKEN, fileId };
+    const [h] = await s.ask({ ...have, since: 0, firstPiece: 0, name: "h.bin" });
+    assert.ok(h.type === "have_reply", h.type === "error" ? h.message : h.type);
+    assert.equal(h.pieces, Math.ceil(data.length / m.pieceSize));
+    assert.equal(h.held, h.pieces);
+    assert.equal(h.entries.length, 0);
+    const stale = await s.ask({
+      ...have,
+      requestId: 22,
+      fileId: fileId ^ 1n,
+      since: 0,
+      firstPiece: 0,
+      name: "h.bin",
+    });
+    assert.equal(errorCodeOf(stale), ErrorCode.Stale);
+    const [p] = await s.ask({
+      type: "peers_request",
+      requestId: 23,
+      token: NO_TOKEN,
+      fileId,
+      name: "h.bin",
+    });
+    assert.ok(p.type === "peers_reply" && p.family === 4 && p.entries.length === 0);
+  });
+});

@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { ChunkRequest, HashesRequest, MetaRequest } from "../wire/packet.ts";
+import type { RequestPacket } from "../wire/packet.ts";
 
 /** How long a request id is remembered (ms): the copies of one request arrive together. */
 export const DUPLICATE_WINDOW_MS = 2000;
@@ -49,7 +49,7 @@ export class DuplicateFilter {
 }
 
 /** What a request asks for, hashed: two copies of one request have the same key. */
-export function requestKey(p: MetaRequest | HashesRequest | ChunkRequest): number {
+export function requestKey(p: RequestPacket): number {
   // (numbers mixed directly: this runs for every request, and a template string would allocate)
   switch (p.type) {
     case "meta_request":
@@ -58,6 +58,10 @@ export function requestKey(p: MetaRequest | HashesRequest | ChunkRequest): numbe
       return mix(mix(0x68, p.firstPiece), p.count);
     case "chunk_request":
       return mix(mix(mix(mix(0x63, p.offset), p.offset / 0x1_0000_0000), p.length), p.blockSize);
+    case "have_request":
+      return mix(mix(0x76, p.since), p.firstPiece);
+    case "peers_request":
+      return 0x70;
   }
 }
 

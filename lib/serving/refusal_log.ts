@@ -42,6 +42,8 @@ const REQUEST_LABEL = {
   meta_request: "META",
   hashes_request: "HASHES",
   chunk_request: "CHUNK",
+  have_request: "HAVE",
+  peers_request: "PEERS",
 } as const;
 
 /** The request a refusal answers, as far as the log needs it. */

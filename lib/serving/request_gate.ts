@@ -8,14 +8,13 @@
  */
 
 import {
-  type ChunkRequest,
   decode,
   encode,
   ErrorCode,
-  type HashesRequest,
+  isRequestPacket,
   META_REPLY_SIZE,
-  type MetaRequest,
   requestIdOfRequest,
+  type RequestPacket,
   TOKEN_PROBE_NAME,
   UNFRAGMENTED_FLAG,
 } from "../wire/packet.ts";
@@ -34,7 +33,7 @@ export type GateDecision =
   /** Send this ERROR (`bytes`, with `code` and `message`, for the log) back and stop there. */
   | { kind: "answer"; bytes: Uint8Array; why: "malformed" | "auth"; code: number; message: string }
   /** Serve this request (its address is proven). */
-  | { kind: "serve"; request: MetaRequest | HashesRequest | ChunkRequest };
+  | { kind: "serve"; request: RequestPacket };
 
 /** Authentication (optional), decoding and address validation of incoming datagrams. */
 export class RequestGate {
@@ -71,9 +70,7 @@ export class RequestGate {
       return { kind: "answer", bytes, why: "malformed", code, message };
     }
     const p = r.packet;
-    if (p.type !== "meta_request" && p.type !== "hashes_request" && p.type !== "chunk_request") {
-      return { kind: "drop", why: "reply_type" };
-    }
+    if (!isRequestPacket(p)) return { kind: "drop", why: "reply_type" };
     if (p.type === "chunk_request" && p.unfragmented && !this.unfragmented) {
       const code = ErrorCode.Unsupported;
       const message = `unsupported flags 0x${UNFRAGMENTED_FLAG.toString(16)}`;
@@ -111,10 +108,7 @@ export class RequestGate {
  * server amplifies nothing, as QUIC's anti-amplification limit (RFC 9000 §8.1). The client then
  * learns the file in one round trip instead of two; the chunks, far larger, still need a token.
  */
-function answerableUnproven(
-  p: MetaRequest | HashesRequest | ChunkRequest,
-  received: number,
-): boolean {
+function answerableUnproven(p: RequestPacket, received: number): boolean {
   return p.type === "meta_request" && p.name !== TOKEN_PROBE_NAME &&
     AMPLIFICATION_FACTOR * received >= META_REPLY_SIZE;
 }

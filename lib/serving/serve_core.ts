@@ -21,8 +21,7 @@ import {
   CHUNK_REPLY_HEADER_SIZE,
   type ChunkRequest,
   ErrorCode,
-  type HashesRequest,
-  type MetaRequest,
+  type RequestPacket,
 } from "../wire/packet.ts";
 import { TokenBucket } from "../engine/token_bucket.ts";
 import { DuplicateFilter, requestKey } from "./duplicate_filter.ts";
@@ -125,7 +124,7 @@ export class ServeCore {
    */
   isDuplicate(
     now: number,
-    p: MetaRequest | HashesRequest | ChunkRequest,
+    p: RequestPacket,
     host: string,
     port: number,
   ) {

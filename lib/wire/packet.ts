@@ -33,6 +33,15 @@ export const MAX_DATAGRAM_SIZE = CHUNK_REPLY_HEADER_SIZE + MAX_BLOCK_SIZE;
 const HASHES_REPLY_HEADER_SIZE = HEADER_SIZE + 8 + 4 + 2;
 
 /**
+ * Most entry bytes in a HAVE_REPLY: 256 list entries or 8192 pieces of bitfield. The reply (33
+ * bytes more) then fits IPv6's minimum MTU, so it never depends on IP fragmentation.
+ */
+export const MAX_HAVE_BYTES = 1024;
+
+/** Most peers in one PEERS_REPLY (a bounded peer set is tens, not the swarm). */
+export const MAX_PEERS_PER_REPLY = 50;
+
+/**
  * Most piece hashes one HASHES_REPLY may carry (2031), so that it never
  * exceeds MAX_DATAGRAM_SIZE; servers return at most this many per request.
  */
@@ -50,6 +59,10 @@ export const PacketType = {
   HashesReply: 6,
   Retry: 7,
   Error: 8,
+  HaveRequest: 9,
+  HaveReply: 10,
+  PeersRequest: 11,
+  PeersReply: 12,
 } as const;
 
 /** Error codes carried by ERROR packets. */
@@ -66,6 +79,7 @@ export const ErrorCode = {
   Internal: 10,
   TooMany: 11,
   TooBig: 12,
+  NotHeld: 13,
 } as const;
 
 /**
@@ -92,6 +106,7 @@ const ERROR_CODE_NAMES: ReadonlyMap<number, string> = new Map([
   [ErrorCode.Internal, "INTERNAL"],
   [ErrorCode.TooMany, "TOO_MANY"],
   [ErrorCode.TooBig, "TOO_BIG"],
+  [ErrorCode.NotHeld, "NOT_HELD"],
 ]);
 
 /**
@@ -184,6 +199,67 @@ export interface ErrorPacket {
   message: string;
 }
 
+/**
+ * Client asks a source which pieces it holds (PROTOCOL.md §10.3): its have-log from position
+ * `since` on, or a bitfield page from `firstPiece` when the log would not fit.
+ */
+export interface HaveRequest {
+  type: "have_request";
+  requestId: number;
+  token: Uint8Array;
+  fileId: bigint;
+  /** Have-log position the client already knows (0: none). */
+  since: number;
+  /** First piece of the bitfield page wanted, when a bitfield is sent. */
+  firstPiece: number;
+  name: string;
+}
+
+/** How a HAVE_REPLY lists pieces. */
+export const HaveForm = {
+  /** `entries`: have-log positions `first` .. `first + count - 1`, one u32 piece index each. */
+  List: 0,
+  /** `entries`: a bitfield of pieces `first` .. (high bit of the first byte first). */
+  Bitfield: 1,
+} as const;
+
+/** A source says which pieces it holds (PROTOCOL.md §10.3). */
+export interface HaveReply {
+  type: "have_reply";
+  requestId: number;
+  fileId: bigint;
+  /** Pieces of the file. */
+  pieces: number;
+  /** Pieces the source holds now: also its have-log length. `held === pieces`: all of them. */
+  held: number;
+  /** {@link HaveForm} of `entries`. */
+  form: number;
+  /** List: log position of the first entry; bitfield: first piece it covers. */
+  first: number;
+  /** List: 4 bytes per entry; bitfield: one bit per piece. At most MAX_HAVE_BYTES. */
+  entries: Uint8Array;
+}
+
+/** Client asks a source which other peers of the swarm it knows (peer exchange, §10.4). */
+export interface PeersRequest {
+  type: "peers_request";
+  requestId: number;
+  token: Uint8Array;
+  fileId: bigint;
+  name: string;
+}
+
+/** A source's known peers, in compact form: 6 bytes an entry for IPv4, 18 for IPv6. */
+export interface PeersReply {
+  type: "peers_reply";
+  requestId: number;
+  fileId: bigint;
+  /** 4 or 6. */
+  family: number;
+  /** Compact entries: address then port, big-endian (BEP 23 / BEP 15 form). */
+  entries: Uint8Array;
+}
+
 /** Any packet of version 1. */
 export type Packet =
   | MetaRequest
@@ -193,7 +269,25 @@ export type Packet =
   | HashesRequest
   | HashesReply
   | RetryPacket
-  | ErrorPacket;
+  | ErrorPacket
+  | HaveRequest
+  | HaveReply
+  | PeersRequest
+  | PeersReply;
+
+/** The packets a client sends (a server answers them and never answers anything else). */
+export type RequestPacket =
+  | MetaRequest
+  | ChunkRequest
+  | HashesRequest
+  | HaveRequest
+  | PeersRequest;
+
+/** Whether `p` is a request (a server never answers replies: two could ping-pong forever). */
+export function isRequestPacket(p: Packet): p is RequestPacket {
+  return p.type === "meta_request" || p.type === "chunk_request" ||
+    p.type === "hashes_request" || p.type === "have_request" || p.type === "peers_request";
+}
 
 /**
  * Why a datagram failed to decode: too few bytes, wrong magic, other version,
@@ -463,6 +557,59 @@ function decodeError(r: Reader, requestId: number): ErrorPacket {
   return { type: "error", requestId, code, message };
 }
 
+function decodeHaveRequest(r: Reader, requestId: number): HaveRequest {
+  const token = r.view(TOKEN_SIZE, "token");
+  const fileId = r.bigU64("file_id");
+  const since = r.u32("since");
+  const firstPiece = r.u32("first_piece");
+  const name = r.name();
+  r.end();
+  return { type: "have_request", requestId, token, fileId, since, firstPiece, name };
+}
+
+function decodeHaveReply(r: Reader, requestId: number): HaveReply {
+  const fileId = r.bigU64("file_id");
+  const pieces = r.u32("pieces");
+  const held = r.u32("held");
+  expectRange("held", held, 0, pieces);
+  const form = r.u8("form");
+  expectRange("form", form, HaveForm.List, HaveForm.Bitfield);
+  const first = r.u32("first");
+  const count = r.u16("count");
+  const bytes = form === HaveForm.List ? 4 * count : count;
+  expectRange("entry bytes", bytes, 0, MAX_HAVE_BYTES);
+  expectRemaining(r, bytes, "entries");
+  const entries = r.view(bytes, "entries");
+  return { type: "have_reply", requestId, fileId, pieces, held, form, first, entries };
+}
+
+function decodePeersRequest(r: Reader, requestId: number): PeersRequest {
+  const token = r.view(TOKEN_SIZE, "token");
+  const fileId = r.bigU64("file_id");
+  const name = r.name();
+  r.end();
+  return { type: "peers_request", requestId, token, fileId, name };
+}
+
+function decodePeersReply(r: Reader, requestId: number): PeersReply {
+  const fileId = r.bigU64("file_id");
+  const family = r.u8("family");
+  if (family !== 4 && family !== 6) {
+    throw new DecodeFailure("bad_field", `family ${family} is neither 4 nor 6`);
+  }
+  const count = r.u8("count");
+  expectRange("count", count, 0, MAX_PEERS_PER_REPLY);
+  const size = compactPeerSize(family);
+  expectRemaining(r, count * size, "peers");
+  const entries = r.view(count * size, "peers");
+  return { type: "peers_reply", requestId, fileId, family, entries };
+}
+
+/** Bytes of one compact peer entry: address and port. */
+export function compactPeerSize(family: 4 | 6 | number): number {
+  return family === 4 ? 6 : 18;
+}
+
 type BodyDecoder = (r: Reader, requestId: number) => Packet;
 
 const BODY_DECODERS: ReadonlyMap<number, BodyDecoder> = new Map<number, BodyDecoder>([
@@ -474,6 +621,10 @@ const BODY_DECODERS: ReadonlyMap<number, BodyDecoder> = new Map<number, BodyDeco
   [PacketType.HashesReply, decodeHashesReply],
   [PacketType.Retry, decodeRetry],
   [PacketType.Error, decodeError],
+  [PacketType.HaveRequest, decodeHaveRequest],
+  [PacketType.HaveReply, decodeHaveReply],
+  [PacketType.PeersRequest, decodePeersRequest],
+  [PacketType.PeersReply, decodePeersReply],
 ]);
 
 /** What decode needs from a valid header. */
@@ -525,7 +676,8 @@ export function requestIdOfRequest(bytes: Uint8Array): number | undefined {
   if (view.getUint16(0) !== MAGIC || bytes[2] !== VERSION) return undefined;
   const t = bytes[3];
   const isRequest = t === PacketType.MetaRequest || t === PacketType.ChunkRequest ||
-    t === PacketType.HashesRequest;
+    t === PacketType.HashesRequest || t === PacketType.HaveRequest ||
+    t === PacketType.PeersRequest;
   return isRequest ? view.getUint32(6) : undefined;
 }
 
@@ -734,6 +886,47 @@ function encodeError(p: ErrorPacket): Uint8Array {
     .u16(p.code).u16(message.length).raw(message).finish();
 }
 
+function encodeHaveRequest(p: HaveRequest): Uint8Array {
+  checkBytes("token", p.token, TOKEN_SIZE);
+  checkU64("fileId", p.fileId);
+  checkInt("since", p.since, 0, U32_MAX);
+  checkInt("firstPiece", p.firstPiece, 0, U32_MAX);
+  const name = nameBytes(p.name);
+  return new Writer(PacketType.HaveRequest, p.requestId, TOKEN_SIZE + 8 + 4 + 4 + 2 + name.length)
+    .raw(p.token).big64(p.fileId).u32(p.since).u32(p.firstPiece).name(name).finish();
+}
+
+function encodeHaveReply(p: HaveReply): Uint8Array {
+  checkU64("fileId", p.fileId);
+  checkInt("pieces", p.pieces, 0, U32_MAX);
+  checkInt("held", p.held, 0, p.pieces);
+  checkInt("form", p.form, HaveForm.List, HaveForm.Bitfield);
+  checkInt("first", p.first, 0, U32_MAX);
+  checkInt("entries.length", p.entries.length, 0, MAX_HAVE_BYTES);
+  const count = p.form === HaveForm.List ? p.entries.length / 4 : p.entries.length;
+  checkInt("list entries", count, 0, U16_MAX);
+  return new Writer(PacketType.HaveReply, p.requestId, 8 + 4 + 4 + 1 + 4 + 2 + p.entries.length)
+    .big64(p.fileId).u32(p.pieces).u32(p.held).u8(p.form).u32(p.first).u16(count)
+    .raw(p.entries).finish();
+}
+
+function encodePeersRequest(p: PeersRequest): Uint8Array {
+  checkBytes("token", p.token, TOKEN_SIZE);
+  checkU64("fileId", p.fileId);
+  const name = nameBytes(p.name);
+  return new Writer(PacketType.PeersRequest, p.requestId, TOKEN_SIZE + 8 + 2 + name.length)
+    .raw(p.token).big64(p.fileId).name(name).finish();
+}
+
+function encodePeersReply(p: PeersReply): Uint8Array {
+  checkU64("fileId", p.fileId);
+  if (p.family !== 4 && p.family !== 6) throw new RangeError(`family must be 4 or 6`);
+  const count = p.entries.length / compactPeerSize(p.family);
+  checkInt("peer entries", count, 0, MAX_PEERS_PER_REPLY);
+  return new Writer(PacketType.PeersReply, p.requestId, 8 + 1 + 1 + p.entries.length)
+    .big64(p.fileId).u8(p.family).u8(count).raw(p.entries).finish();
+}
+
 /** Reached only when a caller bypasses the type system with an unknown `type`. */
 function unknownPacket(packet: never): never {
   throw new RangeError(`unknown packet type ${(packet as { type?: unknown }).type}`);
@@ -766,6 +959,14 @@ export function encode(packet: Packet): Uint8Array {
       return encodeRetry(packet);
     case "error":
       return encodeError(packet);
+    case "have_request":
+      return encodeHaveRequest(packet);
+    case "have_reply":
+      return encodeHaveReply(packet);
+    case "peers_request":
+      return encodePeersRequest(packet);
+    case "peers_reply":
+      return encodePeersReply(packet);
     default:
       return unknownPacket(packet);
   }

@@ -14,18 +14,25 @@ import {
   fileIdOf,
   type HashesReply,
   type HashesRequest,
+  HaveForm,
+  type HaveReply,
+  type HaveRequest,
   HEADER_SIZE,
   MAGIC,
   MAX_BLOCK_SIZE,
   MAX_DATAGRAM_SIZE,
   MAX_ERROR_MESSAGE_BYTES,
   MAX_HASHES_PER_REPLY,
+  MAX_HAVE_BYTES,
   MAX_NAME_BYTES,
+  MAX_PEERS_PER_REPLY,
   type MetaReply,
   type MetaRequest,
   NO_TOKEN,
   type Packet,
   PacketType,
+  type PeersReply,
+  type PeersRequest,
   requestIdOfRequest,
   type RetryPacket,
   TOKEN_SIZE,
@@ -394,6 +401,51 @@ const errorArb: fc.Arbitrary<ErrorPacket> = fc.record({
   message: fc.string({ unit: "binary", maxLength: 64 }),
 }, PLAIN);
 
+const haveRequestArb: fc.Arbitrary<HaveRequest> = fc.record({
+  type: fc.constant("have_request" as const),
+  requestId: u32,
+  token,
+  fileId: u64,
+  since: u32,
+  firstPiece: u32,
+  name,
+}, PLAIN);
+
+const haveReplyArb: fc.Arbitrary<HaveReply> = fc.record({
+  type: fc.constant("have_reply" as const),
+  requestId: u32,
+  fileId: u64,
+  pieces: u32,
+  held: u32,
+  form: fc.constantFrom(HaveForm.List, HaveForm.Bitfield),
+  first: u32,
+  entries: fc.uint8Array({ maxLength: MAX_HAVE_BYTES }),
+}, PLAIN).map((p) => ({
+  ...p,
+  held: Math.min(p.held, p.pieces),
+  entries: p.form === HaveForm.List ? p.entries.slice(0, p.entries.length & ~3) : p.entries,
+}));
+
+const peersRequestArb: fc.Arbitrary<PeersRequest> = fc.record({
+  type: fc.constant("peers_request" as const),
+  requestId: u32,
+  token,
+  fileId: u64,
+  name,
+}, PLAIN);
+
+const peersReplyArb: fc.Arbitrary<PeersReply> = fc.constantFrom(4, 6).chain((family) =>
+  fc.record({
+    type: fc.constant("peers_reply" as const),
+    requestId: u32,
+    fileId: u64,
+    family: fc.constant(family),
+    entries: fc.integer({ min: 0, max: MAX_PEERS_PER_REPLY }).chain((n) =>
+      fixedBytes(n * (family === 4 ? 6 : 18))
+    ),
+  }, PLAIN)
+);
+
 const packetArb: fc.Arbitrary<Packet> = fc.oneof(
   metaRequestArb,
   metaReplyArb,
@@ -403,6 +455,10 @@ const packetArb: fc.Arbitrary<Packet> = fc.oneof(
   hashesReplyArb,
   retryArb,
   errorArb,
+  haveRequestArb,
+  haveReplyArb,
+  peersRequestArb,
+  peersReplyArb,
 );
 
 /** Decoding must never throw; a successful decode must re-encode to the very same bytes. */
@@ -510,7 +566,7 @@ Deno.test("decode: other version reports bad_version with the request_id", () =>
 });
 
 Deno.test("decode: unknown type reports unknown_type with the request_id", () => {
-  expectDecodeError(patch(META_REQUEST, 3, "09"), "unknown_type", { requestId: RID, type: 9 });
+  expectDecodeError(patch(META_REQUEST, 3, "0d"), "unknown_type", { requestId: RID, type: 13 });
   expectDecodeError(patch(META_REQUEST, 3, "00"), "unknown_type", { requestId: RID, type: 0 });
 });
 
@@ -729,6 +785,7 @@ Deno.test("errorCodeName", () => {
     "INTERNAL",
     "TOO_MANY",
     "TOO_BIG",
+    "NOT_HELD",
   ];
   assert.deepStrictEqual(Object.values(ErrorCode).map(errorCodeName), names);
   assert.equal(errorCodeName(ErrorCode.Stale), "STALE");
@@ -746,7 +803,7 @@ Deno.test("fileIdOf reads the first 8 digest bytes big-endian, from any view", (
 Deno.test("constants", () => {
   assert.equal(toHex(NO_TOKEN), "00".repeat(TOKEN_SIZE));
   assert.equal(CHUNK_REPLY_HEADER_SIZE, HEADER_SIZE + 8 + 8 + 2);
-  assert.deepStrictEqual(Object.values(PacketType), [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.deepStrictEqual(Object.values(PacketType), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
 });
 
 Deno.test("requestIdOfRequest: only version-1 request types yield an id", () => {
@@ -763,4 +820,75 @@ Deno.test("requestIdOfRequest: only version-1 request types yield an id", () => 
   const noise = meta.slice();
   noise[0] = 0;
   assert.equal(requestIdOfRequest(noise), undefined);
+});
+
+Deno.test("decode: HAVE_REPLY fields are checked: held within pieces, form, entry bytes", () => {
+  const reply = (o: Partial<HaveReply>): HaveReply => ({
+    type: "have_reply",
+    requestId: RID,
+    fileId: FILE_ID,
+    pieces: 100,
+    held: 3,
+    form: HaveForm.List,
+    first: 0,
+    entries: new Uint8Array(12),
+    ...o,
+  });
+  const ok = encode(reply({}));
+  assert.deepStrictEqual(decodeOk(ok), reply({}));
+  // held (offset 22) above pieces
+  expectDecodeError(patch(ok, 22, "00000065"), "bad_field", { requestId: RID });
+  // form (offset 26) 2 is not defined
+  expectDecodeError(patch(ok, 26, "02"), "bad_field", { requestId: RID });
+  // a count (offset 31) that promises more entries than the datagram holds
+  expectDecodeError(patch(ok, 31, "0004"), "short", { requestId: RID });
+  // more than MAX_HAVE_BYTES of entries
+  expectDecodeError(patch(ok, 31, "0101"), "bad_field", { requestId: RID });
+  assert.throws(() => encode(reply({ held: 101 })), RangeError);
+  assert.throws(() => encode(reply({ entries: new Uint8Array(MAX_HAVE_BYTES + 1) })), RangeError);
+});
+
+Deno.test("decode: PEERS_REPLY family is 4 or 6 and entries are whole", () => {
+  const v4: PeersReply = {
+    type: "peers_reply",
+    requestId: RID,
+    fileId: FILE_ID,
+    family: 4,
+    entries: new Uint8Array(12),
+  };
+  const ok = encode(v4);
+  assert.deepStrictEqual(decodeOk(ok), v4);
+  expectDecodeError(patch(ok, 18, "05"), "bad_field", { requestId: RID });
+  expectDecodeError(ok.subarray(0, ok.length - 1), "short", { requestId: RID });
+  expectDecodeError(patch(ok, 19, "33"), "bad_field", { requestId: RID });
+  assert.throws(() => encode({ ...v4, entries: new Uint8Array(7) }), RangeError);
+});
+
+Deno.test("requestIdOfRequest: HAVE and PEERS requests are requests, their replies are not", () => {
+  const have = encode({
+    type: "have_request",
+    requestId: RID,
+    token: NO_TOKEN,
+    fileId: FILE_ID,
+    since: 0,
+    firstPiece: 0,
+    name: "a",
+  });
+  assert.equal(requestIdOfRequest(have), RID);
+  const peers = encode({
+    type: "peers_request",
+    requestId: RID,
+    token: NO_TOKEN,
+    fileId: 1n,
+    name: "a",
+  });
+  assert.equal(requestIdOfRequest(peers), RID);
+  const reply = encode({
+    type: "peers_reply",
+    requestId: RID,
+    fileId: 1n,
+    family: 6,
+    entries: new Uint8Array(0),
+  });
+  assert.equal(requestIdOfRequest(reply), undefined);
 });
