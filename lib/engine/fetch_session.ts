@@ -86,6 +86,11 @@ export type SessionEvent =
   | { kind: "corrupt"; piece: number }
   /** A source is out of the transfer for good. */
   | { kind: "dropped"; source: number; reason: string }
+  /**
+   * A source answered NOT_HELD: it lacks `piece` (a swarm peer holds only what it verified). It
+   * stays a source; the shell withdraws the piece from its have-map and may count the claim.
+   */
+  | { kind: "not_held"; source: number; piece: number }
   /** Every piece is verified. */
   | { kind: "finished" }
   /** No source is left and pieces are missing. */
@@ -140,6 +145,7 @@ interface Tracked {
 interface Source {
   path: SourcePath;
   has: PieceFilter;
+  forget: ((piece: number) => void) | undefined;
   dropped: boolean;
   retriesInRow: number;
   /** When the token held now came (a RETRY); requests sent earlier did not carry it. */
@@ -206,8 +212,17 @@ export class FetchSession {
     if (this.sched.done) this.#end({ kind: "finished" });
   }
 
-  /** A source joins: a server (holding every piece) or a peer with a have-filter. */
-  addSource(id: number, now: number, has: PieceFilter = ALL, rttMs?: number): void {
+  /**
+   * A source joins: a server (holding every piece) or a peer with a have-filter; `forget`
+   * withdraws a piece from that filter when the peer answers NOT_HELD for it.
+   */
+  addSource(
+    id: number,
+    now: number,
+    has: PieceFilter = ALL,
+    rttMs?: number,
+    forget?: (piece: number) => void,
+  ): void {
     if (this.#sources.has(id)) return;
     const cc = this.#opts.makeController?.(id) ?? this.#defaultController(rttMs);
     const path = new SourcePath(id, cc, now, this.#opts.blockSize, (r) => {
@@ -218,6 +233,7 @@ export class FetchSession {
     const source: Source = {
       path,
       has,
+      forget,
       dropped: false,
       retriesInRow: 0,
       tokenSince: -Infinity,
@@ -553,6 +569,13 @@ export class FetchSession {
     this.sched.release(r.a, true); // this source cannot serve it now: another may
     this.#starved.clear();
     const { path } = s;
+    if (code === ErrorCode.NotHeld) {
+      // "ask someone else", not a broken source (PROTOCOL.md §10.2); an answer is a sign of life
+      path.health.onHeard(now);
+      s.forget?.(r.a.piece); // before anything is sent again: not to this source
+      this.#events.push({ kind: "not_held", source: path.id, piece: r.a.piece });
+      return;
+    }
     if (!path.health.onError(code, message, now)) return this.#drop(s);
     // BUSY, INTERNAL, TOO_MANY: nothing new to this source for a while
     path.pausedUntil = now + path.health.rtt.rto();

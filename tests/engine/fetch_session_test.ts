@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { FetchSession, type SessionEvent } from "../../lib/engine/fetch_session.ts";
-import type { ChunkRequest } from "../../lib/wire/packet.ts";
+import { type ChunkRequest, ErrorCode } from "../../lib/wire/packet.ts";
 
 function session(): FetchSession {
   let id = 1;
@@ -58,4 +58,41 @@ Deno.test("session: RETRY after RETRY for requests carrying the token drops the 
   }
   assert.ok(dropped?.kind === "dropped");
   assert.match(dropped.reason, /address validation keeps failing/);
+});
+
+Deno.test("session: NOT_HELD keeps the source, withdraws the piece and sends it elsewhere", () => {
+  let id = 1;
+  const s = new FetchSession({
+    size: 4 << 20,
+    pieceSize: 1 << 20,
+    blockSize: 1444,
+    fileId: 3n,
+    name: "f",
+    nextRequestId: () => id++,
+  }, 0);
+  const claimed = new Set([0, 1, 2, 3]);
+  const forgotten: number[] = [];
+  const forget = (p: number) => void (claimed.delete(p), forgotten.push(p));
+  s.addSource(0, 0, (p) => claimed.has(p), 10, forget);
+  const first = drain(s, 0);
+  assert.ok(first.length > 0);
+  const piece = Math.floor(first[0].offset / (1 << 20));
+  s.handleReply(1, 0, {
+    type: "error",
+    requestId: first[0].requestId,
+    code: ErrorCode.NotHeld,
+    message: "not held",
+  });
+  assert.deepEqual(events(s), [{ kind: "not_held", source: 0, piece }]);
+  assert.deepEqual(forgotten, [piece]);
+  assert.equal(s.alive, 1, "still a source");
+  s.addSource(1, 1, undefined, 10);
+  const toPiece: number[] = [];
+  for (let now = 2; now < 200; now++) {
+    for (let t = s.pollTransmit(now); t; t = s.pollTransmit(now)) {
+      if (Math.floor(t.packet.offset / (1 << 20)) === piece) toPiece.push(t.source);
+    }
+  }
+  assert.ok(toPiece.length > 0, "the piece is asked for again");
+  assert.ok(toPiece.every((source) => source === 1), "only from the source that holds it");
 });
