@@ -40,8 +40,8 @@ export interface ServedPieces {
   busyMessage?: string;
   /**
    * Whether `[offset, offset + length)` can be served (a partial file holds only verified
-   * pieces); absent: all of it. A missing range gets OUT_OF_RANGE "not held", which tells the
-   * asker to look elsewhere, not that the source is broken.
+   * pieces); absent: all of it. A missing range gets NOT_HELD, which tells the asker to look
+   * elsewhere, not that the source is broken (PROTOCOL.md §10.2).
    */
   holds?(offset: number, length: number): boolean;
 }
@@ -152,7 +152,7 @@ export class ServeCore {
     const refusal = checkChunkRequest(p, file.fileId, file.size, file.changed);
     if (refusal) return refuse(refusal.code, refusal.message);
     if (file.holds && !file.holds(p.offset, p.length)) {
-      return refuse(ErrorCode.OutOfRange, "not held");
+      return refuse(ErrorCode.NotHeld, "not held yet");
     }
     const tooMany = this.#transfers?.record(peer, p.name, p.fileId, p.length, now, file.size);
     if (tooMany) return refuse(tooMany.code, tooMany.message, true);

@@ -67,8 +67,8 @@ Deno.test("serve core: refusals name the cause (busy, changed, out of range, not
   );
   const partial = { ...FILE, holds: (off: number) => off < 1 << 20 };
   assert.deepEqual(codes(chunk({ offset: 2 << 20 }), partial), [[
-    ErrorCode.OutOfRange,
-    "not held",
+    ErrorCode.NotHeld,
+    "not held yet",
   ]]);
   assert.equal(codes(chunk({ length: 4096 }), partial)[0], "run", "a held range is served");
 });

@@ -1,0 +1,201 @@
+/**
+ * What a sharing fetcher answers to other peers (PROTOCOL.md §10.2): the serving half of a swarm
+ * node, as a pure decision in the shape of the serve core. Events in: a datagram, its sender, the
+ * clocks; actions out: datagrams to send back and runs of blocks to read from the `.part` and send.
+ *
+ * It exposes one file and nothing else: content is chosen by `file_id` (a peer is reached through
+ * the swarm, so names mean nothing here), and only pieces in the {@link HaveLog} — verified
+ * against the trusted hashes — are served; anything else is NOT_HELD. The checks are `serve`'s:
+ * the same request gate (tokens before anything larger than 3× the request, the HMAC trailer of a
+ * private swarm), the duplicate filter, range limits, the transfer caps and the `--share-rate`
+ * bucket, all inside the serve core.
+ *
+ * @module
+ */
+
+import {
+  type ChunkRequest,
+  encode,
+  ErrorCode,
+  MAX_BLOCK_SIZE,
+  type RequestPacket,
+} from "../wire/packet.ts";
+import type { RequestGate } from "../serving/request_gate.ts";
+import type { RunAction, ServeAction, ServeCore, ServedPieces } from "../serving/serve_core.ts";
+import { hashesReplyCount } from "../serving/serve_policy.ts";
+import type { HaveLog } from "./have_log.ts";
+
+/** The trusted metadata of the shared file. */
+export interface SharedMetadata {
+  fileId: bigint;
+  size: number;
+  pieceSize: number;
+  mtimeMs: number;
+  digest: Uint8Array;
+  piecesRoot: Uint8Array;
+  /** 32 bytes a piece, verified against `piecesRoot`. */
+  pieceHashes: Uint8Array;
+}
+
+/** A datagram to send back to the asker. */
+export interface ReplyAction {
+  kind: "reply";
+  bytes: Uint8Array;
+}
+
+/** What the shell does for one datagram: replies, and runs of blocks (from the serve core). */
+export type ShareAction = RunAction | ReplyAction;
+
+/** Peers to tell an asker about (peer exchange): compact entries of the asker's family. */
+export type PeerLister = (asker: Deno.NetAddr) => { family: 4 | 6; entries: Uint8Array };
+
+/** Counters of the serving half. */
+export interface ShareStats {
+  datagrams: number;
+  /** Dropped: not udpget, a reply type, or an authentication failure too small to answer. */
+  dropped: number;
+  /** Answered with an ERROR at once (malformed, unsupported, authentication). */
+  malformed: number;
+  retries: number;
+  duplicates: number;
+  requests: number;
+  /** CHUNK_REQUESTs for pieces not verified yet. */
+  notHeld: number;
+}
+
+/** The serving half of a swarm node (see the module comment). */
+export class PeerShare {
+  readonly stats: ShareStats = {
+    datagrams: 0,
+    dropped: 0,
+    malformed: 0,
+    retries: 0,
+    duplicates: 0,
+    requests: 0,
+    notHeld: 0,
+  };
+  #meta: SharedMetadata;
+  #have: HaveLog;
+  #gate: RequestGate;
+  #core: ServeCore;
+  #peers: PeerLister;
+  #pieces: ServedPieces;
+  #scratch: ServeAction[] = [];
+
+  constructor(
+    meta: SharedMetadata,
+    have: HaveLog,
+    gate: RequestGate,
+    core: ServeCore,
+    peers: PeerLister,
+  ) {
+    this.#meta = meta;
+    this.#have = have;
+    this.#gate = gate;
+    this.#core = core;
+    this.#peers = peers;
+    this.#pieces = {
+      fileId: meta.fileId,
+      size: meta.size,
+      changed: false,
+      holds: (offset, length) => this.#holds(offset, length),
+    };
+  }
+
+  /**
+   * Datagram `data` from `from`: pushes to `out` what to send back. `now` is the monotonic clock
+   * of the serve core (pacing), `epochMs` the wall clock of tokens and the HMAC trailer.
+   */
+  onDatagram(
+    now: number,
+    epochMs: number,
+    data: Uint8Array,
+    from: Deno.NetAddr,
+    out: ShareAction[],
+  ): void {
+    this.stats.datagrams++;
+    const d = this.#gate.admit(data, from.hostname, epochMs);
+    if (d.kind === "drop") return void this.stats.dropped++;
+    if (d.kind === "answer") {
+      if (d.why === "retry") this.stats.retries++;
+      else this.stats.malformed++;
+      return void out.push({ kind: "reply", bytes: d.bytes });
+    }
+    const p = d.request;
+    if (this.#core.isDuplicate(now, p, from.hostname, from.port)) {
+      return void this.stats.duplicates++;
+    }
+    this.stats.requests++;
+    this.#serve(now, p, from, out);
+  }
+
+  #serve(now: number, p: RequestPacket, from: Deno.NetAddr, out: ShareAction[]): void {
+    const m = this.#meta;
+    if (p.type === "meta_request") return this.#metaReply(p.requestId, out);
+    if (p.fileId !== m.fileId) return this.#refuse(p.requestId, ErrorCode.Stale, "not shared", out);
+    switch (p.type) {
+      case "chunk_request":
+        return this.#chunk(now, p, from, out);
+      case "hashes_request":
+        return this.#hashesReply(p.requestId, p.firstPiece, p.count, out);
+      case "have_request":
+        return void out.push({ kind: "reply", bytes: encode(this.#have.answer(p, m.fileId)) });
+      case "peers_request": {
+        const { family, entries } = this.#peers(from);
+        const reply = { type: "peers_reply", requestId: p.requestId, fileId: m.fileId } as const;
+        return void out.push({ kind: "reply", bytes: encode({ ...reply, family, entries }) });
+      }
+    }
+  }
+
+  #chunk(now: number, p: ChunkRequest, from: Deno.NetAddr, out: ShareAction[]): void {
+    const actions = this.#scratch;
+    actions.length = 0;
+    this.#core.onChunk(now, from, p, this.#pieces, actions);
+    for (const a of actions) {
+      if (a.kind === "run") out.push(a);
+      else {
+        if (a.code === ErrorCode.NotHeld) this.stats.notHeld++;
+        this.#refuse(a.requestId, a.code, a.message, out);
+      }
+    }
+  }
+
+  #metaReply(requestId: number, out: ShareAction[]): void {
+    const m = this.#meta;
+    const bytes = encode({
+      type: "meta_reply",
+      requestId,
+      size: m.size,
+      mtimeMs: m.mtimeMs,
+      pieceSize: m.pieceSize,
+      maxBlock: MAX_BLOCK_SIZE,
+      digest: m.digest,
+      piecesRoot: m.piecesRoot,
+    });
+    out.push({ kind: "reply", bytes });
+  }
+
+  #hashesReply(requestId: number, first: number, count: number, out: ShareAction[]): void {
+    const m = this.#meta;
+    const n = hashesReplyCount(first, count, m.pieceHashes.length / 32);
+    if (n === 0) return this.#refuse(requestId, ErrorCode.OutOfRange, "no such piece", out);
+    const hashes = m.pieceHashes.subarray(first * 32, (first + n) * 32);
+    const reply = { type: "hashes_reply", requestId, fileId: m.fileId, firstPiece: first } as const;
+    out.push({ kind: "reply", bytes: encode({ ...reply, hashes }) });
+  }
+
+  #refuse(requestId: number, code: number, message: string, out: ShareAction[]): void {
+    out.push({ kind: "reply", bytes: encode({ type: "error", requestId, code, message }) });
+  }
+
+  /** Whether every piece `[offset, offset + length)` touches is verified. */
+  #holds(offset: number, length: number): boolean {
+    const size = this.#meta.pieceSize;
+    const last = Math.floor((offset + length - 1) / size);
+    for (let piece = Math.floor(offset / size); piece <= last; piece++) {
+      if (!this.#have.has(piece)) return false;
+    }
+    return true;
+  }
+}

@@ -1,0 +1,152 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { CookieJar } from "../../lib/wire/cookie.ts";
+import { RequestGate } from "../../lib/serving/request_gate.ts";
+import { ServeCore } from "../../lib/serving/serve_core.ts";
+import { HaveLog } from "../../lib/swarm/have_log.ts";
+import { PeerShare, type ShareAction, type SharedMetadata } from "../../lib/swarm/peer_share.ts";
+import { decode, encode, ErrorCode, NO_TOKEN, type Packet } from "../../lib/wire/packet.ts";
+
+const PIECE = 1 << 16;
+const META: SharedMetadata = {
+  fileId: 0xabcn,
+  size: 4 * PIECE - 100,
+  pieceSize: PIECE,
+  mtimeMs: 0,
+  digest: new Uint8Array(32).fill(1),
+  piecesRoot: new Uint8Array(32).fill(2),
+  pieceHashes: new Uint8Array(4 * 32).fill(3),
+};
+const ASKER: Deno.NetAddr = { transport: "udp", hostname: "10.0.0.2", port: 7000 };
+
+/** A share holding pieces 0 and 2, and a token valid for ASKER. */
+function share() {
+  const jar = new CookieJar(new Uint8Array(32).fill(9));
+  const have = new HaveLog(4);
+  have.add(2);
+  have.add(0);
+  const asked: Deno.NetAddr[] = [];
+  const s = new PeerShare(
+    META,
+    have,
+    new RequestGate(jar, undefined),
+    new ServeCore({}, 0),
+    (a) => {
+      asked.push(a);
+      return { family: 4, entries: new Uint8Array([10, 0, 0, 3, 0x1b, 0x58]) };
+    },
+  );
+  const token = jar.issue(ASKER.hostname, 1000);
+  let id = 1;
+  const ask = (p: Record<string, unknown>): ShareAction[] => {
+    const out: ShareAction[] = [];
+    s.onDatagram(5, 1000, encode({ requestId: id++, token, ...p } as Packet), ASKER, out);
+    return out;
+  };
+  return { s, ask, asked, token, have };
+}
+
+function replyOf(actions: ShareAction[]): Packet {
+  assert.equal(actions.length, 1);
+  const a = actions[0];
+  assert.equal(a.kind, "reply");
+  const r = decode(a.kind === "reply" ? a.bytes : new Uint8Array());
+  assert.ok(r.ok);
+  return r.packet;
+}
+
+const chunk = {
+  type: "chunk_request",
+  fileId: META.fileId,
+  blockSize: 1000,
+  name: "../../etc/passwd",
+};
+
+Deno.test("peer share: only verified pieces are served; the rest is NOT_HELD, whatever the name", () => {
+  const { s, ask } = share();
+  const runs = ask({ ...chunk, offset: 2 * PIECE, length: 5000 });
+  assert.deepEqual(runs.map((a) => a.kind === "run" && [a.offset, a.length]), [[2 * PIECE, 5000]]);
+  const missing = replyOf(ask({ ...chunk, offset: PIECE + 10, length: 100 }));
+  assert.ok(missing.type === "error" && missing.code === ErrorCode.NotHeld);
+  const across = replyOf(ask({ ...chunk, offset: PIECE - 100, length: 200 }));
+  assert.ok(across.type === "error" && across.code === ErrorCode.NotHeld, "a range into piece 1");
+  const other = replyOf(ask({ ...chunk, fileId: 0xabdn, offset: 0, length: 100 }));
+  assert.ok(other.type === "error" && other.code === ErrorCode.Stale, "another file: nothing");
+  assert.equal(s.stats.notHeld, 2);
+});
+
+Deno.test("peer share: HAVE lists the verified pieces; META, HASHES and PEERS answer", () => {
+  const { ask, asked, have } = share();
+  const h = replyOf(
+    ask({ type: "have_request", fileId: META.fileId, since: 0, firstPiece: 0, name: "x" }),
+  );
+  assert.ok(h.type === "have_reply" && h.held === 2);
+  assert.deepEqual([...h.entries], [0, 0, 0, 2, 0, 0, 0, 0]);
+  have.add(1);
+  const more = replyOf(
+    ask({ type: "have_request", fileId: META.fileId, since: 2, firstPiece: 0, name: "x" }),
+  );
+  assert.ok(more.type === "have_reply" && more.first === 2 && more.entries[3] === 1);
+  const m = replyOf(ask({ type: "meta_request", name: "anything" }));
+  assert.ok(m.type === "meta_reply" && m.size === META.size && m.pieceSize === PIECE);
+  const hs = replyOf(
+    ask({ type: "hashes_request", fileId: META.fileId, firstPiece: 3, count: 9, name: "x" }),
+  );
+  assert.ok(hs.type === "hashes_reply" && hs.hashes.length === 32);
+  const p = replyOf(ask({ type: "peers_request", fileId: META.fileId, name: "x" }));
+  assert.ok(p.type === "peers_reply" && p.entries.length === 6);
+  assert.deepEqual(asked, [ASKER]);
+});
+
+Deno.test("peer share: an unproven address gets a RETRY, never data", () => {
+  const { s } = share();
+  const out: ShareAction[] = [];
+  const p = {
+    ...chunk,
+    type: "chunk_request" as const,
+    requestId: 1,
+    token: NO_TOKEN,
+    offset: 0,
+    length: 5000,
+  };
+  s.onDatagram(0, 1000, encode(p), ASKER, out);
+  const r = replyOf(out);
+  assert.equal(r.type, "retry");
+});
+
+Deno.test("property: any datagram gets at most one small answer or runs of held pieces", () => {
+  const { s, token } = share();
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 200 }), fc.boolean(), (bytes, asChunk) => {
+      let data: Uint8Array = bytes;
+      if (asChunk && bytes.length >= 12) {
+        // a well-formed request with random fields, from a proven address
+        const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        data = encode({
+          type: "chunk_request",
+          requestId: view.getUint32(0),
+          token,
+          fileId: META.fileId,
+          offset: view.getUint32(4) % (5 * PIECE),
+          length: 1 + (view.getUint16(8) % 4 * PIECE),
+          blockSize: 1 + view.getUint16(10) % 2000,
+          name: "f",
+        });
+      }
+      const out: ShareAction[] = [];
+      s.onDatagram(0, 1000, data, ASKER, out);
+      for (const a of out) {
+        if (a.kind === "reply") assert.ok(a.bytes.length <= 3 * Math.max(data.length, 400));
+        if (a.kind !== "run") continue;
+        for (
+          let piece = Math.floor(a.offset / PIECE);
+          piece * PIECE < a.offset + a.length;
+          piece++
+        ) {
+          assert.ok(piece === 0 || piece === 2, `piece ${piece} is not verified`);
+        }
+      }
+    }),
+    { numRuns: 500 },
+  );
+});
