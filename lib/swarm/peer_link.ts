@@ -1,0 +1,236 @@
+/**
+ * The control exchanges with one swarm peer beside the data (PROTOCOL.md §10.3–10.4): polling its
+ * have-map (the origin design's "client info request/response") and asking which peers it knows,
+ * on timers, with its address-validation token and a liveness verdict. Data requests to the peer
+ * are the fetch session's; this machine only keeps the session's view of the peer current.
+ *
+ * Polling: a HAVE_REQUEST every `havePollMs` while the peer is incomplete (the reply is a list of
+ * the pieces verified since the last one, a few bytes), each one only once the previous one is
+ * answered or timed out; a PEERS_REQUEST soon after meeting, then every `pexEveryMs`. A peer that
+ * answers nothing for `deadAfterMs` is reported dead; the caller removes it from the transfer and
+ * may meet it again later under a new source id.
+ *
+ * Pure: the clock comes in as arguments, request ids from the injected generator.
+ *
+ * @module
+ */
+
+import { ErrorCode, HaveForm, NO_TOKEN, type Packet } from "../wire/packet.ts";
+import { HaveMap } from "./have_map.ts";
+
+/** Timers of a peer link. */
+export interface PeerLinkTiming {
+  /** Between HAVE polls of an incomplete peer (ms). */
+  havePollMs: number;
+  /** Between PEERS polls (ms). */
+  pexEveryMs: number;
+  /** First PEERS poll after meeting (ms). */
+  firstPexMs: number;
+  /** An unanswered request is given up after this long (ms). */
+  requestTimeoutMs: number;
+  /** Nothing heard for this long: the peer is dead (ms). */
+  deadAfterMs: number;
+}
+
+/**
+ * Default timers. 100 ms between have polls keeps a relay's delay well under the time a 1 MiB
+ * piece takes at 8 MiB/s (125 ms), for a few dozen bytes each way per poll; peer exchange every
+ * 5 s meshes a swarm in seconds whatever the tracker's interval.
+ */
+export const DEFAULT_PEER_TIMING: PeerLinkTiming = {
+  havePollMs: 100,
+  pexEveryMs: 5000,
+  firstPexMs: 300,
+  requestTimeoutMs: 1000,
+  deadAfterMs: 6000,
+};
+
+/** What a link tells its owner. */
+export type PeerLinkEvent =
+  /** The peer holds `piece` (first time seen). */
+  | { kind: "has"; piece: number }
+  /** The peer says it holds every piece. */
+  | { kind: "complete" }
+  /** The peer listed these peers (compact entries of `family`). */
+  | { kind: "peers"; family: number; entries: Uint8Array }
+  /** The peer holds another file (STALE), or keeps answering nonsense: stop using it. */
+  | { kind: "unusable"; reason: string }
+  /** Nothing heard for too long. */
+  | { kind: "dead" };
+
+interface Pending {
+  id: number;
+  what: "have" | "peers";
+  deadline: number;
+}
+
+/** One peer's control exchanges (see the module comment). */
+export class PeerLink {
+  /** What the peer holds, as far as it said. */
+  readonly have: HaveMap;
+  /** Address-validation token the peer handed out (all zero before its first RETRY). */
+  token: Uint8Array = NO_TOKEN;
+  #fileId: bigint;
+  #t: PeerLinkTiming;
+  #nextId: () => number;
+  #pending: Pending[] = [];
+  #nextHave: number;
+  #nextPex: number;
+  #lastHeard: number;
+  #events: PeerLinkEvent[] = [];
+  #badAnswers = 0;
+  #over = false;
+  /** Set when this node no longer needs pieces: have polls stop, peer exchange goes on. */
+  seeding = false;
+
+  constructor(
+    pieces: number,
+    fileId: bigint,
+    now: number,
+    nextId: () => number,
+    timing: PeerLinkTiming = DEFAULT_PEER_TIMING,
+  ) {
+    this.have = new HaveMap(pieces);
+    this.#fileId = fileId;
+    this.#t = timing;
+    this.#nextId = nextId;
+    this.#nextHave = now;
+    this.#nextPex = now + timing.firstPexMs;
+    this.#lastHeard = now;
+  }
+
+  /** When the peer was last heard from (any valid answer or data). */
+  get lastHeard(): number {
+    return this.#lastHeard;
+  }
+
+  /** Whether the link is over (dead or unusable). */
+  get over(): boolean {
+    return this.#over;
+  }
+
+  /** Any datagram from the peer shows it is there (data counts too). */
+  heard(now: number): void {
+    this.#lastHeard = now;
+  }
+
+  /**
+   * A reply from the peer; false when it answers none of this link's requests (then it is the
+   * fetch session's, or stray).
+   */
+  handleReply(now: number, p: Packet): boolean {
+    const i = this.#pending.findIndex((q) => q.id === p.requestId);
+    if (i < 0) return false;
+    const q = this.#pending[i];
+    this.#pending.splice(i, 1);
+    this.#lastHeard = now;
+    if (p.type === "retry") {
+      this.token = p.token.slice();
+      this.#due(q.what, now); // ask again at once, with the token
+    } else if (p.type === "error") this.#onError(p.code, p.message, q.what, now);
+    else if (p.type === "have_reply" && q.what === "have") this.#onHave(p, now);
+    else if (p.type === "peers_reply" && q.what === "peers") this.#onPeers(p, now);
+    else this.#bad(now, `a ${p.type} for a ${q.what} request`);
+    return true;
+  }
+
+  /** Timers: unanswered requests are given up; a silent peer is declared dead. */
+  handleTimeout(now: number): void {
+    if (this.#over) return;
+    this.#pending = this.#pending.filter((q) => {
+      if (q.deadline > now) return true;
+      this.#due(q.what, now); // try again now
+      return false;
+    });
+    if (now - this.#lastHeard >= this.#t.deadAfterMs) this.#end({ kind: "dead" });
+  }
+
+  /** The next control request to send to the peer, if one is due. */
+  pollTransmit(now: number): Packet | undefined {
+    if (this.#over) return undefined;
+    const waiting = (what: Pending["what"]) => this.#pending.some((q) => q.what === what);
+    if (!this.seeding && !this.have.complete && now >= this.#nextHave && !waiting("have")) {
+      const id = this.#send("have", now);
+      const q = this.have.query();
+      const body = { token: this.token, fileId: this.#fileId, name: "swarm", ...q };
+      return { type: "have_request", requestId: id, ...body };
+    }
+    if (now >= this.#nextPex && !waiting("peers")) {
+      const id = this.#send("peers", now);
+      return {
+        type: "peers_request",
+        requestId: id,
+        token: this.token,
+        fileId: this.#fileId,
+        name: "swarm",
+      };
+    }
+    return undefined;
+  }
+
+  /** When the link next has something to do (ms), or undefined when it is over. */
+  pollTimeout(): number | undefined {
+    if (this.#over) return undefined;
+    let t = this.#lastHeard + this.#t.deadAfterMs;
+    for (const q of this.#pending) t = Math.min(t, q.deadline);
+    const waiting = (what: Pending["what"]) => this.#pending.some((q) => q.what === what);
+    if (!this.seeding && !this.have.complete && !waiting("have")) t = Math.min(t, this.#nextHave);
+    if (!waiting("peers")) t = Math.min(t, this.#nextPex);
+    return t;
+  }
+
+  /** The next event for the owner. */
+  poll(): PeerLinkEvent | undefined {
+    return this.#events.shift();
+  }
+
+  #send(what: Pending["what"], now: number): number {
+    const id = this.#nextId() >>> 0;
+    this.#pending.push({ id, what, deadline: now + this.#t.requestTimeoutMs });
+    if (what === "have") this.#nextHave = now + this.#t.havePollMs;
+    else this.#nextPex = now + this.#t.pexEveryMs;
+    return id;
+  }
+
+  #due(what: Pending["what"], now: number): void {
+    if (what === "have") this.#nextHave = now;
+    else this.#nextPex = now;
+  }
+
+  #onHave(p: Extract<Packet, { type: "have_reply" }>, now: number): void {
+    if (p.fileId !== this.#fileId) return this.#bad(now, "a have-map for another file");
+    const wasComplete = this.have.complete;
+    const ok = this.have.apply(p, (piece) => this.#events.push({ kind: "has", piece }));
+    if (!ok) return this.#bad(now, "a have-map that does not fit the file");
+    this.#badAnswers = 0;
+    if (this.have.complete && !wasComplete) this.#events.push({ kind: "complete" });
+    // a reply that did not catch up (more log, or more bitfield pages) is followed at once
+    const q = this.have.query();
+    if (q.firstPiece > 0 || (p.form === HaveForm.List && q.since < p.held)) this.#nextHave = now;
+  }
+
+  #onPeers(p: Extract<Packet, { type: "peers_reply" }>, now: number): void {
+    if (p.fileId !== this.#fileId) return this.#bad(now, "peers for another file");
+    this.#events.push({ kind: "peers", family: p.family, entries: p.entries });
+  }
+
+  #onError(code: number, message: string, what: Pending["what"], now: number): void {
+    // STALE: it shares another file (or none); anything else: it is busy or confused, retry later
+    if (code === ErrorCode.Stale) {
+      return this.#end({ kind: "unusable", reason: `STALE: ${message}` });
+    }
+    if (what === "have") this.#nextHave = now + 10 * this.#t.havePollMs;
+    this.#bad(now, message);
+  }
+
+  #bad(_now: number, reason: string): void {
+    if (++this.#badAnswers >= 8) this.#end({ kind: "unusable", reason });
+  }
+
+  #end(e: PeerLinkEvent): void {
+    if (this.#over) return;
+    this.#over = true;
+    this.#pending = [];
+    this.#events.push(e);
+  }
+}

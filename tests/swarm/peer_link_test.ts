@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import { DEFAULT_PEER_TIMING, PeerLink, type PeerLinkEvent } from "../../lib/swarm/peer_link.ts";
+import { HaveLog } from "../../lib/swarm/have_log.ts";
+import { decode, encode, ErrorCode, type Packet } from "../../lib/wire/packet.ts";
+
+const FILE = 77n;
+
+/** A scripted peer: answers HAVE from its log and PEERS with one entry; can be silent. */
+class FakePeer {
+  log = new HaveLog(50);
+  silent = false;
+  stale = false;
+  retryOnce = true;
+  haves = 0;
+  answer(p: Packet): Packet | undefined {
+    if (this.silent) return undefined;
+    if (!("token" in p)) return undefined;
+    if (this.retryOnce) {
+      this.retryOnce = false;
+      return { type: "retry", requestId: p.requestId, token: new Uint8Array(16).fill(4) };
+    }
+    assert.ok(p.token.every((b) => b === 4), "requests after the RETRY carry its token");
+    if (this.stale) {
+      return {
+        type: "error",
+        requestId: p.requestId,
+        code: ErrorCode.Stale,
+        message: "not shared",
+      };
+    }
+    if (p.type === "have_request") {
+      this.haves++;
+      return this.log.answer(p, FILE);
+    }
+    if (p.type === "peers_request") {
+      return {
+        type: "peers_reply",
+        requestId: p.requestId,
+        fileId: FILE,
+        family: 4,
+        entries: new Uint8Array(6),
+      };
+    }
+    return undefined;
+  }
+}
+
+function step(link: PeerLink, peer: FakePeer, from: number, to: number): PeerLinkEvent[] {
+  const events: PeerLinkEvent[] = [];
+  for (let now = from; now <= to; now += 10) {
+    link.handleTimeout(now);
+    for (let p = link.pollTransmit(now); p; p = link.pollTransmit(now)) {
+      const r = peer.answer(p);
+      if (!r) continue;
+      const back = decode(encode(r)); // through the codec, as on the wire
+      assert.ok(back.ok);
+      assert.ok(link.handleReply(now, back.packet));
+    }
+    for (let e = link.poll(); e; e = link.poll()) events.push(e);
+  }
+  return events;
+}
+
+function newLink(now = 0): PeerLink {
+  let id = 1;
+  return new PeerLink(50, FILE, now, () => id++);
+}
+
+Deno.test("peer link: pieces the peer verifies are reported once each, within a poll", () => {
+  const peer = new FakePeer();
+  const link = newLink();
+  peer.log.add(3);
+  const first = step(link, peer, 0, 100);
+  assert.deepEqual(first.filter((e) => e.kind === "has"), [{ kind: "has", piece: 3 }]);
+  peer.log.add(9);
+  peer.log.add(3);
+  const later = step(link, peer, 110, 110 + DEFAULT_PEER_TIMING.havePollMs + 20);
+  assert.deepEqual(later.filter((e) => e.kind === "has"), [{ kind: "has", piece: 9 }]);
+  assert.ok(link.have.has(9) && link.have.has(3) && !link.have.has(4));
+});
+
+Deno.test("peer link: peer exchange soon after meeting, then every few seconds", () => {
+  const peer = new FakePeer();
+  const link = newLink();
+  const events = step(link, peer, 0, 11_000);
+  const pex = events.filter((e) => e.kind === "peers");
+  assert.equal(pex.length, 3, "at 0.3 s, 5.3 s and 10.3 s");
+});
+
+Deno.test("peer link: a complete peer is polled no more; seeding stops the polls too", () => {
+  const peer = new FakePeer();
+  for (let p = 0; p < 50; p++) peer.log.add(p);
+  const link = newLink();
+  const events = step(link, peer, 0, 200);
+  assert.ok(events.some((e) => e.kind === "complete"));
+  const polls = peer.haves;
+  step(link, peer, 210, 2000);
+  assert.equal(peer.haves, polls);
+  const other = newLink(0);
+  other.seeding = true;
+  const p2 = new FakePeer();
+  step(other, p2, 0, 2000);
+  assert.equal(p2.haves, 0);
+});
+
+Deno.test("peer link: silence ends in dead, STALE in unusable", () => {
+  const quiet = new FakePeer();
+  quiet.silent = true;
+  const link = newLink();
+  const events = step(link, quiet, 0, DEFAULT_PEER_TIMING.deadAfterMs + 100);
+  assert.deepEqual(events, [{ kind: "dead" }]);
+  assert.ok(link.over && link.pollTransmit(10_000) === undefined);
+  const stale = new FakePeer();
+  stale.stale = true;
+  const other = newLink();
+  const e2 = step(other, stale, 0, 500);
+  assert.equal(e2.at(-1)?.kind, "unusable");
+});
