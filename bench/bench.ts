@@ -13,6 +13,9 @@
  * bench/lan.ts, root needed; `BENCH_LAN_*` settings there) is not in the default list either:
  * `BENCH_ONLY=L` runs it alone. Scenario TW (atftp at every RFC 7440 windowsize × blksize from
  * `udpget serve --tftp`, 64 MiB; a minute or two) is opt-in too: `BENCH_ONLY=TW`.
+ * Scenario F (one file to N fetchers, every uploader capped: aria2c BitTorrent with opentracker,
+ * udpget client/server and the udpget swarm; bench/swarm.ts, root needed; `BENCH_SWARM_*`
+ * settings there; a few minutes) is opt-in: `BENCH_ONLY=F`.
  *
  * @module
  */
@@ -20,6 +23,7 @@
 import { fileURLToPath } from "node:url";
 import { BENCH_RUN_FLAGS } from "./runtime_flags.ts";
 import { runLanBench } from "./lan.ts";
+import { runSwarmBench } from "./swarm.ts";
 import { runWanBench } from "./wan.ts";
 import { measureReceive, measureSend } from "./micro.ts";
 
@@ -317,6 +321,7 @@ async function main(): Promise<void> {
   const wan = ONLY.includes("W") ? await runWanBench({ main: MAIN, log }) : "";
   // L too: its own namespaces, servers and file; its rows go into the table
   if (ONLY.includes("L")) rows.push(...await runLanBench({ main: MAIN, log }));
+  if (ONLY.includes("F")) rows.push(...await runSwarmBench({ main: MAIN, log }));
   if (ONLY.includes("M")) await microRows();
   if (!ONLY.some((s) => ["A", "B", "C", "D", "E", "T", "TW"].includes(s))) {
     if (rows.length > 0) printTable();
