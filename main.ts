@@ -1,11 +1,12 @@
 /**
- * `udpget`: one entry point for `serve` and `fetch`.
+ * `udpget`: one entry point for `serve`, `fetch` and `tracker`.
  *
  * @module
  */
 
 import { runFetch } from "./client.ts";
 import { runServe } from "./server.ts";
+import { runTracker } from "./tracker.ts";
 import { ExitCode, UdpgetError } from "./lib/base/exit.ts";
 import { COMMANDS, USAGE } from "./lib/cli/cli_args.ts";
 import { commandHelp, mainHelp } from "./lib/cli/help.ts";
@@ -23,6 +24,8 @@ export async function main(args: string[]): Promise<number> {
         return await runServe(rest);
       case "fetch":
         return await runFetch(rest);
+      case "tracker":
+        return await runTracker(rest);
       case "--version":
       case "-V":
         console.log(`udpget ${VERSION}`);

@@ -1,5 +1,5 @@
 /**
- * Command-line parsing for `udpget serve` and `udpget fetch`: the option tables (which also
+ * Command-line parsing for `udpget serve`, `fetch` and `tracker`: the option tables (which also
  * drive `--help`) and the checks that turn every mistake into a one-line usage error.
  *
  * @module
@@ -9,6 +9,7 @@ import { MAX_BLOCK_SIZE } from "../wire/packet.ts";
 import { DEFAULT_PIECE_SIZE } from "../io/file_digest.ts";
 import { parseRate } from "../engine/token_bucket.ts";
 import { IO_CHOICES, type IoChoice } from "../io/udp/open_socket.ts";
+import { DEFAULT_SOURCE_LIMITS } from "../tracker/source_limiter.ts";
 import {
   type CommandSpec,
   HELP_OPTION,
@@ -196,8 +197,55 @@ export const FETCH_SPEC: CommandSpec = {
   notes: [RATE_NOTE],
 };
 
+/** Default of `tracker --source-rate` (requests per second per source address). */
+export const DEFAULT_SOURCE_RATE: number = DEFAULT_SOURCE_LIMITS.rate;
+
+/** `udpget tracker`: what it accepts and what `udpget tracker --help` prints. */
+export const TRACKER_SPEC: CommandSpec = {
+  name: "tracker",
+  summary: "run a BitTorrent UDP tracker (BEP 15) until SIGINT/SIGTERM",
+  positionals: [{
+    name: "port",
+    description: "UDP port to listen on, 0..65535 (0: any free port)",
+  }],
+  options: [
+    {
+      long: "host",
+      type: "string",
+      value: "ADDR",
+      description: "address to bind: an IPv4 or IPv6 literal (:: for all IPv6), or localhost",
+      default: "0.0.0.0",
+    },
+    {
+      long: "whitelist",
+      type: "string",
+      value: "FILE",
+      description: "track only the info-hashes in FILE (40 hex digits a line); others get an " +
+        'error reply "info-hash not allowed"',
+      default: "any info-hash",
+    },
+    {
+      long: "secret-file",
+      type: "string",
+      value: "FILE",
+      description: "answer only announces and scrapes authenticated with the key in FILE " +
+        "(a udpget extension: BitTorrent clients cannot use such a tracker)",
+    },
+    {
+      long: "source-rate",
+      type: "string",
+      value: "N",
+      description: "requests per second answered per source address (bursts of 2 s); " +
+        "0: no limit",
+      default: String(DEFAULT_SOURCE_RATE),
+    },
+    IO_OPTION,
+    HELP_OPTION,
+  ],
+};
+
 /** Every subcommand's table, in the order help lists them. */
-export const COMMANDS: readonly CommandSpec[] = [SERVE_SPEC, FETCH_SPEC];
+export const COMMANDS: readonly CommandSpec[] = [SERVE_SPEC, FETCH_SPEC, TRACKER_SPEC];
 
 /** Short usage printed after `udpget` alone; `udpget --help` prints the full help. */
 export const USAGE: string = shortUsage(COMMANDS);
@@ -220,6 +268,20 @@ export interface ServeArgs {
   cacheDir?: string;
   /** `--no-cache`: neither read nor write the digest cache. */
   noCache: boolean;
+  /** `--io`: which datagram layer to use. */
+  io: IoChoice;
+}
+
+/** Options of `udpget tracker`. */
+export interface TrackerArgs {
+  port: number;
+  host: string;
+  /** `--whitelist`: file of the info-hashes to track; undefined: any. */
+  whitelist?: string;
+  /** `--secret-file`: only authenticated announces and scrapes are answered. */
+  secretFile?: string;
+  /** `--source-rate`: requests per second per source address; 0: no limit. */
+  sourceRate: number;
   /** `--io`: which datagram layer to use. */
   io: IoChoice;
 }
@@ -286,10 +348,10 @@ function optionalPath(
  * (exit 2) naming the option, not a failed bind (exit 6). Other names are refused rather than
  * resolved because a name with several addresses would bind one of them silently.
  */
-export function parseHostArg(text: string): string {
+export function parseHostArg(text: string, command = "serve"): string {
   if (text === "localhost" || ipLiteralFamily(text) !== undefined) return text;
   throw usageError(
-    "serve",
+    command,
     `--host takes an IPv4 or IPv6 address or localhost, got ${JSON.stringify(text)}`,
   );
 }
@@ -334,6 +396,23 @@ export function parseServeArgs(args: string[]): ServeArgs {
     logFormat,
     cacheDir: optionalPath(values["cache-dir"], "--cache-dir", cmd),
     noCache: values["no-cache"] === true,
+    io: parseIoArg(values.io, cmd),
+  };
+}
+
+/** Parses the arguments after `tracker`; throws `HelpRequested` for `-h`/`--help`. */
+export function parseTrackerArgs(args: string[]): TrackerArgs {
+  const cmd = TRACKER_SPEC.name;
+  const { values, positionals } = parseCommand(TRACKER_SPEC, args);
+  if (positionals.length !== 1) throw usageError(cmd, "expects exactly one <port>");
+  return {
+    port: parseIntArg(positionals[0], "port", 0, 65535, cmd),
+    host: parseHostArg(String(values.host ?? "0.0.0.0"), cmd),
+    whitelist: optionalPath(values.whitelist, "--whitelist", cmd),
+    secretFile: optionalPath(values["secret-file"], "--secret-file", cmd),
+    sourceRate: values["source-rate"] === undefined
+      ? DEFAULT_SOURCE_RATE
+      : parseIntArg(String(values["source-rate"]), "--source-rate", 0, 1_000_000, cmd),
     io: parseIoArg(values.io, cmd),
   };
 }

@@ -39,7 +39,7 @@ export interface PositionalSpec {
 
 /** Everything `udpget <command> --help` shows and the parser accepts. */
 export interface CommandSpec {
-  /** Subcommand name: `serve` or `fetch`. */
+  /** Subcommand name: `serve`, `fetch` or `tracker`. */
   readonly name: string;
   /** One line: what the subcommand does. */
   readonly summary: string;

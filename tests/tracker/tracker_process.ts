@@ -1,0 +1,134 @@
+/**
+ * Test helpers for `udpget tracker` as a process: start it on an ephemeral port and learn the
+ * port from its first line (as `tests/harness.ts` does for `serve`), and a minimal BEP 15
+ * client over a real socket. Every process started here is killed by `stop()`.
+ *
+ * @module
+ */
+
+import { MAIN, RUN_FLAGS } from "../harness.ts";
+import { withTimeout } from "../../lib/io/timer.ts";
+import {
+  type AnnounceFields,
+  encodeAnnounceRequest,
+  encodeConnectRequest,
+  encodeScrapeRequest,
+  parseResponse,
+  type TrackerResponse,
+} from "../../lib/tracker/bep15_packet.ts";
+
+/** A running `udpget tracker`. */
+export interface TrackerProcess {
+  port: number;
+  /** Everything it printed so far (stdout and stderr). */
+  output(): string;
+  /** Sends `signal` (default SIGTERM) and waits for the exit status. */
+  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+}
+
+/** Starts `udpget tracker 0 --host 127.0.0.1 <extra>` and waits for its listening line. */
+export async function startTracker(extra: string[] = []): Promise<TrackerProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...RUN_FLAGS, MAIN, "tracker", "0", "--host", "127.0.0.1", ...extra],
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  let text = "";
+  const dec = new TextDecoder();
+  let portFound!: (port: number) => void;
+  const listening = new Promise<number>((r) => portFound = r);
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) {
+      text += dec.decode(chunk, { stream: true });
+      const m = text.match(/listening on udp [^\s]+:(\d+) /);
+      if (m) portFound(Number(m[1]));
+    }
+  };
+  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const exited = child.status.then(async (s) => {
+    portFound(-1);
+    await pumps;
+    return s;
+  });
+  let status: Deno.CommandStatus | undefined;
+  const tracker: TrackerProcess = {
+    port: await listening,
+    output: () => text,
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      if (status) return status;
+      try {
+        child.kill(signal);
+      } catch {
+        // already exited
+      }
+      status = await exited;
+      return status;
+    },
+  };
+  if (tracker.port < 0) {
+    await tracker.stop();
+    throw new Error(`tracker did not start: ${text}`);
+  }
+  return tracker;
+}
+
+/** A BEP 15 client on its own loopback socket (one source port, like one BitTorrent client). */
+export class TrackerClient {
+  readonly sock: Deno.DatagramConn = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: 0,
+    transport: "udp",
+  });
+  #to: Deno.NetAddr;
+  #tid = 1;
+
+  /** A client of the tracker on loopback `port`. */
+  constructor(port: number) {
+    this.#to = { transport: "udp", hostname: "127.0.0.1", port };
+  }
+
+  /** Sends `bytes` and resolves with the reply (IPv4), or undefined after `ms`. */
+  async request(bytes: Uint8Array, ms = 2000): Promise<TrackerResponse | undefined> {
+    await this.sock.send(bytes, this.#to);
+    const got = await withTimeout(this.sock.receive(), ms);
+    return got === undefined ? undefined : parseResponse(got[0], "ipv4");
+  }
+
+  /** Connects and resolves with the connection id. */
+  async connect(): Promise<Uint8Array> {
+    const r = await this.request(encodeConnectRequest(this.#tid++));
+    if (r?.action !== "connect") throw new Error(`connect: ${JSON.stringify(r)}`);
+    return r.connectionId;
+  }
+
+  /** Announces with `fields` over a fresh connection id. */
+  async announce(fields: Partial<AnnounceFields> & { infoHash: Uint8Array }) {
+    const connectionId = await this.connect();
+    return await this.request(encodeAnnounceRequest({
+      connectionId,
+      transactionId: this.#tid++,
+      peerId: new Uint8Array(20).fill(this.#tid),
+      downloaded: 0n,
+      left: 1n,
+      uploaded: 0n,
+      event: "started",
+      ip: 0,
+      key: 0,
+      numWant: -1,
+      port: 6881,
+      ...fields,
+    }));
+  }
+
+  /** Scrapes `infoHashes` over a fresh connection id. */
+  async scrape(infoHashes: Uint8Array[]) {
+    const connectionId = await this.connect();
+    return await this.request(encodeScrapeRequest(connectionId, this.#tid++, infoHashes));
+  }
+
+  /** Closes the socket. */
+  close(): void {
+    this.sock.close();
+  }
+}
