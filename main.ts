@@ -1,11 +1,12 @@
 /**
- * `udpget`: one entry point for `serve`, `fetch` and `tracker`.
+ * `udpget`: one entry point for `serve`, `fetch`, `tracker` and `swarm-id`.
  *
  * @module
  */
 
 import { runFetch } from "./client.ts";
 import { runServe } from "./server.ts";
+import { runSwarmId } from "./swarm_id.ts";
 import { runTracker } from "./tracker.ts";
 import { ExitCode, UdpgetError } from "./lib/base/exit.ts";
 import { COMMANDS, USAGE } from "./lib/cli/cli_args.ts";
@@ -24,6 +25,8 @@ export async function main(args: string[]): Promise<number> {
         return await runServe(rest);
       case "fetch":
         return await runFetch(rest);
+      case "swarm-id":
+        return await runSwarmId(rest);
       case "tracker":
         return await runTracker(rest);
       case "--version":

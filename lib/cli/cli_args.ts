@@ -244,8 +244,46 @@ export const TRACKER_SPEC: CommandSpec = {
   ],
 };
 
+/** `udpget swarm-id`: the info-hash of a local file's swarm. */
+export const SWARM_ID_SPEC: CommandSpec = {
+  name: "swarm-id",
+  summary: "print the info-hash of a local file's swarm (for a tracker's whitelist)",
+  positionals: [{ name: "file", description: "the file, as a server would serve it" }],
+  options: [
+    {
+      long: "piece-size",
+      type: "string",
+      value: "BYTES",
+      description: "piece size the servers use (a swarm is one file cut one way)",
+      default: String(DEFAULT_PIECE_SIZE),
+    },
+  ],
+};
+
 /** Every subcommand's table, in the order help lists them. */
-export const COMMANDS: readonly CommandSpec[] = [SERVE_SPEC, FETCH_SPEC, TRACKER_SPEC];
+export const COMMANDS: readonly CommandSpec[] = [
+  SERVE_SPEC,
+  FETCH_SPEC,
+  TRACKER_SPEC,
+  SWARM_ID_SPEC,
+];
+
+/** Options of `udpget swarm-id`. */
+export interface SwarmIdArgs {
+  file: string;
+  pieceSize: number;
+}
+
+/** Parses the arguments after `swarm-id`; throws `HelpRequested` for `-h`/`--help`. */
+export function parseSwarmIdArgs(args: string[]): SwarmIdArgs {
+  const cmd = SWARM_ID_SPEC.name;
+  const { values, positionals } = parseCommand(SWARM_ID_SPEC, args);
+  if (positionals.length !== 1) throw usageError(cmd, "expects exactly one <file>");
+  const pieceSize = values["piece-size"] === undefined
+    ? DEFAULT_PIECE_SIZE
+    : parseIntArg(String(values["piece-size"]), "--piece-size", ...PIECE_SIZE_BOUNDS, cmd);
+  return { file: positionals[0], pieceSize };
+}
 
 /** Short usage printed after `udpget` alone; `udpget --help` prints the full help. */
 export const USAGE: string = shortUsage(COMMANDS);
