@@ -3,8 +3,10 @@
  * all of them over `<connections>` workers, verifies every piece and the whole file, and only
  * then renames `OUT.part` to `OUT`.
  *
- * Decisions (what to ask whom, when a server is dead, which metadata wins) are made by the
- * pure cores in `lib/`; this file moves bytes between them, the sockets and the files.
+ * Decisions (what to ask whom, when a server is dead, which metadata wins, what to trust) are
+ * made by the pure fetch coordinator (`lib/engine/fetch_coordinator.ts`); this file is its
+ * shell: the sockets, the `.part` and its writer, the piece verifier, the streamed output, the
+ * terminal, and one drive loop that moves bytes and answers between them and the coordinator.
  *
  * @module
  */
@@ -12,14 +14,7 @@
 import { lookup } from "node:dns/promises";
 import { basename, dirname, join } from "node:path";
 import { type FetchArgs, parseFetchArgs } from "./lib/cli/cli_args.ts";
-import {
-  chooseMeta,
-  type FileMeta,
-  type MetaAnswer,
-  sameVersion,
-  settledMeta,
-  toHex,
-} from "./lib/engine/consensus.ts";
+import { toHex } from "./lib/engine/consensus.ts";
 import { ClientEndpoint, type ServerAddr } from "./lib/io/endpoint.ts";
 import { ExitCode, ioMessage, UdpgetError } from "./lib/base/exit.ts";
 import { RateWindow, renderProgress } from "./lib/cli/progress.ts";
@@ -49,18 +44,9 @@ import {
 } from "./lib/io/partial_download.ts";
 import { reserveSpace } from "./lib/io/disk_space.ts";
 import { readKeyFile } from "./lib/wire/auth.ts";
-import { FetchSession, type SessionEvent } from "./lib/engine/fetch_session.ts";
-import { type PieceFilter } from "./lib/engine/scheduler.ts";
-import { MetaDiscovery } from "./lib/engine/meta_discovery.ts";
-import { HashListFetch } from "./lib/engine/hash_list_fetch.ts";
-import type { RequestMachine } from "./lib/engine/retry_schedule.ts";
-import {
-  blockForMtu,
-  BlockProbe,
-  type PathFamily,
-  pathProbeSizes,
-} from "./lib/engine/block_probe.ts";
-import { encode, errorCodeName, fileIdOf } from "./lib/wire/packet.ts";
+import type { CoordinatorAction } from "./lib/engine/fetch_actions.ts";
+import { FetchCoordinator } from "./lib/engine/fetch_coordinator.ts";
+import { encode } from "./lib/wire/packet.ts";
 import { parseServerList, type ServerSpec } from "./lib/cli/servers.ts";
 import { formatServer } from "./lib/base/format.ts";
 import { fetchSummary } from "./lib/cli/fetch_summary.ts";
@@ -108,20 +94,21 @@ async function fetchFile(a: FetchArgs, run: FetchRun): Promise<void> {
   const endpoint = openEndpoint(servers, a, key);
   run.io = ioReport(endpoint, a);
   try {
-    phase("start");
-    const { name, meta, chosen, pending } = await chooseFile(
-      endpoint,
+    const coordinator = new FetchCoordinator({
       servers,
-      a,
-      run,
-      stop.signal,
-    );
-    const out = await outputPath(a.output, name);
-    run.file = name;
-    run.output = out;
-    run.meta = meta;
-    await checkOutput(out, a.force, true);
-    await download(endpoint, servers, { name, meta, chosen, pending }, out, a, run, stop.signal);
+      lanes: endpoint.workers,
+      receiveBuffer: endpoint.receiveBuffer,
+      blockSize: a.blockSize,
+      limitBytesPerSec: a.limit,
+      verify: a.verify,
+      checksum: a.checksum,
+      keyed: a.secretFile !== undefined,
+      nextRequestId: randomId,
+      sha256,
+    });
+    run.coordinator = coordinator;
+    phase("start");
+    await new FetchDrive(endpoint, coordinator, servers, a, run, stop.signal).fetch();
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
     await endpoint.shutdown();
@@ -186,12 +173,8 @@ class FetchRun {
   servers: ServerReport[] = [];
   file: string | undefined;
   output: string | undefined;
-  meta: FileMeta | undefined;
-  blockSize: number | undefined;
-  verification: "pieces" | "full" | undefined;
-  download: Download | undefined;
-  /** Time spent waiting for servers to hash the file (they answered BUSY). */
-  hashWaitMs = 0;
+  /** The fetch itself: the metadata, block size, verification, bytes and sources. */
+  coordinator: FetchCoordinator | undefined;
   /** The datagram layer in use. */
   io: IoReport | undefined;
 
@@ -212,9 +195,10 @@ class FetchRun {
 
   /** The report of this run ending with `error` (undefined: success). */
   report(error: unknown): FetchReport {
-    const d = this.download;
-    for (const st of d?.session.stats() ?? []) {
-      const s = this.servers[d!.servers[st.source]];
+    const c = this.coordinator;
+    const session = c?.session;
+    for (const st of session?.stats() ?? []) {
+      const s = this.servers[c!.serverOf(st.source)];
       if (s) s.bytes = st.bytes;
     }
     const exitCode = error === undefined
@@ -228,17 +212,17 @@ class FetchRun {
       error: error === undefined ? null : ioMessage(error),
       file: this.file ?? null,
       output: this.output ?? null,
-      size: this.meta?.size ?? null,
-      sha256: this.meta ? toHex(this.meta.digest) : null,
+      size: c?.meta?.size ?? null,
+      sha256: c?.meta ? toHex(c.meta.digest) : null,
       seconds: (performance.now() - this.started) / 1000,
-      hashWaitSeconds: this.hashWaitMs / 1000,
+      hashWaitSeconds: (c?.hashWaitMs ?? 0) / 1000,
       bytes: {
-        fetched: d?.session.received ?? 0,
-        resumed: d?.resumed ?? 0,
-        rerequested: d?.session.rerequested ?? 0,
+        fetched: session?.received ?? 0,
+        resumed: c?.resumed ?? 0,
+        rerequested: session?.rerequested ?? 0,
       },
-      blockSize: this.blockSize ?? null,
-      verification: this.verification ?? null,
+      blockSize: c?.blockSize ?? null,
+      verification: c?.verification ?? null,
       servers: this.servers,
       io: this.io ?? null,
     };
@@ -318,56 +302,6 @@ async function resolveServer(s: ServerSpec): Promise<ServerAddr | string> {
   }
 }
 
-/** The file chosen, its agreed metadata, and the indices of the servers that agree on it. */
-interface Chosen {
-  name: string;
-  meta: FileMeta;
-  chosen: number[];
-  /** Discovery, if some servers had not answered yet when the version was settled. */
-  pending?: MetaDiscovery;
-}
-
-/** A request machine running beside the transfer, and what to do as it progresses. */
-interface SideMachine {
-  m: RequestMachine;
-  /** After a reply or a timeout was handled. */
-  onProgress?: () => void;
-  /** Once it is done. */
-  onDone: () => void;
-}
-
-/** Asks about `a.file`, or prompts on a terminal until some server has the named file. */
-async function chooseFile(
-  endpoint: ClientEndpoint,
-  servers: ServerAddr[],
-  a: FetchArgs,
-  run: FetchRun,
-  signal: AbortSignal,
-): Promise<Chosen> {
-  const keyed = a.secretFile !== undefined;
-  if (a.file !== undefined) {
-    return await discover(endpoint, servers, a.file, run, signal, a.checksum, keyed);
-  }
-  if (!Deno.stdin.isTerminal()) {
-    throw new UdpgetError(ExitCode.Usage, "missing <file> (and stdin is not a terminal to ask)");
-  }
-  const lines = new LineReader(Deno.stdin);
-  for (;;) {
-    const name = (await promptLine("File to fetch: ", lines, signal))?.trim();
-    if (name === undefined) {
-      throw new UdpgetError(ExitCode.Usage, "no file name given (end of input at the prompt)");
-    }
-    run.started = performance.now(); // the time the user took to type is not the fetch's
-    if (name === "") continue;
-    try {
-      return await discover(endpoint, servers, name, run, signal, a.checksum, keyed);
-    } catch (e) {
-      if (!(e instanceof UdpgetError) || e.exitCode !== ExitCode.NotFound) throw e;
-      console.error(`udpget: ${e.message}; try another name (Ctrl-D to give up)`);
-    }
-  }
-}
-
 /**
  * Asks `question` on stderr (stdout stays for results) and reads one line; undefined at end of
  * input (Ctrl-D). Ctrl-C arrives as SIGINT, which aborts `signal`: that is exit 130, not 2.
@@ -389,170 +323,6 @@ async function promptLine(
     await Deno.stderr.write(new TextEncoder().encode("\n"));
     throw new UdpgetError(ExitCode.Interrupted, "interrupted");
   }
-}
-
-/** META_REQUEST to every server at once; picks the metadata the majority agrees on. */
-async function discover(
-  endpoint: ClientEndpoint,
-  servers: ServerAddr[],
-  name: string,
-  run: FetchRun,
-  signal: AbortSignal,
-  trusted?: Uint8Array,
-  keyed = false,
-): Promise<Chosen> {
-  const discovery = new MetaDiscovery(name, servers.length, performance.now(), randomId);
-  // servers hashing a big file on its first request answer BUSY meanwhile: show their progress
-  run.ui.status((width) => {
-    const busy = discovery.busy();
-    if (busy.length === 0) return "";
-    const progress = busy.map(parseBusyProgress).filter((p) => p !== undefined);
-    const done = progress.reduce((t, p) => t + p.done, 0);
-    const total = progress.reduce((t, p) => t + p.total, 0);
-    return renderProgress({
-      phase: "hashing",
-      name,
-      busy: busy.length,
-      servers: servers.length,
-      done: progress.length > 0 ? done : undefined,
-      total: progress.length > 0 ? total : undefined,
-      elapsedMs: performance.now() - (discovery.firstBusyAt ?? performance.now()),
-    }, width);
-  });
-  // the transfer starts once the answers so far decide the version (a strict majority of all
-  // servers); those still being asked (a lost datagram costs a timeout) join it when they answer
-  const settled = () => settledMeta(discovery.partial(), trusted, keyed);
-  try {
-    await runMachine(endpoint, discovery, signal, () => settled() !== undefined);
-  } finally {
-    run.ui.stop();
-    if (discovery.firstBusyAt !== undefined) {
-      run.hashWaitMs += performance.now() - discovery.firstBusyAt;
-    }
-  }
-  abortCheck(signal);
-  const partial = discovery.partial();
-  partial.forEach((ans, i) => {
-    if (ans) noteAnswer(endpoint, discovery, run, servers[i].label, i, ans, false);
-  });
-  sayUnanswered(run, servers.map((s) => s.label), partial);
-  const answers = discovery.answers();
-  const c = settled() ?? chooseMeta(answers, trusted, keyed);
-  if (!c.ok) {
-    if (c.reason === "auth") {
-      const why = keyed
-        ? "the key of --secret-file is refused (or the servers do not use one)"
-        : "the servers require --secret-file";
-      throw new UdpgetError(ExitCode.AuthFailed, `authentication failed: ${why}`);
-    }
-    if (c.reason === "silent") {
-      const causes = new Set(answers.map((a) => a.kind === "silent" ? silence(a) : ""));
-      const why = causes.size === 1 ? `: ${[...causes][0]}` : "";
-      throw new UdpgetError(ExitCode.Unreachable, `no server answered${why}`);
-    }
-    if (c.reason === "tie") {
-      answers.forEach((ans, i) => {
-        if (ans.kind === "meta") run.ui.say(`udpget: ${servers[i].label}: ${version(ans.meta)}`);
-      });
-      throw new UdpgetError(
-        ExitCode.Verification,
-        `servers disagree on "${name}" and no version has a majority; ` +
-          `pass --checksum sha256=HEX to choose the one you trust`,
-      );
-    }
-    if (c.reason === "untrusted") {
-      throw new UdpgetError(
-        ExitCode.Verification,
-        `no server offers "${name}" with sha256 ${toHex(trusted!)}`,
-      );
-    }
-    throw new UdpgetError(ExitCode.NotFound, `"${name}" is not available from any server`);
-  }
-  for (const i of c.disagreeing) {
-    const m = (answers[i] as { meta: FileMeta }).meta;
-    run.setServer(i, "left_out", `another version (${version(m)})`);
-    leaveOut(run, servers[i].label, i, m);
-  }
-  return { name, meta: c.meta, chosen: c.servers, pending: discovery.done ? undefined : discovery };
-}
-
-/** Takes in a server's answer to the metadata request: its token, round trip and status. */
-function noteAnswer(
-  endpoint: ClientEndpoint,
-  discovery: MetaDiscovery,
-  run: FetchRun,
-  label: string,
-  i: number,
-  ans: MetaAnswer,
-  saySilent = true,
-): void {
-  endpoint.setToken(i, discovery.token(i));
-  const rtt = discovery.rtt(i);
-  if (rtt !== undefined) endpoint.noteRtt(i, rtt);
-  if (ans.kind === "error") {
-    const reason = `${errorCodeName(ans.code)}: ${ans.message}`;
-    run.setServer(i, "refused", reason);
-    run.ui.say(`udpget: ${label}: ${reason}`);
-  } else if (ans.kind === "silent") {
-    run.setServer(i, "silent", silence(ans));
-    if (saySilent) run.ui.say(`udpget: ${label}: ${silence(ans)}`);
-  } else run.setServer(i, "used", null);
-}
-
-/** Why a server said nothing: what the network reported, else "no answer". */
-function silence(ans: { unreachable?: string }): string {
-  return ans.unreachable?.toLowerCase() ?? "no answer";
-}
-
-/**
- * One line for the servers that did not answer discovery (with 50 listed and 47 dead, one line
- * and not 47), grouped by cause, naming the first few.
- */
-function sayUnanswered(run: FetchRun, labels: string[], answers: (MetaAnswer | undefined)[]) {
-  const byCause = new Map<string, string[]>();
-  answers.forEach((ans, i) => {
-    if (ans?.kind !== "silent") return;
-    const cause = silence(ans);
-    byCause.set(cause, [...(byCause.get(cause) ?? []), labels[i]]);
-  });
-  for (const [cause, names] of byCause) {
-    if (names.length === 1) {
-      run.ui.say(`udpget: ${names[0]}: ${cause}`);
-      continue;
-    }
-    const shown = names.slice(0, 3).join(", ");
-    const more = names.length > 3 ? ` and ${names.length - 3} more` : "";
-    run.ui.say(`udpget: ${names.length} servers, ${cause}: ${shown}${more}`);
-  }
-}
-
-function leaveOut(run: FetchRun, label: string, i: number, m: FileMeta): void {
-  run.setServer(i, "left_out", `another version (${version(m)})`);
-  run.ui.say(`udpget: ${label}: left out, it has another version (${version(m)})`);
-}
-
-/**
- * Discovery still asking some servers when the transfer started: each that answers with the
- * chosen version joins the transfer as a new source; the others are reported.
- */
-function lateJoiners(d: Download, run: FetchRun, discovery: MetaDiscovery): SideMachine {
-  const settled = new Set<number>();
-  discovery.partial().forEach((a, i) => a && settled.add(i));
-  const take = () => {
-    discovery.partial().forEach((ans, i) => {
-      if (!ans || settled.has(i)) return;
-      settled.add(i);
-      noteAnswer(d.endpoint, discovery, run, d.labels[i], i, ans);
-      if (ans.kind !== "meta") return;
-      if (sameVersion(ans.meta, d.meta)) d.addServer(i);
-      else leaveOut(run, d.labels[i], i, ans.meta);
-    });
-  };
-  return { m: discovery, onProgress: take, onDone: take };
-}
-
-function version(m: FileMeta): string {
-  return `${m.size} bytes, sha256 ${toHex(m.digest).slice(0, 16)}…`;
 }
 
 /**
@@ -620,119 +390,486 @@ function abortCheck(signal: AbortSignal): void {
 }
 
 // ---------------------------------------------------------------------------------------
-// The transfer
+// The shell around the coordinator
 
-/** State of one download, shared by the drive loop, the progress line and the summary. */
-class Download {
-  /** The engine: which blocks to ask whom for, pacing, losses, congestion, server health. */
-  readonly session: FetchSession;
-  /** Source index in the session → server index in the servers file. */
-  readonly servers: number[];
-  /** Server index → source index (−1: not a source). */
-  #sources: number[] = [];
-  /** Received blocks go into the `.part` through it, in runs. */
-  readonly writer: BlockSink;
+/**
+ * One fetch's I/O around its coordinator: replies go in as they arrive (new blocks are written
+ * at once, from the receive batch), requests go out as the coordinator releases them, and what
+ * it asks for (check the output, open the `.part`, open the verifier, verify a piece, the
+ * digest) is done here and answered. Between the two, one loop sleeps until the next datagram,
+ * verification or timer (`Promise.race` in `withTimeout`).
+ */
+class FetchDrive {
   /** Wakes the drive loop: a datagram arrived, a piece was verified, the user interrupted. */
   readonly wake = new Notifier();
-  verifier: PieceVerifier | undefined;
-  /** Resolves with the verifier once the piece hashes are in (or known to be unavailable). */
-  verifierReady!: Promise<PieceVerifier>;
-  /** An error that ends the transfer, found off the drive loop (a stream without hashes). */
-  fatal: unknown;
-  /** Whether piece hashes were established. */
-  hashes = false;
-  /** A request machine running beside the transfer (the hash list), and what to do when done. */
-  sides: SideMachine[] = [];
-  /** What the final check established, for the summary line. */
-  verified = "";
-  /** Bytes of pieces verified by an earlier run, not fetched again. */
-  resumed = 0;
+  /** Prompts for the file name (no `<file>` given). */
+  #lines: LineReader | undefined;
+  /** Where the file goes, once its name is known. */
+  #out: string | undefined;
+  /** A streamed output (`-o -`, a pipe, a device) and the private directory of its `.part`. */
+  #sink: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  #tmp: string | undefined;
+  #ring = 0;
+  #partial: PartialDownload | undefined;
+  /** Received blocks go into the `.part` through it, in runs. */
+  #writer: BlockSink | undefined;
+  #verifier: PieceVerifier | undefined;
+  /** Streamed output: verified pieces in order, read from the `.part` by this handle. */
+  #output: OrderedOutput | undefined;
+  #outputFile: Deno.FsFile | undefined;
   /** Pieces being verified right now. */
-  verifying = 0;
-  /** Streamed output (`-o -`): verified pieces in order, read from the `.part` by this handle. */
-  output: OrderedOutput | undefined;
-  outputFile: Deno.FsFile | undefined;
+  #verifying = 0;
+  /** A local fault found off the drive loop (the `.part` could not be read back). */
+  #fatal: UdpgetError | undefined;
+  #finished = false;
+  #debug: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     readonly endpoint: ClientEndpoint,
-    readonly partial: PartialDownload,
-    readonly name: string,
-    readonly meta: FileMeta,
-    readonly blockSize: number,
-    readonly labels: string[],
-    chosen: number[],
-    limit: number | undefined,
-    maxInflight: number | undefined,
-    maxRequest: number | undefined,
-    /** Pieces the `.part` holds (a stream's ring, see `piece_ring.ts`); 0: the whole file. */
-    readonly ring = 0,
-  ) {
-    this.servers = chosen;
-    const sink = blockSink(endpoint, partial);
-    this.writer = ring > 0 ? new RingSink(sink, meta.pieceSize, ring) : sink;
-    chosen.forEach((server, source) => this.#sources[server] = source);
-    const now = performance.now();
-    this.session = new FetchSession({
-      size: meta.size,
-      pieceSize: meta.pieceSize,
-      blockSize,
-      fileId: fileIdOf(meta.digest),
-      name,
-      nextRequestId: () => crypto.getRandomValues(new Uint32Array(1))[0],
-      limitBytesPerSec: limit,
-      maxInflightPerSource: maxInflight,
-      maxRequestBytes: maxRequest,
-      lanes: endpoint.workers,
-      lanMinWindowBytes: lanWindow(endpoint, blockSize),
-    }, now);
-    chosen.forEach((server, source) => {
-      this.session.addSource(source, now, this.#inRing, endpoint.rttOf(server));
-      this.session.setToken(source, endpoint.token(server));
+    readonly coordinator: FetchCoordinator,
+    readonly servers: ServerAddr[],
+    readonly a: FetchArgs,
+    readonly run: FetchRun,
+    readonly signal: AbortSignal,
+  ) {}
+
+  /** The whole fetch: resolves once `OUT` is in place (or streamed), throws the error that ended it. */
+  async fetch(): Promise<void> {
+    const { endpoint, coordinator, run, signal } = this;
+    endpoint.routeOthers((server, p) => {
+      const now = performance.now();
+      const w = coordinator.handleDatagram(now, server, p);
+      const writer = this.#writer;
+      if (w) writer!.stage(w.offset, w.data, 0, w.data.length);
+      writer?.flush();
+      if (coordinator.wantsService(now)) this.wake.notify();
+    });
+    // a server gone: its port answers ICMP refused (batched layer only)
+    endpoint.onSoftError((server, error) => {
+      coordinator.handleUnreachable(performance.now(), server, error);
+      this.wake.notify();
+    });
+    const onAbort = () => this.wake.notify();
+    signal.addEventListener("abort", onAbort, { once: true });
+    let ok = false;
+    let kept = false;
+    try {
+      await this.#begin();
+      await this.#drive();
+      await this.#complete();
+      ok = true;
+      phase("summary");
+      run.ui.say(
+        summary(this.coordinator, this.servers, this.#out!, performance.now() - run.started),
+      );
+    } catch (e) {
+      kept = await this.#keep(e);
+      throw e;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      endpoint.routeOthers(undefined);
+      endpoint.routeChunks(undefined);
+      endpoint.onSoftError(undefined);
+      clearInterval(this.#debug);
+      if (this.#debug !== undefined) {
+        const layer = JSON.stringify(endpoint.layerStats());
+        const writes = this.#writer?.writes;
+        console.error(`debug: layer ${layer}, writes ${writes}, sent ${endpoint.stats.sent}`);
+      }
+      run.ui.stop();
+      this.#writer?.close();
+      this.#verifier?.close();
+      this.#outputFile?.close();
+      if (!ok && !kept) await this.#partial?.discard();
+      if (this.#tmp) await Deno.remove(this.#tmp, { recursive: true }).catch(() => {});
+    }
+  }
+
+  /** Asks about `<file>`, or prompts on a terminal for the name. */
+  async #begin(): Promise<void> {
+    if (this.a.file !== undefined) return this.coordinator.start(performance.now(), this.a.file);
+    if (!Deno.stdin.isTerminal()) {
+      throw new UdpgetError(ExitCode.Usage, "missing <file> (and stdin is not a terminal to ask)");
+    }
+    this.#lines = new LineReader(Deno.stdin);
+    await this.#prompt();
+  }
+
+  /** Reads a name at the prompt (again while no server has the one given) and asks about it. */
+  async #prompt(): Promise<void> {
+    for (;;) {
+      const name = (await promptLine("File to fetch: ", this.#lines!, this.signal))?.trim();
+      if (name === undefined) {
+        throw new UdpgetError(ExitCode.Usage, "no file name given (end of input at the prompt)");
+      }
+      this.run.started = performance.now(); // the time the user took to type is not the fetch's
+      if (name === "") continue;
+      return this.coordinator.start(performance.now(), name);
+    }
+  }
+
+  /**
+   * The drive loop: timers, sends and actions of the coordinator, then sleep until the next
+   * datagram, verification or timer. Returns once the file is complete and verified.
+   */
+  async #drive(): Promise<void> {
+    const { coordinator, endpoint } = this;
+    while (!this.#finished) {
+      abortCheck(this.signal);
+      const fault = this.#localFault();
+      if (fault) coordinator.handleLocalFault(fault);
+      const now = performance.now();
+      coordinator.handleTimeout(now);
+      for (let t = coordinator.pollTransmit(now); t; t = coordinator.pollTransmit(now)) {
+        // each lane is a worker socket with its own receive buffer
+        const bytes = encode(t.packet);
+        for (let c = 0; c < t.copies; c++) void endpoint.send(t.lane, t.server, bytes);
+      }
+      // an answer handed back (the output checked, the .part open...) has sends to go at once
+      let answered = false;
+      for (let act = coordinator.poll(); act; act = coordinator.poll()) {
+        const r = this.#act(act);
+        if (r !== undefined) answered = (await r) || answered;
+      }
+      if (answered || this.#finished) continue;
+      const next = coordinator.pollTimeout(performance.now());
+      const wait = next === undefined ? 1000 : Math.max(0, next - performance.now());
+      await withTimeout(this.wake.wait(), wait);
+    }
+  }
+
+  /**
+   * Does what `act` asks. A promise (of whether something was answered back) when it takes I/O
+   * the loop must wait for; undefined when it was done at once.
+   */
+  #act(act: CoordinatorAction): Promise<boolean> | undefined {
+    const { run } = this;
+    switch (act.kind) {
+      case "phase":
+        phase(act.phase);
+        // servers hashing a big file on its first request answer BUSY meanwhile: their progress
+        if (act.phase === "discovery") this.#hashingLine();
+        // the hashing line gives way to what discovery found, and the transfer line to the end
+        else if (act.phase === "output" || act.phase === "digest") run.ui.stop();
+        return undefined;
+      case "notice":
+        run.ui.say(act.line);
+        return undefined;
+      case "server":
+        run.setServer(act.server, act.status, act.reason);
+        return undefined;
+      case "check_output":
+        return this.#checkOutput(act.name);
+      case "open_part":
+        return this.#openPart(act.piecewise);
+      case "open_verifier":
+        this.#openVerifier(act.hashes, act.whole);
+        return undefined;
+      case "verify":
+        this.#verify(act.piece);
+        return undefined;
+      case "digest":
+        return this.#digest();
+      case "finished":
+        this.#finished = true;
+        return undefined;
+      case "failed":
+        return this.#failed(act.error);
+    }
+  }
+
+  /** The hashing line: while servers answer BUSY, their progress. */
+  #hashingLine(): void {
+    const { coordinator } = this;
+    const name = coordinator.name!;
+    const servers = this.servers.length;
+    this.run.ui.status((width) => {
+      const busy = coordinator.busy();
+      if (busy.length === 0) return "";
+      const progress = busy.map(parseBusyProgress).filter((p) => p !== undefined);
+      const done = progress.reduce((t, p) => t + p.done, 0);
+      const total = progress.reduce((t, p) => t + p.total, 0);
+      return renderProgress({
+        phase: "hashing",
+        name,
+        busy: busy.length,
+        servers,
+        done: progress.length > 0 ? done : undefined,
+        total: progress.length > 0 ? total : undefined,
+        elapsedMs: performance.now() - (coordinator.firstBusyAt ?? performance.now()),
+      }, width);
+    });
+  }
+
+  /** The file is chosen: where it goes must be writable before anything more is asked. */
+  async #checkOutput(name: string): Promise<boolean> {
+    const out = await outputPath(this.a.output, name);
+    this.run.file = name;
+    this.run.output = out;
+    this.#out = out;
+    await checkOutput(out, this.a.force, true);
+    this.coordinator.handleOutputReady(performance.now());
+    return true;
+  }
+
+  /**
+   * The block size is known: opens the `.part` (in a private temporary directory for a stream,
+   * where there is nothing to resume from) and its writer, and the transfer begins.
+   */
+  async #openPart(piecewise: boolean): Promise<boolean> {
+    abortCheck(this.signal);
+    const { a, coordinator, run } = this;
+    const meta = coordinator.meta!;
+    const name = coordinator.name!;
+    const out = this.#out!;
+    const sink = await openStreamTarget(out);
+    this.#sink = sink;
+    const tmp = sink ? await Deno.makeTempDir({ prefix: "udpget-" }) : undefined;
+    const partOut = tmp ? join(tmp, basename(name) || "file") : out;
+    // a stream verified piece by piece needs only its reorder buffer on disk, not the file
+    const pieceCount = Math.ceil(meta.size / meta.pieceSize);
+    const ring = sink && piecewise ? streamRingPieces(meta.pieceSize, pieceCount) : 0;
+    this.#ring = ring;
+    const capacity = ring > 0 ? Math.min(meta.size, ring * meta.pieceSize) : meta.size;
+    let partial: PartialDownload;
+    try {
+      const say = (l: string) => run.ui.say(l);
+      partial = await PartialDownload.open(
+        partOut,
+        name,
+        meta,
+        a.force,
+        say,
+        spaceReserver(),
+        capacity,
+      );
+    } catch (e) {
+      if (!tmp) throw e;
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+      const m = e instanceof UdpgetError ? e.message : ioMessage(e);
+      // the user gave no path: say which one it was, and how to choose another
+      throw new UdpgetError(
+        ExitCode.LocalIo,
+        `${m} (the temporary copy -o - needs; TMPDIR sets where)`,
+      );
+    }
+    this.#tmp = tmp;
+    this.#partial = partial;
+    const blocks = blockSink(this.endpoint, partial);
+    const writer = ring > 0 ? new RingSink(blocks, meta.pieceSize, ring) : blocks;
+    this.#writer = writer;
+    coordinator.handlePartReady(performance.now(), {
+      claimed: partial.claimed,
+      ring,
+      output: out,
+    });
+    this.#progressLine();
+    // data goes straight to the coordinator's hot path, written in runs
+    this.endpoint.routeChunks((now, server, h, data) => {
+      if (coordinator.handleBlock(now, server, h)) {
+        writer.stage(h.offset, data, h.dataAt, h.dataLen);
+      }
+    }, () => {
+      // the batched layer's writer points into the receive slab, reused after this batch; the
+      // copying writer flushes when a run breaks, its buffer fills, or before verification
+      if (writer.holdsViews) writer.flush();
+      // the loop runs when there is something to do; its own timer covers pacing and deadlines
+      if (writer.error || coordinator.wantsService(performance.now())) this.wake.notify();
+    });
+    if (debugWanted()) {
+      this.#debug = setInterval(() => {
+        const session = coordinator.session!;
+        const st = session.stats().map((x) =>
+          `${x.source}:${x.alive ? "" : "dead "}${x.state} b=${x.bytes}`
+        );
+        console.error(
+          `debug: ${session.received} ${session.sched.verifiedPieces} ${st.join(" | ")}`,
+        );
+      }, 500);
+    }
+    return true;
+  }
+
+  /** The progress line of the transfer (and of the hash list and re-check before it). */
+  #progressLine(): void {
+    const { coordinator, run } = this;
+    const session = coordinator.session!;
+    const meta = coordinator.meta!;
+    const name = coordinator.name!;
+    const rate = new RateWindow();
+    run.ui.status((width) => {
+      const now = performance.now();
+      rate.sample(now, session.received);
+      return renderProgress({
+        phase: "transfer",
+        name,
+        total: meta.size,
+        fetched: session.received,
+        resumed: coordinator.resumed,
+        rate: rate.rate(),
+        alive: session.alive,
+        servers: run.servers.length, // as listed: "2/3" says one of three is not helping
+      }, width);
+    });
+  }
+
+  /** The verification is decided: the verifier, and for a stream the ordered output. */
+  #openVerifier(hashes: Uint8Array | undefined, whole: boolean): void {
+    const meta = this.coordinator.meta!;
+    const partial = this.#partial!;
+    const ring = this.#ring;
+    this.#verifier = openPieceVerifier(
+      { path: partial.partPath, size: meta.size, pieceSize: meta.pieceSize, ring },
+      hashes,
+      whole,
+    );
+    const sink = this.#sink;
+    if (!sink) return;
+    // a piece goes out once verified; unverifiable pieces wait for the whole-file digest
+    const file = Deno.openSync(partial.partPath, { read: true });
+    this.#outputFile = file;
+    const output = new OrderedOutput(
+      file,
+      meta.size,
+      meta.pieceSize,
+      sink,
+      hashes !== undefined,
+      ring,
+      () => {
+        // pieces written out: their ring slots are free, the sources may ask for more
+        this.coordinator.handleReleased(output.released);
+        this.wake.notify();
+      },
+    );
+    this.#output = output;
+  }
+
+  /** Checks `piece` off the main thread; the answer goes back to the coordinator. */
+  #verify(piece: number): void {
+    this.#writer!.flush(); // the piece's last blocks may still be staged
+    // a piece whose blocks were not all written must not fail its hash and get a server blamed
+    const fault = this.#localFault();
+    if (fault) return this.coordinator.handleLocalFault(fault);
+    const partial = this.#partial!;
+    this.#verifying++;
+    this.#verifier!.verify(piece).then((ok) => {
+      this.#verifying--;
+      this.coordinator.handleVerified(piece, ok);
+      if (ok) partial.recordVerified(piece);
+      if (ok) this.#output?.verified(piece);
+      this.wake.notify();
+    }, (err) => {
+      this.#verifying--;
+      // the .part could not be read back: a local fault, never the servers'
+      this.#fatal ??= new UdpgetError(
+        ExitCode.LocalIo,
+        `cannot read ${partial.partPath}: ${ioMessage(err)}`,
+      );
+      this.wake.notify();
+    });
+  }
+
+  /** Every piece is in: the whole-file digest, if the verifier computes one. */
+  async #digest(): Promise<boolean> {
+    const digest = await this.#verifier!.digest();
+    phase("digest done");
+    this.coordinator.handleDigest(digest);
+    return true;
+  }
+
+  /**
+   * The fetch failed. A name nobody has, typed at the prompt, is asked for again; otherwise the
+   * verifications still running settle first (a kept `.part` then claims what they found).
+   */
+  async #failed(error: UdpgetError): Promise<boolean> {
+    const prompted = this.#lines !== undefined && this.coordinator.meta === undefined;
+    if (prompted && error.exitCode === ExitCode.NotFound) {
+      console.error(`udpget: ${error.message}; try another name (Ctrl-D to give up)`);
+      await this.#prompt();
+      return true;
+    }
+    while (this.#verifying > 0 && !this.signal.aborted) await this.wake.wait();
+    this.run.ui.stop();
+    abortCheck(this.signal);
+    throw error;
+  }
+
+  /** A write error, a dead receive loop or a stream's reader gone: a local fault. */
+  #localFault(): UdpgetError | undefined {
+    if (this.#fatal) return this.#fatal;
+    // a stream's reader gone (EPIPE): nothing more can go out, so nothing more is fetched
+    const failed = this.#output?.failed;
+    if (failed !== undefined) {
+      return failed instanceof UdpgetError
+        ? failed
+        : new UdpgetError(ExitCode.LocalIo, `cannot write the output: ${ioMessage(failed)}`);
+    }
+    const e = this.#writer?.error;
+    if (e) {
+      return new UdpgetError(
+        ExitCode.LocalIo,
+        `cannot write ${this.#partial!.partPath}: ${ioMessage(e)}`,
+      );
+    }
+    const loop = this.endpoint.loopError;
+    if (loop) return new UdpgetError(ExitCode.LocalIo, `socket failed: ${loop}`);
+    return undefined;
+  }
+
+  /** The file is complete and verified: out to the stream, or `.part` renamed to `OUT`. */
+  async #complete(): Promise<void> {
+    const out = this.#out!;
+    if (this.#sink) {
+      await this.#output!.finish();
+      await this.#sink.close().catch(() => {});
+      return;
+    }
+    const partial = this.#partial!;
+    await partial.complete();
+    phase("complete");
+    await checkOutput(out, this.a.force);
+    await Deno.rename(partial.partPath, out).catch((e) => {
+      throw new UdpgetError(
+        ExitCode.LocalIo,
+        `cannot rename ${partial.partPath} to ${out}: ${ioMessage(e)}`,
+      );
     });
   }
 
   /**
-   * Pieces that may be fetched now: all of them, or for a stream only those whose ring slot is
-   * free (the reorder buffer: the write point plus `ring` pieces).
+   * After `error`, keeps the `.part` for a resume when it holds verified pieces (and says
+   * where); true when kept. Pieces an earlier run claimed and this one has not re-checked yet
+   * are still claimed.
    */
-  #inRing: PieceFilter = (piece) =>
-    this.ring === 0 || piece < (this.output?.released ?? 0) + this.ring;
-
-  /** A stream wrote pieces out: their slots are free, the sources may ask for more. */
-  released(): void {
-    for (let source = 0; source < this.servers.length; source++) this.session.sourceHas(source);
-    this.wake.notify();
-  }
-
-  get received(): number {
-    return this.resumed + this.session.received;
-  }
-
-  /** The session's source index of server `server`, or −1. */
-  sourceOf(server: number): number {
-    return this.#sources[server] ?? -1;
-  }
-
-  /** Server `server` (index in the servers file) joins the transfer as a new source. */
-  addServer(server: number): void {
-    const source = this.servers.length;
-    this.servers.push(server);
-    this.#sources[server] = source;
-    this.session.addSource(source, performance.now(), this.#inRing, this.endpoint.rttOf(server));
-    this.session.setToken(source, this.endpoint.token(server));
+  async #keep(error: unknown): Promise<boolean> {
+    const partial = this.#partial;
+    if (!partial || this.#sink) return false;
+    const session = this.coordinator.session;
+    const unchecked = session ? this.coordinator.uncheckedClaims() : partial.claimed;
+    for (const p of unchecked) partial.recordVerified(p);
+    const verifiedPieces = (session?.sched.verifiedPieces ?? 0) + unchecked.length;
+    if (!keepAfterFailure(error, verifiedPieces)) return false;
+    await partial.keep();
+    const meta = this.coordinator.meta!;
+    const pieceCount = session?.sched.pieceCount ?? Math.ceil(meta.size / meta.pieceSize);
+    this.run.ui.say(
+      `udpget: kept ${partial.partPath} (${verifiedPieces} of ${pieceCount} pieces verified; ` +
+        `state in ${partial.statePath}); run the same command again to resume`,
+    );
+    return true;
   }
 }
 
-/**
- * On the batched layer, blocks are written straight from the receive slab (`pwritev`); on the
- * fallback, which uses no FFI at all, they are copied into runs and written by Deno.
- */
 /** Preallocation of the `.part` where libc can be reached (`--allow-ffi`); else none. */
 function spaceReserver(): SpaceReserver | undefined {
   const libc = loadLibc();
   return typeof libc === "string" ? undefined : (path, size) => reserveSpace(libc, path, size);
 }
 
+/**
+ * On the batched layer, blocks are written straight from the receive slab (`pwritev`); on the
+ * fallback, which uses no FFI at all, they are copied into runs and written by Deno.
+ */
 function blockSink(endpoint: ClientEndpoint, partial: PartialDownload): BlockSink {
   const libc = endpoint.layer === "batched" ? loadLibc() : "fallback";
   if (typeof libc === "string") return new BlockWriter(partial.file);
@@ -740,260 +877,6 @@ function blockSink(endpoint: ClientEndpoint, partial: PartialDownload): BlockSin
     return VectoredWriter.open(libc, partial.partPath);
   } catch (e) {
     throw new UdpgetError(ExitCode.LocalIo, `cannot write ${partial.partPath}: ${ioMessage(e)}`);
-  }
-}
-
-/**
- * Datagrams of `blockSize` one socket's receive buffer can hold (`rcvbuf` as the kernel reports
- * it: 208 KiB by default, what the batched layer raised it to otherwise). The kernel charges
- * each datagram roughly twice its size plus ~1.5 KiB of bookkeeping (skb truesize), and admits
- * one more once under the limit; measured on loopback with the default buffer: 2 × 65000 B,
- * 4–5 × 32 KiB, 11 × 8 KiB, ~90 × 1400 B.
- */
-export function laneDatagrams(blockSize: number, rcvbuf = 212992): number {
-  return Math.max(2, Math.min(4096, Math.floor(rcvbuf / (2 * (blockSize + 1536))) + 1));
-}
-
-/**
- * The window floor of a LAN path (see `lanMinWindowBytes`): half of what one server's receive
- * sockets hold, between 128 KiB and 4 MiB. On the fallback layer's 208 KiB sockets a larger
- * window overflowed them (5 % and more re-requested on a veth LAN); on the batched layer's
- * 8 MiB sockets the 4 MiB cap is what keeps batches flowing without a standing queue.
- */
-function lanWindow(endpoint: ClientEndpoint, blockSize: number): number {
-  const lanes = endpoint.workers * laneDatagrams(blockSize, endpoint.receiveBuffer) * blockSize;
-  return Math.max(128 << 10, Math.min(4 << 20, lanes / 2));
-}
-
-/** Whether every server is on this machine: no path MTU, the bottleneck is the receiver. */
-export function allLoopback(servers: ServerAddr[]): boolean {
-  return servers.every((s) => s.hostname.startsWith("127.") || s.hostname === "::1");
-}
-
-/** Largest block that fits one Ethernet frame without IP fragmentation (RFC 8085 §3.2). */
-export function mtuSafeBlock(family: PathFamily): number {
-  return blockForMtu(1500, family);
-}
-
-async function download(
-  endpoint: ClientEndpoint,
-  servers: ServerAddr[],
-  { name, meta, chosen, pending }: Chosen,
-  out: string,
-  a: FetchArgs,
-  run: FetchRun,
-  signal: AbortSignal,
-): Promise<void> {
-  const using = chosen.map((i) => servers[i]);
-  const loopback = allLoopback(using);
-  const blockSize = a.blockSize !== "auto"
-    ? Math.min(a.blockSize, meta.maxBlock)
-    : await probeBlockSize(endpoint, chosen, name, meta, signal, loopback ? undefined : using);
-  run.blockSize = blockSize;
-  abortCheck(signal);
-  const sink = await openStreamTarget(out);
-  // streamed: the .part lives in a private temporary directory (nothing to resume from there)
-  const tmp = sink ? await Deno.makeTempDir({ prefix: "udpget-" }) : undefined;
-  const partOut = tmp ? join(tmp, basename(name) || "file") : out;
-  // nothing can throw between opening the .part and the try that keeps or discards it
-  const say = (l: string) => run.ui.say(l);
-  // a stream verified piece by piece needs only its reorder buffer on disk, not the file
-  const pieceCount = Math.ceil(meta.size / meta.pieceSize);
-  const ring = sink && a.verify !== "full" && a.checksum === undefined
-    ? streamRingPieces(meta.pieceSize, pieceCount)
-    : 0;
-  const capacity = ring > 0 ? Math.min(meta.size, ring * meta.pieceSize) : meta.size;
-  let partial: PartialDownload;
-  try {
-    partial = await PartialDownload.open(
-      partOut,
-      name,
-      meta,
-      a.force,
-      say,
-      spaceReserver(),
-      capacity,
-    );
-  } catch (e) {
-    if (!tmp) throw e;
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    const m = e instanceof UdpgetError ? e.message : ioMessage(e);
-    // the user gave no path: say which one it was, and how to choose another
-    throw new UdpgetError(
-      ExitCode.LocalIo,
-      `${m} (the temporary copy -o - needs; TMPDIR sets where)`,
-    );
-  }
-  // on loopback the receiver's socket buffers are the bottleneck queue: stay within them
-  const laneBytes = laneDatagrams(blockSize, endpoint.receiveBuffer) * blockSize;
-  const maxInflight = loopback ? endpoint.workers * laneBytes : undefined;
-  // and one request must not fill a socket's buffer by itself
-  const maxRequest = loopback ? Math.max(blockSize, laneBytes / 2) : undefined;
-  const d = new Download(
-    endpoint,
-    partial,
-    name,
-    meta,
-    blockSize,
-    servers.map((s) => s.label),
-    chosen,
-    a.limit,
-    maxInflight,
-    maxRequest,
-    ring,
-  );
-  run.download = d;
-  if (pending) d.sides.push(lateJoiners(d, run, pending));
-  let ok = false;
-  let kept = false;
-  try {
-    await transfer(d, a, run, sink, signal);
-    if (sink) {
-      await d.output!.finish();
-      await sink.close().catch(() => {});
-    } else {
-      await partial.complete();
-      phase("complete");
-      await checkOutput(out, a.force);
-      await Deno.rename(partial.partPath, out).catch((e) => {
-        throw new UdpgetError(
-          ExitCode.LocalIo,
-          `cannot rename ${partial.partPath} to ${out}: ${ioMessage(e)}`,
-        );
-      });
-    }
-    ok = true;
-    phase("summary");
-    run.ui.say(summary(d, out, performance.now() - run.started, run.hashWaitMs));
-  } catch (e) {
-    const verifiedPieces = d.session.sched.verifiedPieces;
-    if (!sink && keepAfterFailure(e, verifiedPieces)) {
-      kept = true;
-      await partial.keep();
-      run.ui.say(
-        `udpget: kept ${partial.partPath} (${verifiedPieces} of ` +
-          `${d.session.sched.pieceCount} pieces verified; state in ${partial.statePath}); ` +
-          `run the same command again to resume`,
-      );
-    }
-    throw e;
-  } finally {
-    endpoint.routeOthers(undefined);
-    run.ui.stop();
-    d.writer.close();
-    d.verifier?.close();
-    d.outputFile?.close();
-    if (!ok && !kept) await partial.discard();
-    if (tmp) await Deno.remove(tmp, { recursive: true }).catch(() => {});
-  }
-}
-
-/** Hash list, resume re-check, the transfer and the final check, with the progress line. */
-async function transfer(
-  d: Download,
-  a: FetchArgs,
-  run: FetchRun,
-  sink: WritableStreamDefaultWriter<Uint8Array> | undefined,
-  signal: AbortSignal,
-): Promise<void> {
-  const { meta, partial, endpoint } = d;
-  const rate = new RateWindow();
-  run.ui.status((width) => {
-    const now = performance.now();
-    rate.sample(now, d.session.received);
-    return renderProgress({
-      phase: "transfer",
-      name: d.name,
-      total: meta.size,
-      fetched: d.session.received,
-      resumed: d.resumed,
-      rate: rate.rate(),
-      alive: d.session.alive,
-      servers: run.servers.length, // as listed: "2/3" says one of three is not helping
-    }, width);
-  });
-  const onAbort = () => d.wake.notify();
-  signal.addEventListener("abort", onAbort, { once: true });
-  try {
-    phase("meta");
-    // the hash list is only needed to verify pieces: the transfer starts while it is fetched
-    // (a resume waits for it, to re-check the pieces it claims before fetching the others)
-    const hashFetch = hashListFetch(d);
-    d.verifierReady = new Promise<Uint8Array | undefined>((resolve) => {
-      d.sides.push({
-        m: hashFetch,
-        onDone: () => resolve(checkedHashes(d, run, hashFetch.result())),
-      });
-    }).then((hashes) => {
-      phase("hashes");
-      // without piece hashes, only a full pass can vouch for the file
-      const whole = a.verify === "full" || !hashes || a.checksum !== undefined;
-      if (whole && d.ring > 0) {
-        // (every udpget server publishes piece hashes: a server that does not is not one)
-        throw new UdpgetError(
-          ExitCode.Verification,
-          "no trusted piece hashes (the hash list could not be had or did not match its root): " +
-            "a stream cannot be verified piece by piece; use -o FILE",
-        );
-      }
-      d.verifier = openPieceVerifier(
-        { path: partial.partPath, size: meta.size, pieceSize: meta.pieceSize, ring: d.ring },
-        hashes,
-        whole,
-      );
-      const pieces = d.session.sched.pieceCount;
-      d.verified = whole
-        ? "sha256 verified"
-        : `${pieces} piece${pieces === 1 ? "" : "s"} verified (SHA-256)`;
-      run.verification = whole ? "full" : "pieces";
-      d.hashes = hashes !== undefined;
-      if (sink) {
-        // a piece goes out once verified; unverifiable pieces wait for the whole-file digest
-        d.outputFile = Deno.openSync(partial.partPath, { read: true });
-        d.output = new OrderedOutput(
-          d.outputFile,
-          meta.size,
-          meta.pieceSize,
-          sink,
-          d.hashes,
-          d.ring,
-          () => d.released(),
-        );
-      }
-      return d.verifier;
-    });
-    d.verifierReady.catch((e) => {
-      d.fatal ??= e;
-      d.wake.notify();
-    });
-    if (partial.claimed.length > 0) {
-      await runMachine(endpoint, hashFetch, signal);
-      settleSides(d);
-      await d.verifierReady;
-      await recheckClaimed(d, run);
-    }
-    await drive(d, run, signal);
-    phase("drive");
-    run.ui.stop();
-    abortCheck(signal);
-    if (!d.session.sched.done) {
-      const stats = d.session.stats();
-      const why = stats.map((s) => `${d.labels[d.servers[s.source]]}: ${s.dropReason ?? "?"}`);
-      throw new UdpgetError(ExitCode.Unreachable, `every server failed (${why.join("; ")})`);
-    }
-    // (every piece verified: the verifier exists; an empty file has no hashes to wait for)
-    const verifier = await d.verifierReady;
-    const digest = await verifier.digest();
-    phase("digest");
-    if (verifier.whole && (!digest || toHex(digest) !== toHex(meta.digest))) {
-      throw new UdpgetError(
-        ExitCode.Verification,
-        `verification failed: sha256 ${digest ? toHex(digest) : "?"} != expected ` +
-          toHex(meta.digest),
-      );
-    }
-  } finally {
-    signal.removeEventListener("abort", onAbort);
   }
 }
 
@@ -1030,228 +913,10 @@ async function openStreamTarget(
   }
 }
 
-/**
- * The shell around the engine: replies go in as they arrive (new blocks are written at once),
- * requests go out as the engine releases them, and between the two the loop sleeps until the
- * next datagram, verification or engine timer (`Promise.race` in `withTimeout`).
- */
-async function drive(d: Download, run: FetchRun, signal: AbortSignal): Promise<void> {
-  const { session, endpoint } = d;
-  const writer = d.writer;
-  endpoint.routeOthers((server, p) => {
-    for (const side of d.sides) {
-      if (!side.m.handleReply(performance.now(), server, p)) continue;
-      side.onProgress?.();
-      return d.wake.notify();
-    }
-    const source = d.sourceOf(server);
-    if (source < 0) return;
-    const now = performance.now();
-    const w = session.handleReply(now, source, p);
-    if (w) writer.stage(w.offset, w.data, 0, w.data.length);
-    writer.flush();
-    if (session.wantsService(now)) d.wake.notify();
-  });
-  // data goes straight to the engine (the side machines never ask for chunks), written in runs
-  endpoint.routeChunks((now, server, h, data) => {
-    const source = d.sourceOf(server);
-    if (source < 0) return;
-    if (session.handleBlock(now, source, h)) {
-      writer.stage(h.offset, data, h.dataAt, h.dataLen);
-    }
-  }, () => {
-    // the batched layer's writer points into the receive slab, reused after this batch; the
-    // copying writer flushes when a run breaks, its buffer fills, or before verification
-    if (writer.holdsViews) writer.flush();
-    // the loop runs when there is something to do; its own timer covers pacing and deadlines
-    if (writer.error || session.wantsService(performance.now())) d.wake.notify();
-  });
-  const layer = () => JSON.stringify(endpoint.layerStats());
-  const debug = debugWanted()
-    ? setInterval(() => {
-      const st = session.stats().map((x) =>
-        `${x.source}:${x.alive ? "" : "dead "}${x.state} b=${x.bytes}`
-      );
-      console.error(`debug: ${session.received} ${session.sched.verifiedPieces} ${st.join(" | ")}`);
-    }, 500)
-    : undefined;
-  // a server gone mid-transfer: its port answers ICMP refused (batched layer only)
-  endpoint.onSoftError((server, error) => {
-    const now = performance.now();
-    const source = d.sourceOf(server);
-    if (source >= 0) session.handleUnreachable(now, source, error);
-    // (discovery still asking late servers: a refused one is answered at once there too)
-    for (const side of d.sides) side.m.handleUnreachable?.(now, server, error);
-    d.wake.notify();
-  });
-  try {
-    await driveLoop(d, run, signal);
-  } finally {
-    endpoint.onSoftError(undefined);
-    endpoint.routeChunks(undefined);
-    clearInterval(debug);
-    if (debugWanted()) {
-      console.error(
-        `debug: layer ${layer()}, writes ${d.writer.writes}, sent ${endpoint.stats.sent}`,
-      );
-    }
-  }
-}
-
-/** Ends the side machines that are done. */
-function settleSides(d: Download): void {
-  const done = d.sides.filter((s) => s.m.done);
-  if (done.length === 0) return;
-  d.sides = d.sides.filter((s) => !s.m.done);
-  for (const s of done) s.onDone();
-}
-
 /** `UDPGET_DEBUG=1` (with env access granted) prints the engine's state twice a second. */
 function debugWanted(): boolean {
   const env = { name: "env", variable: "UDPGET_DEBUG" } as const;
   return Deno.permissions.querySync(env).state === "granted" && !!Deno.env.get("UDPGET_DEBUG");
-}
-
-async function driveLoop(d: Download, run: FetchRun, signal: AbortSignal): Promise<void> {
-  const { session, endpoint } = d;
-  while (!session.ended && !signal.aborted) {
-    localFailure(d);
-    const now = performance.now();
-    for (const side of d.sides) {
-      serviceMachine(endpoint, side.m, now);
-      side.onProgress?.(); // (a timeout may have settled something)
-    }
-    settleSides(d);
-    session.handleTimeout(now);
-    for (let t = session.pollTransmit(now); t; t = session.pollTransmit(now)) {
-      // each lane is a worker socket with its own receive buffer
-      const bytes = encode(t.packet);
-      for (let c = 0; c < t.copies; c++) void endpoint.send(t.lane, d.servers[t.source], bytes);
-    }
-    for (let e = session.poll(); e; e = session.poll()) onEvent(d, run, e);
-    if (session.ended) break;
-    const side = Math.min(...d.sides.map((s) => s.m.pollTimeout() ?? Infinity));
-    const next = Math.min(session.pollTimeout(performance.now()) ?? Infinity, side);
-    const wait = next === Infinity ? 1000 : Math.max(0, next - performance.now());
-    await withTimeout(d.wake.wait(), wait);
-  }
-  // what ended the session (the last source dropped, from a reply) is still said and recorded:
-  // the report must not call a server "used" that the error line says failed
-  for (let e = session.poll(); e; e = session.poll()) onEvent(d, run, e);
-  // answers that came in with the last blocks still count (a late server's version is reported)
-  for (const side of d.sides) side.onProgress?.();
-  settleSides(d);
-  // a verification still running when the last block arrived settles the finish
-  while (d.verifying > 0 && !signal.aborted) await d.wake.wait();
-}
-
-/** A write error or a dead receive loop ends the transfer as what it is: a local fault. */
-function localFailure(d: Download): void {
-  if (d.fatal) throw d.fatal;
-  // a stream's reader gone (EPIPE): nothing more can go out, so nothing more is fetched
-  if (d.output?.failed) throw d.output.failed;
-  const e = d.writer.error;
-  if (e) {
-    throw new UdpgetError(ExitCode.LocalIo, `cannot write ${d.partial.partPath}: ${ioMessage(e)}`);
-  }
-  const loop = d.endpoint.loopError;
-  if (loop) throw new UdpgetError(ExitCode.LocalIo, `socket failed: ${loop}`);
-}
-
-function onEvent(d: Download, run: FetchRun, e: SessionEvent): void {
-  const label = (source: number) => d.labels[d.servers[source]];
-  switch (e.kind) {
-    case "verify":
-      d.writer.flush(); // the piece's last blocks may still be staged
-      localFailure(d);
-      d.verifying++;
-      d.verifierReady.then((v) => v.verify(e.piece)).then((ok) => {
-        d.verifying--;
-        d.session.handleVerified(e.piece, ok);
-        if (ok) d.partial.recordVerified(e.piece);
-        if (ok) d.output?.verified(e.piece);
-        d.wake.notify();
-      }, (err) => {
-        d.verifying--;
-        // no verifier (`fatal` already says why), or the .part could not be read back: a local
-        // fault, never the servers'
-        d.fatal ??= new UdpgetError(
-          ExitCode.LocalIo,
-          `cannot read ${d.partial.partPath}: ${ioMessage(err)}`,
-        );
-        d.wake.notify();
-      });
-      return;
-    case "corrupt":
-      run.ui.say(`udpget: piece ${e.piece} failed its SHA-256; fetching it again`);
-      return;
-    case "dropped":
-      run.setServer(d.servers[e.source], "dropped", e.reason);
-      run.ui.say(`udpget: ${label(e.source)}: dropped (${e.reason})`);
-      return;
-  }
-}
-
-/**
- * Re-checks the pieces an earlier run recorded as verified against their hashes (the `.part`
- * may have been torn by a crash or edited since); those that pass are not fetched again.
- */
-async function recheckClaimed(d: Download, run: FetchRun): Promise<void> {
-  const claimed = d.partial.claimed;
-  const out = run.output;
-  if (claimed.length === 0) return;
-  if (!d.hashes) {
-    // claims that cannot be checked piece by piece are not trusted: fetch everything again
-    run.ui.say(
-      `udpget: ${out}: no piece hashes to re-check the partial download; starting over`,
-    );
-    return;
-  }
-  const verifier = await d.verifierReady;
-  const oks = await Promise.all(claimed.map((p) => verifier.verify(p)));
-  const sched = d.session.sched;
-  claimed.forEach((p, i) => {
-    if (!oks[i]) return;
-    d.session.markVerified(p);
-    d.partial.recordVerified(p);
-    const [start, end] = sched.pieceRange(p);
-    d.resumed += end - start;
-  });
-  const kept = sched.verifiedPieces;
-  const bad = claimed.length - kept;
-  run.ui.say(
-    `udpget: resuming ${out}: ${kept} of ${sched.pieceCount} pieces already verified` +
-      (bad === 1 ? ", 1 failed its re-check and will be fetched again" : "") +
-      (bad > 1 ? `, ${bad} failed their re-check and will be fetched again` : ""),
-  );
-}
-
-/** The hash-list machine for this download (see `lib/engine/hash_list_fetch.ts`). */
-function hashListFetch(d: Download): HashListFetch {
-  return new HashListFetch({
-    fileId: fileIdOf(d.meta.digest),
-    name: d.name,
-    pieceCount: d.session.sched.pieceCount,
-    blockSize: d.blockSize,
-    servers: d.servers,
-    token: (server) => d.endpoint.token(server),
-    rtt: (server) => d.endpoint.rttOf(server),
-    nextRequestId: randomId,
-  });
-}
-
-/** The fetched hash list if it matches the agreed `piecesRoot`, else undefined. */
-function checkedHashes(
-  d: Download,
-  run: FetchRun,
-  hashes: Uint8Array | undefined,
-): Uint8Array | undefined {
-  if (hashes === undefined) return undefined;
-  if (toHex(sha256(hashes)) !== toHex(d.meta.piecesRoot)) {
-    run.ui.say("udpget: piece hash list does not match the agreed root; using the file digest");
-    return undefined;
-  }
-  return hashes;
 }
 
 /** A fresh random request id (unguessable by an off-path attacker). */
@@ -1259,89 +924,23 @@ function randomId(): number {
   return crypto.getRandomValues(new Uint32Array(1))[0];
 }
 
-/** Drives one request machine alone (before the transfer) until it is done or aborted. */
-async function runMachine(
-  endpoint: ClientEndpoint,
-  m: RequestMachine,
-  signal: AbortSignal,
-  enough: () => boolean = () => false,
-): Promise<void> {
-  const wake = new Notifier();
-  const onAbort = () => wake.notify();
-  signal.addEventListener("abort", onAbort, { once: true });
-  endpoint.routeOthers((server, p) => {
-    if (m.handleReply(performance.now(), server, p)) wake.notify();
-  });
-  endpoint.onSoftError((server, error) => {
-    if (m.handleUnreachable?.(performance.now(), server, error)) wake.notify();
-  });
-  try {
-    while (!m.done && !enough() && !signal.aborted) {
-      serviceMachine(endpoint, m, performance.now());
-      if (m.done || enough()) break;
-      const next = m.pollTimeout();
-      await withTimeout(wake.wait(), next === undefined ? 1000 : next - performance.now());
-    }
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-    endpoint.routeOthers(undefined);
-    endpoint.onSoftError(undefined);
-  }
-}
-
-/** Timers and sends of a request machine at `now`. */
-function serviceMachine(endpoint: ClientEndpoint, m: RequestMachine, now: number): void {
-  m.handleTimeout(now);
-  for (let t = m.pollTransmit(now); t; t = m.pollTransmit(now)) {
-    void endpoint.send(0, t.server, encode(t.packet));
-  }
-}
-
-/**
- * `--block-size auto`: the largest block every chosen server answers in full. Off loopback
- * (`paths` given) the probes step through path MTUs and must arrive unfragmented; a server that
- * cannot send them gets one Ethernet frame's worth, never relying on fragmentation.
- */
-async function probeBlockSize(
-  endpoint: ClientEndpoint,
-  chosen: number[],
-  name: string,
-  meta: FileMeta,
-  signal: AbortSignal,
-  paths?: ServerAddr[],
-): Promise<number> {
-  const families = [...new Set(paths?.map((s) => s.family))];
-  const probe = new BlockProbe({
-    ...(paths && {
-      sizes: pathProbeSizes(families),
-      unfragmented: { fallback: Math.min(...families.map(mtuSafeBlock)) },
-    }),
-    fileId: fileIdOf(meta.digest),
-    name,
-    size: meta.size,
-    maxBlock: meta.maxBlock,
-    servers: chosen,
-    token: (server) => endpoint.token(server),
-    rtt: (server) => endpoint.rttOf(server),
-    nextRequestId: randomId,
-  });
-  await runMachine(endpoint, probe, signal);
-  return probe.result();
-}
-
 /** The line printed on success: size, time, rate, verification, and each server's share. */
-function summary(d: Download, out: string, ms: number, hashWaitMs: number): string {
+function summary(c: FetchCoordinator, servers: ServerAddr[], out: string, ms: number): string {
+  const session = c.session!;
+  const pieces = session.sched.pieceCount;
   return fetchSummary({
     out: out === "-" ? "stdout" : out,
-    size: d.meta.size,
-    resumed: d.resumed,
-    fetched: d.session.received,
+    size: c.meta!.size,
+    resumed: c.resumed,
+    fetched: session.received,
     ms,
-    hashWaitMs,
-    verified: d.verified,
-    rerequested: d.session.rerequested,
-    sources: d.session.stats().map((r) => ({
-      label: d.labels[d.servers[r.source]],
+    hashWaitMs: c.hashWaitMs,
+    verified: c.verification === "full"
+      ? "sha256 verified"
+      : `${pieces} piece${pieces === 1 ? "" : "s"} verified (SHA-256)`,
+    rerequested: session.rerequested,
+    sources: session.stats().map((r) => ({
+      label: servers[c.serverOf(r.source)].label,
       bytes: r.bytes,
     })),
   });

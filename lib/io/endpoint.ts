@@ -10,7 +10,7 @@
  */
 
 import { seal } from "../wire/auth.ts";
-import { decode, MAX_DATAGRAM_SIZE, NO_TOKEN, type Packet } from "../wire/packet.ts";
+import { decode, MAX_DATAGRAM_SIZE, type Packet } from "../wire/packet.ts";
 import { ChunkDispatch, type ChunkHandler } from "./chunk_dispatch.ts";
 import { type DatagramSocket, type ReceivedBatch, single } from "./udp/datagram_socket.ts";
 import { describeSocket, type IoChoice, openSocket } from "./udp/open_socket.ts";
@@ -43,9 +43,6 @@ export class ClientEndpoint {
   /** `#sockets[worker][server]`. */
   #sockets: DatagramSocket[][] = [];
   #loops: Promise<void>[] = [];
-  /** Address-validation token per server, as last handed out by its RETRY. */
-  #tokens: Uint8Array[];
-  #rtts: (number | undefined)[] = [];
 
   /** Where replies go that match no id opened here (the fetch engine's own ids). */
   #fallback: ((server: number, p: Packet) => void) | undefined;
@@ -70,7 +67,6 @@ export class ClientEndpoint {
   constructor(servers: ServerAddr[], workers: number, key?: Uint8Array, io: IoChoice = "auto") {
     this.#servers = servers;
     this.#key = key;
-    this.#tokens = servers.map(() => NO_TOKEN);
     this.#peers = servers.map((s) => PeerAddress.of(s.hostname, s.port));
     try {
       for (let w = 0; w < workers; w++) {
@@ -156,27 +152,6 @@ export class ClientEndpoint {
   /** Number of workers (sockets per family). */
   get workers(): number {
     return this.#sockets.length;
-  }
-
-  /** The token to put in requests to `server` (all zero until it sent a RETRY). */
-  token(server: number): Uint8Array {
-    return this.#tokens[server];
-  }
-
-  /** Sets the token to put in requests to `server` (as handed out by its RETRY). */
-  setToken(server: number, token: Uint8Array): void {
-    this.#tokens[server] = token;
-  }
-
-  /** Records a round trip to `server` measured by a request-reply exchange (ms). */
-  noteRtt(server: number, ms: number): void {
-    const old = this.#rtts[server];
-    this.#rtts[server] = old === undefined ? ms : Math.min(old, ms);
-  }
-
-  /** The smallest round trip measured to `server` so far (ms), if any. */
-  rttOf(server: number): number | undefined {
-    return this.#rtts[server];
   }
 
   /**
