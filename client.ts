@@ -25,6 +25,7 @@ import {
   type IoReport,
   type ServerReport,
   type ServerStatus,
+  type SwarmReport,
 } from "./lib/cli/fetch_report.ts";
 import { batchedUnavailable } from "./lib/io/udp/open_socket.ts";
 import { type BlockSink, BlockWriter } from "./lib/io/block_writer.ts";
@@ -51,24 +52,35 @@ import { parseServerList, type ServerSpec } from "./lib/cli/servers.ts";
 import { formatServer } from "./lib/base/format.ts";
 import { fetchSummary } from "./lib/cli/fetch_summary.ts";
 import { withTimeout } from "./lib/io/timer.ts";
+import { SwarmSocket } from "./lib/io/swarm_socket.ts";
+import { infoHashOf, SwarmDrive } from "./lib/io/swarm_drive.ts";
+import { infoHashHex } from "./lib/swarm/swarm_id.ts";
+import type { PeerAddr } from "./lib/swarm/swarm_node.ts";
+import { formatBytes } from "./lib/base/format.ts";
 
 /** `udpget fetch ...`: resolves with the exit status. */
 export async function runFetch(args: string[]): Promise<number> {
   const started = performance.now();
   const a = parseFetchArgs(args);
   const run = new FetchRun(started, a);
-  try {
-    await fetchFile(a, run);
+  let reported = false;
+  // the report goes out the moment the file is in place: seeding (a swarm) may follow
+  const done = () => {
+    reported = true;
     if (a.json) printLine(formatReport(run.report(undefined)));
+  };
+  try {
+    await fetchFile(a, run, done);
+    if (!reported) done();
     return ExitCode.Ok;
   } catch (e) {
     run.ui.stop();
-    if (a.json) printLine(formatReport(run.report(e)));
+    if (a.json && !reported) printLine(formatReport(run.report(e)));
     throw e;
   }
 }
 
-async function fetchFile(a: FetchArgs, run: FetchRun): Promise<void> {
+async function fetchFile(a: FetchArgs, run: FetchRun, done: () => void): Promise<void> {
   if (a.file === undefined && isStdinPath(a.serversFile)) {
     // stdin holds the list, so there is nothing left to answer the prompt with
     throw new UdpgetError(ExitCode.Usage, "fetch: give <file> when the servers list is on stdin");
@@ -93,7 +105,9 @@ async function fetchFile(a: FetchArgs, run: FetchRun): Promise<void> {
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   const endpoint = openEndpoint(servers, a, key);
   run.io = ioReport(endpoint, a);
+  let swarm: SwarmSetup | undefined;
   try {
+    swarm = a.swarm && await openSwarm(a, servers, key, (l) => run.ui.say(l));
     const coordinator = new FetchCoordinator({
       servers,
       lanes: endpoint.workers,
@@ -105,14 +119,99 @@ async function fetchFile(a: FetchArgs, run: FetchRun): Promise<void> {
       keyed: a.secretFile !== undefined,
       nextRequestId: randomId,
       sha256,
+      // a swarm's fetchers ask the servers for different pieces first
+      pieceOrder: swarm ? shuffled : undefined,
     });
     run.coordinator = coordinator;
     phase("start");
-    await new FetchDrive(endpoint, coordinator, servers, a, run, stop.signal).fetch();
+    const drive = new FetchDrive(endpoint, coordinator, servers, a, run, stop.signal, swarm);
+    await drive.fetch();
+    done();
+    if (swarm) await drive.seed(a.swarm!.seedTime);
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
     await endpoint.shutdown();
+    await swarm?.close();
   }
+}
+
+/**
+ * The swarm socket and tracker, ready before the fetch starts (`--tracker`), and the swarm's
+ * drive once it starts.
+ */
+interface SwarmSetup {
+  socket: SwarmSocket;
+  tracker: PeerAddr;
+  trackerLabel: string;
+  family: "ipv4" | "ipv6";
+  key?: Uint8Array;
+  /** The drive of the swarm, once started (when the piece hashes are trusted). */
+  drive?: SwarmDrive;
+  close(): Promise<void>;
+}
+
+/**
+ * Resolves the tracker and binds the swarm socket (the port peers reach this node on), in the
+ * servers' address family. A tracker name that does not resolve is a usage error; a port that
+ * cannot be bound, a local one.
+ */
+async function openSwarm(
+  a: FetchArgs,
+  servers: ServerAddr[],
+  key: Uint8Array | undefined,
+  say: (line: string) => void,
+): Promise<SwarmSetup | undefined> {
+  const o = a.swarm!;
+  const family = servers[0]?.family ?? "ipv4";
+  const t = await resolveServer(o.tracker);
+  const trackerLabel = formatServer(o.tracker.host, o.tracker.port);
+  if (typeof t === "string") {
+    // the servers alone can still deliver the file: the swarm's help is all that is lost
+    say(`udpget: tracker ${trackerLabel}: cannot resolve (${t}); fetching without the swarm`);
+    return undefined;
+  }
+  if (t.family !== family) {
+    throw new UdpgetError(
+      ExitCode.Usage,
+      `--tracker ${trackerLabel} is ${t.family}, the servers ${family}: a swarm shares one family`,
+    );
+  }
+  const host = o.host === "localhost"
+    ? (family === "ipv4" ? "127.0.0.1" : "::1")
+    : o.host ?? (family === "ipv4" ? "0.0.0.0" : "::");
+  let socket: SwarmSocket;
+  try {
+    socket = SwarmSocket.open(a.io, host, o.sharePort);
+  } catch (e) {
+    throw new UdpgetError(
+      ExitCode.LocalIo,
+      `cannot share on ${formatServer(host, o.sharePort)}: ${ioMessage(e)}`,
+    );
+  }
+  const setup: SwarmSetup = {
+    socket,
+    tracker: { hostname: t.hostname, port: t.port },
+    trackerLabel,
+    family,
+    key,
+    close: async () => {
+      if (setup.drive) await setup.drive.close();
+      else await socket.close();
+    },
+  };
+  return setup;
+}
+
+/** A random permutation of `0 .. n-1`. */
+function shuffled(n: number): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  const r = new Uint32Array(n);
+  crypto.getRandomValues(r);
+  for (let i = n - 1; i > 0; i--) {
+    const j = r[i] % (i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
 }
 
 /** The client's sockets on the layer `--io` allows; a clear error when they cannot be opened. */
@@ -177,6 +276,8 @@ class FetchRun {
   coordinator: FetchCoordinator | undefined;
   /** The datagram layer in use. */
   io: IoReport | undefined;
+  /** The swarm, once it started (`--tracker`). */
+  swarm: SwarmSetup | undefined;
 
   /** When the fetch began: the command's start, or the moment a prompted name was entered. */
   started: number;
@@ -197,7 +298,10 @@ class FetchRun {
   report(error: unknown): FetchReport {
     const c = this.coordinator;
     const session = c?.session;
+    const peerBytes = new Map<number, number>();
     for (const st of session?.stats() ?? []) {
+      const peer = c!.peerOf(st.source);
+      if (peer !== undefined) peerBytes.set(peer, st.bytes);
       const s = this.servers[c!.serverOf(st.source)];
       if (s) s.bytes = st.bytes;
     }
@@ -225,6 +329,29 @@ class FetchRun {
       verification: c?.verification ?? null,
       servers: this.servers,
       io: this.io ?? null,
+      swarm: this.#swarmReport(peerBytes),
+    };
+  }
+
+  /** The swarm's part of the report: bytes from servers and peers, what was sent, the peers. */
+  #swarmReport(peerBytes: Map<number, number>): SwarmReport | null {
+    const drive = this.swarm?.drive;
+    const c = this.coordinator;
+    if (!drive || !c?.meta) return null;
+    const fromPeers = [...peerBytes.values()].reduce((a, b) => a + b, 0);
+    return {
+      tracker: this.swarm!.trackerLabel,
+      infoHash: infoHashHex(infoHashOf(c.meta)),
+      port: drive.socket.port,
+      fromServers: this.servers.reduce((a, s) => a + s.bytes, 0),
+      fromPeers,
+      uploaded: drive.socket.stats.uploaded,
+      peers: drive.node.peers.map((p, id) => ({
+        peer: p.address,
+        bytes: peerBytes.get(id) ?? 0,
+        alive: p.alive,
+        reason: p.reason ?? null,
+      })),
     };
   }
 }
@@ -431,6 +558,7 @@ class FetchDrive {
     readonly a: FetchArgs,
     readonly run: FetchRun,
     readonly signal: AbortSignal,
+    readonly swarm?: SwarmSetup,
   ) {}
 
   /** The whole fetch: resolves once `OUT` is in place (or streamed), throws the error that ended it. */
@@ -520,11 +648,18 @@ class FetchDrive {
       if (fault) coordinator.handleLocalFault(fault);
       const now = performance.now();
       coordinator.handleTimeout(now);
+      const swarm = this.swarm?.drive;
+      swarm?.service(now);
       for (let t = coordinator.pollTransmit(now); t; t = coordinator.pollTransmit(now)) {
-        // each lane is a worker socket with its own receive buffer
         const bytes = encode(t.packet);
+        if (t.peer !== undefined) {
+          swarm?.sendToPeer(t.peer, bytes, t.copies);
+          continue;
+        }
+        // each lane is a worker socket with its own receive buffer
         for (let c = 0; c < t.copies; c++) void endpoint.send(t.lane, t.server, bytes);
       }
+      for (let n = swarm?.node.poll(); n; n = swarm?.node.poll()) this.run.ui.say(n.line);
       // an answer handed back (the output checked, the .part open...) has sends to go at once
       let answered = false;
       for (let act = coordinator.poll(); act; act = coordinator.poll()) {
@@ -532,8 +667,11 @@ class FetchDrive {
         if (r !== undefined) answered = (await r) || answered;
       }
       if (answered || this.#finished) continue;
-      const next = coordinator.pollTimeout(performance.now());
-      const wait = next === undefined ? 1000 : Math.max(0, next - performance.now());
+      const next = Math.min(
+        coordinator.pollTimeout(performance.now()) ?? Infinity,
+        swarm?.pollTimeout() ?? Infinity,
+      );
+      const wait = next === Infinity ? 1000 : Math.max(0, next - performance.now());
       await withTimeout(this.wake.wait(), wait);
     }
   }
@@ -564,6 +702,12 @@ class FetchDrive {
         return this.#openPart(act.piecewise);
       case "open_verifier":
         this.#openVerifier(act.hashes, act.whole);
+        if (act.hashes && !act.whole) this.#startSwarm(act.hashes);
+        else if (this.swarm) {
+          run.ui.say(
+            "udpget: no piece hashes to check peers' bytes with: fetching without the swarm",
+          );
+        }
         return undefined;
       case "verify":
         this.#verify(act.piece);
@@ -572,6 +716,10 @@ class FetchDrive {
         return this.#digest();
       case "finished":
         this.#finished = true;
+        this.swarm?.drive?.node.completed(performance.now());
+        return undefined;
+      case "peer_dropped":
+        this.swarm?.drive?.node.peerDropped(act.peer, act.reason, performance.now());
         return undefined;
       case "failed":
         return this.#failed(act.error);
@@ -713,6 +861,67 @@ class FetchDrive {
     });
   }
 
+  /**
+   * The piece hashes are trusted: the swarm starts (peers' bytes can be checked now, and the
+   * pieces verified here can be shared). Not for a stream: its `.part` holds only a window.
+   */
+  #startSwarm(hashes: Uint8Array): void {
+    const setup = this.swarm;
+    if (!setup || setup.drive) return;
+    if (this.#sink) {
+      this.run.ui.say("udpget: a streamed output is not shared: fetching without the swarm");
+      return;
+    }
+    const drive = SwarmDrive.start({
+      socket: setup.socket,
+      tracker: setup.tracker,
+      trackerLabel: setup.trackerLabel,
+      shareRate: this.a.swarm!.shareRate,
+      key: setup.key,
+      coordinator: this.coordinator,
+      meta: this.coordinator.meta!,
+      hashes,
+      partPath: this.#partial!.partPath,
+      family: setup.family,
+      wake: () => this.wake.notify(),
+    }, performance.now());
+    setup.drive = drive;
+    drive.listen(this.#writer!);
+    this.run.swarm = setup;
+  }
+
+  /**
+   * After the fetch: shares for `seconds` more (one status line), then announces `stopped` and
+   * waits a moment for the tracker to hear it. Ctrl-C ends it early; the file is in place
+   * either way, so the exit status is 0.
+   */
+  async seed(seconds: number): Promise<void> {
+    const drive = this.swarm?.drive;
+    if (!drive) return;
+    const until = performance.now() + seconds * 1000;
+    const node = drive.node;
+    this.run.ui.status(() => {
+      const left = Math.max(0, (until - performance.now()) / 1000).toFixed(0);
+      return `seeding ${this.coordinator.name}: ${formatBytes(drive.socket.stats.uploaded)} ` +
+        `sent to peers, ${node.livePeers} peers, ${left} s left (Ctrl-C to stop)`;
+    });
+    while (performance.now() < until && !this.signal.aborted) await this.#swarmTurn(until);
+    node.stop(performance.now());
+    const give = performance.now() + 2000;
+    while (!node.stopped && performance.now() < give) await this.#swarmTurn(give);
+    this.run.ui.stop();
+  }
+
+  /** One turn of the swarm alone (seeding): its timers and sends, then sleep until `until`. */
+  async #swarmTurn(until: number): Promise<void> {
+    const drive = this.swarm!.drive!;
+    const now = performance.now();
+    drive.service(now);
+    for (let n = drive.node.poll(); n; n = drive.node.poll()) this.run.ui.say(n.line);
+    const next = Math.min(drive.pollTimeout() ?? Infinity, until);
+    await withTimeout(this.wake.wait(), Math.max(0, next - performance.now()));
+  }
+
   /** The verification is decided: the verifier, and for a stream the ordered output. */
   #openVerifier(hashes: Uint8Array | undefined, whole: boolean): void {
     const meta = this.coordinator.meta!;
@@ -756,6 +965,7 @@ class FetchDrive {
       this.#verifying--;
       this.coordinator.handleVerified(piece, ok);
       if (ok) partial.recordVerified(piece);
+      if (ok) this.swarm?.drive?.node.pieceVerified(piece);
       if (ok) this.#output?.verified(piece);
       this.wake.notify();
     }, (err) => {
@@ -939,11 +1149,20 @@ function summary(c: FetchCoordinator, servers: ServerAddr[], out: string, ms: nu
       ? "sha256 verified"
       : `${pieces} piece${pieces === 1 ? "" : "s"} verified (SHA-256)`,
     rerequested: session.rerequested,
-    sources: session.stats().map((r) => ({
-      label: servers[c.serverOf(r.source)].label,
-      bytes: r.bytes,
-    })),
+    sources: summarySources(c, servers),
   });
+}
+
+/** Bytes per server, and all peers as one source ("peers"). */
+function summarySources(c: FetchCoordinator, servers: ServerAddr[]) {
+  const out: { label: string; bytes: number }[] = [];
+  let peers = 0;
+  for (const r of c.session!.stats()) {
+    if (c.peerOf(r.source) !== undefined) peers += r.bytes;
+    else out.push({ label: servers[c.serverOf(r.source)].label, bytes: r.bytes });
+  }
+  if (peers > 0) out.push({ label: "peers", bytes: peers });
+  return out;
 }
 
 const T0 = performance.now();

@@ -81,9 +81,11 @@ Deno.test("fetch --json: one object on stdout, on success and on failure", async
         "verification",
         "servers",
         "io",
+        "swarm",
       ],
       "documented fields, in their documented order",
     );
+    assert.equal(r.swarm, null, "no --tracker: no swarm");
     // the suite runs with --allow-ffi on x86_64 Linux: the batched layer carries the fetch
     assert.deepEqual(
       { layer: r.io?.layer, fallbackReason: r.io?.fallbackReason },

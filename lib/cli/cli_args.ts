@@ -17,7 +17,7 @@ import {
   parseCommand,
   usageError,
 } from "./option_table.ts";
-import { ipLiteralFamily } from "./servers.ts";
+import { ipLiteralFamily, parseServerList, type ServerSpec } from "./servers.ts";
 import { shortUsage } from "./help.ts";
 
 /** Most concurrent workers `fetch` accepts. */
@@ -111,6 +111,9 @@ export const SERVE_SPEC: CommandSpec = {
   notes: [RATE_NOTE],
 };
 
+/** Default `fetch --seed-time` (s): long enough for the peers a little behind to finish. */
+export const DEFAULT_SEED_TIME_S = 30;
+
 /** `udpget fetch`: what it accepts and what `udpget fetch --help` prints. */
 export const FETCH_SPEC: CommandSpec = {
   name: "fetch",
@@ -191,6 +194,41 @@ export const FETCH_SPEC: CommandSpec = {
       long: "json",
       type: "boolean",
       description: "print one JSON object describing the result on stdout (see README)",
+    },
+    {
+      long: "tracker",
+      type: "string",
+      value: "HOST:PORT",
+      description: "join the file's swarm at this BEP 15 tracker: fetch from peers too, and " +
+        "share verified pieces with them",
+    },
+    {
+      long: "share-port",
+      type: "string",
+      value: "PORT",
+      description: "with --tracker: the UDP port peers reach this fetcher on",
+      default: "any free port",
+    },
+    {
+      long: "host",
+      type: "string",
+      value: "ADDR",
+      description: "with --tracker: the address to share on (of the servers' address family)",
+      default: "all addresses",
+    },
+    {
+      long: "share-rate",
+      type: "string",
+      value: "RATE",
+      description: "with --tracker: send peers at most RATE bytes/s",
+      default: "no limit",
+    },
+    {
+      long: "seed-time",
+      type: "string",
+      value: "SECONDS",
+      description: "with --tracker: keep sharing this long once the file is in place",
+      default: String(DEFAULT_SEED_TIME_S),
     },
     HELP_OPTION,
   ],
@@ -351,6 +389,22 @@ export interface FetchArgs {
   secretFile?: string;
   /** `--io`: which datagram layer to use. */
   io: IoChoice;
+  /** `--tracker` and what goes with it: undefined without a swarm. */
+  swarm?: SwarmArgs;
+}
+
+/** The swarm options of `fetch` (with `--tracker`). */
+export interface SwarmArgs {
+  /** The tracker, as given (`host:port`, `[v6]:port`). */
+  tracker: ServerSpec;
+  /** Port to share on; 0: any free one. */
+  sharePort: number;
+  /** Address to bind the shared socket to; undefined: every address of the servers' family. */
+  host?: string;
+  /** Bytes per second sent to peers at most; undefined: no cap. */
+  shareRate?: number;
+  /** Seconds to keep sharing after the file is complete. */
+  seedTime: number;
 }
 
 /** Parses an integer in `[min, max]` or throws a usage error of `command` naming `what`. */
@@ -503,6 +557,36 @@ export function parseFetchArgs(args: string[]): FetchArgs {
     checksum: values.checksum === undefined ? undefined : parseChecksum(String(values.checksum)),
     secretFile: optionalPath(values["secret-file"], "--secret-file", cmd),
     io: parseIoArg(values.io, cmd),
+    swarm: parseSwarmArgs(values, cmd),
+  };
+}
+
+const SWARM_ONLY = ["share-port", "host", "share-rate", "seed-time"];
+
+/** `--tracker` and its companions; a usage error for a companion without it. */
+function parseSwarmArgs(
+  values: Record<string, string | boolean | undefined>,
+  cmd: string,
+): SwarmArgs | undefined {
+  if (values.tracker === undefined) {
+    const stray = SWARM_ONLY.find((k) => values[k] !== undefined);
+    if (stray) throw usageError(cmd, `--${stray} needs --tracker`);
+    return undefined;
+  }
+  const list = parseServerList(String(values.tracker));
+  if (list.servers.length !== 1 || list.errors.length > 0) {
+    throw usageError(cmd, `--tracker takes HOST:PORT, got "${values.tracker}"`);
+  }
+  return {
+    tracker: list.servers[0],
+    sharePort: values["share-port"] === undefined
+      ? 0
+      : parseIntArg(String(values["share-port"]), "--share-port", 0, 65535, cmd),
+    host: values.host === undefined ? undefined : parseHostArg(String(values.host), cmd),
+    shareRate: optionalRate(values["share-rate"], "--share-rate", cmd),
+    seedTime: values["seed-time"] === undefined
+      ? DEFAULT_SEED_TIME_S
+      : parseIntArg(String(values["seed-time"]), "--seed-time", 0, 7 * 86400, cmd),
   };
 }
 

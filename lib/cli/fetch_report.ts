@@ -62,6 +62,37 @@ export interface FetchReport {
   servers: ServerReport[];
   /** The datagram layer that carried the fetch (null if no socket was opened). */
   io: IoReport | null;
+  /** The swarm this fetch took part in (`--tracker`), else null. */
+  swarm: SwarmReport | null;
+}
+
+/** One swarm peer's line of the report. */
+export interface PeerReport {
+  /** Its address, as `host:port` (IPv6 in brackets). */
+  peer: string;
+  /** Bytes of the file it delivered first. */
+  bytes: number;
+  /** Whether it was still in the swarm when the fetch ended. */
+  alive: boolean;
+  /** Why it left or was excluded; null otherwise. */
+  reason: string | null;
+}
+
+/** What a fetch did in its swarm. */
+export interface SwarmReport {
+  /** The tracker, as given. */
+  tracker: string;
+  /** The swarm's info-hash (hex). */
+  infoHash: string;
+  /** The port this fetcher shared on. */
+  port: number;
+  /** Bytes of the file that came from servers, and from peers. */
+  fromServers: number;
+  fromPeers: number;
+  /** Bytes of the file sent to peers (until the report: the fetch's end). */
+  uploaded: number;
+  /** Every peer met. */
+  peers: PeerReport[];
 }
 
 /** Which datagram layer a fetch ran on, and why the batched one was not used if it was not. */
@@ -102,6 +133,20 @@ export function formatReport(r: FetchReport): string {
       features: r.io.features,
       receiveBuffer: r.io.receiveBuffer,
       fallbackReason: r.io.fallbackReason,
+    },
+    swarm: r.swarm && {
+      tracker: r.swarm.tracker,
+      infoHash: r.swarm.infoHash,
+      port: r.swarm.port,
+      fromServers: r.swarm.fromServers,
+      fromPeers: r.swarm.fromPeers,
+      uploaded: r.swarm.uploaded,
+      peers: r.swarm.peers.map((p) => ({
+        peer: p.peer,
+        bytes: p.bytes,
+        alive: p.alive,
+        reason: p.reason,
+      })),
     },
   };
   return JSON.stringify(ordered);

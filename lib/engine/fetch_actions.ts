@@ -59,14 +59,21 @@ export interface FetchCoordinatorOptions extends TrustOptions {
   nextRequestId: () => number;
   /** SHA-256 (to check the hash list against its root). */
   sha256: (bytes: Uint8Array) => Uint8Array;
+  /**
+   * The order the transfer hands pieces out in, for a file of `pieces` pieces (a permutation);
+   * default: lowest offsets first. A swarm's fetchers each shuffle theirs.
+   */
+  pieceOrder?: (pieces: number) => number[];
   /** A congestion controller per source instead of the default (the simulator's experiments). */
   makeController?: (source: number) => CongestionController;
 }
 
 /** A datagram to send. */
 export interface CoordinatorTransmit {
-  /** Index of the server in the servers file. */
+  /** Index of the server in the servers file; −1 for a swarm peer (`peer`). */
   server: number;
+  /** The swarm peer it goes to (the handle given to `addPeer`), instead of a server. */
+  peer?: number;
   /** The lane (receive socket) to send it from. */
   lane: number;
   /** The request (to encode and send). */
@@ -111,5 +118,7 @@ export type CoordinatorAction =
   | { kind: "digest" }
   /** The file is complete and verified. */
   | { kind: "finished" }
+  /** Swarm peer `peer` is out of the transfer (silent, or it sent a bad piece: `reason`). */
+  | { kind: "peer_dropped"; peer: number; reason: string }
   /** The fetch cannot go on: `error` says why, with its exit code. */
   | { kind: "failed"; error: UdpgetError };

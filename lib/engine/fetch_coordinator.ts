@@ -59,6 +59,12 @@ import {
   verificationPlan,
 } from "./trust.ts";
 
+/**
+ * Session source ids of swarm peers start here (servers take 0, 1, ... as they join), so a
+ * source id alone says which kind it is.
+ */
+export const PEER_SOURCE_BASE = 1 << 24;
+
 /** Drives one fetch from a file name to its verified bytes (see the module comment). */
 export class FetchCoordinator {
   #o: FetchCoordinatorOptions;
@@ -141,9 +147,67 @@ export class FetchCoordinator {
     return this.#session;
   }
 
-  /** The server (index in the servers file) behind source `source` of the session. */
+  /**
+   * The server (index in the servers file) behind source `source` of the session; −1 for a
+   * swarm peer's source.
+   */
   serverOf(source: number): number {
-    return this.#servers[source];
+    return source >= PEER_SOURCE_BASE ? -1 : this.#servers[source];
+  }
+
+  /** The swarm peer behind source `source`, or undefined for a server's. */
+  peerOf(source: number): number | undefined {
+    return source >= PEER_SOURCE_BASE ? source - PEER_SOURCE_BASE : undefined;
+  }
+
+  /**
+   * Swarm peer `peer` (a handle the shell chooses, unique while the peer is in) joins the
+   * transfer, holding the pieces `has` accepts; `forget` withdraws a piece it answered NOT_HELD
+   * for. Only while the transfer runs and pieces are verified one by one (a peer's bytes are
+   * never trusted before their piece hash says so); false otherwise.
+   */
+  addPeer(
+    now: number,
+    peer: number,
+    has: PieceFilter,
+    forget: (piece: number) => void,
+    token: Uint8Array,
+    rttMs?: number,
+  ): boolean {
+    const session = this.#live;
+    if (!session || this.#plan?.hashes === undefined || this.#plan.whole) return false;
+    const source = PEER_SOURCE_BASE + peer;
+    const inRing = this.#inRing;
+    session.addSource(source, now, (piece) => inRing(piece) && has(piece), rttMs, forget);
+    session.setToken(source, token);
+    return true;
+  }
+
+  /** Peer `peer` leaves the transfer (gone, excluded by the shell); its work goes elsewhere. */
+  removePeer(peer: number, reason: string): void {
+    this.#session?.removeSource(PEER_SOURCE_BASE + peer, reason);
+  }
+
+  /** Peer `peer` holds pieces it did not before: it may have work again. */
+  peerHas(peer: number): void {
+    this.#live?.sourceHas(PEER_SOURCE_BASE + peer);
+  }
+
+  /** A peer's token changed (its RETRY): later requests carry it. */
+  setPeerToken(peer: number, token: Uint8Array): void {
+    this.#session?.setToken(PEER_SOURCE_BASE + peer, token);
+  }
+
+  /** A datagram from peer `peer` for the transfer (RETRY, ERROR; data by `handlePeerBlock`). */
+  handlePeerDatagram(now: number, peer: number, p: Packet): BlockWrite | undefined {
+    this.#now = now;
+    return this.#live?.handleReply(now, PEER_SOURCE_BASE + peer, p);
+  }
+
+  /** The hot path for a peer's data, as {@link handleBlock} for a server's. */
+  handlePeerBlock(now: number, peer: number, h: Readonly<ChunkReplyHeader>): boolean {
+    const session = this.#live;
+    return session !== undefined && session.handleBlock(now, PEER_SOURCE_BASE + peer, h);
   }
 
   /**
@@ -285,6 +349,10 @@ export class FetchCoordinator {
         if (side) return single(side);
         const t = this.#live!.pollTransmit(now);
         if (!t) return undefined;
+        if (t.source >= PEER_SOURCE_BASE) {
+          const peer = t.source - PEER_SOURCE_BASE;
+          return { server: -1, peer, lane: 0, packet: t.packet, copies: t.copies };
+        }
         return {
           server: this.#servers[t.source],
           lane: t.lane,
@@ -384,6 +452,7 @@ export class FetchCoordinator {
       lanes: o.lanes,
       lanMinWindowBytes: lanWindowBytes(o.lanes, o.receiveBuffer, blockSize),
       makeController: o.makeController,
+      pieceOrder: o.pieceOrder?.(Math.ceil(meta.size / meta.pieceSize)),
     }, now);
     this.#session = session;
     for (const server of this.#chosen) this.#addServer(server);
@@ -442,6 +511,11 @@ export class FetchCoordinator {
     const session = this.#session;
     if (!session) return;
     for (let source = 0; source < this.#servers.length; source++) session.sourceHas(source);
+  }
+
+  /** The piece hashes the transfer verifies against, once trusted (a swarm may start then). */
+  get pieceHashes(): Uint8Array | undefined {
+    return this.#plan?.whole === false ? this.#plan.hashes : undefined;
   }
 
   /**
@@ -599,6 +673,10 @@ export class FetchCoordinator {
       case "corrupt":
         return this.#notice(`udpget: piece ${e.piece} failed its SHA-256; fetching it again`);
       case "dropped": {
+        if (e.source >= PEER_SOURCE_BASE) {
+          const peer = e.source - PEER_SOURCE_BASE;
+          return void this.#actions.push({ kind: "peer_dropped", peer, reason: e.reason });
+        }
         const server = this.#servers[e.source];
         this.#server(server, "dropped", e.reason);
         return this.#notice(`udpget: ${this.#labels[server]}: dropped (${e.reason})`);
@@ -622,7 +700,7 @@ export class FetchCoordinator {
     if (finished && !this.#plan && !this.#decideVerification(undefined)) return;
     if (!finished) {
       const session = this.#session!;
-      const why = session.stats().map((s) =>
+      const why = session.stats().filter((s) => s.source < PEER_SOURCE_BASE).map((s) =>
         `${this.#labels[this.#servers[s.source]]}: ${s.dropReason ?? "?"}`
       );
       return this.#fail(
@@ -678,7 +756,7 @@ export class FetchCoordinator {
     const source = this.#servers.length;
     this.#servers.push(server);
     this.#sources[server] = source;
-    session.addSource(source, this.#now, this.#inRing, this.#rtts[server]);
+    session.addSource(source, this.#now, this.#serverHas, this.#rtts[server]);
     session.setToken(source, this.#tokens[server]);
   }
 
@@ -687,6 +765,25 @@ export class FetchCoordinator {
    * free (the reorder buffer: the write point plus `ring` pieces).
    */
   #inRing: PieceFilter = (piece) => this.#ring === 0 || piece < this.#released + this.#ring;
+
+  /** Which pieces servers are asked for (a swarm narrows it: see `setServerFilter`). */
+  #serverFilter: PieceFilter = () => true;
+  #serverHas: PieceFilter = (piece) => this.#inRing(piece) && this.#serverFilter(piece);
+
+  /**
+   * Asks servers only for the pieces `filter` accepts (a swarm: those no known peer holds, so
+   * that the servers' upload goes to pieces the peers then relay).
+   */
+  setServerFilter(filter: PieceFilter): void {
+    this.#serverFilter = filter;
+  }
+
+  /** Something changed what the servers may be asked for: they may have work again. */
+  serversMayHaveWork(): void {
+    const session = this.#live;
+    if (!session) return;
+    for (let source = 0; source < this.#servers.length; source++) session.sourceHas(source);
+  }
 }
 
 /** A request machine's datagram, sent once from the first lane. */

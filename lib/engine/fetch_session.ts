@@ -60,6 +60,8 @@ export interface FetchSessionOptions {
   lanMinWindowBytes?: number;
   /** Fail once no source is left (a fixed server list); a swarm keeps waiting for peers. */
   failWithoutSources?: boolean;
+  /** The order pieces are handed out in (a permutation); default: lowest offsets first. */
+  pieceOrder?: readonly number[];
 }
 
 /** A request to send to one source. */
@@ -198,7 +200,7 @@ export class FetchSession {
       size: opts.size,
       pieceSize: opts.pieceSize,
       blockSize: opts.blockSize,
-    });
+    }, opts.pieceOrder);
     if (opts.limitBytesPerSec) {
       const rate = opts.limitBytesPerSec;
       this.#limiter = new TokenBucket(rate, Math.max(rate / 50, opts.blockSize * 4), now);

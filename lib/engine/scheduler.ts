@@ -88,8 +88,12 @@ export class PieceScheduler {
   #verified = 0;
   #generations = 0;
 
-  /** Builds the queue with every piece missing, lowest offsets first. */
-  constructor(layout: PieceLayout) {
+  /**
+   * Builds the queue with every piece missing, lowest offsets first, or in `order` (a
+   * permutation of the pieces: a swarm's fetchers each take their own, so that what they ask
+   * the servers for differs).
+   */
+  constructor(layout: PieceLayout, order?: readonly number[]) {
     if (layout.pieceSize <= 0 || layout.blockSize <= 0 || layout.size < 0) {
       throw new RangeError("piece and block sizes must be positive");
     }
@@ -98,7 +102,9 @@ export class PieceScheduler {
     this.#state = new Uint8Array(this.pieceCount);
     // (filled, so the array stays a packed one and not a dictionary)
     this.#byPiece = new Array<ActivePiece | undefined>(this.pieceCount).fill(undefined);
-    for (let i = this.pieceCount - 1; i >= 0; i--) this.#queue.push(i);
+    if (order && order.length === this.pieceCount) {
+      for (let i = order.length - 1; i >= 0; i--) this.#queue.push(order[i]);
+    } else for (let i = this.pieceCount - 1; i >= 0; i--) this.#queue.push(i);
   }
 
   /** True when every piece has been verified. */

@@ -109,6 +109,11 @@ export class PeerLink {
     return this.#over;
   }
 
+  /** Whether request id `id` is one this link sent and awaits (a request of ours come back). */
+  issued(id: number): boolean {
+    return this.#pending.some((q) => q.id === id);
+  }
+
   /** Any datagram from the peer shows it is there (data counts too). */
   heard(now: number): void {
     this.#lastHeard = now;

@@ -46,7 +46,46 @@ Deno.test("fetch: defaults", () => {
     checksum: undefined,
     secretFile: undefined,
     io: "auto",
+    swarm: undefined,
   });
+});
+
+Deno.test("fetch: --tracker and its companions; a companion alone is a usage error", () => {
+  const a = parseFetchArgs([
+    "s",
+    "2",
+    "f",
+    "--tracker",
+    "[::1]:6969",
+    "--share-port",
+    "7000",
+    "--share-rate",
+    "8M",
+    "--seed-time",
+    "0",
+  ]);
+  assert.deepEqual(a.swarm, {
+    tracker: a.swarm?.tracker,
+    sharePort: 7000,
+    host: undefined,
+    shareRate: 8_000_000,
+    seedTime: 0,
+  });
+  assert.equal(a.swarm?.tracker.host, "::1");
+  assert.equal(a.swarm?.tracker.port, 6969);
+  assert.equal(parseFetchArgs(["s", "2", "f", "--tracker", "t:1"]).swarm?.seedTime, 30);
+  usageError(
+    () => parseFetchArgs(["s", "2", "f", "--seed-time", "5"]),
+    /--seed-time needs --tracker/,
+  );
+  usageError(
+    () => parseFetchArgs(["s", "2", "f", "--tracker", "nope"]),
+    /--tracker takes HOST:PORT/,
+  );
+  usageError(
+    () => parseFetchArgs(["s", "2", "f", "--tracker", "t:1", "--share-port", "70000"]),
+    /--share-port/,
+  );
 });
 
 Deno.test("--io on both sides: auto, ffi or deno; anything else is a usage error", () => {

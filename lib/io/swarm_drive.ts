@@ -1,0 +1,233 @@
+/**
+ * The swarm's I/O beside a fetch: moves bytes between the swarm socket, the `.part` and the pure
+ * parts — the {@link SwarmNode} (tracker, peers, sharing) and the fetch coordinator (the
+ * transfer, which takes peers as sources). The fetch's drive loop calls {@link SwarmDrive.service}
+ * on every turn and sleeps no longer than {@link SwarmDrive.pollTimeout}; after the fetch,
+ * {@link SwarmDrive.seed} keeps sharing for the seed time.
+ *
+ * Data from peers is written from the receive batch, as the servers' is; the runs peers ask for
+ * are read from the `.part` (the same file once renamed: the handle stays valid) and sent when the
+ * share rate lets them, never holding up the loop.
+ *
+ * @module
+ */
+
+import { RequestAuthenticator, seal } from "../wire/auth.ts";
+import { CookieJar } from "../wire/cookie.ts";
+import { fileIdOf } from "../wire/packet.ts";
+import type { FetchCoordinator } from "../engine/fetch_coordinator.ts";
+import type { FileMeta } from "../engine/consensus.ts";
+import { RequestGate } from "../serving/request_gate.ts";
+import { type RunAction, ServeCore } from "../serving/serve_core.ts";
+import { TransferLog } from "../serving/transfer_log.ts";
+import { HaveLog } from "../swarm/have_log.ts";
+import { PeerShare } from "../swarm/peer_share.ts";
+import { swarmId } from "../swarm/swarm_id.ts";
+import { type PeerAddr, SwarmNode } from "../swarm/swarm_node.ts";
+import type { BlockSink } from "./block_writer.ts";
+import type { SwarmSocket } from "./swarm_socket.ts";
+import type { PeerAddress } from "./udp/peer_address.ts";
+
+/** What a swarm starts from, once the fetch trusts the piece hashes. */
+export interface SwarmStart {
+  socket: SwarmSocket;
+  /** The tracker's numeric address, and as the user wrote it. */
+  tracker: PeerAddr;
+  trackerLabel: string;
+  /** `--share-rate`: bytes per second to peers at most. */
+  shareRate?: number;
+  /** `--secret-file`: a private swarm (peers and tracker need the key). */
+  key?: Uint8Array;
+  coordinator: FetchCoordinator;
+  meta: FileMeta;
+  /** The trusted piece hashes. */
+  hashes: Uint8Array;
+  /** The `.part`, read for the pieces peers ask for. */
+  partPath: string;
+  family: "ipv4" | "ipv6";
+  /** This node's address as others see it, when known (bound to a specific address). */
+  self?: PeerAddr;
+  /** Wakes the fetch's loop. */
+  wake: () => void;
+}
+
+/** The swarm's info-hash of `meta`. */
+export function infoHashOf(meta: FileMeta): Uint8Array {
+  return swarmId(meta);
+}
+
+interface QueuedRun {
+  to: PeerAddress;
+  run: RunAction;
+}
+
+/** Most runs waiting for the share rate; beyond, requests are dropped (the peer asks again). */
+const MAX_QUEUED_RUNS = 4096;
+
+/** The swarm's I/O (see the module comment). */
+export class SwarmDrive {
+  readonly node: SwarmNode;
+  readonly socket: SwarmSocket;
+  #c: FetchCoordinator;
+  #file: Deno.FsFile;
+  #key: Uint8Array | undefined;
+  #runs: QueuedRun[] = [];
+  #sending = false;
+  /** Wakes the fetch's loop (a datagram came, a run may go). */
+  #wake: () => void;
+
+  constructor(
+    node: SwarmNode,
+    socket: SwarmSocket,
+    coordinator: FetchCoordinator,
+    file: Deno.FsFile,
+    key: Uint8Array | undefined,
+    wake: () => void,
+  ) {
+    this.node = node;
+    this.socket = socket;
+    this.#c = coordinator;
+    this.#file = file;
+    this.#key = key;
+    this.#wake = wake;
+  }
+
+  /** Sets up the node, its sharing half and its I/O (see {@link SwarmStart}). */
+  static start(s: SwarmStart, now: number): SwarmDrive {
+    const pieces = s.hashes.length / 32;
+    const fileId = fileIdOf(s.meta.digest);
+    const have = new HaveLog(pieces);
+    const random = () => crypto.getRandomValues(new Uint32Array(1))[0];
+    const cookies = new CookieJar(crypto.getRandomValues(new Uint8Array(32)));
+    const auth = s.key ? new RequestAuthenticator(s.key) : undefined;
+    const core = new ServeCore(
+      { rate: s.shareRate, transfers: new TransferLog(() => {}) },
+      now,
+    );
+    // (the sharing half lists the node's peers: the node is made just below)
+    const ref: { node?: SwarmNode } = {};
+    const share = new PeerShare(
+      { ...s.meta, fileId, pieceHashes: s.hashes },
+      have,
+      new RequestGate(cookies, auth),
+      core,
+      (asker) => ref.node!.peerList(asker),
+    );
+    const node = new SwarmNode(
+      {
+        pieces,
+        fileId,
+        tracker: s.tracker,
+        trackerLabel: s.trackerLabel,
+        nextRequestId: random,
+        self: s.self,
+        announce: {
+          infoHash: infoHashOf(s.meta),
+          peerId: crypto.getRandomValues(new Uint8Array(20)),
+          key: random(),
+          port: s.socket.port,
+          family: s.family,
+          numWant: 50,
+          secret: s.key,
+          random,
+        },
+      },
+      s.coordinator,
+      share,
+      have,
+      now,
+    );
+    ref.node = node;
+    s.coordinator.setServerFilter(node.serverMayServe);
+    const file = Deno.openSync(s.partPath, { read: true });
+    return new SwarmDrive(node, s.socket, s.coordinator, file, s.key, s.wake);
+  }
+
+  /** Starts receiving: peers' data into `writer` through the coordinator, the rest to the node. */
+  listen(writer: BlockSink): void {
+    const { node } = this;
+    const c = this.#c;
+    this.socket.listen((now, from, h, data) => {
+      const peer = node.peerAt(from.hostname, from.port);
+      if (peer === undefined) return; // data nobody here asked for
+      node.heard(peer, now);
+      if (c.handlePeerBlock(now, peer, h)) writer.stage(h.offset, data, h.dataAt, h.dataLen);
+    }, (now, from, data) => {
+      node.handleDatagram(now, Date.now(), data, from);
+      this.#wake();
+    }, () => {
+      if (writer.holdsViews) writer.flush();
+      if (c.wantsService(performance.now())) this.#wake();
+    });
+  }
+
+  /** One turn of the loop: the node's timers, its sends, the transfer's requests to peers. */
+  service(now: number): void {
+    const { node } = this;
+    const session = this.#c.session;
+    if (session) {
+      const left = Math.max(0, (this.#c.meta?.size ?? 0) - session.received - this.#c.resumed);
+      node.setProgress({
+        downloaded: session.received,
+        left,
+        uploaded: this.socket.stats.uploaded,
+      });
+    }
+    node.handleTimeout(now);
+    for (let s = node.pollSend(now); s; s = node.pollSend(now)) {
+      const to = this.socket.address(s.to.hostname, s.to.port);
+      if (s.kind === "datagram") void this.socket.send(to, this.#sealed(s.bytes, s.to));
+      else if (this.#runs.length < MAX_QUEUED_RUNS) this.#runs.push({ to, run: s.run });
+    }
+    this.#sendRuns(now);
+  }
+
+  /** A request of the transfer for peer `peer` (the coordinator's transmit). */
+  sendToPeer(peer: number, bytes: Uint8Array, copies: number): void {
+    const addr = this.node.addressOf(peer);
+    if (!addr) return;
+    const to = this.socket.address(addr.hostname, addr.port);
+    for (let i = 0; i < copies; i++) void this.socket.send(to, this.#sealed(bytes, addr));
+  }
+
+  /** When the swarm next needs a turn (ms). */
+  pollTimeout(): number | undefined {
+    const t = Math.min(this.node.pollTimeout() ?? Infinity, this.#runs[0]?.run.at ?? Infinity);
+    return t === Infinity ? undefined : t;
+  }
+
+  /** Sends the runs whose time has come, one at a time, in order. */
+  #sendRuns(now: number): void {
+    if (this.#sending) return;
+    const next = this.#runs[0];
+    if (!next || next.run.at > now) return;
+    this.#runs.shift();
+    this.#sending = true;
+    this.socket.sendRun(next.to, next.run, this.#file).finally(() => {
+      this.#sending = false;
+      if (this.#runs.length > 0) this.#wake();
+    });
+  }
+
+  /** Requests to peers carry the swarm's key (a private swarm), as requests to servers do. */
+  #sealed(bytes: Uint8Array, to: PeerAddr): Uint8Array {
+    // replies are never sealed: only requests (which the node and the transfer send) are
+    if (!this.#key || !isRequestBytes(bytes) || to === undefined) return bytes;
+    return seal(bytes, this.#key, Date.now(), crypto.getRandomValues(new Uint8Array(8)));
+  }
+
+  /** Closes the socket and the file handle. */
+  async close(): Promise<void> {
+    await this.socket.close();
+    try {
+      this.#file.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/** Whether an encoded datagram is a udpget request (types 1, 3, 5, 9, 11). */
+function isRequestBytes(b: Uint8Array): boolean {
+  return b.length > 3 && b[0] === 0x55 && b[1] === 0x47 && [1, 3, 5, 9, 11].includes(b[3]);
+}

@@ -1,0 +1,478 @@
+/**
+ * One fetcher's life in a swarm, as a pure state machine beside the fetch coordinator: it
+ * announces to the tracker, meets peers (from the tracker and by peer exchange), keeps a
+ * {@link PeerLink} to each (have-maps, peer exchange, liveness), adds them to the transfer as
+ * sources that hold what their have-maps say, answers their requests with the pieces verified so
+ * far ({@link PeerShare}), and excludes those that lie. Every node sends and receives at once on
+ * one socket: the port it announces.
+ *
+ * Events in: `handleDatagram` (anything on the shared socket but the data the shell routes to
+ * the transfer directly), `handleTimeout`, `pieceVerified`, `peerDropped` (the transfer gave a
+ * peer up), `completed`, `stop`. Actions out: datagrams and runs of blocks to send
+ * (`pollSend`), lines for the user (`poll`). The transfer is reached through
+ * {@link SwarmTransfer} (the coordinator implements it), so the simulator can drive a swarm of
+ * these with the real code in the loop.
+ *
+ * Coordination with the servers: a server's upload is the swarm's floor, so a fetcher asks its
+ * servers only for pieces that none of the peers it knows holds (`serverMayServe`), in an order
+ * of its own (random per fetcher): the servers' bytes then go to different pieces, and the peers
+ * relay them.
+ *
+ * Trust: nothing a peer or the tracker says is trusted. A peer's pieces are kept only when they
+ * match the trusted piece hashes (the transfer checks every piece); a peer that sent a bad piece
+ * is excluded for good, and so is one that keeps answering NOT_HELD for pieces it claimed.
+ *
+ * @module
+ */
+
+import {
+  compactPeerSize,
+  decode,
+  encode,
+  MAX_PEERS_PER_REPLY,
+  type Packet,
+  requestIdOfRequest,
+} from "../wire/packet.ts";
+import { formatIpv6, parseIpv4, parseIpv6 } from "../io/udp/peer_address.ts";
+import type { PieceFilter } from "../engine/scheduler.ts";
+import type { RunAction } from "../serving/serve_core.ts";
+import { type AnnounceProgress, Announcer, type AnnouncerOptions } from "../tracker/announcer.ts";
+import { splitCompactPeer } from "../tracker/bep15_packet.ts";
+import { HaveLog } from "./have_log.ts";
+import { DEFAULT_PEER_TIMING, PeerLink, type PeerLinkTiming } from "./peer_link.ts";
+import type { PeerShare } from "./peer_share.ts";
+
+/** What the swarm needs of the transfer (the fetch coordinator implements it). */
+export interface SwarmTransfer {
+  /** Peer `peer` joins as a source of the pieces `has` accepts; false if it cannot now. */
+  addPeer(
+    now: number,
+    peer: number,
+    has: PieceFilter,
+    forget: (piece: number) => void,
+    token: Uint8Array,
+  ): boolean;
+  /** Peer `peer` leaves the transfer. */
+  removePeer(peer: number, reason: string): void;
+  /** Peer `peer` holds more pieces than before. */
+  peerHas(peer: number): void;
+  /** Peer `peer`'s answer to a data request (RETRY, ERROR). */
+  handlePeerDatagram(now: number, peer: number, p: Packet): void;
+}
+
+/** A peer's address. */
+export interface PeerAddr {
+  hostname: string;
+  port: number;
+}
+
+/** What the node asks the shell to send. */
+export type SwarmSend =
+  /** One datagram to `to` (the tracker or a peer). */
+  | { kind: "datagram"; to: PeerAddr; bytes: Uint8Array }
+  /** Blocks of the file to read and send to peer `to`, not before `run.at`. */
+  | { kind: "run"; to: PeerAddr; run: RunAction };
+
+/** A line for the user. */
+export interface SwarmNotice {
+  kind: "notice";
+  line: string;
+}
+
+/** Settings of a node. */
+export interface SwarmNodeOptions {
+  /** Pieces of the file. */
+  pieces: number;
+  fileId: bigint;
+  /** The tracker's address (numeric). */
+  tracker: PeerAddr;
+  /** The tracker as the user wrote it, for messages. */
+  trackerLabel: string;
+  /** Announce settings (info-hash, peer id, port, family...). */
+  announce: AnnouncerOptions;
+  /** Peers taken into the transfer at most (a bounded set: tens, not the swarm). */
+  maxPeers?: number;
+  /** Request ids (random in the shell, seeded in the simulator). */
+  nextRequestId: () => number;
+  timing?: PeerLinkTiming;
+  /** This node's own address as peers list it, if known (to skip itself in peer lists). */
+  self?: PeerAddr;
+}
+
+/** Default bound on peers in the transfer. */
+export const MAX_PEERS = 30;
+/** A dead peer may be tried again after this long (ms), if it is listed again. */
+const RETRY_DEAD_MS = 20_000;
+/** NOT_HELD answers for claimed pieces before a peer counts as lying about what it holds. */
+const MAX_FALSE_CLAIMS = 4;
+
+interface Peer {
+  id: number;
+  addr: PeerAddr;
+  key: string;
+  link: PeerLink;
+  /** Whether the transfer took it as a source. */
+  inTransfer: boolean;
+  /** NOT_HELD answers for pieces its have-map claimed. */
+  falseClaims: number;
+}
+
+/** Per-peer figures, for the report. */
+export interface PeerFigures {
+  address: string;
+  /** Whether it still takes part. */
+  alive: boolean;
+  reason?: string;
+}
+
+/** One node of a swarm (see the module comment). */
+export class SwarmNode {
+  /** Pieces this node holds, verified: what it shares. */
+  readonly have: HaveLog;
+  /** How many known peers hold each piece (live peers only). */
+  readonly availability: Uint16Array;
+  #o: SwarmNodeOptions;
+  #transfer: SwarmTransfer;
+  #share: PeerShare;
+  #announcer: Announcer;
+  #peers = new Map<string, Peer>();
+  #byId: (Peer | undefined)[] = [];
+  /** Addresses of peers excluded for good (a bad piece, false claims, another file). */
+  #banned = new Set<string>();
+  /** Addresses of dead peers and when they died. */
+  #dead = new Map<string, number>();
+  /** Peers learnt of and not tried yet (bounded). */
+  #candidates: PeerAddr[] = [];
+  #sends: SwarmSend[] = [];
+  #notices: SwarmNotice[] = [];
+  #complete = false;
+  #stopped = false;
+  #nextPeerId = 0;
+  /** Figures of every peer met, by id. */
+  readonly peers: PeerFigures[] = [];
+
+  constructor(
+    o: SwarmNodeOptions,
+    transfer: SwarmTransfer,
+    share: PeerShare,
+    have: HaveLog,
+    now: number,
+  ) {
+    this.#o = o;
+    this.#transfer = transfer;
+    this.#share = share;
+    this.have = have;
+    this.availability = new Uint16Array(o.pieces);
+    this.#announcer = new Announcer(o.announce, now);
+  }
+
+  /** Whether the servers should be asked for `piece`: no known live peer holds it. */
+  serverMayServe: PieceFilter = (piece) => this.availability[piece] === 0;
+
+  /** The address of peer `peer` (for the shell's data requests). */
+  addressOf(peer: number): PeerAddr | undefined {
+    return this.#byId[peer]?.addr;
+  }
+
+  /** The peer at `hostname`:`port`, if it is in the swarm's table (for the data hot path). */
+  peerAt(hostname: string, port: number): number | undefined {
+    return this.#peers.get(keyOf(hostname, port))?.id;
+  }
+
+  /** Data arrived from peer `peer`: it is alive. */
+  heard(peer: number, now: number): void {
+    this.#byId[peer]?.link.heard(now);
+  }
+
+  /** Live peers in the transfer. */
+  get livePeers(): number {
+    let n = 0;
+    for (const p of this.#peers.values()) if (p.inTransfer) n++;
+    return n;
+  }
+
+  /** Progress to report in announces. */
+  setProgress(p: AnnounceProgress): void {
+    this.#announcer.setProgress(p);
+  }
+
+  /** A piece was verified here: it is shared from now on. */
+  pieceVerified(piece: number): void {
+    this.have.add(piece);
+  }
+
+  /** The file is complete: announce it; have-polls stop (nothing more is needed). */
+  completed(now: number): void {
+    this.#complete = true;
+    this.#announcer.complete(now);
+    for (const p of this.#peers.values()) p.link.seeding = true;
+  }
+
+  /** Leaving: announce `stopped` (the shell waits for {@link stopped} a moment). */
+  stop(now: number): void {
+    this.#stopped = true;
+    this.#announcer.stop(now);
+  }
+
+  /** Whether the tracker heard `stopped` (or gave up): the shell may close. */
+  get stopped(): boolean {
+    return this.#announcer.done;
+  }
+
+  /** The transfer gave peer `peer` up (`reason`): a bad piece bans it. */
+  peerDropped(peer: number, reason: string, now: number): void {
+    const p = this.#byId[peer];
+    if (!p) return;
+    p.inTransfer = false;
+    if (/failed the hash/.test(reason)) this.#ban(p, `sent a piece that failed its hash`);
+    else this.#forgetPeer(p, now, reason);
+  }
+
+  /** A datagram on the shared socket from `from` (data for the transfer excepted). */
+  handleDatagram(now: number, epochMs: number, data: Uint8Array, from: PeerAddr): void {
+    if (sameAddr(from, this.#o.tracker)) {
+      if (this.#announcer.handleDatagram(now, data)) return this.#drainAnnouncer(now);
+    }
+    const requestId = requestIdOfRequest(data); // (also of a sealed request: a private swarm)
+    if (requestId === undefined) {
+      const r = decode(data);
+      if (r.ok) this.#onReply(now, r.packet, from);
+      return;
+    }
+    if (this.#isFromSelf(requestId, from)) return;
+    const out: Parameters<PeerShare["onDatagram"]>[4] = [];
+    const netAddr: Deno.NetAddr = { transport: "udp", hostname: from.hostname, port: from.port };
+    this.#share.onDatagram(now, epochMs, data, netAddr, out);
+    for (const a of out) {
+      if (a.kind === "reply") this.#sends.push({ kind: "datagram", to: from, bytes: a.bytes });
+      else this.#sends.push({ kind: "run", to: from, run: a });
+    }
+  }
+
+  /** Timers: announces, peer links, new peers to meet. */
+  handleTimeout(now: number): void {
+    this.#announcer.handleTimeout(now);
+    this.#drainAnnouncer(now);
+    if (this.#stopped) return;
+    for (const p of [...this.#peers.values()]) {
+      p.link.handleTimeout(now);
+      this.#drainLink(p, now);
+    }
+    this.#meet(now);
+  }
+
+  /** The next thing to send. */
+  pollSend(now: number): SwarmSend | undefined {
+    const queued = this.#sends.shift();
+    if (queued) return queued;
+    if (this.#stopped) return undefined;
+    for (const p of this.#peers.values()) {
+      const q = p.link.pollTransmit(now);
+      if (!q) continue;
+      return { kind: "datagram", to: p.addr, bytes: encode(q) };
+    }
+    return undefined;
+  }
+
+  /**
+   * Peer exchange: up to 50 live peers of `asker`'s address family, not `asker` itself, as
+   * compact entries (PROTOCOL.md §10.4).
+   */
+  peerList(asker: PeerAddr): { family: 4 | 6; entries: Uint8Array } {
+    const family = asker.hostname.includes(":") ? 6 : 4;
+    const size = compactPeerSize(family);
+    const out = new Uint8Array(MAX_PEERS_PER_REPLY * size);
+    let n = 0;
+    for (const p of this.#peers.values()) {
+      if (n === MAX_PEERS_PER_REPLY) break;
+      if (sameAddr(p.addr, asker)) continue;
+      const ip = family === 4 ? parseIpv4(p.addr.hostname) : parseIpv6(p.addr.hostname);
+      if (!ip || ip.length + 2 !== size) continue;
+      out.set(ip, n * size);
+      out[n * size + size - 2] = p.addr.port >> 8;
+      out[n * size + size - 1] = p.addr.port & 0xff;
+      n++;
+    }
+    return { family, entries: out.subarray(0, n * size) };
+  }
+
+  /** The next line for the user. */
+  poll(): SwarmNotice | undefined {
+    return this.#notices.shift();
+  }
+
+  /** When the node next needs `handleTimeout` (ms). */
+  pollTimeout(): number | undefined {
+    let t = this.#announcer.pollTimeout() ?? Infinity;
+    if (!this.#stopped) {
+      for (const p of this.#peers.values()) t = Math.min(t, p.link.pollTimeout() ?? Infinity);
+    }
+    return t === Infinity ? undefined : t;
+  }
+
+  #drainAnnouncer(now: number): void {
+    for (let e = this.#announcer.poll(); e; e = this.#announcer.poll()) {
+      const label = this.#o.trackerLabel;
+      if (e.kind === "peers") this.#learn(e.peers.map((c) => fromCompact(c)), now);
+      else if (e.kind === "refused") this.#say(`udpget: tracker ${label} refused: ${e.message}`);
+      else if (e.kind === "unreachable") {
+        this.#say(`udpget: tracker ${label} does not answer; fetching without the swarm's help`);
+      } else if (e.kind === "reachable") this.#say(`udpget: tracker ${label} answers again`);
+    }
+    for (let b = this.#announcer.pollTransmit(); b; b = this.#announcer.pollTransmit()) {
+      this.#sends.push({ kind: "datagram", to: this.#o.tracker, bytes: b });
+    }
+  }
+
+  #onReply(now: number, p: Packet, from: PeerAddr): void {
+    const peer = this.#peers.get(keyOf(from.hostname, from.port));
+    if (!peer) return; // not a peer we asked anything
+    peer.link.heard(now);
+    if (peer.link.handleReply(now, p)) return this.#drainLink(peer, now);
+    if (peer.inTransfer) this.#transfer.handlePeerDatagram(now, peer.id, p);
+  }
+
+  #drainLink(p: Peer, now: number): void {
+    let grew = false;
+    for (let e = p.link.poll(); e; e = p.link.poll()) {
+      switch (e.kind) {
+        case "has":
+          this.availability[e.piece]++;
+          grew = true;
+          break;
+        case "complete":
+          grew = true;
+          break;
+        case "peers":
+          this.#learn(compactList(e.family, e.entries), now);
+          break;
+        case "unusable":
+          this.#ban(p, e.reason);
+          return;
+        case "dead":
+          this.#forgetPeer(p, now, "silent");
+          return;
+      }
+    }
+    if (grew) this.#join(p, now);
+  }
+
+  /** A peer with pieces is taken into the transfer (once), or told it has more. */
+  #join(p: Peer, now: number): void {
+    if (p.inTransfer) return this.#transfer.peerHas(p.id);
+    if (this.#complete) return;
+    const has: PieceFilter = (piece) => p.link.have.has(piece);
+    const forget = (piece: number) => this.#falseClaim(p, piece);
+    p.inTransfer = this.#transfer.addPeer(now, p.id, has, forget, p.link.token);
+  }
+
+  #falseClaim(p: Peer, piece: number): void {
+    if (p.link.have.forget(piece)) this.availability[piece]--;
+    if (++p.falseClaims >= MAX_FALSE_CLAIMS) {
+      this.#ban(p, `claims pieces it does not hold (${p.falseClaims} NOT_HELD answers)`);
+    }
+  }
+
+  /** Addresses learnt (tracker or peer exchange): new ones become candidates. */
+  #learn(addrs: PeerAddr[], now: number): void {
+    for (const a of addrs) {
+      const key = keyOf(a.hostname, a.port);
+      if (a.port === 0 || this.#peers.has(key) || this.#banned.has(key)) continue;
+      if (this.#o.self && sameAddr(a, this.#o.self)) continue;
+      const died = this.#dead.get(key);
+      if (died !== undefined && now - died < RETRY_DEAD_MS) continue;
+      if (this.#candidates.some((c) => keyOf(c.hostname, c.port) === key)) continue;
+      if (this.#candidates.length < 4 * (this.#o.maxPeers ?? MAX_PEERS)) this.#candidates.push(a);
+    }
+    this.#meet(now);
+  }
+
+  /** Takes candidates while the peer set has room. */
+  #meet(now: number): void {
+    const max = this.#o.maxPeers ?? MAX_PEERS;
+    while (this.#peers.size < max && this.#candidates.length > 0) {
+      const a = this.#candidates.shift()!;
+      const key = keyOf(a.hostname, a.port);
+      if (this.#peers.has(key) || this.#banned.has(key)) continue;
+      const id = this.#nextPeerId++;
+      const link = new PeerLink(
+        this.#o.pieces,
+        this.#o.fileId,
+        now,
+        this.#o.nextRequestId,
+        this.#o.timing ?? DEFAULT_PEER_TIMING,
+      );
+      link.seeding = this.#complete;
+      const p: Peer = { id, addr: a, key, link, inTransfer: false, falseClaims: 0 };
+      this.#peers.set(key, p);
+      this.#byId[id] = p;
+      this.peers[id] = { address: formatAddr(a), alive: true };
+    }
+  }
+
+  /** Our own request coming back (a peer list named this node): forget that "peer". */
+  #isFromSelf(requestId: number, from: PeerAddr): boolean {
+    const peer = this.#peers.get(keyOf(from.hostname, from.port));
+    if (!peer || !peer.link.issued(requestId)) return false;
+    this.#o.self = from;
+    this.#removePeer(peer, "this node itself");
+    this.#banned.add(peer.key);
+    return true;
+  }
+
+  #ban(p: Peer, reason: string): void {
+    this.#banned.add(p.key);
+    this.#removePeer(p, `excluded: ${reason}`);
+    this.#say(`udpget: peer ${formatAddr(p.addr)} excluded: ${reason}`);
+  }
+
+  #forgetPeer(p: Peer, now: number, reason: string): void {
+    this.#dead.set(p.key, now);
+    this.#removePeer(p, reason);
+  }
+
+  #removePeer(p: Peer, reason: string): void {
+    if (!this.#peers.delete(p.key)) return;
+    this.#byId[p.id] = undefined;
+    for (let piece = 0; piece < this.#o.pieces; piece++) {
+      if (p.link.have.has(piece)) this.availability[piece]--;
+    }
+    if (p.inTransfer) this.#transfer.removePeer(p.id, reason);
+    p.inTransfer = false;
+    const f = this.peers[p.id];
+    if (f) Object.assign(f, { alive: false, reason });
+  }
+
+  #say(line: string): void {
+    this.#notices.push({ kind: "notice", line });
+  }
+}
+
+function keyOf(hostname: string, port: number): string {
+  return `${hostname}|${port}`;
+}
+
+function sameAddr(a: PeerAddr, b: PeerAddr): boolean {
+  return a.port === b.port && a.hostname === b.hostname;
+}
+
+/** `1.2.3.4:5` or `[::1]:5`. */
+export function formatAddr(a: PeerAddr): string {
+  return a.hostname.includes(":") ? `[${a.hostname}]:${a.port}` : `${a.hostname}:${a.port}`;
+}
+
+/** A compact peer (6 or 18 bytes) as an address. */
+export function fromCompact(c: Uint8Array): PeerAddr {
+  const { address, port } = splitCompactPeer(c);
+  return { hostname: address.length === 4 ? address.join(".") : formatIpv6(address), port };
+}
+
+/** The compact entries of a PEERS_REPLY as addresses. */
+function compactList(family: number, entries: Uint8Array): PeerAddr[] {
+  const size = compactPeerSize(family);
+  const out: PeerAddr[] = [];
+  for (let at = 0; at + size <= entries.length; at += size) {
+    out.push(fromCompact(entries.subarray(at, at + size)));
+  }
+  return out;
+}
