@@ -183,6 +183,11 @@ export class FetchCoordinator {
     return true;
   }
 
+  /** Pieces being fetched from servers right now (what a swarm node advertises). */
+  serverPieces(): number[] {
+    return this.#live?.sched.activePieces((source) => source < PEER_SOURCE_BASE) ?? [];
+  }
+
   /** Peer `peer` leaves the transfer (gone, excluded by the shell); its work goes elsewhere. */
   removePeer(peer: number, reason: string): void {
     this.#session?.removeSource(PEER_SOURCE_BASE + peer, reason);

@@ -117,6 +117,15 @@ export class PieceScheduler {
     return this.#verified;
   }
 
+  /** Pieces being fetched now whose owner `owned` accepts (e.g. the servers among the sources). */
+  activePieces(owned: (source: number) => boolean): number[] {
+    const out: number[] = [];
+    for (const [piece, p] of this.#active) {
+      if (p.owner !== NO_OWNER && owned(p.owner)) out.push(piece);
+    }
+    return out;
+  }
+
   /** Byte range `[start, end)` of a piece. */
   pieceRange(piece: number): [number, number] {
     const start = piece * this.layout.pieceSize;

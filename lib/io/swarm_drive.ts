@@ -112,6 +112,7 @@ export class SwarmDrive {
       new RequestGate(cookies, auth),
       core,
       (asker) => ref.node!.peerList(asker),
+      () => s.coordinator.serverPieces(),
     );
     const node = new SwarmNode(
       {

@@ -10,7 +10,13 @@
  * @module
  */
 
-import { HaveForm, type HaveReply, type HaveRequest, MAX_HAVE_BYTES } from "../wire/packet.ts";
+import {
+  HaveForm,
+  type HaveReply,
+  type HaveRequest,
+  MAX_FETCHING,
+  MAX_HAVE_BYTES,
+} from "../wire/packet.ts";
 
 /** Most have-log entries in one list reply (4 bytes each). */
 export const MAX_HAVE_LIST = MAX_HAVE_BYTES / 4;
@@ -54,11 +60,12 @@ export class HaveLog {
 
   /**
    * The answer to `p` for the file `fileId`: the log from `p.since` when it fits one reply, else
-   * the bitfield page that starts at `p.firstPiece` (rounded down to a byte).
+   * the bitfield page that starts at `p.firstPiece` (rounded down to a byte); with the pieces
+   * this node is `fetching` from a server now (the first MAX_FETCHING).
    */
-  answer(p: HaveRequest, fileId: bigint): HaveReply {
+  answer(p: HaveRequest, fileId: bigint, fetching: readonly number[] = []): HaveReply {
     const head = { type: "have_reply", requestId: p.requestId, fileId } as const;
-    const counts = { pieces: this.pieces, held: this.#held };
+    const counts = { pieces: this.pieces, held: this.#held, fetching: u32List(fetching) };
     if (this.complete) return completeHaveReply(p, this.pieces);
     if (p.since <= this.#held && this.#held - p.since <= MAX_HAVE_LIST) {
       const list = this.#log.subarray(p.since, this.#held);
@@ -82,7 +89,13 @@ export function completeHaveReply(p: HaveRequest, pieces: number): HaveReply {
     form: HaveForm.Bitfield,
     first: 0,
     entries: new Uint8Array(0),
+    fetching: new Uint8Array(0),
   };
+}
+
+/** Up to MAX_FETCHING piece indices as big-endian u32s. */
+function u32List(pieces: readonly number[]): Uint8Array {
+  return bigEndian(Uint32Array.from(pieces.slice(0, MAX_FETCHING)));
 }
 
 /** The entries as the wire carries them: u32 big-endian each. */

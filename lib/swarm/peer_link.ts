@@ -51,6 +51,8 @@ export type PeerLinkEvent =
   | { kind: "has"; piece: number }
   /** The peer says it holds every piece. */
   | { kind: "complete" }
+  /** The pieces the peer fetches from a server now (its latest word: replaces the last). */
+  | { kind: "fetching"; pieces: number[] }
   /** The peer listed these peers (compact entries of `family`). */
   | { kind: "peers"; family: number; entries: Uint8Array }
   /** The peer holds another file (STALE), or keeps answering nonsense: stop using it. */
@@ -209,6 +211,7 @@ export class PeerLink {
     if (!ok) return this.#bad(now, "a have-map that does not fit the file");
     this.#badAnswers = 0;
     if (this.have.complete && !wasComplete) this.#events.push({ kind: "complete" });
+    this.#events.push({ kind: "fetching", pieces: u32s(p.fetching, this.have.pieces) });
     // a reply that did not catch up (more log, or more bitfield pages) is followed at once
     const q = this.have.query();
     if (q.firstPiece > 0 || (p.form === HaveForm.List && q.since < p.held)) this.#nextHave = now;
@@ -238,4 +241,15 @@ export class PeerLink {
     this.#pending = [];
     this.#events.push(e);
   }
+}
+
+/** Big-endian u32 piece indices below `pieces`. */
+function u32s(bytes: Uint8Array, pieces: number): number[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: number[] = [];
+  for (let at = 0; at + 4 <= bytes.length; at += 4) {
+    const piece = view.getUint32(at);
+    if (piece < pieces) out.push(piece);
+  }
+  return out;
 }

@@ -79,8 +79,14 @@ export class PeerShare {
   #gate: RequestGate;
   #core: ServeCore;
   #peers: PeerLister;
+  #fetching: () => number[];
   #pieces: ServedPieces;
   #scratch: ServeAction[] = [];
+  /**
+   * Called with the sender of every admitted request about the shared file: a peer that asks
+   * is in the swarm, at that address (its requests leave from the port it shares on).
+   */
+  onPeerRequest: ((from: Deno.NetAddr) => void) | undefined;
 
   constructor(
     meta: SharedMetadata,
@@ -88,7 +94,9 @@ export class PeerShare {
     gate: RequestGate,
     core: ServeCore,
     peers: PeerLister,
+    fetching: () => number[] = () => [],
   ) {
+    this.#fetching = fetching;
     this.#meta = meta;
     this.#have = have;
     this.#gate = gate;
@@ -133,13 +141,17 @@ export class PeerShare {
     const m = this.#meta;
     if (p.type === "meta_request") return this.#metaReply(p.requestId, out);
     if (p.fileId !== m.fileId) return this.#refuse(p.requestId, ErrorCode.Stale, "not shared", out);
+    this.onPeerRequest?.(from);
     switch (p.type) {
       case "chunk_request":
         return this.#chunk(now, p, from, out);
       case "hashes_request":
         return this.#hashesReply(p.requestId, p.firstPiece, p.count, out);
       case "have_request":
-        return void out.push({ kind: "reply", bytes: encode(this.#have.answer(p, m.fileId)) });
+        return void out.push({
+          kind: "reply",
+          bytes: encode(this.#have.answer(p, m.fileId, this.#fetching())),
+        });
       case "peers_request": {
         const { family, entries } = this.#peers(from);
         const reply = { type: "peers_reply", requestId: p.requestId, fileId: m.fileId } as const;

@@ -58,6 +58,8 @@ export interface SwarmTransfer {
   peerHas(peer: number): void;
   /** Peer `peer`'s answer to a data request (RETRY, ERROR). */
   handlePeerDatagram(now: number, peer: number, p: Packet): void;
+  /** What the servers may be asked for changed (a peer stopped fetching a piece from them). */
+  serversMayHaveWork(): void;
 }
 
 /** A peer's address. */
@@ -115,6 +117,8 @@ interface Peer {
   inTransfer: boolean;
   /** NOT_HELD answers for pieces its have-map claimed. */
   falseClaims: number;
+  /** The pieces it last said it fetches from a server. */
+  fetching: number[];
 }
 
 /** Per-peer figures, for the report. */
@@ -131,6 +135,8 @@ export class SwarmNode {
   readonly have: HaveLog;
   /** How many known peers hold each piece (live peers only). */
   readonly availability: Uint16Array;
+  /** How many known peers are fetching each piece from a server now (their latest word). */
+  readonly claimed: Uint16Array;
   #o: SwarmNodeOptions;
   #transfer: SwarmTransfer;
   #share: PeerShare;
@@ -163,11 +169,25 @@ export class SwarmNode {
     this.#share = share;
     this.have = have;
     this.availability = new Uint16Array(o.pieces);
+    this.claimed = new Uint16Array(o.pieces);
     this.#announcer = new Announcer(o.announce, now);
+    // a peer that asks us is in the swarm: meet it too (the first to announce learns of the
+    // others this way, not at its next announce)
+    share.onPeerRequest = (from) => {
+      if (!this.#peers.has(keyOf(from.hostname, from.port))) this.#learn([from], this.#now);
+    };
   }
 
-  /** Whether the servers should be asked for `piece`: no known live peer holds it. */
-  serverMayServe: PieceFilter = (piece) => this.availability[piece] === 0;
+  /** Time of the latest event (for what a callback learns). */
+  #now = 0;
+
+  /**
+   * Whether the servers should be asked for `piece`: no known live peer holds it or is fetching
+   * it from a server (the servers' upload is the swarm's floor: each piece should leave a server
+   * about once, and peers relay it).
+   */
+  serverMayServe: PieceFilter = (piece) =>
+    this.availability[piece] === 0 && this.claimed[piece] === 0;
 
   /** The address of peer `peer` (for the shell's data requests). */
   addressOf(peer: number): PeerAddr | undefined {
@@ -230,6 +250,7 @@ export class SwarmNode {
 
   /** A datagram on the shared socket from `from` (data for the transfer excepted). */
   handleDatagram(now: number, epochMs: number, data: Uint8Array, from: PeerAddr): void {
+    this.#now = now;
     if (sameAddr(from, this.#o.tracker)) {
       if (this.#announcer.handleDatagram(now, data)) return this.#drainAnnouncer(now);
     }
@@ -346,6 +367,9 @@ export class SwarmNode {
         case "peers":
           this.#learn(compactList(e.family, e.entries), now);
           break;
+        case "fetching":
+          this.#setFetching(p, e.pieces);
+          break;
         case "unusable":
           this.#ban(p, e.reason);
           return;
@@ -364,6 +388,15 @@ export class SwarmNode {
     const has: PieceFilter = (piece) => p.link.have.has(piece);
     const forget = (piece: number) => this.#falseClaim(p, piece);
     p.inTransfer = this.#transfer.addPeer(now, p.id, has, forget, p.link.token);
+  }
+
+  /** Peer `p`'s latest word on what it fetches from a server replaces its last. */
+  #setFetching(p: Peer, pieces: number[]): void {
+    let freed = false;
+    for (const piece of p.fetching) freed = --this.claimed[piece] === 0 || freed;
+    p.fetching = pieces;
+    for (const piece of pieces) this.claimed[piece]++;
+    if (freed) this.#transfer.serversMayHaveWork();
   }
 
   #falseClaim(p: Peer, piece: number): void {
@@ -403,7 +436,7 @@ export class SwarmNode {
         this.#o.timing ?? DEFAULT_PEER_TIMING,
       );
       link.seeding = this.#complete;
-      const p: Peer = { id, addr: a, key, link, inTransfer: false, falseClaims: 0 };
+      const p: Peer = { id, addr: a, key, link, inTransfer: false, falseClaims: 0, fetching: [] };
       this.#peers.set(key, p);
       this.#byId[id] = p;
       this.peers[id] = { address: formatAddr(a), alive: true };
@@ -437,6 +470,7 @@ export class SwarmNode {
     for (let piece = 0; piece < this.#o.pieces; piece++) {
       if (p.link.have.has(piece)) this.availability[piece]--;
     }
+    this.#setFetching(p, []);
     if (p.inTransfer) this.#transfer.removePeer(p.id, reason);
     p.inTransfer = false;
     const f = this.peers[p.id];

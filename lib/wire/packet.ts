@@ -33,13 +33,17 @@ export const MAX_DATAGRAM_SIZE = CHUNK_REPLY_HEADER_SIZE + MAX_BLOCK_SIZE;
 const HASHES_REPLY_HEADER_SIZE = HEADER_SIZE + 8 + 4 + 2;
 
 /**
- * Most entry bytes in a HAVE_REPLY: 256 list entries or 8192 pieces of bitfield. The reply (33
- * bytes more) then fits IPv6's minimum MTU, so it never depends on IP fragmentation.
+ * Most entry bytes in a HAVE_REPLY: 256 list entries or 8192 pieces of bitfield. The whole
+ * reply (34 bytes more, and at most 32 pieces being fetched) then fits IPv6's minimum MTU, so it
+ * never depends on IP fragmentation.
  */
 export const MAX_HAVE_BYTES = 1024;
 
 /** Most peers in one PEERS_REPLY (a bounded peer set is tens, not the swarm). */
 export const MAX_PEERS_PER_REPLY = 50;
+
+/** Most pieces a HAVE_REPLY lists as being fetched from a server. */
+export const MAX_FETCHING = 32;
 
 /**
  * Most piece hashes one HASHES_REPLY may carry (2031), so that it never
@@ -238,6 +242,11 @@ export interface HaveReply {
   first: number;
   /** List: 4 bytes per entry; bitfield: one bit per piece. At most MAX_HAVE_BYTES. */
   entries: Uint8Array;
+  /**
+   * Pieces the source is fetching from a server right now (4 bytes each, u32; advisory, at
+   * most MAX_FETCHING): other fetchers then ask their servers for other pieces.
+   */
+  fetching: Uint8Array;
 }
 
 /** Client asks a source which other peers of the swarm it knows (peer exchange, §10.4). */
@@ -578,9 +587,12 @@ function decodeHaveReply(r: Reader, requestId: number): HaveReply {
   const count = r.u16("count");
   const bytes = form === HaveForm.List ? 4 * count : count;
   expectRange("entry bytes", bytes, 0, MAX_HAVE_BYTES);
-  expectRemaining(r, bytes, "entries");
   const entries = r.view(bytes, "entries");
-  return { type: "have_reply", requestId, fileId, pieces, held, form, first, entries };
+  const fetchingCount = r.u8("fetching_count");
+  expectRange("fetching_count", fetchingCount, 0, MAX_FETCHING);
+  expectRemaining(r, 4 * fetchingCount, "fetching");
+  const fetching = r.view(4 * fetchingCount, "fetching");
+  return { type: "have_reply", requestId, fileId, pieces, held, form, first, entries, fetching };
 }
 
 function decodePeersRequest(r: Reader, requestId: number): PeersRequest {
@@ -905,9 +917,12 @@ function encodeHaveReply(p: HaveReply): Uint8Array {
   checkInt("entries.length", p.entries.length, 0, MAX_HAVE_BYTES);
   const count = p.form === HaveForm.List ? p.entries.length / 4 : p.entries.length;
   checkInt("list entries", count, 0, U16_MAX);
-  return new Writer(PacketType.HaveReply, p.requestId, 8 + 4 + 4 + 1 + 4 + 2 + p.entries.length)
+  const fetching = p.fetching.length / 4;
+  checkInt("fetching entries", fetching, 0, MAX_FETCHING);
+  const size = 8 + 4 + 4 + 1 + 4 + 2 + p.entries.length + 1 + p.fetching.length;
+  return new Writer(PacketType.HaveReply, p.requestId, size)
     .big64(p.fileId).u32(p.pieces).u32(p.held).u8(p.form).u32(p.first).u16(count)
-    .raw(p.entries).finish();
+    .raw(p.entries).u8(fetching).raw(p.fetching).finish();
 }
 
 function encodePeersRequest(p: PeersRequest): Uint8Array {

@@ -57,7 +57,7 @@ Deno.test("have-map: a long log is read as bitfield pages, then continued as a l
   assert.equal(new Set(seen).size, seen.length, "each piece reported once");
 });
 
-Deno.test("have-map: a complete source says so in 33 bytes and the map fills", () => {
+Deno.test("have-map: a complete source says so in 34 bytes and the map fills", () => {
   const req = {
     type: "have_request",
     requestId: 9,
@@ -68,7 +68,7 @@ Deno.test("have-map: a complete source says so in 33 bytes and the map fills", (
     name: "f",
   } as const;
   const bytes = encode(completeHaveReply(req, 70_000));
-  assert.equal(bytes.length, 33);
+  assert.equal(bytes.length, 34);
   const map = new HaveMap(70_000);
   let n = 0;
   const r = decode(bytes);
@@ -92,6 +92,7 @@ Deno.test("have-map: answers for another piece count, or lists with a gap, chang
     form: HaveForm.List,
     first: 5, // the client knows nothing yet: a list from 5 skips 0..4
     entries: new Uint8Array(4),
+    fetching: new Uint8Array(0),
   };
   assert.ok(!map.apply(base, () => assert.fail("nothing is new")));
   assert.ok(!map.apply({ ...base, pieces: 101, first: 0 }, () => assert.fail()));

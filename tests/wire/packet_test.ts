@@ -420,6 +420,7 @@ const haveReplyArb: fc.Arbitrary<HaveReply> = fc.record({
   form: fc.constantFrom(HaveForm.List, HaveForm.Bitfield),
   first: u32,
   entries: fc.uint8Array({ maxLength: MAX_HAVE_BYTES }),
+  fetching: fc.integer({ min: 0, max: 32 }).chain((n) => fixedBytes(4 * n)),
 }, PLAIN).map((p) => ({
   ...p,
   held: Math.min(p.held, p.pieces),
@@ -832,6 +833,7 @@ Deno.test("decode: HAVE_REPLY fields are checked: held within pieces, form, entr
     form: HaveForm.List,
     first: 0,
     entries: new Uint8Array(12),
+    fetching: new Uint8Array(0),
     ...o,
   });
   const ok = encode(reply({}));
