@@ -40,13 +40,19 @@ export class SourceLedger {
     for (const s of sources) this.#of(s).good += 1 / sources.length;
   }
 
-  /** The piece failed its hash: its sources are blamed; returns the servers to exclude now. */
-  corrupt(piece: number): number[] {
+  /**
+   * The piece failed its hash: its sources are blamed; returns the servers to exclude now. An
+   * `untrusted` source (a swarm peer: nobody vouched for it) gets no benefit of the doubt: it is
+   * excluded at once when the bad piece was all its own, and otherwise once a whole piece's
+   * worth of blame has gathered on it.
+   */
+  corrupt(piece: number, untrusted: (source: number) => boolean = () => false): number[] {
     const sources = this.#take(piece);
     return sources.filter((s) => {
       const r = this.#of(s);
       r.bad += 1 / sources.length;
       // (shares of 1/3 do not add up exactly: compare with a tolerance)
+      if (untrusted(s)) return r.bad >= 1 - 1e-9;
       return r.bad >= MIN_BAD_TO_EXCLUDE - 1e-9 && r.bad > r.good;
     });
   }

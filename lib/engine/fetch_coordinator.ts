@@ -458,6 +458,7 @@ export class FetchCoordinator {
       lanMinWindowBytes: lanWindowBytes(o.lanes, o.receiveBuffer, blockSize),
       makeController: o.makeController,
       pieceOrder: o.pieceOrder?.(Math.ceil(meta.size / meta.pieceSize)),
+      untrusted: (source) => source >= PEER_SOURCE_BASE,
     }, now);
     this.#session = session;
     for (const server of this.#chosen) this.#addServer(server);

@@ -62,6 +62,8 @@ export interface FetchSessionOptions {
   failWithoutSources?: boolean;
   /** The order pieces are handed out in (a permutation); default: lowest offsets first. */
   pieceOrder?: readonly number[];
+  /** Sources nobody vouched for (swarm peers): excluded on the first bad piece of their own. */
+  untrusted?: (source: number) => boolean;
 }
 
 /** A request to send to one source. */
@@ -352,7 +354,7 @@ export class FetchSession {
     }
     this.#events.push({ kind: "corrupt", piece });
     this.#starved.clear();
-    for (const id of this.#ledger.corrupt(piece)) {
+    for (const id of this.#ledger.corrupt(piece, this.#opts.untrusted)) {
       this.removeSource(id, `excluded: sent bytes that failed the hash of piece ${piece}`);
     }
   }

@@ -57,3 +57,19 @@ Deno.test("blame: six pieces shared three ways add up to two (no rounding escape
   }
   assert.deepEqual(excluded, [1, 2, 3]);
 });
+
+Deno.test("ledger: an untrusted source goes on its first bad piece of its own, a server does not", () => {
+  const l = new SourceLedger();
+  const peer = (s: number) => s >= 100;
+  for (let p = 10; p < 20; p++) (l.record(p, 0), l.verified(p)); // the server's good record
+  l.record(1, 100);
+  assert.deepEqual(l.corrupt(1, peer), [100], "a peer's own bad piece excludes it");
+  l.record(2, 0);
+  assert.deepEqual(l.corrupt(2, peer), [], "a server keeps its benefit of the doubt");
+  l.record(3, 0);
+  l.record(3, 101);
+  assert.deepEqual(l.corrupt(3, peer), [], "half the blame each");
+  l.record(4, 0);
+  l.record(4, 101);
+  assert.deepEqual(l.corrupt(4, peer), [101], "a whole piece's worth on the peer, not the server");
+});

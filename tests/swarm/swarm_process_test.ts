@@ -1,0 +1,333 @@
+/**
+ * The swarm with real processes on loopback: `udpget tracker`, one capped `udpget serve` and
+ * several `udpget fetch --tracker`. Correctness, not speed: identical files, bytes from peers,
+ * a fetcher killed mid-swarm, a lying peer, a restarted or missing tracker. (Timing goals are in
+ * `deno task bench`, scenario F.)
+ */
+
+import assert from "node:assert/strict";
+import {
+  MAIN,
+  RUN_FLAGS,
+  seededBytes,
+  type ServerProcess,
+  startServer,
+  tempDir,
+  writeServersFile,
+} from "../harness.ts";
+import { startTracker, TrackerClient, type TrackerProcess } from "../tracker/tracker_process.ts";
+import type { FetchReport } from "../../lib/cli/fetch_report.ts";
+import { sha256 } from "../../lib/io/file_digest.ts";
+import { decode, encode, fileIdOf, type Packet } from "../../lib/wire/packet.ts";
+import { digestFile } from "../../lib/io/file_digest.ts";
+import { swarmId } from "../../lib/swarm/swarm_id.ts";
+import { withTimeout } from "../../lib/io/timer.ts";
+
+const MiB = 1 << 20;
+
+/** A running `udpget fetch` with its output collected. */
+interface Fetcher {
+  child: Deno.ChildProcess;
+  out: string;
+  stderr(): string;
+  /** Resolves once stderr matches `re` (false if it exits first). */
+  until(re: RegExp): Promise<boolean>;
+  done: Promise<{ code: number; report: FetchReport | undefined; stderr: string }>;
+}
+
+function fetcher(dir: string, i: number, tracker: number, extra: string[] = [], env = {}): Fetcher {
+  const out = `out${i}.bin`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      ...RUN_FLAGS,
+      MAIN,
+      "fetch",
+      "servers.txt",
+      "2",
+      "f.bin",
+      "-o",
+      out,
+      "--json",
+      "--tracker",
+      `127.0.0.1:${tracker}`,
+      ...extra,
+    ],
+    cwd: dir,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let err = "";
+  const waiters = new Set<{ re: RegExp; done: (ok: boolean) => void }>();
+  const errPump = (async () => {
+    for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) {
+      err += c;
+      for (const w of waiters) if (w.re.test(err)) (waiters.delete(w), w.done(true));
+    }
+    for (const w of waiters) w.done(false);
+  })();
+  const stdout = new Response(child.stdout).text();
+  const done = (async () => {
+    const status = await child.status;
+    await errPump;
+    const text = await stdout;
+    let report: FetchReport | undefined;
+    try {
+      report = JSON.parse(text.trim().split("\n")[0]);
+    } catch {
+      report = undefined;
+    }
+    return { code: status.code, report, stderr: err };
+  })();
+  return {
+    child,
+    out: `${dir}/${out}`,
+    stderr: () => err,
+    until: (re) =>
+      re.test(err) ? Promise.resolve(true) : new Promise((d) => waiters.add({ re, done: d })),
+    done,
+  };
+}
+
+function kill(f: Fetcher): void {
+  try {
+    f.child.kill("SIGKILL");
+  } catch {
+    // already exited
+  }
+}
+
+/** A swarm's fixture: a file, a tracker and one capped server, all stopped by `close`. */
+async function swarm(size: number, rate: string, seed: number) {
+  const dir = await tempDir();
+  const root = `${dir.path}/root`;
+  await Deno.mkdir(root);
+  const data = seededBytes(size, seed);
+  await Deno.writeFile(`${root}/f.bin`, data);
+  let tracker: TrackerProcess | undefined;
+  let server: ServerProcess | undefined;
+  const fetchers: Fetcher[] = [];
+  try {
+    tracker = await startTracker();
+    server = await startServer(root, ["--rate", rate]);
+    await writeServersFile(dir.path, [server.port]);
+  } catch (e) {
+    await tracker?.stop("SIGKILL");
+    await server?.stop("SIGKILL");
+    await dir.cleanup();
+    throw e;
+  }
+  return {
+    dir: dir.path,
+    data,
+    tracker: tracker!,
+    server: server!,
+    fetchers,
+    start(i: number, extra: string[] = [], env = {}): Fetcher {
+      const f = fetcher(dir.path, i, tracker!.port, extra, env);
+      fetchers.push(f);
+      return f;
+    },
+    async close() {
+      for (const f of fetchers) kill(f);
+      await Promise.all(fetchers.map((f) => f.done.catch(() => {})));
+      await tracker!.stop("SIGKILL");
+      await server!.stop("SIGKILL");
+      await dir.cleanup();
+    },
+  };
+}
+
+async function sameAsSource(path: string, data: Uint8Array): Promise<boolean> {
+  const got = await Deno.readFile(path);
+  return got.length === data.length && sha256(got).every((b, i) => b === sha256(data)[i]);
+}
+
+Deno.test("swarm: a tracker, one server and 6 fetchers end with identical files, most bytes from peers", async () => {
+  const s = await swarm(16 * MiB, "4Mi", 61);
+  try {
+    const fs = Array.from({ length: 6 }, (_, i) => s.start(i, ["--seed-time", "4"]));
+    const results = await Promise.all(fs.map((f) => f.done));
+    let fromServers = 0;
+    let fromPeers = 0;
+    for (const [i, r] of results.entries()) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(await sameAsSource(fs[i].out, s.data), `fetcher ${i}'s file`);
+      const sw = r.report?.swarm;
+      assert.ok(sw, "the report has the swarm's part");
+      assert.equal(sw.fromServers + sw.fromPeers, s.data.length);
+      assert.equal(sw.peers.reduce((t, p) => t + p.bytes, 0), sw.fromPeers);
+      fromServers += sw.fromServers;
+      fromPeers += sw.fromPeers;
+    }
+    assert.ok(fromPeers > fromServers, `peers ${fromPeers} B, servers ${fromServers} B`);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("swarm: a fetcher killed mid-swarm does not stall the others", async () => {
+  const s = await swarm(12 * MiB, "3Mi", 62);
+  try {
+    const victim = s.start(0, ["--seed-time", "0"], { UDPGET_DEBUG: "1" });
+    const others = [1, 2, 3].map((i) => s.start(i, ["--seed-time", "3"]));
+    // the debug line says how many pieces it verified: kill it once it holds a few to share
+    assert.ok(await victim.until(/debug: \d+ ([3-9]|\d\d+) /), victim.stderr());
+    kill(victim);
+    for (const [i, r] of (await Promise.all(others.map((f) => f.done))).entries()) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(await sameAsSource(others[i].out, s.data));
+    }
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("swarm: a lying peer is excluded and nothing wrong lands", async () => {
+  const size = 8 * MiB;
+  const s = await swarm(size, "2Mi", 63);
+  const liar = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  const announcer = new TrackerClient(s.tracker.port);
+  let lies = 0;
+  try {
+    using file = await Deno.open(`${s.dir}/root/f.bin`);
+    const d = await digestFile(file, size, 1 << 20);
+    const fileId = fileIdOf(d.digest);
+    const pieces = d.pieceHashes.length / 32;
+    const liarPort = (liar.addr as Deno.NetAddr).port;
+    await announcer.announce({ infoHash: swarmId(d), port: liarPort, left: 0n });
+    // the liar says it holds every piece and answers every range with garbage
+    const serving = (async () => {
+      for await (const [bytes, from] of liar) {
+        const r = decode(bytes);
+        if (!r.ok) continue;
+        for (const p of lieAbout(r.packet, fileId, pieces)) {
+          lies++;
+          await liar.send(encode(p), from).catch(() => 0);
+        }
+      }
+    })().catch(() => {});
+    const fs = [0, 1, 2].map((i) => s.start(i, ["--seed-time", "2"]));
+    const results = await Promise.all(fs.map((f) => f.done));
+    for (const [i, r] of results.entries()) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(await sameAsSource(fs[i].out, s.data), `fetcher ${i}'s file is the true one`);
+    }
+    assert.ok(lies > 0, "the liar was asked");
+    const excluded = results.flatMap((r) => r.report?.swarm?.peers ?? [])
+      .filter((p) => p.peer === `127.0.0.1:${liarPort}`);
+    assert.ok(excluded.length > 0, "the fetchers met the liar");
+    assert.ok(
+      excluded.every((p) => !p.alive && /excluded|failed the hash/.test(p.reason ?? "")),
+      JSON.stringify(excluded),
+    );
+    liar.close();
+    await serving;
+  } finally {
+    announcer.close();
+    try {
+      liar.close();
+    } catch {
+      // closed above
+    }
+    await s.close();
+  }
+});
+
+/** What the liar answers: "I hold everything", and garbage for any range. */
+function lieAbout(p: Packet, fileId: bigint, pieces: number): Packet[] {
+  const base = { requestId: p.requestId, fileId };
+  if (p.type === "have_request") {
+    const entries = new Uint8Array(0);
+    const fetching = new Uint8Array(0);
+    return [{
+      type: "have_reply",
+      ...base,
+      pieces,
+      held: pieces,
+      form: 1,
+      first: 0,
+      entries,
+      fetching,
+    }];
+  }
+  if (p.type === "peers_request") {
+    return [{ type: "peers_reply", ...base, family: 4, entries: new Uint8Array(0) }];
+  }
+  if (p.type !== "chunk_request") return [];
+  const out: Packet[] = [];
+  for (let off = p.offset; off < p.offset + p.length; off += p.blockSize) {
+    const n = Math.min(p.blockSize, p.offset + p.length - off);
+    out.push({ type: "chunk_reply", ...base, offset: off, data: new Uint8Array(n).fill(0xee) });
+  }
+  return out;
+}
+
+Deno.test("swarm: an unreachable tracker costs only the swarm's help, with one warning line", async () => {
+  const s = await swarm(2 * MiB, "100Mi", 64);
+  const quiet = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  try {
+    const f = fetcher(s.dir, 0, (quiet.addr as Deno.NetAddr).port, ["--seed-time", "0"]);
+    s.fetchers.push(f);
+    const r = await withTimeout(f.done, 60_000);
+    assert.ok(r, "it finished");
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(await sameAsSource(f.out, s.data));
+    const warnings = r.stderr.split("\n").filter((l) => /tracker/.test(l));
+    assert.ok(warnings.length <= 1, r.stderr);
+  } finally {
+    quiet.close();
+    await s.close();
+  }
+});
+
+Deno.test("swarm: fetchers survive a tracker restart and announce to the new one", async () => {
+  const s = await swarm(8 * MiB, "1Mi", 65);
+  try {
+    using file = await Deno.open(`${s.dir}/root/f.bin`);
+    const infoHash = swarmId(await digestFile(file, s.data.length, 1 << 20));
+    const fs = [0, 1].map((i) => s.start(i, ["--seed-time", "2"]));
+    // once both are in the swarm (the tracker counts them), the tracker dies and comes back
+    const scraper = new TrackerClient(s.tracker.port);
+    try {
+      for (let n = 0; n < 2;) {
+        const r = await scraper.scrape([infoHash]);
+        n = r?.action === "scrape" ? r.entries[0].leechers + r.entries[0].seeders : 0;
+        if (n < 2) await new Promise((w) => setTimeout(w, 100)); // (polling the tracker's count)
+      }
+    } finally {
+      scraper.close();
+    }
+    await s.tracker.stop("SIGKILL");
+    const port = s.tracker.port;
+    // a new tracker on the same port: it knows no connection id, no peer
+    const again = new Deno.Command(Deno.execPath(), {
+      args: [...RUN_FLAGS, MAIN, "tracker", String(port), "--host", "127.0.0.1"],
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+    }).spawn();
+    try {
+      const results = await Promise.all(fs.map((f) => f.done));
+      for (const [i, r] of results.entries()) {
+        assert.equal(r.code, 0, r.stderr);
+        assert.ok(await sameAsSource(fs[i].out, s.data));
+      }
+      // its totals line counts the announces it got
+      again.kill("SIGTERM");
+      const text = new TextDecoder().decode((await again.output()).stdout);
+      const m = text.match(/stopped: (\d+) announces/);
+      assert.ok(m && Number(m[1]) > 0, text);
+    } finally {
+      try {
+        again.kill("SIGKILL");
+      } catch {
+        // exited
+      }
+      await again.status;
+    }
+  } finally {
+    await s.close();
+  }
+});
