@@ -331,3 +331,41 @@ Deno.test("swarm: fetchers survive a tracker restart and announce to the new one
     await s.close();
   }
 });
+
+Deno.test("swarm: a private swarm — key holders only, at the tracker, the server and the peers", async () => {
+  const dir = await tempDir();
+  const root = `${dir.path}/root`;
+  await Deno.mkdir(root);
+  const data = seededBytes(6 * MiB, 66);
+  await Deno.writeFile(`${root}/f.bin`, data);
+  const key = `${dir.path}/key`;
+  await Deno.writeTextFile(key, "a shared secret of more than 16 bytes\n");
+  const tracker = await startTracker(["--secret-file", key]);
+  const server = await startServer(root, ["--rate", "2Mi", "--secret-file", key]);
+  const fs: Fetcher[] = [];
+  try {
+    await writeServersFile(dir.path, [server.port]);
+    for (let i = 0; i < 3; i++) {
+      fs.push(fetcher(dir.path, i, tracker.port, ["--seed-time", "3", "--secret-file", key]));
+    }
+    const results = await Promise.all(fs.map((f) => f.done));
+    let fromPeers = 0;
+    for (const [i, r] of results.entries()) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(await sameAsSource(fs[i].out, data));
+      fromPeers += r.report?.swarm?.fromPeers ?? 0;
+    }
+    assert.ok(fromPeers > 0, "the key holders met and shared");
+    // a fetcher without the key is refused by the server, and so by the swarm
+    const outsider = fetcher(dir.path, 9, tracker.port, ["--seed-time", "0"]);
+    fs.push(outsider);
+    const r = await outsider.done;
+    assert.equal(r.code, 8, r.stderr);
+  } finally {
+    for (const f of fs) kill(f);
+    await Promise.all(fs.map((f) => f.done.catch(() => {})));
+    await tracker.stop("SIGKILL");
+    await server.stop("SIGKILL");
+    await dir.cleanup();
+  }
+});
