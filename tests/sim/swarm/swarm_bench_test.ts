@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatRow, runCase } from "../../../lib/sim/swarm/swarm_bench.ts";
+import { formatRow, runCase } from "../../../bench/swarm_sim.ts";
 import { MiB } from "../../../lib/sim/swarm/swarm_scenarios.ts";
 
 Deno.test("swarm bench: a small case runs and prints its ratio, server share and wall time", () => {

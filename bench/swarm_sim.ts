@@ -3,7 +3,7 @@
  * the simulator; prints the last finish as a ratio to the distribution bound, what the seed
  * server sent as a multiple of the file, and the wall time of the run.
  *
- *   deno run lib/sim/swarm/swarm_bench.ts [--peers 1000] [--piece-kib 256] [--mode server]
+ *   deno run bench/swarm_sim.ts [--peers 1000] [--piece-kib 256] [--mode server]
  *     [--seed 1] [--server-mibps 8] [--compare]
  *
  * Pieces are 256 KiB by default, the size recommended for a swarm of this shape (1 MiB pieces
@@ -16,9 +16,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { simulateSwarm } from "./swarm_sim.ts";
-import { flashCrowd, MiB } from "./swarm_scenarios.ts";
-import type { SeedMode } from "../../swarm/swarm_planner.ts";
+import { simulateSwarm } from "../lib/sim/swarm/swarm_sim.ts";
+import { flashCrowd, MiB } from "../lib/sim/swarm/swarm_scenarios.ts";
+import type { SeedMode } from "../lib/swarm/swarm_planner.ts";
 
 /** One bench run's parameters. */
 export interface BenchCase {
