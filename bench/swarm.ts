@@ -544,25 +544,14 @@ async function serveBytes(
 }
 
 /**
- * Bytes a `udpget fetch --json` report says came from servers (the servers file) and from peers;
- * each undefined when the report does not tell. Tolerant of the swarm fields' final shape:
- * `peers[]` or `sources[]` entries with `bytes` (a `kind`/`type`/`role` of "peer" marks peers
- * among servers or sources), or a number `bytes.peers` / `bytes.fromPeers`.
+ * Bytes a `udpget fetch --json` report says came from servers (the servers file) and from peers
+ * (its `swarm` part); both undefined when the report has none (no swarm).
  */
 export function sourceBytes(report: unknown): { server?: number; peers?: number } {
-  const r = (report ?? {}) as Record<string, unknown>;
-  const list = (x: unknown) => (Array.isArray(x) ? x : []) as Record<string, unknown>[];
-  const isPeer = (e: Record<string, unknown>) =>
-    [e.kind, e.type, e.role, e.source].some((v) => v === "peer");
-  const sum = (es: Record<string, unknown>[]) =>
-    es.length === 0 ? undefined : es.reduce((a, e) => a + (Number(e.bytes) || 0), 0);
-  const entries = [...list(r.servers), ...list(r.sources)];
-  const server = sum(entries.filter((e) => !isPeer(e)));
-  const b = (r.bytes ?? {}) as Record<string, unknown>;
-  const peerNumber = [b.peers, b.fromPeers, b.from_peers].find((v) => typeof v === "number");
-  const peers = sum([...list(r.peers), ...entries.filter(isPeer)]) ??
-    (peerNumber as number | undefined);
-  return { server, peers };
+  const r = (report ?? {}) as { swarm?: { fromServers?: number; fromPeers?: number } | null };
+  // the fetch report's `swarm` part (README, `--json`): bytes of the file by kind of source
+  if (!r.swarm) return {};
+  return { server: r.swarm.fromServers, peers: r.swarm.fromPeers };
 }
 
 /** The `--json` report on a fetch's stdout (its last JSON line), or undefined. */

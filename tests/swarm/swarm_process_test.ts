@@ -18,7 +18,7 @@ import {
 import { startTracker, TrackerClient, type TrackerProcess } from "../tracker/tracker_process.ts";
 import type { FetchReport } from "../../lib/cli/fetch_report.ts";
 import { sha256 } from "../../lib/io/file_digest.ts";
-import { decode, encode, fileIdOf, type Packet } from "../../lib/wire/packet.ts";
+import { decode, encode, ErrorCode, fileIdOf, type Packet } from "../../lib/wire/packet.ts";
 import { digestFile } from "../../lib/io/file_digest.ts";
 import { swarmId } from "../../lib/swarm/swarm_id.ts";
 import { withTimeout } from "../../lib/io/timer.ts";
@@ -367,5 +367,73 @@ Deno.test("swarm: a private swarm — key holders only, at the tracker, the serv
     await tracker.stop("SIGKILL");
     await server.stop("SIGKILL");
     await dir.cleanup();
+  }
+});
+
+Deno.test("swarm: a sharing fetcher serves nothing but verified pieces of its one file", async () => {
+  const s = await swarm(8 * MiB, "512Ki", 67);
+  const probe = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  const tc = new TrackerClient(s.tracker.port);
+  try {
+    using file = await Deno.open(`${s.dir}/root/f.bin`);
+    const d = await digestFile(file, s.data.length, 1 << 20);
+    const fileId = fileIdOf(d.digest);
+    const f = s.start(0, ["--seed-time", "0"], { UDPGET_DEBUG: "1" });
+    // it announces once it trusts the hashes; then the tracker lists it (an announce of ours)
+    let peer: Deno.NetAddr | undefined;
+    while (!peer) {
+      const r = await tc.announce({ infoHash: swarmId(d), port: 1, left: 1n });
+      const first = r?.action === "announce" ? r.peers[0] : undefined;
+      if (first) {
+        peer = {
+          transport: "udp",
+          hostname: first.slice(0, 4).join("."),
+          port: (first[4] << 8) | first[5],
+        };
+      } else await new Promise((w) => setTimeout(w, 100)); // (polling the tracker)
+    }
+    let token = new Uint8Array(16);
+    let id = 1;
+    const ask = async (p: Record<string, unknown>): Promise<Packet[]> => {
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const requestId = id++;
+        await probe.send(encode({ requestId, token, ...p } as Packet), peer!);
+        const got: Packet[] = [];
+        for (;;) {
+          const r = await withTimeout(probe.receive(), 500);
+          if (!r) break;
+          const dec = decode(r[0]);
+          // (it meets whoever asks it, so its own requests to us come too: only answers count)
+          if (dec.ok && dec.packet.requestId === requestId) got.push(dec.packet);
+        }
+        const retry = got.find((g) => g.type === "retry");
+        if (retry?.type !== "retry") return got;
+        token = retry.token.slice();
+      }
+      return [];
+    };
+    const chunk = { type: "chunk_request", blockSize: 1000, offset: 0, length: 4000 };
+    // another file, by a name that would be outside any root: nothing
+    const other = await ask({ ...chunk, fileId: fileId ^ 1n, name: "../../../../etc/passwd" });
+    assert.deepEqual(other.map((p) => p.type === "error" && p.code), [ErrorCode.Stale]);
+    // a piece it does not hold yet (its have-map says which it holds): NOT_HELD, no bytes
+    const [have] = await ask({ type: "have_request", fileId, since: 0, firstPiece: 0, name: "x" });
+    assert.ok(have?.type === "have_reply", "it answers HAVE");
+    const heldPieces = new Set<number>();
+    const view = new DataView(have.entries.buffer, have.entries.byteOffset, have.entries.length);
+    for (let at = 0; at + 4 <= have.entries.length; at += 4) heldPieces.add(view.getUint32(at));
+    // (and not one it is fetching now: that one may be verified any moment)
+    const fv = new DataView(have.fetching.buffer, have.fetching.byteOffset, have.fetching.length);
+    for (let at = 0; at + 4 <= have.fetching.length; at += 4) heldPieces.add(fv.getUint32(at));
+    const missing = [...Array(have.pieces).keys()].find((p) => !heldPieces.has(p));
+    assert.ok(missing !== undefined, "this early it lacks a piece (the server sends 0.5 MiB/s)");
+    const held = await ask({ ...chunk, fileId, offset: missing * (1 << 20), name: "f.bin" });
+    assert.ok(held.every((p) => p.type !== "chunk_reply"), "no unverified bytes");
+    assert.deepEqual(held.map((p) => p.type === "error" && p.code), [ErrorCode.NotHeld]);
+    kill(f);
+  } finally {
+    tc.close();
+    probe.close();
+    await s.close();
   }
 });
