@@ -201,6 +201,9 @@ async function prehashRoot(
 
 type Request = RequestPacket;
 
+/** Chunk requests waiting for `--rate` at most (each at most 16 MiB: clients pace their asks). */
+const MAX_PACED = 4096;
+
 /** Largest request datagram: header, token, fields, a 1024-byte name and an HMAC trailer. */
 const MAX_REQUEST_DATAGRAM = 2048;
 
@@ -228,6 +231,13 @@ class UdpServer {
   #actions: ServeAction[] = [];
   #gate: RequestGate;
   #refusals: RefusalLog;
+  /**
+   * Under `--rate`, chunk requests wait here for the pacing, in arrival order, while the receive
+   * loop goes on: a metadata or hash request must not wait seconds behind paced data (a fetcher
+   * would give up on the hash list, and a swarm needs it). Undefined without a rate.
+   */
+  #paced: { p: ChunkRequest; peer: PeerAddress }[] | undefined;
+  #pacing: Promise<void> | undefined;
 
   constructor(
     sock: DatagramSocket,
@@ -243,6 +253,7 @@ class UdpServer {
     this.#files = files;
     this.#transfers = new TransferLog(log);
     this.#core = new ServeCore({ rate, transfers: this.#transfers }, performance.now());
+    if (rate !== undefined) this.#paced = [];
     this.#refusals = new RefusalLog(log, refusalLimits);
     this.#sweep = setInterval(() => {
       const now = Date.now();
@@ -269,6 +280,7 @@ class UdpServer {
   }
 
   close(): void {
+    if (this.#paced) this.#paced.length = 0; // (the one being sent finishes or fails quietly)
     clearInterval(this.#sweep);
     this.#transfers.flush();
     this.#refusals.flush(Date.now());
@@ -302,6 +314,7 @@ class UdpServer {
         case "hashes_request":
           return await this.#onHashes(p, peer);
         case "chunk_request":
+          if (this.#paced) return this.#queueChunk(p, peer);
           return await this.#onChunk(p, peer);
         case "have_request":
           return await this.#onHave(p, peer);
@@ -310,6 +323,28 @@ class UdpServer {
       }
     } catch (e) {
       await this.#internal(peer, p, e);
+    }
+  }
+
+  /**
+   * A chunk request under `--rate`: queued behind the ones being paced out (at most
+   * `MAX_PACED` waiting: beyond, a request is dropped and its client asks again).
+   */
+  #queueChunk(p: ChunkRequest, peer: PeerAddress): void {
+    const queue = this.#paced!;
+    if (queue.length >= MAX_PACED) return void this.stats.refused++;
+    queue.push({ p, peer });
+    this.#pacing ??= this.#drainPaced().finally(() => this.#pacing = undefined);
+  }
+
+  async #drainPaced(): Promise<void> {
+    const queue = this.#paced!;
+    for (let next = queue.shift(); next; next = queue.shift()) {
+      try {
+        await this.#onChunk(next.p, next.peer);
+      } catch (e) {
+        await this.#internal(next.peer, next.p, e);
+      }
     }
   }
 

@@ -328,3 +328,47 @@ Deno.test("server: HAVE says it holds every piece, PEERS lists nobody (PROTOCOL.
     assert.ok(p.type === "peers_reply" && p.family === 4 && p.entries.length === 0);
   });
 });
+
+Deno.test("server: under --rate, a hash request is answered at once, not behind paced data", async () => {
+  const dir = await tempDir();
+  const server = await serveInProcess(dir.path, { rate: 256 << 10 });
+  const client = new PacketInbox();
+  /** The first packet of `type` received (waiting up to `ms`), taken out of the inbox. */
+  const take = async (type: Packet["type"], ms: number): Promise<Packet | undefined> => {
+    const end = performance.now() + ms;
+    for (;;) {
+      const i = client.packets.findIndex((p) => p.type === type);
+      if (i >= 0) return client.packets.splice(i, 1)[0];
+      const left = end - performance.now();
+      if (left <= 0 || !(await client.next(left))) return undefined;
+    }
+  };
+  try {
+    const data = seededBytes(4 << 20, 4);
+    await Deno.writeFile(`${dir.path}/r.bin`, data);
+    const to = { transport: "udp" as const, hostname: "127.0.0.1", port: server.port };
+    const send = (p: Packet) => client.sock.send(encode(p), to);
+    await send(meta("r.bin"));
+    const m = await take("meta_reply", 5000);
+    assert.ok(m?.type === "meta_reply");
+    await send(meta("/")); // a token (chunk and hash requests need one)
+    const retry = await take("retry", 5000);
+    assert.ok(retry?.type === "retry");
+    const token = retry.token.slice();
+    const fileId = fileIdOf(m.digest);
+    // 4 MiB at 256 KiB/s: sixteen seconds of paced data in front...
+    for (let i = 0; i < 4; i++) {
+      const chunk = { type: "chunk_request" as const, requestId: 100 + i, token, fileId };
+      await send({ ...chunk, offset: i << 20, length: 1 << 20, blockSize: 1024, name: "r.bin" });
+    }
+    // ...and the hash request's answer does not wait for them
+    const hashes = { type: "hashes_request" as const, requestId: 200, token, fileId };
+    await send({ ...hashes, firstPiece: 0, count: 4, name: "r.bin" });
+    const reply = await take("hashes_reply", 5000);
+    assert.ok(reply, "answered within 5 s, with 16 s of data queued before it");
+  } finally {
+    await client.close();
+    await server.stop();
+    await dir.cleanup();
+  }
+});

@@ -61,6 +61,9 @@ interface QueuedRun {
   run: RunAction;
 }
 
+/** Idle credit of the `--share-rate` bucket (ms): see `ServeCoreOptions.creditMs`. */
+const SHARE_CREDIT_MS = 50;
+
 /** Most runs waiting for the share rate; beyond, requests are dropped (the peer asks again). */
 const MAX_QUEUED_RUNS = 4096;
 
@@ -101,7 +104,7 @@ export class SwarmDrive {
     const cookies = new CookieJar(crypto.getRandomValues(new Uint8Array(32)));
     const auth = s.key ? new RequestAuthenticator(s.key) : undefined;
     const core = new ServeCore(
-      { rate: s.shareRate, transfers: new TransferLog(() => {}) },
+      { rate: s.shareRate, creditMs: SHARE_CREDIT_MS, transfers: new TransferLog(() => {}) },
       now,
     );
     // (the sharing half lists the node's peers: the node is made just below)

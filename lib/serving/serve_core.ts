@@ -81,6 +81,11 @@ export interface ServeCoreOptions {
   runBytes?: number;
   /** Most blocks per run (the shell's header buffer; default 1024). */
   runBlocks?: number;
+  /**
+   * Idle credit of the `--rate` bucket, ms of the rate (default 10). A sharing peer, whose loop
+   * also fetches, takes more: a send delayed by its own work would otherwise be capacity lost.
+   */
+  creditMs?: number;
   /** Counts transfers and caps them per client and server-wide; undefined: no caps. */
   transfers?: TransferLog;
 }
@@ -112,7 +117,8 @@ export class ServeCore {
       // Little credit for idle time: a burst of tens of ms at the cap reads, at the client, as
       // a path faster than the cap, and the requests it then sizes to that wait out their
       // deadlines in this bucket (in the simulator, 4 % re-requested with 50 ms of credit).
-      this.#limiter = new TokenBucket(opts.rate, Math.max(1500, opts.rate * BUCKET_MS / 1000), now);
+      const credit = opts.rate * (opts.creditMs ?? BUCKET_MS) / 1000;
+      this.#limiter = new TokenBucket(opts.rate, Math.max(1500, credit), now);
       this.#runBytes = Math.min(runBytes, Math.max(1, (opts.rate * PACED_RUN_MS) / 1000));
     } else this.#runBytes = runBytes;
   }
