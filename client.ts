@@ -883,6 +883,7 @@ class FetchDrive {
       hashes,
       partPath: this.#partial!.partPath,
       family: setup.family,
+      servers: this.servers.map((s) => ({ hostname: s.hostname, port: s.port })),
       wake: () => this.wake.notify(),
     }, performance.now());
     setup.drive = drive;

@@ -28,7 +28,12 @@ import {
   type RequestPacket,
   writeChunkReplyHeaders,
 } from "./lib/wire/packet.ts";
-import { FileTable, type PrehashSummary, type ServedFile } from "./lib/serving/file_table.ts";
+import {
+  type FileRefusal,
+  FileTable,
+  type PrehashSummary,
+  type ServedFile,
+} from "./lib/serving/file_table.ts";
 import { hashesReplyCount } from "./lib/serving/serve_policy.ts";
 import { TransferLog } from "./lib/serving/transfer_log.ts";
 import type { RefusalLimits } from "./lib/serving/refusal_limiter.ts";
@@ -42,6 +47,8 @@ import { describeTftpStats, startTftpForServe, tftpListeningLine } from "./tftp_
 import { parseServeArgs } from "./lib/cli/cli_args.ts";
 import { ExitCode, ioMessage, UdpgetError } from "./lib/base/exit.ts";
 import { resolve } from "node:path";
+import { lookup } from "node:dns/promises";
+import type { ServerSpec } from "./lib/cli/servers.ts";
 import { sleep } from "./lib/io/timer.ts";
 import {
   batchedUnavailable,
@@ -55,10 +62,12 @@ import {
   SEND_TOO_BIG,
   single,
 } from "./lib/io/udp/datagram_socket.ts";
-import type { PeerAddress } from "./lib/io/udp/peer_address.ts";
+import { PeerAddress } from "./lib/io/udp/peer_address.ts";
 import { CookieJar } from "./lib/wire/cookie.ts";
 import { RequestGate } from "./lib/serving/request_gate.ts";
 import { completeHaveReply } from "./lib/swarm/have_log.ts";
+import { swarmId } from "./lib/swarm/swarm_id.ts";
+import { MAX_SEEDED_FILES, SeedAnnouncer } from "./lib/tracker/seed_announcer.ts";
 import { readKeyFile, RequestAuthenticator } from "./lib/wire/auth.ts";
 
 /** What `serve` needs to run. */
@@ -95,6 +104,11 @@ export interface ServeOptions {
   io?: IoChoice;
   /** Called once with the socket, before the first datagram is read (to describe its layer). */
   onSocket?: (sock: DatagramSocket) => void;
+  /**
+   * `--tracker`: announce the files hashed at start (at most `MAX_SEEDED_FILES`) as a seed of
+   * each file's swarm to this tracker (a numeric address), from the serving socket.
+   */
+  tracker?: { hostname: string; port: number; label: string };
 }
 
 /** Counters a server keeps about its traffic. */
@@ -145,7 +159,10 @@ export async function serve(opts: ServeOptions): Promise<ServeStats> {
   opts.signal.addEventListener("abort", stop, { once: true });
   const background = opts.prehash === false
     ? undefined
-    : prehashRoot(files, realRoot, opts.log, opts.signal).then((s) => opts.onPrehashed?.(s));
+    : prehashRoot(files, realRoot, opts.log, opts.signal).then(async (s) => {
+      opts.onPrehashed?.(s.summary);
+      if (opts.tracker) await server.seed(opts.tracker, s.names, opts.key);
+    });
   try {
     await server.run();
   } finally {
@@ -167,7 +184,7 @@ async function prehashRoot(
   realRoot: string,
   log: LogSink,
   signal: AbortSignal,
-): Promise<PrehashSummary> {
+): Promise<{ summary: PrehashSummary; names: string[] }> {
   const listing = await listRoot(realRoot, undefined, signal);
   log({
     level: "info",
@@ -196,7 +213,7 @@ async function prehashRoot(
       seconds: Number(secs),
     },
   });
-  return s;
+  return { summary: s, names: listing.names };
 }
 
 type Request = RequestPacket;
@@ -238,6 +255,12 @@ class UdpServer {
    */
   #paced: { p: ChunkRequest; peer: PeerAddress }[] | undefined;
   #pacing: Promise<void> | undefined;
+  /** `--tracker`: the announces, the tracker, and the files announced by file id. */
+  #seeds: SeedAnnouncer | undefined;
+  #tracker: PeerAddress | undefined;
+  #seeded = new Map<bigint, string>();
+  #seedTimer: ReturnType<typeof setInterval> | undefined;
+  #log: LogSink;
 
   constructor(
     sock: DatagramSocket,
@@ -252,6 +275,7 @@ class UdpServer {
     this.#gate = new RequestGate(cookies, auth, sock.unfragmented);
     this.#files = files;
     this.#transfers = new TransferLog(log);
+    this.#log = log;
     this.#core = new ServeCore({ rate, transfers: this.#transfers }, performance.now());
     if (rate !== undefined) this.#paced = [];
     this.#refusals = new RefusalLog(log, refusalLimits);
@@ -282,13 +306,81 @@ class UdpServer {
   close(): void {
     if (this.#paced) this.#paced.length = 0; // (the one being sent finishes or fails quietly)
     clearInterval(this.#sweep);
+    clearInterval(this.#seedTimer);
+    this.#seeds?.stop(performance.now());
+    for (const b of this.#seeds?.pollTransmit() ?? []) {
+      void this.#sock.send(this.#tracker!, single(b));
+    }
     this.#transfers.flush();
     this.#refusals.flush(Date.now());
     this.#files.close();
   }
 
+  /**
+   * `--tracker`: announces `names` (those with a digest, up to the cap) as a seed of each one's
+   * swarm, and answers requests that name an announced file by its id alone (a peer reached
+   * through the swarm knows no name: PROTOCOL.md §10.2).
+   */
+  async seed(
+    tracker: { hostname: string; port: number; label: string },
+    names: string[],
+    key: Uint8Array | undefined,
+  ): Promise<void> {
+    const family = tracker.hostname.includes(":") ? "ipv6" : "ipv4";
+    const seeds = new SeedAnnouncer(this.#sock.localAddr.port, family, key);
+    for (const name of names) {
+      if (seeds.size >= MAX_SEEDED_FILES) break;
+      const f = await this.#files.open(name);
+      if ("code" in f) continue;
+      const d = await this.#files.digest(f, 0);
+      if (!d || f.fileId === undefined) continue;
+      const meta = {
+        size: f.size,
+        pieceSize: d.pieceSize,
+        digest: d.digest,
+        piecesRoot: d.piecesRoot,
+      };
+      if (seeds.add(swarmId(meta), performance.now())) this.#seeded.set(f.fileId, name);
+    }
+    this.#tracker = PeerAddress.of(tracker.hostname, tracker.port);
+    this.#seeds = seeds;
+    this.#log(info(
+      "seeding",
+      `announcing ${seeds.size} file(s) as a seed to tracker ${tracker.label}` +
+        (names.length > seeds.size ? ` (at most ${MAX_SEEDED_FILES})` : ""),
+      { files: seeds.size, tracker: tracker.label },
+    ));
+    this.#seedTimer = setInterval(() => this.#seedTurn(tracker.label), 200);
+  }
+
+  #seedTurn(label: string): void {
+    const seeds = this.#seeds!;
+    seeds.handleTimeout(performance.now());
+    for (const b of seeds.pollTransmit()) void this.#sock.send(this.#tracker!, single(b));
+    for (const e of seeds.poll()) {
+      if (e.kind === "refused") {
+        this.#log(info("tracker", `tracker ${label} refused: ${e.message}`));
+      }
+      if (e.kind === "unreachable") this.#log(info("tracker", `tracker ${label} does not answer`));
+      if (e.kind === "reachable") this.#log(info("tracker", `tracker ${label} answers again`));
+    }
+  }
+
+  /** The file a request is about: its name, or (through a swarm) an announced file's id. */
+  async #openFor(p: { name: string; fileId: bigint }): Promise<ServedFile | FileRefusal> {
+    const f = await this.#files.open(p.name);
+    const seeded = this.#seeded.get(p.fileId);
+    if (!("code" in f) || seeded === undefined || f.code !== ErrorCode.NotFound) return f;
+    return await this.#files.open(seeded);
+  }
+
   async #onDatagram(data: Uint8Array, peer: PeerAddress): Promise<void> {
     const addr = peer.netAddr;
+    const t = this.#tracker;
+    if (t && addr.port === t.port && addr.hostname === t.hostname) {
+      this.#seeds!.handleDatagram(performance.now(), data);
+      return this.#seedTurn(addr.hostname);
+    }
     const d = this.#gate.admit(data, addr.hostname, Date.now());
     if (d.kind !== "serve") {
       if (d.why === "auth") this.stats.authFailed++;
@@ -369,7 +461,7 @@ class UdpServer {
   }
 
   async #onHashes(p: HashesRequest, peer: PeerAddress): Promise<void> {
-    const f = await this.#files.open(p.name);
+    const f = await this.#openFor(p);
     if ("code" in f) return this.#refuse(peer, p, f.code, f.message);
     const d = await this.#files.digest(f, 0);
     if (!d) return this.#refuse(peer, p, ErrorCode.Busy, this.#files.busyMessage(f));
@@ -391,7 +483,7 @@ class UdpServer {
 
   /** A server holds every piece of what it serves: the short "all of them" answer. */
   async #onHave(p: HaveRequest, peer: PeerAddress): Promise<void> {
-    const f = await this.#files.open(p.name);
+    const f = await this.#openFor(p);
     if ("code" in f) return this.#refuse(peer, p, f.code, f.message);
     const d = await this.#files.digest(f, 0);
     if (!d) return this.#refuse(peer, p, ErrorCode.Busy, this.#files.busyMessage(f));
@@ -410,7 +502,7 @@ class UdpServer {
   }
 
   async #onChunk(p: ChunkRequest, peer: PeerAddress): Promise<void> {
-    const f = await this.#files.open(p.name);
+    const f = await this.#openFor(p);
     if ("code" in f) return this.#refuse(peer, p, f.code, f.message);
     if (f.fileId === undefined) this.#files.digest(f, 0); // start it: no metadata request came
     const pieces: ServedPieces = {
@@ -501,6 +593,22 @@ class UdpServer {
   }
 }
 
+/** The tracker's numeric address; a name that does not resolve is a warning: serving goes on. */
+async function resolveTracker(
+  t: ServerSpec,
+  log: LogSink,
+): Promise<{ hostname: string; port: number; label: string } | undefined> {
+  const label = formatServer(t.host, t.port);
+  try {
+    const { address } = await lookup(t.host);
+    return { hostname: address, port: t.port, label };
+  } catch (e) {
+    const why = (e as { code?: string }).code ?? ioMessage(e);
+    log({ level: "warn", event: "tracker", msg: `tracker ${label}: cannot resolve (${why})` });
+    return undefined;
+  }
+}
+
 /** `udpget serve <port> [--root DIR] [--host ADDR]`: serves until SIGINT/SIGTERM. */
 export async function runServe(args: string[]): Promise<number> {
   const a = parseServeArgs(args);
@@ -524,11 +632,13 @@ export async function runServe(args: string[]): Promise<number> {
   let listening = false;
   const log: LogSink = (e) => listening ? sink(e) : early.push(e);
   const cacheDir = serveCacheDir(a, log);
+  const tracker = a.tracker && await resolveTracker(a.tracker, log);
   try {
     const tftp = await startTftpForServe(a, (line) => log(info("tftp", line)), stop.signal);
     let layer = "";
     const stats = await serve({
       ...a,
+      tracker,
       key,
       log,
       cacheDir,

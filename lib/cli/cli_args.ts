@@ -106,6 +106,13 @@ export const SERVE_SPEC: CommandSpec = {
       type: "boolean",
       description: "neither read nor write the digest cache (hash every file afresh)",
     },
+    {
+      long: "tracker",
+      type: "string",
+      value: "HOST:PORT",
+      description: "announce the files hashed at start (at most 64) as a seed of each file's " +
+        "swarm to this BEP 15 tracker",
+    },
     HELP_OPTION,
   ],
   notes: [RATE_NOTE],
@@ -346,6 +353,8 @@ export interface ServeArgs {
   noCache: boolean;
   /** `--io`: which datagram layer to use. */
   io: IoChoice;
+  /** `--tracker`: announce the served files as a seed; undefined: no tracker. */
+  tracker?: ServerSpec;
 }
 
 /** Options of `udpget tracker`. */
@@ -489,6 +498,7 @@ export function parseServeArgs(args: string[]): ServeArgs {
     cacheDir: optionalPath(values["cache-dir"], "--cache-dir", cmd),
     noCache: values["no-cache"] === true,
     io: parseIoArg(values.io, cmd),
+    tracker: values.tracker === undefined ? undefined : parseTrackerSpec(values.tracker, cmd),
   };
 }
 
@@ -563,6 +573,15 @@ export function parseFetchArgs(args: string[]): FetchArgs {
 
 const SWARM_ONLY = ["share-port", "host", "share-rate", "seed-time"];
 
+/** `--tracker HOST:PORT` (the servers file's syntax for one line), or a usage error. */
+function parseTrackerSpec(v: string | boolean, cmd: string): ServerSpec {
+  const list = parseServerList(String(v));
+  if (list.servers.length !== 1 || list.errors.length > 0) {
+    throw usageError(cmd, `--tracker takes HOST:PORT, got "${v}"`);
+  }
+  return list.servers[0];
+}
+
 /** `--tracker` and its companions; a usage error for a companion without it. */
 function parseSwarmArgs(
   values: Record<string, string | boolean | undefined>,
@@ -573,12 +592,8 @@ function parseSwarmArgs(
     if (stray) throw usageError(cmd, `--${stray} needs --tracker`);
     return undefined;
   }
-  const list = parseServerList(String(values.tracker));
-  if (list.servers.length !== 1 || list.errors.length > 0) {
-    throw usageError(cmd, `--tracker takes HOST:PORT, got "${values.tracker}"`);
-  }
   return {
-    tracker: list.servers[0],
+    tracker: parseTrackerSpec(values.tracker, cmd),
     sharePort: values["share-port"] === undefined
       ? 0
       : parseIntArg(String(values["share-port"]), "--share-port", 0, 65535, cmd),

@@ -47,6 +47,8 @@ export interface SwarmStart {
   family: "ipv4" | "ipv6";
   /** This node's address as others see it, when known (bound to a specific address). */
   self?: PeerAddr;
+  /** The servers of the servers file (never taken as peers). */
+  servers: PeerAddr[];
   /** Wakes the fetch's loop. */
   wake: () => void;
 }
@@ -125,6 +127,7 @@ export class SwarmDrive {
         trackerLabel: s.trackerLabel,
         nextRequestId: random,
         self: s.self,
+        servers: s.servers,
         announce: {
           infoHash: infoHashOf(s.meta),
           peerId: crypto.getRandomValues(new Uint8Array(20)),

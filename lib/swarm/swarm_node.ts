@@ -99,6 +99,11 @@ export interface SwarmNodeOptions {
   timing?: PeerLinkTiming;
   /** This node's own address as peers list it, if known (to skip itself in peer lists). */
   self?: PeerAddr;
+  /**
+   * The servers of the servers file: a tracker lists a seeding server (`serve --tracker`) as a
+   * peer, but it already is a source, and the swarm must not spend its upload twice.
+   */
+  servers?: PeerAddr[];
 }
 
 /** Default bound on peers in the transfer. */
@@ -412,6 +417,7 @@ export class SwarmNode {
       const key = keyOf(a.hostname, a.port);
       if (a.port === 0 || this.#peers.has(key) || this.#banned.has(key)) continue;
       if (this.#o.self && sameAddr(a, this.#o.self)) continue;
+      if (this.#o.servers?.some((s) => sameAddr(a, s))) continue;
       const died = this.#dead.get(key);
       if (died !== undefined && now - died < RETRY_DEAD_MS) continue;
       if (this.#candidates.some((c) => keyOf(c.hostname, c.port) === key)) continue;

@@ -222,7 +222,9 @@ Deno.test("serve: defaults", () => {
     cacheDir: undefined,
     noCache: false,
     io: "auto",
+    tracker: undefined,
   });
+  assert.equal(parseServeArgs(["9000", "--tracker", "t.lan:6969"]).tracker?.port, 6969);
 });
 
 Deno.test("serve: --root, --host, --piece-size", () => {
@@ -240,6 +242,7 @@ Deno.test("serve: --root, --host, --piece-size", () => {
       cacheDir: undefined,
       noCache: false,
       io: "auto",
+      tracker: undefined,
     },
   );
   assert.equal(parseServeArgs(["1", "--piece-size", "1024"]).pieceSize, 1024);

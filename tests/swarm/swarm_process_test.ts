@@ -437,3 +437,61 @@ Deno.test("swarm: a sharing fetcher serves nothing but verified pieces of its on
     await s.close();
   }
 });
+
+Deno.test("swarm: serve --tracker announces its files as a seed; fetchers do not take it as a peer", async () => {
+  const dir = await tempDir();
+  const root = `${dir.path}/root`;
+  await Deno.mkdir(root);
+  const data = seededBytes(3 * MiB, 68);
+  await Deno.writeFile(`${root}/f.bin`, data);
+  const tracker = await startTracker();
+  const server = await startServer(root, ["--tracker", `127.0.0.1:${tracker.port}`]);
+  const scraper = new TrackerClient(tracker.port);
+  const probe = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  let f: Fetcher | undefined;
+  try {
+    using file = await Deno.open(`${root}/f.bin`);
+    const d = await digestFile(file, data.length, 1 << 20);
+    for (let seeders = 0; seeders < 1;) {
+      const r = await scraper.scrape([swarmId(d)]);
+      seeders = r?.action === "scrape" ? r.entries[0].seeders : 0;
+      if (seeders < 1) await new Promise((w) => setTimeout(w, 100)); // (polling the tracker)
+    }
+    // a peer reached through the swarm names the file by its id alone: the server answers
+    const to: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port: server.port };
+    const have = {
+      type: "have_request" as const,
+      requestId: 5,
+      fileId: fileIdOf(d.digest),
+      since: 0,
+      firstPiece: 0,
+      name: "swarm",
+    };
+    let token = new Uint8Array(16);
+    let reply: Packet | undefined;
+    for (let i = 0; i < 2 && reply?.type !== "have_reply"; i++) {
+      await probe.send(encode({ ...have, requestId: 5 + i, token }), to);
+      const got = await withTimeout(probe.receive(), 2000);
+      const r = got && decode(got[0]);
+      reply = r && r.ok ? r.packet : undefined;
+      if (reply?.type === "retry") token = reply.token.slice();
+    }
+    assert.ok(reply?.type === "have_reply" && reply.held === reply.pieces, "a seed's answer");
+    await writeServersFile(dir.path, [server.port]);
+    f = fetcher(dir.path, 0, tracker.port, ["--seed-time", "0"]);
+    const r = await f.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(await sameAsSource(f.out, data));
+    const peers = r.report?.swarm?.peers.map((p) => p.peer) ?? [];
+    assert.ok(!peers.includes(`127.0.0.1:${server.port}`), JSON.stringify(peers));
+    assert.match(server.output(), /announcing 1 file\(s\) as a seed/);
+  } finally {
+    if (f) kill(f);
+    await f?.done.catch(() => {});
+    scraper.close();
+    probe.close();
+    await tracker.stop("SIGKILL");
+    await server.stop("SIGKILL");
+    await dir.cleanup();
+  }
+});
