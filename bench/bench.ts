@@ -13,6 +13,8 @@
  * bench/lan.ts, root needed; `BENCH_LAN_*` settings there) is not in the default list either:
  * `BENCH_ONLY=L` runs it alone. Scenario TW (atftp at every RFC 7440 windowsize × blksize from
  * `udpget serve --tftp`, 64 MiB; a minute or two) is opt-in too: `BENCH_ONLY=TW`.
+ * Scenario TL (tracker load: 100 000 peers in 1 000 swarms announced twice, to `udpget tracker`
+ * and to opentracker in the same run; bench/tracker_load.ts) is opt-in: `BENCH_ONLY=TL`.
  * Scenario F (one file to N fetchers, every uploader capped: aria2c BitTorrent with opentracker,
  * udpget client/server and the udpget swarm; bench/swarm.ts, root needed; `BENCH_SWARM_*`
  * settings there; a few minutes) is opt-in: `BENCH_ONLY=F`.
@@ -23,6 +25,7 @@
 import { fileURLToPath } from "node:url";
 import { BENCH_RUN_FLAGS } from "./runtime_flags.ts";
 import { runLanBench } from "./lan.ts";
+import { runTrackerLoad } from "./tracker_load.ts";
 import { runSwarmBench } from "./swarm.ts";
 import { runWanBench } from "./wan.ts";
 import { measureReceive, measureSend } from "./micro.ts";
@@ -322,6 +325,7 @@ async function main(): Promise<void> {
   // L too: its own namespaces, servers and file; its rows go into the table
   if (ONLY.includes("L")) rows.push(...await runLanBench({ main: MAIN, log }));
   if (ONLY.includes("F")) rows.push(...await runSwarmBench({ main: MAIN, log }));
+  if (ONLY.includes("TL")) rows.push(...await trackerLoadRows());
   if (ONLY.includes("M")) await microRows();
   if (!ONLY.some((s) => ["A", "B", "C", "D", "E", "T", "TW"].includes(s))) {
     if (rows.length > 0) printTable();
@@ -743,3 +747,21 @@ function printTable(): void {
 }
 
 await main();
+
+/** Scenario TL: the same announce flood to `udpget tracker` and to opentracker. */
+async function trackerLoadRows(): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const tracker of ["udpget", "opentracker"] as const) {
+    log(`TL: ${tracker}`);
+    const r = await runTrackerLoad({ tracker });
+    rows.push({
+      scenario: rows.length === 0
+        ? `TL ${r.peers} peers in ${r.swarms} swarms, announced twice`
+        : "",
+      what: tracker === "udpget" ? "udpget tracker" : "opentracker (whitelist of the 1 000)",
+      value: `${r.firstPassPerSecond} / ${r.secondPassPerSecond} announces/s`,
+      note: `peak RSS ${(r.vmHwmKiB / 1024).toFixed(1)} MiB; ${r.resent} resent`,
+    });
+  }
+  return rows;
+}

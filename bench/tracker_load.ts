@@ -11,7 +11,12 @@
  * receive buffer costs time, not the run. On a 2-core machine the generator and the tracker
  * share the cores: the figure is a floor for the tracker alone.
  *
- * `deno run -A bench/tracker_load.ts` prints one JSON object; `runTrackerLoad` is for bench.ts.
+ * The same flood goes to opentracker (the Debian package; whitelist mode with the 1 000
+ * info-hashes, since the packaged build only tracks listed ones), in the same run, for the
+ * comparison the README gives.
+ *
+ * `deno run -A bench/tracker_load.ts [udpget|opentracker]` prints one JSON object per tracker;
+ * `runTrackerLoad` is for bench.ts.
  *
  * @module
  */
@@ -28,6 +33,8 @@ const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
 /** What one run measures. */
 export interface TrackerLoadResult {
+  /** "udpget" or "opentracker". */
+  tracker: string;
   peers: number;
   swarms: number;
   /** Announces per second while every peer is new (inserts), and while re-announcing. */
@@ -46,26 +53,50 @@ export interface TrackerLoadOptions {
   peersPerSwarm?: number;
   /** Requests in flight at once. */
   window?: number;
+  /** Which tracker to flood (default udpget). */
+  tracker?: "udpget" | "opentracker";
 }
 
 /** Starts the tracker, runs both passes, stops it; resolves with the figures. */
 export async function runTrackerLoad(o: TrackerLoadOptions = {}): Promise<TrackerLoadResult> {
   const swarms = o.swarms ?? 1000;
   const perSwarm = o.peersPerSwarm ?? 100;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [...BENCH_RUN_FLAGS, MAIN, "tracker", "0", "--host", "127.0.0.1", "--source-rate", "0"],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
+  const which = o.tracker ?? "udpget";
+  const jail = which === "opentracker" ? await opentrackerJail(swarms) : undefined;
+  const fixedPort = jail ? freePort() : 0;
+  const child = jail
+    ? new Deno.Command("opentracker", {
+      args: [
+        "-i",
+        "127.0.0.1",
+        "-p",
+        String(fixedPort),
+        "-P",
+        String(fixedPort),
+        "-d",
+        jail,
+        "-w",
+        "/whitelist",
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "inherit",
+    }).spawn()
+    : new Deno.Command(Deno.execPath(), {
+      args: [...BENCH_RUN_FLAGS, MAIN, "tracker", "0", "--host", "127.0.0.1", "--source-rate", "0"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
   const sock = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
   try {
-    const port = await listeningPort(child.stdout);
+    const port = jail ? fixedPort : await listeningPort(child.stdout);
     const load = new Load(sock, port, swarms, perSwarm, o.window ?? 128);
     const first = await load.pass();
     const second = await load.pass();
     const mem = await memoryOf(child.pid);
     return {
+      tracker: which,
       peers: swarms * perSwarm,
       swarms,
       firstPassPerSecond: Math.round(first),
@@ -79,7 +110,30 @@ export async function runTrackerLoad(o: TrackerLoadOptions = {}): Promise<Tracke
       child.kill("SIGTERM");
     } catch { /* exited */ }
     await child.status;
+    if (jail) await Deno.remove(jail, { recursive: true }).catch(() => {});
   }
+}
+
+/** A free UDP port on loopback (bound and released: opentracker takes a port, not 0). */
+function freePort(): number {
+  const s = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  const port = (s.addr as Deno.NetAddr).port;
+  s.close();
+  return port;
+}
+
+/**
+ * opentracker's directory: it chroots into it and drops privileges, then reads `/whitelist`
+ * there; the info-hashes are the flood's (swarm number in the first 4 bytes).
+ */
+async function opentrackerJail(swarms: number): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "udpget_otload_" });
+  await Deno.chmod(dir, 0o755);
+  const lines: string[] = [];
+  for (let i = 0; i < swarms; i++) lines.push(i.toString(16).padStart(8, "0") + "0".repeat(32));
+  await Deno.writeTextFile(`${dir}/whitelist`, lines.join("\n") + "\n");
+  await Deno.chmod(`${dir}/whitelist`, 0o644);
+  return dir;
 }
 
 /** Reads the tracker's stdout until its listening line; the port it names. */
@@ -241,4 +295,11 @@ class Load {
   }
 }
 
-if (import.meta.main) console.log(JSON.stringify(await runTrackerLoad()));
+if (import.meta.main) {
+  const only = Deno.args[0];
+  for (const tracker of ["udpget", "opentracker"] as const) {
+    if (only === undefined || only === tracker) {
+      console.log(JSON.stringify(await runTrackerLoad({ tracker })));
+    }
+  }
+}
