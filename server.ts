@@ -7,6 +7,7 @@
  */
 
 import {
+  chunkRun,
   RUN_BLOCKS,
   RUN_BYTES,
   type RunAction,
@@ -26,7 +27,6 @@ import {
   type Packet,
   type PeersRequest,
   type RequestPacket,
-  writeChunkReplyHeaders,
 } from "./lib/wire/packet.ts";
 import {
   type FileRefusal,
@@ -546,26 +546,11 @@ class UdpServer {
     if (wait >= 1) await sleep(wait); // sub-ms debts are carried by the bucket
     const data = this.#runBuf.subarray(0, a.length);
     if (!this.#files.readAt(f, data, a.offset)) return "shrank";
-    const count = writeChunkReplyHeaders(
-      this.#headers,
-      a.requestId,
-      a.fileId,
-      a.offset,
-      a.blockSize,
-      a.length,
-    );
-    const run = {
-      prefixes: this.#headers,
-      prefixLength: CHUNK_REPLY_HEADER_SIZE,
-      payload: data,
-      segment: a.blockSize,
-      count,
-      unfragmented: a.unfragmented,
-    };
+    const run = chunkRun(a, this.#headers, data);
     const err = await this.#sock.send(peer, run);
     if (err === SEND_TOO_BIG && a.unfragmented) return "too big";
     if (err !== undefined) this.stats.sendErrors++;
-    else this.stats.bytesSent += a.length + count * CHUNK_REPLY_HEADER_SIZE;
+    else this.stats.bytesSent += a.length + run.count * CHUNK_REPLY_HEADER_SIZE;
     return "sent";
   }
 

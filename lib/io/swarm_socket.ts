@@ -14,9 +14,8 @@ import {
   type ChunkReplyHeader,
   MAX_DATAGRAM_SIZE,
   readChunkReplyHeader,
-  writeChunkReplyHeaders,
 } from "../wire/packet.ts";
-import type { RunAction } from "../serving/serve_core.ts";
+import { chunkRun, type RunAction } from "../serving/serve_core.ts";
 import { type DatagramSocket, single } from "./udp/datagram_socket.ts";
 import { type IoChoice, openSocket } from "./udp/open_socket.ts";
 import { PeerAddress } from "./udp/peer_address.ts";
@@ -113,22 +112,7 @@ export class SwarmSocket {
       if (n === null || n === 0) return false;
       done += n;
     }
-    const count = writeChunkReplyHeaders(
-      this.#headers,
-      a.requestId,
-      a.fileId,
-      a.offset,
-      a.blockSize,
-      a.length,
-    );
-    const run = {
-      prefixes: this.#headers,
-      prefixLength: CHUNK_REPLY_HEADER_SIZE,
-      payload: data,
-      segment: a.blockSize,
-      count,
-    };
-    const err = await this.#sock.send(to, run);
+    const err = await this.#sock.send(to, chunkRun(a, this.#headers, data));
     if (err !== undefined) {
       this.stats.sendErrors++;
       return false;

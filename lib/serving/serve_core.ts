@@ -22,6 +22,7 @@ import {
   type ChunkRequest,
   ErrorCode,
   type RequestPacket,
+  writeChunkReplyHeaders,
 } from "../wire/packet.ts";
 import { TokenBucket } from "../engine/token_bucket.ts";
 import { DuplicateFilter, requestKey } from "./duplicate_filter.ts";
@@ -58,6 +59,36 @@ export interface RunAction {
   at: number;
   /** Send with don't-fragment, or answer TOO_BIG (a path MTU probe, PROTOCOL.md §7.4). */
   unfragmented: boolean;
+}
+
+/**
+ * The datagrams that carry run `a` (see `SendRun` in `lib/io/udp/datagram_socket.ts`): the
+ * CHUNK_REPLY headers written into `headers`, the file's bytes `data` after them, block by block.
+ */
+export function chunkRun(a: RunAction, headers: Uint8Array, data: Uint8Array): {
+  prefixes: Uint8Array;
+  prefixLength: number;
+  payload: Uint8Array;
+  segment: number;
+  count: number;
+  unfragmented: boolean;
+} {
+  const count = writeChunkReplyHeaders(
+    headers,
+    a.requestId,
+    a.fileId,
+    a.offset,
+    a.blockSize,
+    a.length,
+  );
+  return {
+    prefixes: headers,
+    prefixLength: CHUNK_REPLY_HEADER_SIZE,
+    payload: data,
+    segment: a.blockSize,
+    count,
+    unfragmented: a.unfragmented,
+  };
 }
 
 /** An ERROR to answer request `requestId` with. */
