@@ -110,6 +110,13 @@ export interface SwarmNodeOptions {
 export const MAX_PEERS = 30;
 /** A dead peer may be tried again after this long (ms), if it is listed again. */
 const RETRY_DEAD_MS = 20_000;
+/**
+ * How long a peer's word that it is fetching a piece from a server keeps this node from asking
+ * its servers for it (ms): long enough for a piece to cross a capped server, short enough that a
+ * peer claiming everything and delivering nothing only delays the swarm, never stalls it.
+ */
+const CLAIM_HOLD_MS = 4000;
+
 /** NOT_HELD answers for claimed pieces before a peer counts as lying about what it holds. */
 const MAX_FALSE_CLAIMS = 4;
 
@@ -142,6 +149,8 @@ export class SwarmNode {
   readonly availability: Uint16Array;
   /** How many known peers are fetching each piece from a server now (their latest word). */
   readonly claimed: Uint16Array;
+  /** Since when each claimed piece has been claimed (ms): a claim holds the servers back only so long. */
+  #claimedSince: Float64Array;
   #o: SwarmNodeOptions;
   #transfer: SwarmTransfer;
   #share: PeerShare;
@@ -175,6 +184,7 @@ export class SwarmNode {
     this.have = have;
     this.availability = new Uint16Array(o.pieces);
     this.claimed = new Uint16Array(o.pieces);
+    this.#claimedSince = new Float64Array(o.pieces);
     this.#announcer = new Announcer(o.announce, now);
     // a peer that asks us is in the swarm: meet it too (the first to announce learns of the
     // others this way, not at its next announce)
@@ -185,6 +195,7 @@ export class SwarmNode {
 
   /** Time of the latest event (for what a callback learns). */
   #now = 0;
+  #lastServerNudge = 0;
 
   /**
    * Whether the servers should be asked for `piece`: no known live peer holds it or is fetching
@@ -192,7 +203,8 @@ export class SwarmNode {
    * about once, and peers relay it).
    */
   serverMayServe: PieceFilter = (piece) =>
-    this.availability[piece] === 0 && this.claimed[piece] === 0;
+    this.availability[piece] === 0 &&
+    (this.claimed[piece] === 0 || this.#now - this.#claimedSince[piece] > CLAIM_HOLD_MS);
 
   /** The address of peer `peer` (for the shell's data requests). */
   addressOf(peer: number): PeerAddr | undefined {
@@ -277,6 +289,12 @@ export class SwarmNode {
 
   /** Timers: announces, peer links, new peers to meet. */
   handleTimeout(now: number): void {
+    this.#now = now;
+    if (now - this.#lastServerNudge >= 1000) {
+      // claims that have held the servers back long enough let them go (see CLAIM_HOLD_MS)
+      this.#lastServerNudge = now;
+      this.#transfer.serversMayHaveWork();
+    }
     this.#announcer.handleTimeout(now);
     this.#drainAnnouncer(now);
     if (this.#stopped) return;
@@ -400,7 +418,9 @@ export class SwarmNode {
     let freed = false;
     for (const piece of p.fetching) freed = --this.claimed[piece] === 0 || freed;
     p.fetching = pieces;
-    for (const piece of pieces) this.claimed[piece]++;
+    for (const piece of pieces) {
+      if (this.claimed[piece]++ === 0) this.#claimedSince[piece] = this.#now;
+    }
     if (freed) this.#transfer.serversMayHaveWork();
   }
 

@@ -1,0 +1,140 @@
+import assert from "node:assert/strict";
+import { SwarmNode, type SwarmTransfer } from "../../lib/swarm/swarm_node.ts";
+import { HaveLog } from "../../lib/swarm/have_log.ts";
+import { PeerShare } from "../../lib/swarm/peer_share.ts";
+import { RequestGate } from "../../lib/serving/request_gate.ts";
+import { ServeCore } from "../../lib/serving/serve_core.ts";
+import { CookieJar } from "../../lib/wire/cookie.ts";
+import { decode, encode, HaveForm, type Packet } from "../../lib/wire/packet.ts";
+
+const PIECES = 8;
+const FILE = 0x77n;
+const PEER = { hostname: "10.0.0.9", port: 7000 };
+const TRACKER = { hostname: "10.0.0.1", port: 6969 };
+
+/** A node with one peer met (it asked us), and a fake transfer recording what it is told. */
+function setup() {
+  const jar = new CookieJar(new Uint8Array(32).fill(1));
+  const have = new HaveLog(PIECES);
+  const told: string[] = [];
+  const transfer: SwarmTransfer = {
+    addPeer: (_now, peer) => (told.push(`add ${peer}`), true),
+    removePeer: (peer, reason) => void told.push(`remove ${peer} ${reason}`),
+    peerHas: (peer) => void told.push(`has ${peer}`),
+    handlePeerDatagram: () => {},
+    serversMayHaveWork: () => void told.push("servers"),
+  };
+  const share = new PeerShare(
+    {
+      fileId: FILE,
+      size: PIECES << 20,
+      pieceSize: 1 << 20,
+      mtimeMs: 0,
+      digest: new Uint8Array(32),
+      piecesRoot: new Uint8Array(32),
+      pieceHashes: new Uint8Array(PIECES * 32),
+    },
+    have,
+    new RequestGate(jar, undefined),
+    new ServeCore({}, 0),
+    () => ({ family: 4, entries: new Uint8Array(0) }),
+  );
+  let id = 1000;
+  const node = new SwarmNode(
+    {
+      pieces: PIECES,
+      fileId: FILE,
+      tracker: TRACKER,
+      trackerLabel: "t",
+      nextRequestId: () => id++,
+      announce: {
+        infoHash: new Uint8Array(20),
+        peerId: new Uint8Array(20),
+        key: 1,
+        port: 6000,
+        family: "ipv4",
+        numWant: 50,
+        random: () => 5,
+      },
+    },
+    transfer,
+    share,
+    have,
+    0,
+  );
+  // the peer asks us (with a valid token): we meet it
+  const token = jar.issue(PEER.hostname, Date.now());
+  const ask = {
+    type: "have_request",
+    requestId: 1,
+    token,
+    fileId: FILE,
+    since: 0,
+    firstPiece: 0,
+    name: "s",
+  } as const;
+  node.handleDatagram(0, Date.now(), encode(ask), PEER);
+  const askAgain = (now: number) =>
+    node.handleDatagram(now, Date.now(), encode({ ...ask, requestId: now }), PEER);
+  return { node, told, askAgain };
+}
+
+/** Answers every HAVE_REQUEST the node sends to the peer with `held` pieces and `fetching`. */
+function peerAnswers(node: SwarmNode, now: number, held: number[], fetching: number[]): void {
+  node.handleTimeout(now);
+  for (let s = node.pollSend(now); s; s = node.pollSend(now)) {
+    if (s.kind !== "datagram" || s.to.port !== PEER.port) continue;
+    const r = decode(s.bytes);
+    if (!r.ok || r.packet.type !== "have_request") continue;
+    const u32 = (xs: number[]) => {
+      const b = new Uint8Array(4 * xs.length);
+      xs.forEach((x, i) => new DataView(b.buffer).setUint32(4 * i, x));
+      return b;
+    };
+    const reply: Packet = {
+      type: "have_reply",
+      requestId: r.packet.requestId,
+      fileId: FILE,
+      pieces: PIECES,
+      held: held.length,
+      form: HaveForm.List,
+      first: 0,
+      entries: u32(held),
+      fetching: u32(fetching),
+    };
+    node.handleDatagram(now, Date.now(), encode(reply), PEER);
+  }
+}
+
+Deno.test("swarm node: servers are kept off pieces a peer holds or fetches, and a claim expires", () => {
+  const { node, told } = setup();
+  peerAnswers(node, 1, [0], [3]);
+  assert.equal(node.availability[0], 1);
+  assert.equal(node.claimed[3], 1);
+  assert.ok(told.includes("add 0"), "the peer with a piece joins the transfer");
+  assert.ok(!node.serverMayServe(0), "a peer holds it");
+  assert.ok(!node.serverMayServe(3), "a peer fetches it from a server");
+  assert.ok(node.serverMayServe(5));
+  // a claim that never turns into a piece holds the servers back only a few seconds
+  node.handleTimeout(5000);
+  assert.ok(node.serverMayServe(3), "the claim expired");
+  assert.ok(told.includes("servers"), "the servers are told they may have work");
+});
+
+Deno.test("swarm node: a peer dropped for a bad piece is banned and its counts are taken back", () => {
+  const { node, told, askAgain } = setup();
+  peerAnswers(node, 1, [0, 1], [2]);
+  node.peerDropped(0, "excluded: sent bytes that failed the hash of piece 1", 2);
+  assert.deepEqual([...node.availability], [0, 0, 0, 0, 0, 0, 0, 0]);
+  assert.deepEqual([...node.claimed], [0, 0, 0, 0, 0, 0, 0, 0]);
+  assert.ok(node.serverMayServe(0) && node.serverMayServe(2));
+  assert.equal(node.peers[0].alive, false);
+  assert.match(node.peers[0].reason ?? "", /excluded/);
+  // met again (it asks us once more): not taken back
+  told.length = 0;
+  askAgain(3);
+  peerAnswers(node, 4, [0, 1], []);
+  assert.ok(node.peers.length === 1, "no new peer entry for the banned address");
+  assert.equal(node.livePeers, 0);
+  assert.ok(!told.some((t) => t.startsWith("add")));
+});
