@@ -1022,8 +1022,12 @@ class FetchDrive {
         `cannot write ${this.#partial!.partPath}: ${ioMessage(e)}`,
       );
     }
-    const loop = this.endpoint.loopError;
+    const loop = this.endpoint.loopError ?? this.swarm?.socket.loopError;
     if (loop) return new UdpgetError(ExitCode.LocalIo, `socket failed: ${loop}`);
+    const read = this.swarm?.drive?.readError;
+    if (read) {
+      return new UdpgetError(ExitCode.LocalIo, `cannot read ${this.#partial!.partPath}: ${read}`);
+    }
     return undefined;
   }
 

@@ -155,7 +155,8 @@ export async function serve(opts: ServeOptions): Promise<ServeStats> {
   });
   const server = new UdpServer(sock, files, opts.log, opts.rate, auth, opts.refusalLimits);
   opts.onListening?.(sock.localAddr);
-  const stop = () => sock.close();
+  // a seeding server says `stopped` to its tracker before its socket goes
+  const stop = () => void server.leave().catch(() => {}).finally(() => sock.close());
   opts.signal.addEventListener("abort", stop, { once: true });
   const background = opts.prehash === false
     ? undefined
@@ -260,6 +261,7 @@ class UdpServer {
   #tracker: PeerAddress | undefined;
   #seeded = new Map<bigint, string>();
   #seedTimer: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
   #log: LogSink;
 
   constructor(
@@ -304,13 +306,10 @@ class UdpServer {
   }
 
   close(): void {
+    this.#closed = true;
     if (this.#paced) this.#paced.length = 0; // (the one being sent finishes or fails quietly)
     clearInterval(this.#sweep);
     clearInterval(this.#seedTimer);
-    this.#seeds?.stop(performance.now());
-    for (const b of this.#seeds?.pollTransmit() ?? []) {
-      void this.#sock.send(this.#tracker!, single(b));
-    }
     this.#transfers.flush();
     this.#refusals.flush(Date.now());
     this.#files.close();
@@ -326,6 +325,7 @@ class UdpServer {
     names: string[],
     key: Uint8Array | undefined,
   ): Promise<void> {
+    if (this.#closed) return;
     const family = tracker.hostname.includes(":") ? "ipv6" : "ipv4";
     const seeds = new SeedAnnouncer(this.#sock.localAddr.port, family, key);
     for (const name of names) {
@@ -350,7 +350,21 @@ class UdpServer {
         (names.length > seeds.size ? ` (at most ${MAX_SEEDED_FILES})` : ""),
       { files: seeds.size, tracker: tracker.label },
     ));
+    if (this.#closed) return;
     this.#seedTimer = setInterval(() => this.#seedTurn(tracker.label), 200);
+  }
+
+  /**
+   * Before the socket closes: the seeds announce `stopped` (best effort: one datagram each, if
+   * their connection id is fresh; the tracker forgets the others when they stop announcing).
+   */
+  async leave(): Promise<void> {
+    const seeds = this.#seeds;
+    if (!seeds || !this.#tracker) return;
+    const now = performance.now();
+    seeds.stop(now);
+    seeds.handleTimeout(now);
+    await Promise.all(seeds.pollTransmit().map((b) => this.#sock.send(this.#tracker!, single(b))));
   }
 
   #seedTurn(label: string): void {
@@ -368,9 +382,10 @@ class UdpServer {
 
   /** The file a request is about: its name, or (through a swarm) an announced file's id. */
   async #openFor(p: { name: string; fileId: bigint }): Promise<ServedFile | FileRefusal> {
-    const f = await this.#files.open(p.name);
     const seeded = this.#seeded.get(p.fileId);
-    if (!("code" in f) || seeded === undefined || f.code !== ErrorCode.NotFound) return f;
+    const f = await this.#files.open(p.name);
+    // a seeded file's id wins over a name that means something else here (or nothing)
+    if (seeded === undefined || (!("code" in f) && f.fileId === p.fileId)) return f;
     return await this.#files.open(seeded);
   }
 
@@ -426,7 +441,7 @@ class UdpServer {
     const queue = this.#paced!;
     if (queue.length >= MAX_PACED) return void this.stats.refused++;
     queue.push({ p, peer });
-    this.#pacing ??= this.#drainPaced().finally(() => this.#pacing = undefined);
+    this.#pacing ??= this.#drainPaced().catch(() => {}).finally(() => this.#pacing = undefined);
   }
 
   async #drainPaced(): Promise<void> {
@@ -435,7 +450,7 @@ class UdpServer {
       try {
         await this.#onChunk(next.p, next.peer);
       } catch (e) {
-        await this.#internal(next.peer, next.p, e);
+        await this.#internal(next.peer, next.p, e).catch(() => {}); // (closed meanwhile)
       }
     }
   }

@@ -47,7 +47,11 @@ export class SourceLedger {
    * worth of blame has gathered on it.
    */
   corrupt(piece: number, untrusted: (source: number) => boolean = () => false): number[] {
-    const sources = this.#take(piece);
+    const all = this.#take(piece);
+    // a piece an untrusted source had a hand in is that source's fault, not a server's: a peer
+    // that lies must not get the trusted servers excluded along with it
+    const suspects = all.filter(untrusted);
+    const sources = suspects.length > 0 ? suspects : all;
     return sources.filter((s) => {
       const r = this.#of(s);
       r.bad += 1 / sources.length;

@@ -77,6 +77,8 @@ export class SwarmDrive {
   #file: Deno.FsFile;
   #key: Uint8Array | undefined;
   #runs: QueuedRun[] = [];
+  /** Reading the `.part` for a peer failed (a local fault: the fetch ends with it). */
+  readError: string | undefined;
   #sending = false;
   /** Wakes the fetch's loop (a datagram came, a run may go). */
   #wake: () => void;
@@ -210,9 +212,12 @@ export class SwarmDrive {
     if (!next || next.run.at > now) return;
     this.#runs.shift();
     this.#sending = true;
-    this.socket.sendRun(next.to, next.run, this.#file).finally(() => {
+    this.socket.sendRun(next.to, next.run, this.#file).catch((e) => {
+      // the .part could not be read back: our fault, never the peer's; the fetch loop hears it
+      this.readError ??= e instanceof Error ? e.message : String(e);
+    }).finally(() => {
       this.#sending = false;
-      if (this.#runs.length > 0) this.#wake();
+      if (this.#runs.length > 0 || this.readError) this.#wake();
     });
   }
 

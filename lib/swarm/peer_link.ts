@@ -82,6 +82,8 @@ export class PeerLink {
   #events: PeerLinkEvent[] = [];
   #badAnswers = 0;
   #over = false;
+  /** Whether the peer ever answered (only such peers are passed on in peer exchange). */
+  answered = false;
   /** Set when this node no longer needs pieces: have polls stop, peer exchange goes on. */
   seeding = false;
 
@@ -131,6 +133,7 @@ export class PeerLink {
     const q = this.#pending[i];
     this.#pending.splice(i, 1);
     this.#lastHeard = now;
+    if (p.type === "have_reply" || p.type === "peers_reply") this.answered = true;
     if (p.type === "retry") {
       this.token = p.token.slice();
       this.#due(q.what, now); // ask again at once, with the token

@@ -111,6 +111,19 @@ export const MAX_PEERS = 30;
 /** A dead peer may be tried again after this long (ms), if it is listed again. */
 const RETRY_DEAD_MS = 20_000;
 /**
+ * How long pieces held by peers keep this node from asking its servers for them (ms): normally
+ * a peer relays a piece long before; a peer that holds pieces and serves them too slowly (or not
+ * at all, while answering just enough to stay) cannot keep a fetch from completing.
+ */
+const PEER_HOLD_MS = 20_000;
+
+/** Peers met at most in one run (each keeps a little state, and a source in the transfer). */
+const MAX_MET = 4096;
+
+/** Addresses banned at most (the oldest are forgotten first). */
+const MAX_BANNED = 4096;
+
+/**
  * How long a peer's word that it is fetching a piece from a server keeps this node from asking
  * its servers for it (ms): long enough for a piece to cross a capped server, short enough that a
  * peer claiming everything and delivering nothing only delays the swarm, never stalls it.
@@ -145,8 +158,13 @@ export interface PeerFigures {
 export class SwarmNode {
   /** Pieces this node holds, verified: what it shares. */
   readonly have: HaveLog;
-  /** How many known peers hold each piece (live peers only). */
+  /**
+   * How many peers in the transfer hold each piece (a peer that cannot serve us yet must not
+   * hold the servers back).
+   */
   readonly availability: Uint16Array;
+  /** Since when each piece has been held by a peer in the transfer (ms). */
+  #availableSince: Float64Array;
   /** How many known peers are fetching each piece from a server now (their latest word). */
   readonly claimed: Uint16Array;
   /** Since when each claimed piece has been claimed (ms): a claim holds the servers back only so long. */
@@ -185,6 +203,7 @@ export class SwarmNode {
     this.availability = new Uint16Array(o.pieces);
     this.claimed = new Uint16Array(o.pieces);
     this.#claimedSince = new Float64Array(o.pieces);
+    this.#availableSince = new Float64Array(o.pieces);
     this.#announcer = new Announcer(o.announce, now);
     // a peer that asks us is in the swarm: meet it too (the first to announce learns of the
     // others this way, not at its next announce)
@@ -203,7 +222,8 @@ export class SwarmNode {
    * about once, and peers relay it).
    */
   serverMayServe: PieceFilter = (piece) =>
-    this.availability[piece] === 0 &&
+    (this.availability[piece] === 0 ||
+      this.#now - this.#availableSince[piece] > PEER_HOLD_MS) &&
     (this.claimed[piece] === 0 || this.#now - this.#claimedSince[piece] > CLAIM_HOLD_MS);
 
   /** The address of peer `peer` (for the shell's data requests). */
@@ -260,7 +280,6 @@ export class SwarmNode {
   peerDropped(peer: number, reason: string, now: number): void {
     const p = this.#byId[peer];
     if (!p) return;
-    p.inTransfer = false;
     if (/failed the hash/.test(reason)) this.#ban(p, `sent a piece that failed its hash`);
     else this.#forgetPeer(p, now, reason);
   }
@@ -294,6 +313,10 @@ export class SwarmNode {
       // claims that have held the servers back long enough let them go (see CLAIM_HOLD_MS)
       this.#lastServerNudge = now;
       this.#transfer.serversMayHaveWork();
+      for (const p of this.#peers.values()) {
+        if (!p.inTransfer && p.link.have.count > 0) this.#join(p, now);
+      }
+      for (const [key, died] of this.#dead) if (now - died >= RETRY_DEAD_MS) this.#dead.delete(key);
     }
     this.#announcer.handleTimeout(now);
     this.#drainAnnouncer(now);
@@ -329,7 +352,7 @@ export class SwarmNode {
     let n = 0;
     for (const p of this.#peers.values()) {
       if (n === MAX_PEERS_PER_REPLY) break;
-      if (sameAddr(p.addr, asker)) continue;
+      if (sameAddr(p.addr, asker) || !p.link.answered) continue; // (only peers that answered)
       const ip = family === 4 ? parseIpv4(p.addr.hostname) : parseIpv6(p.addr.hostname);
       if (!ip || ip.length + 2 !== size) continue;
       out.set(ip, n * size);
@@ -381,7 +404,7 @@ export class SwarmNode {
     for (let e = p.link.poll(); e; e = p.link.poll()) {
       switch (e.kind) {
         case "has":
-          this.availability[e.piece]++;
+          if (p.inTransfer) this.#held(e.piece);
           grew = true;
           break;
         case "complete":
@@ -411,21 +434,34 @@ export class SwarmNode {
     const has: PieceFilter = (piece) => p.link.have.has(piece);
     const forget = (piece: number) => this.#falseClaim(p, piece);
     p.inTransfer = this.#transfer.addPeer(now, p.id, has, forget, p.link.token);
+    if (!p.inTransfer) return; // (not yet: a resume's re-check; tried again on the next tick)
+    for (let piece = 0; piece < this.#o.pieces; piece++) {
+      if (p.link.have.has(piece)) this.#held(piece);
+    }
+  }
+
+  /** A peer in the transfer holds `piece`. */
+  #held(piece: number): void {
+    if (this.availability[piece]++ === 0) this.#availableSince[piece] = this.#now;
   }
 
   /** Peer `p`'s latest word on what it fetches from a server replaces its last. */
   #setFetching(p: Peer, pieces: number[]): void {
     let freed = false;
-    for (const piece of p.fetching) freed = --this.claimed[piece] === 0 || freed;
-    p.fetching = pieces;
-    for (const piece of pieces) {
-      if (this.claimed[piece]++ === 0) this.#claimedSince[piece] = this.#now;
+    const now = new Set(pieces);
+    const before = new Set(p.fetching);
+    // a claim repeated keeps its start: a peer naming a piece in every answer cannot hold the
+    // servers back longer than CLAIM_HOLD_MS
+    for (const piece of before) if (!now.has(piece)) freed = --this.claimed[piece] === 0 || freed;
+    for (const piece of now) {
+      if (!before.has(piece) && this.claimed[piece]++ === 0) this.#claimedSince[piece] = this.#now;
     }
+    p.fetching = [...now];
     if (freed) this.#transfer.serversMayHaveWork();
   }
 
   #falseClaim(p: Peer, piece: number): void {
-    if (p.link.have.forget(piece)) this.availability[piece]--;
+    if (p.link.have.forget(piece) && p.inTransfer) this.availability[piece]--;
     if (++p.falseClaims >= MAX_FALSE_CLAIMS) {
       this.#ban(p, `claims pieces it does not hold (${p.falseClaims} NOT_HELD answers)`);
     }
@@ -449,7 +485,7 @@ export class SwarmNode {
   /** Takes candidates while the peer set has room. */
   #meet(now: number): void {
     const max = this.#o.maxPeers ?? MAX_PEERS;
-    while (this.#peers.size < max && this.#candidates.length > 0) {
+    while (this.#peers.size < max && this.#candidates.length > 0 && this.#nextPeerId < MAX_MET) {
       const a = this.#candidates.shift()!;
       const key = keyOf(a.hostname, a.port);
       if (this.#peers.has(key) || this.#banned.has(key)) continue;
@@ -480,6 +516,7 @@ export class SwarmNode {
   }
 
   #ban(p: Peer, reason: string): void {
+    if (this.#banned.size >= MAX_BANNED) this.#banned.delete(this.#banned.values().next().value!);
     this.#banned.add(p.key);
     this.#removePeer(p, `excluded: ${reason}`);
     this.#say(`udpget: peer ${formatAddr(p.addr)} excluded: ${reason}`);
@@ -493,8 +530,10 @@ export class SwarmNode {
   #removePeer(p: Peer, reason: string): void {
     if (!this.#peers.delete(p.key)) return;
     this.#byId[p.id] = undefined;
-    for (let piece = 0; piece < this.#o.pieces; piece++) {
-      if (p.link.have.has(piece)) this.availability[piece]--;
+    if (p.inTransfer) {
+      for (let piece = 0; piece < this.#o.pieces; piece++) {
+        if (p.link.have.has(piece)) this.availability[piece]--;
+      }
     }
     this.#setFetching(p, []);
     if (p.inTransfer) this.#transfer.removePeer(p.id, reason);
