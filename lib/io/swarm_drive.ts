@@ -156,8 +156,16 @@ export class SwarmDrive {
   listen(writer: BlockSink): void {
     const { node } = this;
     const c = this.#c;
+    // a batch from one peer shares one address object: look the peer up once, not per datagram
+    // (the look-up builds a string key); forgotten after each batch, as peers come and go
+    let lastFrom: object | undefined;
+    let lastPeer: number | undefined;
     this.socket.listen((now, from, h, data) => {
-      const peer = node.peerAt(from.hostname, from.port);
+      if (from !== lastFrom) {
+        lastFrom = from;
+        lastPeer = node.peerAt(from.hostname, from.port);
+      }
+      const peer = lastPeer;
       if (peer === undefined) return; // data nobody here asked for
       node.heard(peer, now);
       if (c.handlePeerBlock(now, peer, h)) writer.stage(h.offset, data, h.dataAt, h.dataLen);
@@ -165,6 +173,7 @@ export class SwarmDrive {
       node.handleDatagram(now, Date.now(), data, from);
       this.#wake();
     }, () => {
+      lastFrom = undefined;
       if (writer.holdsViews) writer.flush();
       if (c.wantsService(performance.now())) this.#wake();
     });
