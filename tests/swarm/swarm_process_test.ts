@@ -495,3 +495,20 @@ Deno.test("swarm: serve --tracker announces its files as a seed; fetchers do not
     await dir.cleanup();
   }
 });
+
+Deno.test("swarm: on the pure-Deno datagram layer (--io deno) too", async () => {
+  const s = await swarm(6 * MiB, "2Mi", 69);
+  try {
+    const fs = [0, 1, 2].map((i) => s.start(i, ["--seed-time", "3", "--io", "deno"]));
+    let fromPeers = 0;
+    for (const [i, r] of (await Promise.all(fs.map((f) => f.done))).entries()) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(await sameAsSource(fs[i].out, s.data));
+      assert.equal(r.report?.io?.layer, "deno");
+      fromPeers += r.report?.swarm?.fromPeers ?? 0;
+    }
+    assert.ok(fromPeers > 0, "the fallback layer's fetchers shared");
+  } finally {
+    await s.close();
+  }
+});
