@@ -7,10 +7,9 @@
 import assert from "node:assert/strict";
 import { seededBytes, startServer, tempDir, writeServersFile } from "../harness.ts";
 import { TrackerClient } from "../tracker/tracker_process.ts";
-import { digestFile, sha256 } from "../../lib/io/file_digest.ts";
+import { digestFile } from "../../lib/io/file_digest.ts";
+import { type Fetcher, fetcher, kill, sameAsSource } from "./swarm_fixture.ts";
 import { infoHashHex, swarmId } from "../../lib/swarm/swarm_id.ts";
-import { MAIN, RUN_FLAGS } from "../harness.ts";
-import type { FetchReport } from "../../lib/cli/fetch_report.ts";
 import { withTimeout } from "../../lib/io/timer.ts";
 
 function freePort(): number {
@@ -67,7 +66,7 @@ Deno.test("interop: udpget fetchers swarm through opentracker", async () => {
     await tracker.status;
     throw e;
   });
-  const fetchers: Deno.ChildProcess[] = [];
+  const fetchers: Fetcher[] = [];
   try {
     // it is up once it answers a BEP 15 connect
     const probe = new TrackerClient(port);
@@ -77,52 +76,20 @@ Deno.test("interop: udpget fetchers swarm through opentracker", async () => {
       probe.close();
     }
     await writeServersFile(dir.path, [server.port]);
-    for (let i = 0; i < 3; i++) {
-      fetchers.push(
-        new Deno.Command(Deno.execPath(), {
-          args: [
-            ...RUN_FLAGS,
-            MAIN,
-            "fetch",
-            "servers.txt",
-            "2",
-            "f.bin",
-            "-o",
-            `out${i}.bin`,
-            "--json",
-            "--tracker",
-            `127.0.0.1:${port}`,
-            "--seed-time",
-            "3",
-          ],
-          cwd: dir.path,
-          stdin: "null",
-          stdout: "piped",
-          stderr: "piped",
-        }).spawn(),
-      );
-    }
-    const outs = await withTimeout(Promise.all(fetchers.map((f) => f.output())), 120_000);
+    for (let i = 0; i < 3; i++) fetchers.push(fetcher(dir.path, i, port, ["--seed-time", "3"]));
+    const outs = await withTimeout(Promise.all(fetchers.map((f) => f.done)), 120_000);
     assert.ok(outs, "the fetchers finished");
     let fromPeers = 0;
-    for (const [i, o] of outs.entries()) {
-      const err = new TextDecoder().decode(o.stderr);
-      assert.equal(o.code, 0, err);
-      const got = await Deno.readFile(`${dir.path}/out${i}.bin`);
-      assert.deepEqual(sha256(got), sha256(data));
-      const r = JSON.parse(new TextDecoder().decode(o.stdout)) as FetchReport;
-      assert.equal(r.swarm?.infoHash, infoHashHex(infoHash));
-      fromPeers += r.swarm?.fromPeers ?? 0;
+    for (const [i, r] of outs.entries()) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(await sameAsSource(fetchers[i].out, data));
+      assert.equal(r.report?.swarm?.infoHash, infoHashHex(infoHash));
+      fromPeers += r.report?.swarm?.fromPeers ?? 0;
     }
     assert.ok(fromPeers > 0, "peers met through opentracker sent bytes");
   } finally {
-    for (const f of fetchers) {
-      try {
-        f.kill("SIGKILL");
-      } catch {
-        // exited
-      }
-    }
+    for (const f of fetchers) kill(f);
+    await Promise.all(fetchers.map((f) => f.done.catch(() => {})));
     tracker.kill("SIGKILL");
     await tracker.status;
     await server.stop("SIGKILL");
