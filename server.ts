@@ -65,6 +65,7 @@ import {
 import { PeerAddress } from "./lib/io/udp/peer_address.ts";
 import { CookieJar } from "./lib/wire/cookie.ts";
 import { RequestGate } from "./lib/serving/request_gate.ts";
+import { FirstCopyLedgers } from "./lib/serving/first_copy_ledger.ts";
 import { completeHaveReply } from "./lib/swarm/have_log.ts";
 import { swarmId } from "./lib/swarm/swarm_id.ts";
 import { MAX_SEEDED_FILES, SeedAnnouncer } from "./lib/tracker/seed_announcer.ts";
@@ -78,8 +79,8 @@ export interface ServeOptions {
   host: string;
   /** Directory whose regular files are served. */
   root: string;
-  /** Piece size used for piece hashes. */
-  pieceSize: number;
+  /** Piece size used for piece hashes; undefined: each file's own (`autoPieceSize`). */
+  pieceSize: number | undefined;
   /** Bytes per second to send at most (all clients together); undefined: no cap. */
   rate?: number;
   /** Shared key: when set, only requests authenticated with it are answered. */
@@ -128,6 +129,8 @@ export interface ServeStats {
   authFailed: number;
   /** Copies of a request already answered (a client's second copy, or the network's). */
   duplicates: number;
+  /** Swarm requests answered GIVEN_OUT: the piece went to another swarm fetcher (§10.6). */
+  givenOut: number;
 }
 
 /** Runs a server until `opts.signal` aborts; resolves with its counters. */
@@ -237,6 +240,7 @@ class UdpServer {
     peakTransfers: 0,
     authFailed: 0,
     duplicates: 0,
+    givenOut: 0,
   };
   #sock: DatagramSocket;
   #files: FileTable;
@@ -278,7 +282,12 @@ class UdpServer {
     this.#files = files;
     this.#transfers = new TransferLog(log);
     this.#log = log;
-    this.#core = new ServeCore({ rate, transfers: this.#transfers }, performance.now());
+    // one ledger per file swarm fetchers ask for: as many as a server seeds (MAX_SEEDED_FILES)
+    const firstCopies = new FirstCopyLedgers(MAX_SEEDED_FILES, Math.random);
+    this.#core = new ServeCore(
+      { rate, transfers: this.#transfers, firstCopies },
+      performance.now(),
+    );
     if (rate !== undefined) this.#paced = [];
     this.#refusals = new RefusalLog(log, refusalLimits);
     this.#sweep = setInterval(() => {
@@ -526,6 +535,7 @@ class UdpServer {
       size: f.fileId === undefined ? f.size : this.#files.currentSize(f),
       changed: f.changed,
       busyMessage: f.fileId === undefined ? this.#files.busyMessage(f) : undefined,
+      pieceSize: this.#files.pieceSizeFor(f.size),
     };
     const actions = this.#actions;
     actions.length = 0;
@@ -534,6 +544,7 @@ class UdpServer {
     for (const a of actions.splice(0)) {
       if (a.kind === "refuse") {
         if (a.tooMany) this.stats.refused++;
+        if (a.code === ErrorCode.GivenOut) this.stats.givenOut++;
         await this.#refuse(peer, p, a.code, a.message);
         return;
       }
@@ -672,7 +683,12 @@ export async function runServe(args: string[]): Promise<number> {
       "stopped",
       `stopped: ${stats.requests} requests, ${stats.bytesSent} bytes sent, ` +
         `${stats.malformed} malformed datagrams dropped`,
-      { requests: stats.requests, bytes_sent: stats.bytesSent, malformed: stats.malformed },
+      {
+        requests: stats.requests,
+        bytes_sent: stats.bytesSent,
+        malformed: stats.malformed,
+        given_out: stats.givenOut,
+      },
     ));
     if (tftp) log(info("tftp_stopped", describeTftpStats(await tftp.done)));
     return ExitCode.Ok;

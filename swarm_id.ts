@@ -9,7 +9,7 @@
 
 import { parseSwarmIdArgs } from "./lib/cli/cli_args.ts";
 import { ExitCode, ioMessage, UdpgetError } from "./lib/base/exit.ts";
-import { digestFile } from "./lib/io/file_digest.ts";
+import { autoPieceSize, digestFile } from "./lib/io/file_digest.ts";
 import { infoHashHex, swarmId } from "./lib/swarm/swarm_id.ts";
 
 /** Runs `udpget swarm-id` and resolves with the exit status. */
@@ -26,7 +26,7 @@ export async function runSwarmId(args: string[]): Promise<number> {
     if (!info.isFile) {
       throw new UdpgetError(ExitCode.LocalIo, `swarm-id: ${a.file} is not a regular file`);
     }
-    const d = await digestFile(file, info.size, a.pieceSize);
+    const d = await digestFile(file, info.size, a.pieceSize ?? autoPieceSize(info.size));
     console.log(`${infoHashHex(swarmId(d))}  ${a.file}`);
     return ExitCode.Ok;
   } catch (e) {

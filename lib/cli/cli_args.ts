@@ -6,7 +6,7 @@
  */
 
 import { MAX_BLOCK_SIZE } from "../wire/packet.ts";
-import { DEFAULT_PIECE_SIZE } from "../io/file_digest.ts";
+import { DEFAULT_PIECE_SIZE, MIN_AUTO_PIECE_SIZE } from "../io/file_digest.ts";
 import { parseRate } from "../engine/token_bucket.ts";
 import { IO_CHOICES, type IoChoice } from "../io/udp/open_socket.ts";
 import { DEFAULT_SOURCE_LIMITS } from "../tracker/source_limiter.ts";
@@ -22,6 +22,11 @@ import { shortUsage } from "./help.ts";
 
 /** Most concurrent workers `fetch` accepts. */
 export const MAX_CONNECTIONS = 64;
+
+/** How help shows the default piece size (`autoPieceSize`). */
+const AUTO_PIECE_TEXT = `per file: ${MIN_AUTO_PIECE_SIZE >> 10} KiB to ${
+  DEFAULT_PIECE_SIZE >> 20
+} MiB, at least 512 pieces`;
 
 /** Smallest and largest `serve --piece-size`. */
 const PIECE_SIZE_BOUNDS = [1024, 1 << 26] as const;
@@ -65,7 +70,7 @@ export const SERVE_SPEC: CommandSpec = {
       type: "string",
       value: "BYTES",
       description: `bytes per hashed piece, ${PIECE_SIZE_BOUNDS[0]}..${PIECE_SIZE_BOUNDS[1]}`,
-      default: String(DEFAULT_PIECE_SIZE),
+      default: AUTO_PIECE_TEXT,
     },
     {
       long: "rate",
@@ -300,7 +305,7 @@ export const SWARM_ID_SPEC: CommandSpec = {
       type: "string",
       value: "BYTES",
       description: "piece size the servers use (a swarm is one file cut one way)",
-      default: String(DEFAULT_PIECE_SIZE),
+      default: AUTO_PIECE_TEXT,
     },
   ],
 };
@@ -316,7 +321,8 @@ export const COMMANDS: readonly CommandSpec[] = [
 /** Options of `udpget swarm-id`. */
 export interface SwarmIdArgs {
   file: string;
-  pieceSize: number;
+  /** Undefined: the server's own choice for the file (`autoPieceSize`). */
+  pieceSize: number | undefined;
 }
 
 /** Parses the arguments after `swarm-id`; throws `HelpRequested` for `-h`/`--help`. */
@@ -325,7 +331,7 @@ export function parseSwarmIdArgs(args: string[]): SwarmIdArgs {
   const { values, positionals } = parseCommand(SWARM_ID_SPEC, args);
   if (positionals.length !== 1) throw usageError(cmd, "expects exactly one <file>");
   const pieceSize = values["piece-size"] === undefined
-    ? DEFAULT_PIECE_SIZE
+    ? undefined
     : parseIntArg(String(values["piece-size"]), "--piece-size", ...PIECE_SIZE_BOUNDS, cmd);
   return { file: positionals[0], pieceSize };
 }
@@ -338,7 +344,8 @@ export interface ServeArgs {
   port: number;
   root: string;
   host: string;
-  pieceSize: number;
+  /** Undefined: each file's own (`autoPieceSize`). */
+  pieceSize: number | undefined;
   /** Bytes per second this server sends at most, over all clients; undefined: no cap. */
   rate?: number;
   /** Shared-key file: only requests authenticated with that key are answered. */
@@ -463,7 +470,7 @@ export function parseServeArgs(args: string[]): ServeArgs {
   const { values, positionals } = parseCommand(SERVE_SPEC, args);
   if (positionals.length !== 1) throw usageError(cmd, "expects exactly one <port>");
   const pieceSize = values["piece-size"] === undefined
-    ? DEFAULT_PIECE_SIZE
+    ? undefined
     : parseIntArg(String(values["piece-size"]), "--piece-size", ...PIECE_SIZE_BOUNDS, cmd);
   if (values.tftp !== undefined && values["secret-file"] !== undefined) {
     throw usageError(

@@ -689,6 +689,8 @@ export class FetchCoordinator {
       }
       case "not_held":
         return; // (servers hold every piece: only a swarm's shell keeps have-maps to correct)
+      case "given_out":
+        return void this.#actions.push({ kind: "given_out", piece: e.piece, unsent: e.unsent });
       case "finished":
       case "failed":
         return this.#endTransfer(e.kind === "finished");
@@ -764,6 +766,7 @@ export class FetchCoordinator {
     this.#sources[server] = source;
     session.addSource(source, this.#now, this.#serverHas, this.#rtts[server]);
     session.setToken(source, this.#tokens[server]);
+    session.setSwarmRequests(source, this.#swarmRequests);
   }
 
   /**
@@ -782,6 +785,28 @@ export class FetchCoordinator {
    */
   setServerFilter(filter: PieceFilter): void {
     this.#serverFilter = filter;
+  }
+
+  /** Whether requests to servers carry the swarm flag (see `askServersAsSwarm`). */
+  #swarmRequests = false;
+
+  /**
+   * Asks the servers as a swarm fetcher (`on`: this fetcher has peers to get pieces from), so a
+   * server may answer GIVEN_OUT for a piece another swarm fetcher was given (PROTOCOL.md §10.6).
+   */
+  askServersAsSwarm(on: boolean): void {
+    this.#swarmRequests = on;
+    const session = this.#session;
+    if (!session) return;
+    for (let source = 0; source < this.#servers.length; source++) {
+      session.setSwarmRequests(source, on);
+    }
+  }
+
+  /** Servers should be asked for `pieces` next (a server named them as never sent). */
+  preferForServers(pieces: readonly number[]): void {
+    this.#live?.sched.promote(pieces);
+    this.serversMayHaveWork();
   }
 
   /** Something changed what the servers may be asked for: they may have work again. */

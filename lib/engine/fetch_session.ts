@@ -18,6 +18,7 @@
 
 import type { ChunkReplyHeader, ChunkRequest, Packet } from "../wire/packet.ts";
 import { ErrorCode } from "../wire/packet.ts";
+import { parseGivenOut } from "../wire/given_out.ts";
 import { SourceLedger } from "./blame.ts";
 import type { CongestionController } from "./congestion/controller.ts";
 import { ModelBasedController } from "./congestion/model_based.ts";
@@ -95,6 +96,12 @@ export type SessionEvent =
    * stays a source; the shell withdraws the piece from its have-map and may count the claim.
    */
   | { kind: "not_held"; source: number; piece: number }
+  /**
+   * A server answered a swarm request GIVEN_OUT: another swarm fetcher was given `piece`, to
+   * be had from peers; `unsent` are pieces the server never sent (PROTOCOL.md §10.6). The
+   * server stays a source; the piece is back in the queue for whoever may take it.
+   */
+  | { kind: "given_out"; source: number; piece: number; unsent: number[] }
   /** Every piece is verified. */
   | { kind: "finished" }
   /** No source is left and pieces are missing. */
@@ -150,6 +157,10 @@ interface Source {
   path: SourcePath;
   has: PieceFilter;
   forget: ((piece: number) => void) | undefined;
+  /** Requests carry the swarm flag (a server of a swarm fetcher, PROTOCOL.md §10.6). */
+  swarm: boolean;
+  /** The source answered a flagged request UNSUPPORTED (an older server): never flag again. */
+  swarmRefused: boolean;
   dropped: boolean;
   retriesInRow: number;
   /** When the token held now came (a RETRY); requests sent earlier did not carry it. */
@@ -238,6 +249,8 @@ export class FetchSession {
       path,
       has,
       forget,
+      swarm: false,
+      swarmRefused: false,
       dropped: false,
       retriesInRow: 0,
       tokenSince: -Infinity,
@@ -252,6 +265,15 @@ export class FetchSession {
   setToken(id: number, token: Uint8Array): void {
     const s = this.#sources.get(id);
     if (s) s.path.token = token;
+  }
+
+  /**
+   * Whether requests to source `id` carry the swarm flag (PROTOCOL.md §10.6): on while this
+   * fetcher has peers to get given-out pieces from. A source that refused the flag stays off.
+   */
+  setSwarmRequests(id: number, on: boolean): void {
+    const s = this.#sources.get(id);
+    if (s && !s.swarmRefused) s.swarm = on;
   }
 
   /** A source has a new piece (swarm peers announce what they verified). */
@@ -463,26 +485,26 @@ export class FetchSession {
       if (wait > 0) this.#limitedUntil = now + wait;
     }
     const id = this.#newId();
-    const lane = s.sent++ % (this.#opts.lanes ?? 1);
+    // a swarm request for a piece always leaves from the same lane (socket), so the server sees
+    // one asker per piece: its first-copy ledger knows a fetcher by address and port
+    const lanes = this.#opts.lanes ?? 1;
+    const lane = s.swarm ? a.piece % lanes : s.sent++ % lanes;
     // fewer blocks than asked for: the file (or this source's share) ran out, not the path
     const appLimited = a.blockCount < blocks;
     const r = path.sent(now, id, a, appLimited, lane);
     this.#byId.set(id, { source: s, r });
-    return {
-      source: path.id,
-      lane,
-      copies: path.requestCopies(a.blockCount),
-      packet: {
-        type: "chunk_request",
-        requestId: id,
-        token: path.token ?? NO_TOKEN,
-        fileId: this.#opts.fileId,
-        offset: a.offset,
-        length: a.length,
-        blockSize: this.#opts.blockSize,
-        name: this.#opts.name,
-      },
+    const packet: ChunkRequest = {
+      type: "chunk_request",
+      requestId: id,
+      token: path.token ?? NO_TOKEN,
+      fileId: this.#opts.fileId,
+      offset: a.offset,
+      length: a.length,
+      blockSize: this.#opts.blockSize,
+      name: this.#opts.name,
     };
+    if (s.swarm) packet.swarm = true;
+    return { source: path.id, lane, copies: path.requestCopies(a.blockCount), packet };
   }
 
   /**
@@ -578,6 +600,18 @@ export class FetchSession {
       path.health.onHeard(now);
       s.forget?.(r.a.piece); // before anything is sent again: not to this source
       this.#events.push({ kind: "not_held", source: path.id, piece: r.a.piece });
+      return;
+    }
+    if (code === ErrorCode.GivenOut) {
+      path.health.onHeard(now); // a decision, not a fault: the source stays
+      const unsent = parseGivenOut(message, this.sched.pieceCount);
+      this.#events.push({ kind: "given_out", source: path.id, piece: r.a.piece, unsent });
+      return;
+    }
+    if (code === ErrorCode.Unsupported && s.swarm) {
+      // an older server, which knows no swarm flag: ask it as a plain fetcher from now on
+      s.swarm = false;
+      s.swarmRefused = true;
       return;
     }
     if (!path.health.onError(code, message, now)) return this.#drop(s);

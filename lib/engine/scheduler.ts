@@ -152,6 +152,19 @@ export class PieceScheduler {
   }
 
   /**
+   * Puts queued `pieces` at the front of the queue, in their order (a server named them as
+   * never sent: the next request to it should be a first copy). Pieces taken, complete or
+   * unknown are ignored.
+   */
+  promote(pieces: readonly number[]): void {
+    for (let i = pieces.length - 1; i >= 0; i--) {
+      const piece = pieces[i];
+      if (!(piece >= 0 && piece < this.pieceCount) || this.#state[piece] !== 0) continue;
+      this.#queue.push(piece); // (a second entry is harmless: the first one taken wins)
+    }
+  }
+
+  /**
    * Ends a request (answered, timed out or abandoned): its unreceived blocks are free again.
    * With `lost` (it timed out), the server also gives up the piece, which goes to the front of
    * the queue: the next free lane, usually another server's, retries it.

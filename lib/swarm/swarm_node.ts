@@ -14,9 +14,12 @@
  * these with the real code in the loop.
  *
  * Coordination with the servers: a server's upload is the swarm's floor, so a fetcher asks its
- * servers only for pieces that none of the peers it knows holds (`serverMayServe`), in an order
- * of its own (random per fetcher): the servers' bytes then go to different pieces, and the peers
- * relay them.
+ * servers only for pieces that none of the peers it knows holds or fetches from a server
+ * (`serverMayServe`), in an order of its own (random per fetcher): the servers' bytes then go to
+ * different pieces, and the peers relay them. Peers' words lag and a node knows only tens of
+ * peers, so the server has the last word: once this node has a peer, its requests carry the
+ * swarm flag, and a server answers GIVEN_OUT for a piece it gave another swarm fetcher (with
+ * pieces it never sent, which this node asks for next).
  *
  * Trust: nothing a peer or the tracker says is trusted. A peer's pieces are kept only when they
  * match the trusted piece hashes (the transfer checks every piece); a peer that sent a bad piece
@@ -60,6 +63,10 @@ export interface SwarmTransfer {
   handlePeerDatagram(now: number, peer: number, p: Packet): void;
   /** What the servers may be asked for changed (a peer stopped fetching a piece from them). */
   serversMayHaveWork(): void;
+  /** Whether requests to servers carry the swarm flag (PROTOCOL.md §10.6). */
+  askServersAsSwarm(on: boolean): void;
+  /** The servers should be asked for `pieces` next (a server named them as never sent). */
+  preferForServers(pieces: readonly number[]): void;
 }
 
 /** A peer's address. */
@@ -169,6 +176,10 @@ export class SwarmNode {
   readonly claimed: Uint16Array;
   /** Since when each claimed piece has been claimed (ms): a claim holds the servers back only so long. */
   #claimedSince: Float64Array;
+  /** When a server last answered GIVEN_OUT for each piece (ms). */
+  #givenOutAt: Float64Array;
+  /** Whether requests to the servers carry the swarm flag now. */
+  #swarmRequests = false;
   #o: SwarmNodeOptions;
   #transfer: SwarmTransfer;
   #share: PeerShare;
@@ -204,6 +215,7 @@ export class SwarmNode {
     this.claimed = new Uint16Array(o.pieces);
     this.#claimedSince = new Float64Array(o.pieces);
     this.#availableSince = new Float64Array(o.pieces);
+    this.#givenOutAt = new Float64Array(o.pieces).fill(-Infinity);
     this.#announcer = new Announcer(o.announce, now);
     // a peer that asks us is in the swarm: meet it too (the first to announce learns of the
     // others this way, not at its next announce)
@@ -224,7 +236,18 @@ export class SwarmNode {
   serverMayServe: PieceFilter = (piece) =>
     (this.availability[piece] === 0 ||
       this.#now - this.#availableSince[piece] > PEER_HOLD_MS) &&
-    (this.claimed[piece] === 0 || this.#now - this.#claimedSince[piece] > CLAIM_HOLD_MS);
+    (this.claimed[piece] === 0 || this.#now - this.#claimedSince[piece] > CLAIM_HOLD_MS) &&
+    this.#now - this.#givenOutAt[piece] > CLAIM_HOLD_MS;
+
+  /**
+   * A server gave `piece` to another swarm fetcher (GIVEN_OUT): it is not asked of the servers
+   * for a while (the peers relay it), and the pieces it never sent (`unsent`) are asked next.
+   */
+  serverGaveOut(now: number, piece: number, unsent: readonly number[]): void {
+    this.#now = now;
+    if (piece >= 0 && piece < this.#o.pieces) this.#givenOutAt[piece] = now;
+    this.#transfer.preferForServers(unsent);
+  }
 
   /** The address of peer `peer` (for the shell's data requests). */
   addressOf(peer: number): PeerAddr | undefined {
@@ -320,6 +343,7 @@ export class SwarmNode {
     }
     this.#announcer.handleTimeout(now);
     this.#drainAnnouncer(now);
+    this.#flagServerRequests();
     if (this.#stopped) return;
     for (const p of [...this.#peers.values()]) {
       p.link.handleTimeout(now);
@@ -425,6 +449,25 @@ export class SwarmNode {
       }
     }
     if (grew) this.#join(p, now);
+  }
+
+  /**
+   * Requests to the servers carry the swarm flag while this node has a peer that answers and
+   * pieces to fetch: only then can it get from peers what a server gave another fetcher.
+   */
+  #flagServerRequests(): void {
+    let on = false;
+    if (!this.#complete && !this.#stopped) {
+      for (const p of this.#peers.values()) {
+        if (p.link.answered) {
+          on = true;
+          break;
+        }
+      }
+    }
+    if (on === this.#swarmRequests) return;
+    this.#swarmRequests = on;
+    this.#transfer.askServersAsSwarm(on);
   }
 
   /** A peer with pieces is taken into the transfer (once), or told it has more. */

@@ -84,6 +84,7 @@ export const ErrorCode = {
   TooMany: 11,
   TooBig: 12,
   NotHeld: 13,
+  GivenOut: 14,
 } as const;
 
 /**
@@ -93,6 +94,17 @@ export const ErrorCode = {
  * through fragmentation.
  */
 export const UNFRAGMENTED_FLAG = 0x0002;
+
+/**
+ * Header flags bit 2, CHUNK_REQUEST only (PROTOCOL.md §10.6): the asker is a swarm fetcher that
+ * gets from its peers what another swarm fetcher already got from this server. A server may then
+ * answer ERROR GIVEN_OUT instead of sending a piece a second time while pieces it never sent
+ * remain, so that its upload (the swarm's floor) carries each piece about once.
+ */
+export const SWARM_FLAG = 0x0004;
+
+/** The flags a CHUNK_REQUEST may carry (bit 0 is cleared by authentication before decoding). */
+const CHUNK_REQUEST_FLAGS = UNFRAGMENTED_FLAG | SWARM_FLAG;
 
 /** One of the defined error code numbers. */
 export type ErrorCodeValue = typeof ErrorCode[keyof typeof ErrorCode];
@@ -111,6 +123,7 @@ const ERROR_CODE_NAMES: ReadonlyMap<number, string> = new Map([
   [ErrorCode.TooMany, "TOO_MANY"],
   [ErrorCode.TooBig, "TOO_BIG"],
   [ErrorCode.NotHeld, "NOT_HELD"],
+  [ErrorCode.GivenOut, "GIVEN_OUT"],
 ]);
 
 /**
@@ -156,6 +169,8 @@ export interface ChunkRequest {
   name: string;
   /** Flags bit 1: replies unfragmented, or ERROR TOO_BIG (see {@link UNFRAGMENTED_FLAG}). */
   unfragmented?: boolean;
+  /** Flags bit 2: a swarm fetcher, which takes GIVEN_OUT for a repeat (see {@link SWARM_FLAG}). */
+  swarm?: boolean;
 }
 
 /** One block of file data. */
@@ -516,6 +531,7 @@ function decodeChunkRequest(r: Reader, requestId: number): ChunkRequest {
     name,
   };
   if (r.flags & UNFRAGMENTED_FLAG) p.unfragmented = true;
+  if (r.flags & SWARM_FLAG) p.swarm = true;
   return p;
 }
 
@@ -670,7 +686,7 @@ function readHeader(bytes: Uint8Array, view: DataView): Header | DecodeError {
   }
   // Checked before the body because a set flag (e.g. bit 0, HMAC trailer) changes its layout.
   const flags = view.getUint16(4);
-  if (flags !== 0 && !(flags === UNFRAGMENTED_FLAG && type === PacketType.ChunkRequest)) {
+  if (flags !== 0 && !(type === PacketType.ChunkRequest && (flags & ~CHUNK_REQUEST_FLAGS) === 0)) {
     const message = `unsupported flags 0x${flags.toString(16)}`;
     return { kind: "bad_flags", message, requestId, version, type };
   }
@@ -851,7 +867,7 @@ function encodeChunkRequest(p: ChunkRequest): Uint8Array {
     PacketType.ChunkRequest,
     p.requestId,
     bodySize,
-    p.unfragmented ? UNFRAGMENTED_FLAG : 0,
+    (p.unfragmented ? UNFRAGMENTED_FLAG : 0) | (p.swarm ? SWARM_FLAG : 0),
   )
     .raw(p.token).big64(p.fileId).u64(p.offset).u32(p.length).u16(p.blockSize).name(name)
     .finish();

@@ -12,7 +12,6 @@ import {
 import { EXIT_CODE_DESCRIPTIONS, ExitCode, UdpgetError } from "../../lib/base/exit.ts";
 import { commandHelp, mainHelp } from "../../lib/cli/help.ts";
 import { HelpRequested } from "../../lib/cli/option_table.ts";
-import { DEFAULT_PIECE_SIZE } from "../../lib/io/file_digest.ts";
 import { MAX_BLOCK_SIZE } from "../../lib/wire/packet.ts";
 
 /** Asserts that `fn` throws a usage error (exit code 2) whose message matches `re`. */
@@ -214,7 +213,7 @@ Deno.test("serve: defaults", () => {
     port: 9000,
     root: ".",
     host: "0.0.0.0",
-    pieceSize: DEFAULT_PIECE_SIZE,
+    pieceSize: undefined,
     rate: undefined,
     secretFile: undefined,
     tftp: undefined,

@@ -96,3 +96,56 @@ Deno.test("session: NOT_HELD keeps the source, withdraws the piece and sends it 
   assert.ok(toPiece.length > 0, "the piece is asked for again");
   assert.ok(toPiece.every((source) => source === 1), "only from the source that holds it");
 });
+
+Deno.test("session: a server's GIVEN_OUT keeps it, names the unsent pieces; an old server's UNSUPPORTED unflags it", () => {
+  let id = 1;
+  const s = new FetchSession({
+    size: 4 << 20,
+    pieceSize: 1 << 20,
+    blockSize: 1444,
+    fileId: 3n,
+    name: "f",
+    nextRequestId: () => id++,
+    lanes: 2,
+  }, 0);
+  s.addSource(0, 0, undefined, 10);
+  s.setSwarmRequests(0, true);
+  const sent: { piece: number; lane: number; swarm?: boolean; requestId: number }[] = [];
+  const take = (now: number) => {
+    for (let t = s.pollTransmit(now); t; t = s.pollTransmit(now)) {
+      const piece = Math.floor(t.packet.offset / (1 << 20));
+      sent.push({ piece, lane: t.lane, swarm: t.packet.swarm, requestId: t.packet.requestId });
+    }
+  };
+  for (let now = 0; now < 5; now++) take(now);
+  assert.ok(sent.length > 1 && sent.every((r) => r.swarm === true), "flagged");
+  assert.ok(sent.every((r) => r.lane === r.piece % 2), "a piece's requests leave from one lane");
+  const first = sent[0];
+  s.handleReply(6, 0, {
+    type: "error",
+    requestId: first.requestId,
+    code: ErrorCode.GivenOut,
+    message: "given out; unsent 2 3",
+  });
+  assert.deepEqual(events(s), [{
+    kind: "given_out",
+    source: 0,
+    piece: first.piece,
+    unsent: [2, 3],
+  }]);
+  assert.equal(s.alive, 1, "still a source");
+  // an older server knows no swarm flag: it answers UNSUPPORTED, and is asked plainly from then on
+  s.handleReply(7, 0, {
+    type: "error",
+    requestId: sent[1].requestId,
+    code: ErrorCode.Unsupported,
+    message: "unsupported flags 0x4",
+  });
+  assert.equal(s.alive, 1, "not dropped for it");
+  sent.length = 0;
+  for (let now = 8; now < 400 && sent.length === 0; now++) take(now);
+  assert.ok(sent.length > 0 && sent.every((r) => r.swarm === undefined), "no flag any more");
+  s.setSwarmRequests(0, true);
+  for (let now = 400; now < 800; now++) take(now);
+  assert.ok(sent.every((r) => r.swarm === undefined), "and it stays off");
+});

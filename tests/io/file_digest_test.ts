@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { DEFAULT_PIECE_SIZE, digestFile } from "../../lib/io/file_digest.ts";
+import { autoPieceSize, DEFAULT_PIECE_SIZE, digestFile } from "../../lib/io/file_digest.ts";
 import { seededBytes } from "../harness.ts";
 
 /** A file of `bytes` that records the size of every buffer it is read into. */
@@ -38,4 +38,16 @@ Deno.test("digestFile: a small file is read through a buffer its size, not a 1 M
   assert.ok(buffers.every((n) => n <= 100), `buffers of ${buffers.join(", ")} bytes`);
   const empty = fakeFile(new Uint8Array(0));
   await digestFile(empty.file, 0, DEFAULT_PIECE_SIZE);
+});
+
+Deno.test("autoPieceSize: at least 512 pieces of 256 KiB to 1 MiB, powers of two", () => {
+  const KiB = 1024;
+  const MiB = 1024 * KiB;
+  assert.equal(autoPieceSize(0), 256 * KiB);
+  assert.equal(autoPieceSize(1000), 256 * KiB);
+  assert.equal(autoPieceSize(128 * MiB), 256 * KiB, "exactly 512 pieces");
+  assert.equal(autoPieceSize(128 * MiB + 1), 512 * KiB);
+  assert.equal(autoPieceSize(256 * MiB), 512 * KiB);
+  assert.equal(autoPieceSize(512 * MiB), MiB);
+  assert.equal(autoPieceSize(2 ** 40), MiB, "big files keep 1 MiB pieces");
 });

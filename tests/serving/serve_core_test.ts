@@ -7,6 +7,9 @@ import {
 } from "../../lib/serving/serve_core.ts";
 import { MAX_TRANSFERS_PER_CLIENT, TransferLog } from "../../lib/serving/transfer_log.ts";
 import { type ChunkRequest, ErrorCode, NO_TOKEN } from "../../lib/wire/packet.ts";
+import { FirstCopyLedgers } from "../../lib/serving/first_copy_ledger.ts";
+import { parseGivenOut } from "../../lib/wire/given_out.ts";
+import { seededRandom } from "../../lib/sim/prng.ts";
 
 const FILE_ID = 0x1122334455667788n;
 const PEER: Deno.NetAddr = { transport: "udp", hostname: "10.0.0.1", port: 5000 };
@@ -107,4 +110,30 @@ Deno.test("serve core: the transfer caps refuse one client's transfer too many",
   core.onChunk(0, PEER, chunk({ name: "one-more", length: 1444 }), FILE, out);
   assert.equal(out.length, 1);
   assert.ok(out[0].kind === "refuse" && out[0].code === ErrorCode.TooMany && out[0].tooMany);
+});
+
+Deno.test("serve core: a swarm request for a piece another swarm fetcher got is GIVEN_OUT; plain ones are served", () => {
+  const core = new ServeCore({ firstCopies: new FirstCopyLedgers(4, seededRandom(1)) }, 0);
+  const file = { ...FILE, pieceSize: 1 << 20 };
+  const other: Deno.NetAddr = { ...PEER, port: 5001 };
+  const ask = (from: Deno.NetAddr, p: ChunkRequest) => {
+    const out: ServeAction[] = [];
+    core.onChunk(1, from, p, file, out);
+    return out;
+  };
+  const one = { offset: 1 << 20, length: 1 << 20, swarm: true };
+  assert.equal(ask(PEER, chunk({ ...one, requestId: 1 }))[0].kind, "run");
+  const refused = ask(other, chunk({ ...one, requestId: 2 }));
+  assert.equal(refused.length, 1);
+  const r = refused[0];
+  assert.ok(r.kind === "refuse" && r.code === ErrorCode.GivenOut);
+  const unsent = parseGivenOut(r.message, 10);
+  assert.ok(unsent.length > 0 && !unsent.includes(1), `unsent pieces named: ${r.message}`);
+  assert.equal(core.givenOut, 1);
+  assert.equal(ask(other, chunk({ ...one, requestId: 3, swarm: undefined }))[0].kind, "run");
+  assert.equal(ask(PEER, chunk({ ...one, requestId: 4 }))[0].kind, "run", "the holder's own");
+  const plainCore = new ServeCore({}, 0);
+  const out: ServeAction[] = [];
+  plainCore.onChunk(1, other, chunk({ ...one, requestId: 5 }), file, out);
+  assert.equal(out[0].kind, "run", "a core without a ledger serves swarm requests too");
 });

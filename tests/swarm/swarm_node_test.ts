@@ -23,6 +23,8 @@ function setup() {
     peerHas: (peer) => void told.push(`has ${peer}`),
     handlePeerDatagram: () => {},
     serversMayHaveWork: () => void told.push("servers"),
+    askServersAsSwarm: (on) => void told.push(`swarm ${on}`),
+    preferForServers: (pieces) => void told.push(`prefer ${pieces.join(",")}`),
   };
   const share = new PeerShare(
     {
@@ -139,4 +141,25 @@ Deno.test("swarm node: a peer dropped for a bad piece is banned and its counts a
   assert.ok(node.peers.length === 1, "no new peer entry for the banned address");
   assert.equal(node.livePeers, 0);
   assert.ok(!told.some((t) => t.startsWith("add")));
+});
+
+Deno.test("swarm node: server requests are flagged once a peer answers, and a given-out piece waits for peers", () => {
+  const { node, told } = setup();
+  node.handleTimeout(0);
+  assert.ok(!told.includes("swarm true"), "no peer has answered yet: plain requests");
+  peerAnswers(node, 1, [], []);
+  node.handleTimeout(1);
+  assert.ok(
+    told.includes("swarm true"),
+    "a peer answers: the servers are asked as a swarm fetcher",
+  );
+  // a server gave piece 4 to another swarm fetcher and named 6 and 7 as never sent
+  node.serverGaveOut(2, 4, [6, 7]);
+  assert.ok(told.includes("prefer 6,7"), "the unsent pieces are asked next");
+  assert.ok(!node.serverMayServe(4), "the given-out piece is left to the peers");
+  node.handleTimeout(2 + 4001);
+  assert.ok(node.serverMayServe(4), "not for ever: no peer got it, the server is asked again");
+  node.completed(5000);
+  node.handleTimeout(5001);
+  assert.equal(told.at(-1), "swarm false", "a complete fetcher asks nothing as a swarm fetcher");
 });

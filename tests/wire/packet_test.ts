@@ -598,6 +598,22 @@ Deno.test("encode: an unfragmented CHUNK_REQUEST sets flags bit 1 and round-trip
   assert.deepEqual(back.packet, { ...r.packet, unfragmented: true });
 });
 
+Deno.test("flags bit 2 (swarm) is a CHUNK_REQUEST's only, alone or with bit 1", () => {
+  const r = decode(CHUNK_REQUEST);
+  assert.ok(r.ok && r.packet.type === "chunk_request");
+  const bytes = encode({ ...r.packet, swarm: true });
+  assert.deepEqual(bytes, patch(CHUNK_REQUEST, 4, "0004"), "only the flags differ");
+  const back = decode(bytes);
+  assert.ok(back.ok);
+  assert.deepEqual(back.packet, { ...r.packet, swarm: true });
+  const both = decode(patch(CHUNK_REQUEST, 4, "0006"));
+  assert.ok(both.ok && both.packet.type === "chunk_request");
+  assert.ok(both.packet.swarm === true && both.packet.unfragmented === true);
+  expectDecodeError(patch(CHUNK_REQUEST, 4, "0008"), "bad_flags", { type: 3 });
+  expectDecodeError(patch(META_REQUEST, 4, "0004"), "bad_flags", { requestId: RID, type: 1 });
+  expectDecodeError(patch(HASHES_REPLY, 4, "0004"), "bad_flags");
+});
+
 Deno.test("decode: trailing bytes are bad_length", () => {
   const fields = { requestId: RID, type: PacketType.MetaRequest, version: VERSION };
   expectDecodeError(concat(META_REQUEST, hexBlock("00")), "bad_length", fields);
@@ -787,6 +803,7 @@ Deno.test("errorCodeName", () => {
     "TOO_MANY",
     "TOO_BIG",
     "NOT_HELD",
+    "GIVEN_OUT",
   ];
   assert.deepStrictEqual(Object.values(ErrorCode).map(errorCodeName), names);
   assert.equal(errorCodeName(ErrorCode.Stale), "STALE");
