@@ -5,16 +5,27 @@
 
 import assert from "node:assert/strict";
 import type { ServeStats } from "../server.ts";
-import { decode, encode, ErrorCode, fileIdOf, NO_TOKEN, type Packet } from "../lib/wire/packet.ts";
+import {
+  type ChunkRequest,
+  decode,
+  encode,
+  ErrorCode,
+  fileIdOf,
+  NO_TOKEN,
+  type Packet,
+} from "../lib/wire/packet.ts";
 import { PacketInbox, seededBytes, serveInProcess, tempDir } from "./harness.ts";
 import { sha256 } from "../lib/io/file_digest.ts";
 import { withTimeout } from "../lib/io/timer.ts";
+import { parseGivenOut } from "../lib/wire/given_out.ts";
 
 interface Running {
   port: number;
   root: string;
   outside: string;
   ask(p: Packet | Uint8Array, expect?: number): Promise<Packet[]>;
+  /** The address-validation token the server handed out (all-zero before). */
+  token(): Uint8Array;
   sock: Deno.DatagramConn;
   stop(): Promise<ServeStats>;
 }
@@ -60,6 +71,7 @@ async function withServer(body: (s: Running) => Promise<void>): Promise<void> {
       root,
       outside,
       ask,
+      token: () => token,
       sock,
       stop: () => server.stop(),
     });
@@ -371,4 +383,49 @@ Deno.test("server: under --rate, a hash request is answered at once, not behind 
     await server.stop();
     await dir.cleanup();
   }
+});
+
+Deno.test("server: a swarm request for a piece another swarm fetcher got is GIVEN_OUT, naming unsent pieces", async () => {
+  await withServer(async (s) => {
+    const size = 3 * 65536; // three pieces (the in-process server cuts 64 KiB ones)
+    await Deno.writeFile(`${s.root}/g.bin`, seededBytes(size, 8));
+    const [m] = await s.ask(meta("g.bin"));
+    assert.ok(m.type === "meta_reply" && m.pieceSize * 3 === size, "three pieces");
+    const fileId = fileIdOf(m.digest);
+    const piece0: ChunkRequest = {
+      type: "chunk_request",
+      requestId: 51,
+      token: NO_TOKEN,
+      fileId,
+      offset: 0,
+      length: 8000,
+      blockSize: 4000,
+      name: "g.bin",
+      swarm: true,
+    };
+    const mine = await s.ask(piece0, 2);
+    assert.deepEqual(mine.map((r) => r.type), ["chunk_reply", "chunk_reply"], "a first copy");
+    // another swarm fetcher (another port) asks for the same piece
+    const other = new PacketInbox();
+    try {
+      const to = { transport: "udp" as const, hostname: "127.0.0.1", port: s.port };
+      const ask = async (p: ChunkRequest) => {
+        other.packets.length = 0;
+        await other.sock.send(encode({ ...p, token: s.token() }), to);
+        while (other.packets.length === 0 && await other.next(1000));
+        return other.packets.splice(0);
+      };
+      const [r] = await ask({ ...piece0, requestId: 52, offset: 8000 });
+      assert.ok(r?.type === "error" && r.code === ErrorCode.GivenOut, JSON.stringify(r));
+      assert.deepEqual(parseGivenOut(r.message, 3).sort(), [1, 2], r.message);
+      const plain = await ask({ ...piece0, requestId: 53, swarm: undefined, length: 4000 });
+      assert.equal(plain[0]?.type, "chunk_reply", "a plain request is served");
+      const unsent = await ask({ ...piece0, requestId: 54, offset: 2 * 65536, length: 4000 });
+      assert.equal(unsent[0]?.type, "chunk_reply", "a piece never sent is served");
+    } finally {
+      await other.close();
+    }
+    const stats = await s.stop();
+    assert.equal(stats.givenOut, 1);
+  });
 });

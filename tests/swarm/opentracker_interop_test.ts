@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { seededBytes, startServer, tempDir, writeServersFile } from "../harness.ts";
 import { TrackerClient } from "../tracker/tracker_process.ts";
-import { digestFile } from "../../lib/io/file_digest.ts";
+import { autoPieceSize, digestFile } from "../../lib/io/file_digest.ts";
 import { type Fetcher, fetcher, kill, sameAsSource } from "./swarm_fixture.ts";
 import { infoHashHex, swarmId } from "../../lib/swarm/swarm_id.ts";
 import { withTimeout } from "../../lib/io/timer.ts";
@@ -41,7 +41,7 @@ Deno.test("interop: udpget fetchers swarm through opentracker", async () => {
   const data = seededBytes(size, 71);
   await Deno.writeFile(`${root}/f.bin`, data);
   using file = await Deno.open(`${root}/f.bin`);
-  const infoHash = swarmId(await digestFile(file, size, 1 << 20));
+  const infoHash = swarmId(await digestFile(file, size, autoPieceSize(size)));
   await Deno.writeTextFile(`${jail}/whitelist`, infoHashHex(infoHash) + "\n");
   const port = freePort();
   const tracker = new Deno.Command("opentracker", {

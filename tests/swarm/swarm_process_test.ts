@@ -17,7 +17,7 @@ import {
 import { startTracker, TrackerClient } from "../tracker/tracker_process.ts";
 import { type Fetcher, fetcher, kill, sameAsSource, swarm } from "./swarm_fixture.ts";
 import { decode, encode, ErrorCode, fileIdOf, type Packet } from "../../lib/wire/packet.ts";
-import { digestFile } from "../../lib/io/file_digest.ts";
+import { autoPieceSize, digestFile } from "../../lib/io/file_digest.ts";
 import { swarmId } from "../../lib/swarm/swarm_id.ts";
 import { withTimeout } from "../../lib/io/timer.ts";
 
@@ -71,7 +71,7 @@ Deno.test("swarm: a lying peer is excluded and nothing wrong lands", async () =>
   let lies = 0;
   try {
     using file = await Deno.open(`${s.dir}/root/f.bin`);
-    const d = await digestFile(file, size, 1 << 20);
+    const d = await digestFile(file, size, autoPieceSize(size));
     const fileId = fileIdOf(d.digest);
     const pieces = d.pieceHashes.length / 32;
     const liarPort = (liar.addr as Deno.NetAddr).port;
@@ -165,7 +165,7 @@ Deno.test("swarm: fetchers survive a tracker restart and announce to the new one
   const s = await swarm(8 * MiB, "1Mi", 65);
   try {
     using file = await Deno.open(`${s.dir}/root/f.bin`);
-    const infoHash = swarmId(await digestFile(file, s.data.length, 1 << 20));
+    const infoHash = swarmId(await digestFile(file, s.data.length, autoPieceSize(s.data.length)));
     const fs = [0, 1].map((i) => s.start(i, ["--seed-time", "2"]));
     // once both are in the swarm (the tracker counts them), the tracker dies and comes back
     const scraper = new TrackerClient(s.tracker.port);
@@ -255,7 +255,7 @@ Deno.test("swarm: a sharing fetcher serves nothing but verified pieces of its on
   const tc = new TrackerClient(s.tracker.port);
   try {
     using file = await Deno.open(`${s.dir}/root/f.bin`);
-    const d = await digestFile(file, s.data.length, 1 << 20);
+    const d = await digestFile(file, s.data.length, autoPieceSize(s.data.length));
     const fileId = fileIdOf(d.digest);
     const f = s.start(0, ["--seed-time", "0"], { UDPGET_DEBUG: "1" });
     // it announces once it trusts the hashes; then the tracker lists it (an announce of ours)
@@ -330,7 +330,7 @@ Deno.test("swarm: serve --tracker announces its files as a seed; fetchers do not
   let f: Fetcher | undefined;
   try {
     using file = await Deno.open(`${root}/f.bin`);
-    const d = await digestFile(file, data.length, 1 << 20);
+    const d = await digestFile(file, data.length, autoPieceSize(data.length));
     for (let seeders = 0; seeders < 1;) {
       const r = await scraper.scrape([swarmId(d)]);
       seeders = r?.action === "scrape" ? r.entries[0].seeders : 0;
