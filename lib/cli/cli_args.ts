@@ -24,9 +24,9 @@ import { shortUsage } from "./help.ts";
 export const MAX_CONNECTIONS = 64;
 
 /** How help shows the default piece size (`autoPieceSize`). */
-const AUTO_PIECE_TEXT = `per file: ${MIN_AUTO_PIECE_SIZE >> 10} KiB to ${
+const AUTO_PIECE_TEXT = `per file: ${MIN_AUTO_PIECE_SIZE >> 10} KiB up to 128 MiB, then ${
   DEFAULT_PIECE_SIZE >> 20
-} MiB, at least 512 pieces`;
+} MiB from 256 MiB`;
 
 /** Smallest and largest `serve --piece-size`. */
 const PIECE_SIZE_BOUNDS = [1024, 1 << 26] as const;

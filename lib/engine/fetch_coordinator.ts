@@ -40,11 +40,11 @@ import type {
 import { type BlockWrite, FetchSession, type SessionEvent } from "./fetch_session.ts";
 import {
   leftOutLine,
+  leftOutReason,
   refusalText,
   resumeLine,
   silenceText,
   unansweredLines,
-  versionText,
 } from "./fetch_notices.ts";
 import { HashListFetch } from "./hash_list_fetch.ts";
 import { MetaDiscovery } from "./meta_discovery.ts";
@@ -585,8 +585,8 @@ export class FetchCoordinator {
       this.#answered.clear();
       return this.#fail(no.error);
     }
-    for (const i of c.disagreeing) this.#leaveOut(i, (answers[i] as { meta: FileMeta }).meta);
     this.meta = c.meta;
+    for (const i of c.disagreeing) this.#leaveOut(i, (answers[i] as { meta: FileMeta }).meta);
     this.#chosen = [...c.servers];
     this.#late = d.done ? undefined : d;
     this.#actions.push({ kind: "check_output", name: this.#name!, meta: c.meta });
@@ -754,8 +754,9 @@ export class FetchCoordinator {
   }
 
   #leaveOut(i: number, m: FileMeta): void {
-    this.#server(i, "left_out", `another version (${versionText(m)})`);
-    this.#notice(leftOutLine(this.#labels[i], m));
+    const reason = leftOutReason(m, this.meta);
+    this.#server(i, "left_out", reason);
+    this.#notice(leftOutLine(this.#labels[i], reason));
   }
 
   /** Server `server` becomes a source of the session (a chosen one, or a late joiner). */
@@ -764,7 +765,8 @@ export class FetchCoordinator {
     const source = this.#servers.length;
     this.#servers.push(server);
     this.#sources[server] = source;
-    session.addSource(source, this.#now, this.#serverHas, this.#rtts[server]);
+    const gaveOut = (piece: number) => this.#gaveOut(this.#now, piece);
+    session.addSource(source, this.#now, this.#serverHas, this.#rtts[server], gaveOut);
     session.setToken(source, this.#tokens[server]);
     session.setSwarmRequests(source, this.#swarmRequests);
   }
@@ -781,11 +783,19 @@ export class FetchCoordinator {
 
   /**
    * Asks servers only for the pieces `filter` accepts (a swarm: those no known peer holds, so
-   * that the servers' upload goes to pieces the peers then relay).
+   * that the servers' upload goes to pieces the peers then relay); `gaveOut` learns, before the
+   * next request leaves, of a piece a server gave another swarm fetcher (GIVEN_OUT).
    */
-  setServerFilter(filter: PieceFilter): void {
+  setServerFilter(
+    filter: PieceFilter,
+    gaveOut: (now: number, piece: number) => void = () => {},
+  ): void {
     this.#serverFilter = filter;
+    this.#gaveOut = gaveOut;
   }
+
+  /** Told at once when a server answers GIVEN_OUT for a piece (before the next request). */
+  #gaveOut: (now: number, piece: number) => void = () => {};
 
   /** Whether requests to servers carry the swarm flag (see `askServersAsSwarm`). */
   #swarmRequests = false;

@@ -26,8 +26,24 @@ export function refusalText(ans: { code: number; message: string }): string {
 }
 
 /** The line for a server that holds another version than the one fetched. */
-export function leftOutLine(label: string, m: FileMeta): string {
-  return `udpget: ${label}: left out, it has another version (${versionText(m)})`;
+export function leftOutLine(label: string, reason: string): string {
+  return `udpget: ${label}: left out, it has ${reason}`;
+}
+
+/**
+ * Why a server answering `m` is left out of a fetch of `chosen`: another version, or the same
+ * bytes cut into other pieces (servers of one fetch must agree on the piece hashes too; a
+ * server's `--piece-size`, or its default, which changed in this release).
+ */
+export function leftOutReason(m: FileMeta, chosen: FileMeta | undefined): string {
+  if (
+    chosen && m.size === chosen.size && m.pieceSize !== chosen.pieceSize &&
+    toHex(m.digest) === toHex(chosen.digest)
+  ) {
+    return `the same file in ${m.pieceSize}-byte pieces, not ${chosen.pieceSize} ` +
+      `(give its servers one --piece-size)`;
+  }
+  return `another version (${versionText(m)})`;
 }
 
 /**

@@ -151,6 +151,8 @@ const IDLE_RESCUE_MS = 500;
 interface Tracked {
   source: Source;
   r: InFlightRequest;
+  /** It carried the swarm flag (PROTOCOL.md §10.6). */
+  swarm?: boolean;
 }
 
 interface Source {
@@ -229,7 +231,8 @@ export class FetchSession {
 
   /**
    * A source joins: a server (holding every piece) or a peer with a have-filter; `forget`
-   * withdraws a piece from that filter when the peer answers NOT_HELD for it.
+   * withdraws a piece from that filter when the peer answers NOT_HELD for it (or a server
+   * GIVEN_OUT).
    */
   addSource(
     id: number,
@@ -347,7 +350,7 @@ export class FetchSession {
     if (entry?.source !== s) return undefined;
     const { r } = entry;
     if (p.type === "retry") return void this.#onRetry(now, s, r, p.token);
-    if (p.type === "error") this.#onError(now, s, r, p.code, p.message);
+    if (p.type === "error") this.#onError(now, s, r, p.code, p.message, entry.swarm === true);
     return undefined;
   }
 
@@ -492,7 +495,7 @@ export class FetchSession {
     // fewer blocks than asked for: the file (or this source's share) ran out, not the path
     const appLimited = a.blockCount < blocks;
     const r = path.sent(now, id, a, appLimited, lane);
-    this.#byId.set(id, { source: s, r });
+    this.#byId.set(id, s.swarm ? { source: s, r, swarm: true } : { source: s, r });
     const packet: ChunkRequest = {
       type: "chunk_request",
       requestId: id,
@@ -590,7 +593,14 @@ export class FetchSession {
     }
   }
 
-  #onError(now: number, s: Source, r: InFlightRequest, code: number, message: string): void {
+  #onError(
+    now: number,
+    s: Source,
+    r: InFlightRequest,
+    code: number,
+    message: string,
+    flagged: boolean,
+  ): void {
     this.#forget(s, r);
     this.sched.release(r.a, true); // this source cannot serve it now: another may
     this.#starved.clear();
@@ -602,14 +612,17 @@ export class FetchSession {
       this.#events.push({ kind: "not_held", source: path.id, piece: r.a.piece });
       return;
     }
-    if (code === ErrorCode.GivenOut) {
+    // (only an answer to a flagged request: from anyone else, GIVEN_OUT is a fault like any)
+    if (code === ErrorCode.GivenOut && flagged) {
       path.health.onHeard(now); // a decision, not a fault: the source stays
+      s.forget?.(r.a.piece); // before anything is sent again: not to this server, for now
       const unsent = parseGivenOut(message, this.sched.pieceCount);
       this.#events.push({ kind: "given_out", source: path.id, piece: r.a.piece, unsent });
       return;
     }
-    if (code === ErrorCode.Unsupported && s.swarm) {
-      // an older server, which knows no swarm flag: ask it as a plain fetcher from now on
+    if (code === ErrorCode.Unsupported && flagged) {
+      // an older server, which knows no swarm flag (every flagged request in flight gets this):
+      // ask it as a plain fetcher from now on
       s.swarm = false;
       s.swarmRefused = true;
       return;

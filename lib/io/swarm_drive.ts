@@ -147,7 +147,10 @@ export class SwarmDrive {
       now,
     );
     ref.node = node;
-    s.coordinator.setServerFilter(node.serverMayServe);
+    s.coordinator.setServerFilter(
+      node.serverMayServe,
+      (now, piece) => node.serverGaveOut(now, piece, []),
+    );
     const file = Deno.openSync(s.partPath, { read: true });
     return new SwarmDrive(node, s.socket, s.coordinator, file, s.key, s.wake);
   }

@@ -3,14 +3,14 @@
  * super-seeding (PROTOCOL.md §10.6). A server's upload is a swarm's floor, and only the server
  * knows exactly what it has already sent, so for requests carrying the swarm flag it decides:
  *
- * - a piece nobody was given yet is served, and recorded as given to the asker;
- * - a piece given to this same asker is served again (its losses, its re-requests);
- * - a piece given to another swarm fetcher within the last `holdMs` (counted from that
- *   fetcher's latest request for it) gets GIVEN_OUT, with a few pieces never sent, while such
- *   pieces remain: the asker fetches it from its peers and asks for a first copy instead;
- * - once every piece went out (the first pass is over), or the holder has been quiet on it for
- *   `holdMs` (it left, or its peers never got it), anything is served: the server's spare upload
- *   then helps the tail, and no piece can be withheld for good.
+ * - a piece nobody was given yet is served, and recorded as given to the asker, now;
+ * - the same asker is served again (its losses, its re-requests);
+ * - another swarm fetcher asking within `holdMs` of that first grant gets GIVEN_OUT, with a few
+ *   pieces never sent, while such pieces remain: it fetches the piece from its peers and asks
+ *   for a first copy instead;
+ * - after that, or once every piece went out, anything is served: the hold runs once per piece
+ *   from its first grant and is never renewed, so no asker can keep a piece from the others for
+ *   longer (asking for it again does not extend it), and spare upload helps the tail.
  *
  * Requests without the flag (plain fetchers, which share nothing) are never refused and never
  * recorded. Pure: times come in, no clock.
@@ -40,26 +40,36 @@ const HINTS = 8;
 
 /** First copies of one file's pieces (see the module comment). */
 export class FirstCopyLedger {
-  /** Who was given each piece (the asker's address), or undefined. */
+  /** Who was given each piece first (the asker's address and port), or undefined. */
   readonly #holder: (string | undefined)[];
-  /** When each piece's holder last asked for it (ms). */
-  readonly #lastAt: Float64Array;
+  /** When each piece was first given (ms). */
+  readonly #givenAt: Float64Array;
   /** Pieces never given, unordered; `#at[piece]` is a piece's place in it, −1 once given. */
   readonly #unsent: Int32Array;
   readonly #at: Int32Array;
   #unsentCount: number;
   readonly #holdMs: number;
   readonly #hints: number;
+  /** Bytes per piece. */
+  readonly pieceSize: number;
+  /** Pieces of the file. */
+  readonly pieceCount: number;
+  #random: () => number;
+  /** When a request last consulted this ledger (ms): idle ledgers make room for others. */
+  lastUsed = 0;
 
   /** A ledger of `pieceCount` pieces of `pieceSize` bytes, nothing given; `random` picks hints. */
   constructor(
-    readonly pieceCount: number,
-    readonly pieceSize: number,
-    readonly random: () => number,
+    pieceCount: number,
+    pieceSize: number,
+    random: () => number,
     options: FirstCopyOptions = {},
   ) {
+    this.pieceCount = pieceCount;
+    this.pieceSize = pieceSize;
+    this.#random = random;
     this.#holder = new Array<string | undefined>(pieceCount).fill(undefined);
-    this.#lastAt = new Float64Array(pieceCount);
+    this.#givenAt = new Float64Array(pieceCount);
     this.#unsent = new Int32Array(pieceCount);
     this.#at = new Int32Array(pieceCount);
     for (let p = 0; p < pieceCount; p++) this.#unsent[p] = this.#at[p] = p;
@@ -74,38 +84,42 @@ export class FirstCopyLedger {
   }
 
   /**
-   * A flagged request from `asker` for bytes `[offset, offset + length)` (already checked
-   * against the file) at `now`: serve it (and record the pieces as the asker's), or GIVEN_OUT.
+   * Whether a flagged request from `asker` for bytes `[offset, offset + length)` (already
+   * checked against the file) may be served at `now`, or gets GIVEN_OUT. Records nothing: a
+   * request served is recorded by {@link record} once it passed every other check.
    */
-  answer(now: number, asker: string, offset: number, length: number): FirstCopyAnswer {
-    const first = Math.floor(offset / this.pieceSize);
-    const last = Math.min(this.pieceCount - 1, Math.floor((offset + length - 1) / this.pieceSize));
-    if (this.#unsentCount > 0) {
-      for (let p = first; p <= last; p++) {
-        if (this.#heldByOther(p, asker, now)) {
-          return { kind: "given_out", piece: p, unsent: this.#sample() };
-        }
+  check(now: number, asker: string, offset: number, length: number): FirstCopyAnswer {
+    if (this.#unsentCount === 0) return SERVE;
+    const [first, last] = this.#pieces(offset, length);
+    for (let p = first; p <= last; p++) {
+      const holder = this.#holder[p];
+      if (holder !== undefined && holder !== asker && now - this.#givenAt[p] < this.#holdMs) {
+        return { kind: "given_out", piece: p, unsent: this.#sample() };
       }
     }
-    for (let p = first; p <= last; p++) this.#give(p, asker, now);
-    return { kind: "serve" };
+    return SERVE;
   }
 
-  #heldByOther(piece: number, asker: string, now: number): boolean {
-    const holder = this.#holder[piece];
-    return holder !== undefined && holder !== asker && now - this.#lastAt[piece] < this.#holdMs;
+  /** A flagged request from `asker` is being served: pieces nobody had are now the asker's. */
+  record(now: number, asker: string, offset: number, length: number): void {
+    const [first, last] = this.#pieces(offset, length);
+    for (let p = first; p <= last; p++) {
+      const at = this.#at[p];
+      if (at < 0) continue; // given before: the first grant (and its hold) stands
+      this.#holder[p] = asker;
+      this.#givenAt[p] = now;
+      // swap-remove from the unsent set
+      const moved = this.#unsent[--this.#unsentCount];
+      this.#unsent[at] = moved;
+      this.#at[moved] = at;
+      this.#at[p] = -1;
+    }
   }
 
-  #give(piece: number, asker: string, now: number): void {
-    this.#holder[piece] = asker;
-    this.#lastAt[piece] = now;
-    const at = this.#at[piece];
-    if (at < 0) return;
-    // swap-remove from the unsent set
-    const moved = this.#unsent[--this.#unsentCount];
-    this.#unsent[at] = moved;
-    this.#at[moved] = at;
-    this.#at[piece] = -1;
+  #pieces(offset: number, length: number): [number, number] {
+    const first = Math.floor(offset / this.pieceSize);
+    const last = Math.floor((offset + Math.max(1, length) - 1) / this.pieceSize);
+    return [first, Math.min(this.pieceCount - 1, last)];
   }
 
   /** A few distinct unsent pieces, at random (different askers get different ones). */
@@ -113,34 +127,73 @@ export class FirstCopyLedger {
     const n = Math.min(this.#hints, this.#unsentCount);
     const out = new Set<number>();
     for (let tries = 0; out.size < n && tries < 4 * n; tries++) {
-      out.add(this.#unsent[Math.floor(this.random() * this.#unsentCount)]);
+      out.add(this.#unsent[Math.floor(this.#random() * this.#unsentCount)]);
     }
     return [...out];
   }
 }
 
-/** Ledgers of the files a server has seen flagged requests for, the oldest dropped past a cap. */
+const SERVE: FirstCopyAnswer = { kind: "serve" };
+
+/** Pieces in all ledgers at most (about 24 bytes each): 4 Mi pieces, 100 MiB. */
+export const MAX_LEDGER_PIECES = 1 << 22;
+/** A ledger unused this long (ms) may be dropped to make room for another file's. */
+const LEDGER_IDLE_MS = 60_000;
+
+/**
+ * The ledgers of the files a server has seen flagged requests for, bounded: at most `maxFiles`
+ * of them and {@link MAX_LEDGER_PIECES} pieces in all. When full, a new file gets a ledger only
+ * in place of one idle for a minute; otherwise its swarm requests are served like any other
+ * (no ledger is ever rebuilt per request, whatever a client cycles through).
+ */
 export class FirstCopyLedgers {
   readonly #byFile = new Map<bigint, FirstCopyLedger>();
+  #pieces = 0;
+  readonly #maxFiles: number;
+  readonly #random: () => number;
+  readonly #options: FirstCopyOptions;
 
   /** Up to `maxFiles` ledgers, each made with `random` and `options`. */
-  constructor(
-    readonly maxFiles: number,
-    readonly random: () => number,
-    readonly options: FirstCopyOptions = {},
-  ) {}
+  constructor(maxFiles: number, random: () => number, options: FirstCopyOptions = {}) {
+    this.#maxFiles = maxFiles;
+    this.#random = random;
+    this.#options = options;
+  }
 
-  /** The ledger of file `fileId` (`size` bytes in `pieceSize` pieces), made on first use. */
-  of(fileId: bigint, size: number, pieceSize: number): FirstCopyLedger {
-    let l = this.#byFile.get(fileId);
-    if (!l || l.pieceSize !== pieceSize) {
-      if (this.#byFile.size >= this.maxFiles) {
-        this.#byFile.delete(this.#byFile.keys().next().value!);
-      }
-      const pieces = Math.max(1, Math.ceil(size / pieceSize));
-      l = new FirstCopyLedger(pieces, pieceSize, this.random, this.options);
-      this.#byFile.set(fileId, l);
+  /**
+   * The ledger of file `fileId` (`size` bytes in `pieceSize` pieces) at `now`, made on first use
+   * if there is room; undefined if there is none.
+   */
+  of(now: number, fileId: bigint, size: number, pieceSize: number): FirstCopyLedger | undefined {
+    const l = this.#byFile.get(fileId);
+    if (l && l.pieceSize === pieceSize) {
+      l.lastUsed = now;
+      return l;
     }
-    return l;
+    if (l) this.#drop(fileId, l);
+    const pieces = Math.max(1, Math.ceil(size / pieceSize));
+    if (pieces > MAX_LEDGER_PIECES) return undefined;
+    while (this.#byFile.size >= this.#maxFiles || this.#pieces + pieces > MAX_LEDGER_PIECES) {
+      if (!this.#dropIdle(now)) return undefined;
+    }
+    const made = new FirstCopyLedger(pieces, pieceSize, this.#random, this.#options);
+    made.lastUsed = now;
+    this.#byFile.set(fileId, made);
+    this.#pieces += pieces;
+    return made;
+  }
+
+  /** Drops the ledger idle the longest, if one has been idle long enough. */
+  #dropIdle(now: number): boolean {
+    let oldest: [bigint, FirstCopyLedger] | undefined;
+    for (const e of this.#byFile) if (!oldest || e[1].lastUsed < oldest[1].lastUsed) oldest = e;
+    if (!oldest || now - oldest[1].lastUsed < LEDGER_IDLE_MS) return false;
+    this.#drop(...oldest);
+    return true;
+  }
+
+  #drop(fileId: bigint, l: FirstCopyLedger): void {
+    this.#byFile.delete(fileId);
+    this.#pieces -= l.pieceCount;
   }
 }

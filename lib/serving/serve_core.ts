@@ -149,8 +149,6 @@ export class ServeCore {
   #runBlocks: number;
   #transfers: TransferLog | undefined;
   #firstCopies: FirstCopyLedgers | undefined;
-  /** Swarm requests answered GIVEN_OUT (a piece another swarm fetcher was given). */
-  givenOut = 0;
 
   constructor(opts: ServeCoreOptions, now: number) {
     this.#runBlocks = opts.runBlocks ?? RUN_BLOCKS;
@@ -204,16 +202,17 @@ export class ServeCore {
     if (file.holds && !file.holds(p.offset, p.length)) {
       return refuse(ErrorCode.NotHeld, "not held yet");
     }
-    if (p.swarm && this.#firstCopies && file.pieceSize) {
-      const ledger = this.#firstCopies.of(file.fileId, file.size, file.pieceSize);
-      const a = ledger.answer(now, `${peer.hostname}|${peer.port}`, p.offset, p.length);
-      if (a.kind === "given_out") {
-        this.givenOut++;
-        return refuse(ErrorCode.GivenOut, formatGivenOut(a.unsent));
-      }
+    const ledger = p.swarm && file.pieceSize
+      ? this.#firstCopies?.of(now, file.fileId, file.size, file.pieceSize)
+      : undefined;
+    const asker = ledger && `${peer.hostname}|${peer.port}`;
+    if (ledger && asker) {
+      const a = ledger.check(now, asker, p.offset, p.length);
+      if (a.kind === "given_out") return refuse(ErrorCode.GivenOut, formatGivenOut(a.unsent));
     }
     const tooMany = this.#transfers?.record(peer, p.name, p.fileId, p.length, now, file.size);
     if (tooMany) return refuse(tooMany.code, tooMany.message, true);
+    if (ledger && asker) ledger.record(now, asker, p.offset, p.length); // (served: now it counts)
     this.#runs(now, p, out);
   }
 

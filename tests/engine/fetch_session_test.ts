@@ -134,13 +134,17 @@ Deno.test("session: a server's GIVEN_OUT keeps it, names the unsent pieces; an o
     unsent: [2, 3],
   }]);
   assert.equal(s.alive, 1, "still a source");
-  // an older server knows no swarm flag: it answers UNSUPPORTED, and is asked plainly from then on
-  s.handleReply(7, 0, {
-    type: "error",
-    requestId: sent[1].requestId,
-    code: ErrorCode.Unsupported,
-    message: "unsupported flags 0x4",
-  });
+  // an older server knows no swarm flag: every flagged request in flight gets UNSUPPORTED, and
+  // it is asked plainly from then on
+  assert.ok(sent.length >= 3, `${sent.length} requests in flight`);
+  for (const r of sent.slice(1)) {
+    s.handleReply(7, 0, {
+      type: "error",
+      requestId: r.requestId,
+      code: ErrorCode.Unsupported,
+      message: "unsupported flags 0x4",
+    });
+  }
   assert.equal(s.alive, 1, "not dropped for it");
   sent.length = 0;
   for (let now = 8; now < 400 && sent.length === 0; now++) take(now);
@@ -148,4 +152,12 @@ Deno.test("session: a server's GIVEN_OUT keeps it, names the unsent pieces; an o
   s.setSwarmRequests(0, true);
   for (let now = 400; now < 800; now++) take(now);
   assert.ok(sent.every((r) => r.swarm === undefined), "and it stays off");
+  // GIVEN_OUT to a request that did not ask for it is a fault, not a decision to go along with
+  s.handleReply(801, 0, {
+    type: "error",
+    requestId: sent[0].requestId,
+    code: ErrorCode.GivenOut,
+    message: "given out; unsent 1",
+  });
+  assert.ok(!events(s).some((e) => e.kind === "given_out"));
 });

@@ -40,7 +40,7 @@ Deno.test("digestFile: a small file is read through a buffer its size, not a 1 M
   await digestFile(empty.file, 0, DEFAULT_PIECE_SIZE);
 });
 
-Deno.test("autoPieceSize: at least 512 pieces of 256 KiB to 1 MiB, powers of two", () => {
+Deno.test("autoPieceSize: at most 512 pieces of 256 KiB, 512 KiB, then 1 MiB", () => {
   const KiB = 1024;
   const MiB = 1024 * KiB;
   assert.equal(autoPieceSize(0), 256 * KiB);
@@ -48,6 +48,7 @@ Deno.test("autoPieceSize: at least 512 pieces of 256 KiB to 1 MiB, powers of two
   assert.equal(autoPieceSize(128 * MiB), 256 * KiB, "exactly 512 pieces");
   assert.equal(autoPieceSize(128 * MiB + 1), 512 * KiB);
   assert.equal(autoPieceSize(256 * MiB), 512 * KiB);
+  assert.equal(autoPieceSize(256 * MiB + 1), MiB, "then 1 MiB, as every file before");
   assert.equal(autoPieceSize(512 * MiB), MiB);
   assert.equal(autoPieceSize(2 ** 40), MiB, "big files keep 1 MiB pieces");
 });
