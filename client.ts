@@ -17,7 +17,8 @@ import { type FetchArgs, parseFetchArgs } from "./lib/cli/cli_args.ts";
 import { toHex } from "./lib/engine/consensus.ts";
 import { ClientEndpoint, type ServerAddr } from "./lib/io/endpoint.ts";
 import { ExitCode, ioMessage, UdpgetError } from "./lib/base/exit.ts";
-import { RateWindow, renderProgress } from "./lib/cli/progress.ts";
+import type { ProgressView } from "./lib/cli/progress.ts";
+import { RateWindow } from "./lib/cli/rate_window.ts";
 import { StatusLine } from "./lib/cli/status_line.ts";
 import {
   type FetchReport,
@@ -58,10 +59,20 @@ import { infoHashHex } from "./lib/swarm/swarm_id.ts";
 import type { PeerAddr } from "./lib/swarm/swarm_node.ts";
 import { formatBytes } from "./lib/base/format.ts";
 
+/**
+ * The progress line's renderer, loaded only when there is a terminal to show it on: its
+ * text-width packages cost about 40 ms of CPU at start, and eight fetchers started at once on
+ * two cores wait for each other's start-up.
+ */
+let renderProgress: ((v: ProgressView, width: number) => string) | undefined;
+
 /** `udpget fetch ...`: resolves with the exit status. */
 export async function runFetch(args: string[]): Promise<number> {
   const started = performance.now();
   const a = parseFetchArgs(args);
+  if (!a.quiet && Deno.stderr.isTerminal()) {
+    renderProgress = (await import("./lib/cli/progress.ts")).renderProgress;
+  }
   const run = new FetchRun(started, a);
   let reported = false;
   // the report goes out the moment the file is in place: seeding (a swarm) may follow
@@ -740,7 +751,7 @@ class FetchDrive {
       const progress = busy.map(parseBusyProgress).filter((p) => p !== undefined);
       const done = progress.reduce((t, p) => t + p.done, 0);
       const total = progress.reduce((t, p) => t + p.total, 0);
-      return renderProgress({
+      return renderProgress?.({
         phase: "hashing",
         name,
         busy: busy.length,
@@ -748,7 +759,7 @@ class FetchDrive {
         done: progress.length > 0 ? done : undefined,
         total: progress.length > 0 ? total : undefined,
         elapsedMs: performance.now() - (coordinator.firstBusyAt ?? performance.now()),
-      }, width);
+      }, width) ?? "";
     });
   }
 
@@ -851,7 +862,7 @@ class FetchDrive {
     run.ui.status((width) => {
       const now = performance.now();
       rate.sample(now, session.received);
-      return renderProgress({
+      return renderProgress?.({
         phase: "transfer",
         name,
         total: meta.size,
@@ -860,7 +871,7 @@ class FetchDrive {
         rate: rate.rate(),
         alive: session.alive,
         servers: run.servers.length, // as listed: "2/3" says one of three is not helping
-      }, width);
+      }, width) ?? "";
     });
   }
 

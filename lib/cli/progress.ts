@@ -4,7 +4,8 @@
  * earlier run), the ETA at that rate, and the servers still in use. The line always fits the
  * terminal: it is truncated, never wrapped (a wrapped line leaves a new line at every redraw).
  *
- * Pure: the renderer takes the state and a width; the rate window takes the time.
+ * Pure: the renderer takes the state and a width. (The rate comes from `rate_window.ts`; this
+ * module is loaded only when a line is shown: its text-width packages cost ~40 ms at start.)
  *
  * @module
  */
@@ -12,34 +13,6 @@
 import cliTruncate from "cli-truncate";
 import stringWidth from "string-width";
 import { formatBytes, formatDuration, formatRate } from "../base/format.ts";
-
-/** Seconds of history the current rate is measured over (aria2c and curl use a few). */
-export const RATE_WINDOW_MS = 5000;
-
-/** A moving-window rate: bytes counted over the last `windowMs`. */
-export class RateWindow {
-  #samples: { at: number; bytes: number }[] = [];
-
-  /** An empty window over `windowMs` milliseconds. */
-  constructor(readonly windowMs = RATE_WINDOW_MS) {}
-
-  /** Records that `bytes` in total had been fetched at `now` (ms). */
-  sample(now: number, bytes: number): void {
-    this.#samples.push({ at: now, bytes });
-    // keep one sample older than the window: the rate spans the whole window
-    while (this.#samples.length > 2 && this.#samples[1].at <= now - this.windowMs) {
-      this.#samples.shift();
-    }
-  }
-
-  /** Bytes per second over the window, or 0 before two samples. */
-  rate(): number {
-    const first = this.#samples[0];
-    const last = this.#samples[this.#samples.length - 1];
-    if (!first || last.at <= first.at) return 0;
-    return (1000 * (last.bytes - first.bytes)) / (last.at - first.at);
-  }
-}
 
 /** The transfer phase of the progress line. */
 export interface TransferView {

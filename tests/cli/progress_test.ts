@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import stringWidth from "string-width";
-import { RateWindow, renderProgress, type TransferView } from "../../lib/cli/progress.ts";
+import { renderProgress, type TransferView } from "../../lib/cli/progress.ts";
+import { RateWindow } from "../../lib/cli/rate_window.ts";
 
 const MiB = 1 << 20;
 
