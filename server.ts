@@ -66,6 +66,7 @@ import { PeerAddress } from "./lib/io/udp/peer_address.ts";
 import { CookieJar } from "./lib/wire/cookie.ts";
 import { RequestGate } from "./lib/serving/request_gate.ts";
 import { FirstCopyLedgers } from "./lib/serving/first_copy_ledger.ts";
+import { PacedQueue } from "./lib/serving/paced_queue.ts";
 import { completeHaveReply } from "./lib/swarm/have_log.ts";
 import { swarmId } from "./lib/swarm/swarm_id.ts";
 import { MAX_SEEDED_FILES, SeedAnnouncer } from "./lib/tracker/seed_announcer.ts";
@@ -131,6 +132,11 @@ export interface ServeStats {
   duplicates: number;
   /** Swarm requests answered GIVEN_OUT: the piece went to another swarm fetcher (§10.6). */
   givenOut: number;
+  /**
+   * Under `--rate`, requests not queued because one still waiting from the same client covers
+   * their bytes (asked again after a deadline: answering both would send the bytes twice).
+   */
+  coalesced: number;
 }
 
 /** Runs a server until `opts.signal` aborts; resolves with its counters. */
@@ -222,9 +228,6 @@ async function prehashRoot(
 
 type Request = RequestPacket;
 
-/** Chunk requests waiting for `--rate` at most (each at most 16 MiB: clients pace their asks). */
-const MAX_PACED = 4096;
-
 /** Largest request datagram: header, token, fields, a 1024-byte name and an HMAC trailer. */
 const MAX_REQUEST_DATAGRAM = 2048;
 
@@ -241,6 +244,7 @@ class UdpServer {
     authFailed: 0,
     duplicates: 0,
     givenOut: 0,
+    coalesced: 0,
   };
   #sock: DatagramSocket;
   #files: FileTable;
@@ -258,7 +262,7 @@ class UdpServer {
    * loop goes on: a metadata or hash request must not wait seconds behind paced data (a fetcher
    * would give up on the hash list, and a swarm needs it). Undefined without a rate.
    */
-  #paced: { p: ChunkRequest; peer: PeerAddress }[] | undefined;
+  #paced: PacedQueue<PeerAddress> | undefined;
   #pacing: Promise<void> | undefined;
   /** `--tracker`: the announces, the tracker, and the files announced by file id. */
   #seeds: SeedAnnouncer | undefined;
@@ -288,7 +292,7 @@ class UdpServer {
       { rate, transfers: this.#transfers, firstCopies },
       performance.now(),
     );
-    if (rate !== undefined) this.#paced = [];
+    if (rate !== undefined) this.#paced = new PacedQueue();
     this.#refusals = new RefusalLog(log, refusalLimits);
     this.#sweep = setInterval(() => {
       const now = Date.now();
@@ -316,7 +320,7 @@ class UdpServer {
 
   close(): void {
     this.#closed = true;
-    if (this.#paced) this.#paced.length = 0; // (the one being sent finishes or fails quietly)
+    this.#paced?.clear(); // (the one being sent finishes or fails quietly)
     clearInterval(this.#sweep);
     clearInterval(this.#seedTimer);
     this.#transfers.flush();
@@ -443,13 +447,15 @@ class UdpServer {
   }
 
   /**
-   * A chunk request under `--rate`: queued behind the ones being paced out (at most
-   * `MAX_PACED` waiting: beyond, a request is dropped and its client asks again).
+   * A chunk request under `--rate`: queued behind the ones being paced out (`PacedQueue`: at
+   * most `MAX_PACED` waiting, beyond which a request is dropped and its client asks again; one
+   * whose bytes a waiting request of the same client covers is left to that one).
    */
   #queueChunk(p: ChunkRequest, peer: PeerAddress): void {
     const queue = this.#paced!;
-    if (queue.length >= MAX_PACED) return void this.stats.refused++;
-    queue.push({ p, peer });
+    const refused = queue.push(p, `${peer.hostname}|${peer.port}`, peer);
+    if (refused === "full") return void this.stats.refused++;
+    if (refused === "covered") return void this.stats.coalesced++;
     this.#pacing ??= this.#drainPaced().catch(() => {}).finally(() => this.#pacing = undefined);
   }
 
@@ -457,9 +463,9 @@ class UdpServer {
     const queue = this.#paced!;
     for (let next = queue.shift(); next; next = queue.shift()) {
       try {
-        await this.#onChunk(next.p, next.peer);
+        await this.#onChunk(next.p, next.extra);
       } catch (e) {
-        await this.#internal(next.peer, next.p, e).catch(() => {}); // (closed meanwhile)
+        await this.#internal(next.extra, next.p, e).catch(() => {}); // (closed meanwhile)
       }
     }
   }
@@ -688,6 +694,7 @@ export async function runServe(args: string[]): Promise<number> {
         bytes_sent: stats.bytesSent,
         malformed: stats.malformed,
         given_out: stats.givenOut,
+        coalesced: stats.coalesced,
       },
     ));
     if (tftp) log(info("tftp_stopped", describeTftpStats(await tftp.done)));

@@ -1,0 +1,83 @@
+/**
+ * The chunk requests a `--rate` server has not started to answer yet, in arrival order. Under a
+ * cap, requests wait here for seconds when many clients share the server; a client whose
+ * request waited past its deadline asks again for the same bytes (with a new request id), and
+ * answering both would spend the capped upload twice on them. So a request whose bytes are all
+ * covered by one still waiting from the same address and port is not queued: the earlier one
+ * brings them, and the client takes late blocks (PROTOCOL.md §6.1 rule 8).
+ *
+ * Pure: no sockets, no clock.
+ *
+ * @module
+ */
+
+import type { ChunkRequest } from "../wire/packet.ts";
+
+/** A waiting request, with its asker's address and port as a key, and what the shell needs. */
+export interface PacedEntry<T> {
+  p: ChunkRequest;
+  asker: string;
+  extra: T;
+}
+
+/** Why a request was not queued. */
+export type PacedRefusal = "full" | "covered";
+
+/** Requests waiting at most (beyond, a request is dropped and its client asks again). */
+export const MAX_PACED = 4096;
+/** Waiting requests looked through for one that covers a new request (the newest first). */
+const COVER_SCAN = 512;
+
+/** The queue (see the module comment). */
+export class PacedQueue<T> {
+  readonly #queue: PacedEntry<T>[] = [];
+  /** Requests not queued because a waiting one covered them, and their bytes. */
+  covered = 0;
+  coveredBytes = 0;
+
+  /** Requests waiting. */
+  get length(): number {
+    return this.#queue.length;
+  }
+
+  /** Queues `p` from `asker`, or says why not. */
+  push(p: ChunkRequest, asker: string, extra: T): PacedRefusal | undefined {
+    if (this.#queue.length >= MAX_PACED) return "full";
+    if (this.#coveredByWaiting(p, asker)) {
+      this.covered++;
+      this.coveredBytes += p.length;
+      return "covered";
+    }
+    this.#queue.push({ p, asker, extra });
+    return undefined;
+  }
+
+  /** The oldest waiting request, taken out. */
+  shift(): PacedEntry<T> | undefined {
+    return this.#queue.shift();
+  }
+
+  /** Forgets every waiting request (the server is stopping). */
+  clear(): void {
+    this.#queue.length = 0;
+  }
+
+  #coveredByWaiting(p: ChunkRequest, asker: string): boolean {
+    const q = this.#queue;
+    const end = p.offset + p.length;
+    for (let i = q.length - 1, n = 0; i >= 0 && n < COVER_SCAN; i--, n++) {
+      const w = q[i];
+      if (w.asker !== asker || w.p.fileId !== p.fileId || w.p.blockSize !== p.blockSize) continue;
+      if (w.p.offset <= p.offset && w.p.offset + w.p.length >= end && sameBlocks(w.p, p)) {
+        return true;
+      }
+    }
+    return false;
+  }
+}
+
+/** Whether `p`'s blocks are blocks of `w` (same grid): the client can match them to its own. */
+function sameBlocks(w: ChunkRequest, p: ChunkRequest): boolean {
+  return (p.offset - w.offset) % w.blockSize === 0 &&
+    (p.offset + p.length === w.offset + w.length || p.length % p.blockSize === 0);
+}

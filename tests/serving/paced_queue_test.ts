@@ -1,0 +1,38 @@
+import assert from "node:assert/strict";
+import { MAX_PACED, PacedQueue } from "../../lib/serving/paced_queue.ts";
+import { type ChunkRequest, NO_TOKEN } from "../../lib/wire/packet.ts";
+
+function chunk(requestId: number, offset: number, length: number, fileId = 1n): ChunkRequest {
+  return {
+    type: "chunk_request",
+    requestId,
+    token: NO_TOKEN,
+    fileId,
+    offset,
+    length,
+    blockSize: 1000,
+    name: "f",
+  };
+}
+
+Deno.test("paced queue: a request asked again while the first still waits is left to the first", () => {
+  const q = new PacedQueue<string>();
+  assert.equal(q.push(chunk(1, 0, 8000), "a|1", "x"), undefined);
+  assert.equal(q.push(chunk(2, 2000, 3000), "a|1", "x"), "covered", "its blocks are coming");
+  assert.equal(q.push(chunk(3, 2000, 3000), "a|2", "x"), undefined, "another port: queued");
+  assert.equal(q.push(chunk(4, 7000, 2000), "a|1", "x"), undefined, "only partly covered");
+  assert.equal(q.push(chunk(5, 0, 1000, 2n), "a|1", "x"), undefined, "another file");
+  assert.deepEqual([q.covered, q.coveredBytes], [1, 3000]);
+  assert.deepEqual([q.shift()?.p.requestId, q.length], [1, 3]);
+  assert.equal(q.push(chunk(6, 2000, 3000), "a|1", "x"), undefined, "the first left: queued");
+});
+
+Deno.test("paced queue: bounded; beyond the bound a request is refused", () => {
+  const q = new PacedQueue<number>();
+  for (let i = 0; i < MAX_PACED; i++) {
+    assert.equal(q.push(chunk(i, i * 1000, 1000), "a|1", i), undefined);
+  }
+  assert.equal(q.push(chunk(MAX_PACED, 0, 500), "b|1", 0), "full");
+  q.clear();
+  assert.equal(q.length, 0);
+});
