@@ -50,8 +50,11 @@ export interface TrackerOptions {
   log: LogSink;
   /** Stops the tracker when aborted. */
   signal: AbortSignal;
-  /** Called once with the bound address and the socket, before the first datagram is read. */
-  onListening?: (addr: Deno.NetAddr, sock: DatagramSocket) => void;
+  /**
+   * Called once with the bound address, the socket and the core (to replace the whitelist),
+   * before the first datagram is read.
+   */
+  onListening?: (addr: Deno.NetAddr, sock: DatagramSocket, core: TrackerCore) => void;
   /** How often a line of counters is logged when there was traffic (ms; default 60 s). */
   reportEveryMs?: number;
 }
@@ -80,7 +83,7 @@ export async function runTrackerServer(o: TrackerOptions): Promise<TrackerStats>
     sourceLimits: { ...DEFAULT_SOURCE_LIMITS, rate, burst: 2 * rate },
   });
   let sendErrors = 0;
-  o.onListening?.(sock.localAddr, sock);
+  o.onListening?.(sock.localAddr, sock, core);
   const stop = () => sock.close();
   o.signal.addEventListener("abort", stop, { once: true });
   if (o.signal.aborted) stop();
@@ -196,6 +199,24 @@ export async function runTracker(args: string[]): Promise<number> {
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   const log = lineSink("text", (line) => console.log(line));
+  let core: TrackerCore | undefined;
+  // SIGHUP reads the whitelist again, as opentracker does: a new info-hash needs no restart
+  // (which would forget every swarm); a file that fails to read or parse keeps the old list
+  const onHangUp = () => {
+    if (a.whitelist === undefined || !core) return;
+    const c = core;
+    readWhitelist(a.whitelist).then((w) => {
+      c.setWhitelist(w);
+      log(info("whitelist_reloaded", `whitelist reloaded: ${w.size} info-hashes`));
+    }, (e) => {
+      log({
+        level: "warn",
+        event: "whitelist_reload_failed",
+        msg: `${e instanceof Error ? e.message : String(e)}; the whitelist loaded before stays`,
+      });
+    });
+  };
+  Deno.addSignalListener("SIGHUP", onHangUp);
   try {
     const stats = await runTrackerServer({
       ...a,
@@ -203,7 +224,8 @@ export async function runTracker(args: string[]): Promise<number> {
       key,
       log,
       signal: stop.signal,
-      onListening: (addr, sock) => {
+      onListening: (addr, sock, c) => {
+        core = c;
         const layer = describeSocket(sock, batchedUnavailable(a.io));
         console.log(listeningLine(addr, a, whitelist, layer));
       },
@@ -221,5 +243,6 @@ export async function runTracker(args: string[]): Promise<number> {
     return ExitCode.Ok;
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    Deno.removeSignalListener("SIGHUP", onHangUp);
   }
 }

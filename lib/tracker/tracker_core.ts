@@ -129,6 +129,14 @@ export class TrackerCore {
   #authKey: Uint8Array | undefined;
   #whitelist: ReadonlySet<string> | undefined;
 
+  /**
+   * Replaces the whitelist (`--whitelist` read again on SIGHUP): announces for hashes no longer
+   * listed are refused from now on, and those swarms expire as their peers stop announcing.
+   */
+  setWhitelist(whitelist: ReadonlySet<string>): void {
+    this.#whitelist = whitelist;
+  }
+
   /** A core with `o`'s keys, whitelist and limits. */
   constructor(o: TrackerCoreOptions) {
     this.#ids = new ConnectionIds(o.idKey);

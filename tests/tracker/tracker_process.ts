@@ -24,6 +24,8 @@ export interface TrackerProcess {
   output(): string;
   /** Sends `signal` (default SIGTERM) and waits for the exit status. */
   stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+  /** Sends `signal` and resolves when the output matches `printed` (undefined after `ms`). */
+  signal(signal: Deno.Signal, printed: RegExp, ms?: number): Promise<string | undefined>;
 }
 
 /** Starts `udpget tracker 0 --host 127.0.0.1 <extra>` and waits for its listening line. */
@@ -35,12 +37,14 @@ export async function startTracker(extra: string[] = []): Promise<TrackerProcess
     stdin: "null",
   }).spawn();
   let text = "";
+  let printedMore = () => {};
   const dec = new TextDecoder();
   let portFound!: (port: number) => void;
   const listening = new Promise<number>((r) => portFound = r);
   const pump = async (stream: ReadableStream<Uint8Array>) => {
     for await (const chunk of stream) {
       text += dec.decode(chunk, { stream: true });
+      printedMore();
       const m = text.match(/listening on udp [^\s]+:(\d+) /);
       if (m) portFound(Number(m[1]));
     }
@@ -55,6 +59,21 @@ export async function startTracker(extra: string[] = []): Promise<TrackerProcess
   const tracker: TrackerProcess = {
     port: await listening,
     output: () => text,
+    async signal(signal: Deno.Signal, printed: RegExp, ms = 10_000) {
+      const from = text.length;
+      child.kill(signal);
+      const deadline = Date.now() + ms;
+      while (!printed.test(text.slice(from))) {
+        const left = deadline - Date.now();
+        if (left <= 0) return undefined;
+        // woken by the next output (an event), or by the deadline
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, left);
+          printedMore = () => (clearTimeout(t), r());
+        });
+      }
+      return text.slice(from);
+    },
     async stop(signal: Deno.Signal = "SIGTERM") {
       if (status) return status;
       try {

@@ -52,7 +52,7 @@ Deno.test("tracker process: peers meet, scrape counts, stopped removes, SIGTERM 
   assert.match(tracker.output(), /stopped: 4 announces, 2 scrapes, 6 connects, 0 errors sent/);
 });
 
-Deno.test("tracker process: whitelist refuses other info-hashes; bad files are usage errors", async () => {
+Deno.test("tracker process: whitelist refuses other info-hashes, SIGHUP reloads it; bad files are usage errors", async () => {
   const dir = await tempDir();
   const list = `${dir.path}/whitelist.txt`;
   await Deno.writeTextFile(list, `# allowed\n${"5A".repeat(20)}\n\n`);
@@ -64,6 +64,19 @@ Deno.test("tracker process: whitelist refuses other info-hashes; bad files are u
     assert.equal(ok?.action, "announce");
     const refused = await c.announce({ infoHash: new Uint8Array(20).fill(1) });
     assert.ok(refused?.action === "error" && refused.message === "info-hash not allowed");
+    // SIGHUP reads the file again: the new hash is served, without a restart
+    await Deno.writeTextFile(list, `${"5a".repeat(20)}\n${"01".repeat(20)}\n`);
+    assert.ok(
+      await tracker.signal("SIGHUP", /whitelist reloaded: 2 info-hashes/),
+      tracker.output(),
+    );
+    const now = await c.announce({ infoHash: new Uint8Array(20).fill(1) });
+    assert.equal(now?.action, "announce");
+    // a broken file keeps what was loaded
+    await Deno.writeTextFile(list, "not-a-hash\n");
+    assert.ok(await tracker.signal("SIGHUP", /loaded before stays/), tracker.output());
+    const still = await c.announce({ infoHash: new Uint8Array(20).fill(1) });
+    assert.equal(still?.action, "announce");
   } finally {
     c.close();
     await tracker.stop();
