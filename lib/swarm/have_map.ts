@@ -73,6 +73,15 @@ export class HaveMap {
   }
 
   /**
+   * Whether `r` shows a log shorter than what was already read of it: the source started over
+   * (a restart without its `.part`), and holds less than this map says. The map cannot shrink
+   * piece by piece (the log says what was added, never what was lost): start a new one.
+   */
+  shrank(r: HaveReply): boolean {
+    return r.pieces === this.pieces && r.held < r.pieces && r.held < this.#since;
+  }
+
+  /**
    * The source answered NOT_HELD for `piece` it had claimed: the claim is withdrawn (and a
    * complete source is one no more). Returns whether it was claimed.
    */

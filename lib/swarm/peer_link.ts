@@ -58,7 +58,9 @@ export type PeerLinkEvent =
   /** The peer holds another file (STALE), or keeps answering nonsense: stop using it. */
   | { kind: "unusable"; reason: string }
   /** Nothing heard for too long. */
-  | { kind: "dead" };
+  | { kind: "dead" }
+  /** The peer's have-log is shorter than what was read of it: it started over. */
+  | { kind: "restarted" };
 
 interface Pending {
   id: number;
@@ -209,6 +211,7 @@ export class PeerLink {
 
   #onHave(p: Extract<Packet, { type: "have_reply" }>, now: number): void {
     if (p.fileId !== this.#fileId) return this.#bad(now, "a have-map for another file");
+    if (this.have.shrank(p)) return this.#end({ kind: "restarted" });
     const wasComplete = this.have.complete;
     const ok = this.have.apply(p, (piece) => this.#events.push({ kind: "has", piece }));
     if (!ok) return this.#bad(now, "a have-map that does not fit the file");

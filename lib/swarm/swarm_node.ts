@@ -446,6 +446,11 @@ export class SwarmNode {
         case "dead":
           this.#forgetPeer(p, now, "silent");
           return;
+        case "restarted":
+          // it holds less than its old have-map says: meet it anew, with an empty one
+          this.#removePeer(p, "started over with fewer pieces");
+          this.#learn([p.addr], now);
+          return;
       }
     }
     if (grew) this.#join(p, now);

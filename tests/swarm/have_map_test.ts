@@ -123,3 +123,22 @@ Deno.test("property: polling converges to the source's pieces and never claims o
     { numRuns: 60 },
   );
 });
+
+Deno.test("have map: a log shorter than what was read means the source started over", () => {
+  const m = new HaveMap(16);
+  const list = (held: number, pieces: number[]) => ({
+    type: "have_reply" as const,
+    requestId: 1,
+    fileId: 1n,
+    pieces: 16,
+    held,
+    form: HaveForm.List,
+    first: 0,
+    entries: new Uint8Array(pieces.flatMap((p) => [0, 0, 0, p])),
+    fetching: new Uint8Array(0),
+  });
+  assert.ok(m.apply(list(3, [1, 2, 3]), () => {}));
+  assert.ok(!m.shrank(list(3, [1, 2, 3])));
+  assert.ok(!m.shrank(list(16, [])), "complete is not shorter");
+  assert.ok(m.shrank(list(2, [7, 8])), "2 entries where 3 were read");
+});

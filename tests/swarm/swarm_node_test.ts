@@ -163,3 +163,17 @@ Deno.test("swarm node: server requests are flagged once a peer answers, and a gi
   node.handleTimeout(5001);
   assert.equal(told.at(-1), "swarm false", "a complete fetcher asks nothing as a swarm fetcher");
 });
+
+Deno.test("swarm node: a peer whose have-log shrank (it started over) is met anew with an empty map", () => {
+  const { node, told } = setup();
+  peerAnswers(node, 1, [0, 1, 2], []);
+  assert.deepEqual([...node.availability].slice(0, 3), [1, 1, 1]);
+  // its next answer shows a log of one piece: it lost the other two
+  peerAnswers(node, 200, [5], []);
+  assert.equal(node.peers[0].alive, false);
+  assert.match(node.peers[0].reason ?? "", /started over/);
+  assert.ok(told.includes("remove 0 started over with fewer pieces"), told.join("; "));
+  assert.deepEqual([...node.availability].slice(0, 3), [0, 0, 0], "its old claims are gone");
+  assert.equal(node.peers.length, 2, "the same address, met again as a new peer");
+  assert.equal(node.availability[5], 1, "and what it holds now counts");
+});
