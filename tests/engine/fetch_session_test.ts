@@ -2,16 +2,22 @@ import assert from "node:assert/strict";
 import { FetchSession, type SessionEvent } from "../../lib/engine/fetch_session.ts";
 import { type ChunkRequest, ErrorCode } from "../../lib/wire/packet.ts";
 
-function session(): FetchSession {
+/** A session of `size` bytes in 1 MiB pieces and 1444-byte blocks, with no source yet. */
+function bare(size: number, lanes?: number): FetchSession {
   let id = 1;
-  const s = new FetchSession({
-    size: 8 << 20,
+  return new FetchSession({
+    size,
     pieceSize: 1 << 20,
     blockSize: 1444,
     fileId: 3n,
     name: "f",
     nextRequestId: () => id++,
+    lanes,
   }, 0);
+}
+
+function session(): FetchSession {
+  const s = bare(8 << 20);
   s.addSource(0, 0, undefined, 10);
   return s;
 }
@@ -61,15 +67,7 @@ Deno.test("session: RETRY after RETRY for requests carrying the token drops the 
 });
 
 Deno.test("session: NOT_HELD keeps the source, withdraws the piece and sends it elsewhere", () => {
-  let id = 1;
-  const s = new FetchSession({
-    size: 4 << 20,
-    pieceSize: 1 << 20,
-    blockSize: 1444,
-    fileId: 3n,
-    name: "f",
-    nextRequestId: () => id++,
-  }, 0);
+  const s = bare(4 << 20);
   const claimed = new Set([0, 1, 2, 3]);
   const forgotten: number[] = [];
   const forget = (p: number) => void (claimed.delete(p), forgotten.push(p));
@@ -98,16 +96,7 @@ Deno.test("session: NOT_HELD keeps the source, withdraws the piece and sends it 
 });
 
 Deno.test("session: a server's GIVEN_OUT keeps it, names the unsent pieces; an old server's UNSUPPORTED unflags it", () => {
-  let id = 1;
-  const s = new FetchSession({
-    size: 4 << 20,
-    pieceSize: 1 << 20,
-    blockSize: 1444,
-    fileId: 3n,
-    name: "f",
-    nextRequestId: () => id++,
-    lanes: 2,
-  }, 0);
+  const s = bare(4 << 20, 2);
   s.addSource(0, 0, undefined, 10);
   s.setSwarmRequests(0, true);
   const sent: { piece: number; lane: number; swarm?: boolean; requestId: number }[] = [];
