@@ -295,9 +295,10 @@ class UdpServer {
     if (rate !== undefined) this.#paced = new PacedQueue();
     this.#refusals = new RefusalLog(log, refusalLimits);
     this.#sweep = setInterval(() => {
-      const now = Date.now();
-      this.#transfers.sweep(now);
-      this.#refusals.tick(now);
+      // (the clock the core records transfers with: with the epoch's, every transfer looked
+      // idle and was ended, and counted anew, once a second)
+      this.#transfers.sweep(performance.now());
+      this.#refusals.tick(Date.now());
     }, 1000);
   }
 

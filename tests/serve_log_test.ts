@@ -220,3 +220,30 @@ Deno.test("serve: a line when a transfer starts and one when it ends, with a tra
     /^transfer 1 end: "f\.bin" to 127\.0\.0\.1 \(1 port\): 1000 bytes in 1 requests over/,
   );
 });
+
+Deno.test("serve: a transfer longer than the once-a-second sweep stays one transfer", async () => {
+  const data = seededBytes(100_000, 5);
+  const events = await withServer({ "f.bin": data }, {}, async (c, events) => {
+    const m = await c.ask(meta("f.bin"));
+    assert.ok(m.type === "meta_reply");
+    for (let k = 0; k < 2; k++) {
+      if (k > 0) await new Promise((r) => setTimeout(r, 1300)); // past a sweep, within 2 s idle
+      const r = await c.ask({
+        type: "chunk_request",
+        requestId: 10 + k,
+        token: NO_TOKEN,
+        fileId: fileIdOf(m.digest),
+        offset: 1000 * k,
+        length: 1000,
+        blockSize: 1000,
+        name: "f.bin",
+      });
+      assert.equal(r.type, "chunk_reply");
+    }
+    assert.equal(events.filter((e) => e.event === "transfer_start").length, 1);
+    assert.equal(events.filter((e) => e.event === "transfer_end").length, 0, "not ended while on");
+  });
+  const ends = events.filter((e) => e.event === "transfer_end");
+  assert.equal(ends.length, 1);
+  assert.equal(ends[0].fields?.bytes, 2000);
+});
