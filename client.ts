@@ -134,6 +134,9 @@ async function fetchFile(a: FetchArgs, run: FetchRun, done: () => void): Promise
       pieceOrder: swarm ? shuffled : undefined,
     });
     run.coordinator = coordinator;
+    // a swarm fetcher's first requests already carry the swarm flag (PROTOCOL.md §10.6): the
+    // first seconds, before peers meet, are when the fetchers all ask the server at once
+    if (swarm) coordinator.askServersAsSwarm(true);
     phase("start");
     const drive = new FetchDrive(endpoint, coordinator, servers, a, run, stop.signal, swarm);
     await drive.fetch();
@@ -715,6 +718,7 @@ class FetchDrive {
         this.#openVerifier(act.hashes, act.whole);
         if (act.hashes && !act.whole) this.#startSwarm(act.hashes);
         else if (this.swarm) {
+          this.coordinator.askServersAsSwarm(false);
           run.ui.say(
             "udpget: no piece hashes to check peers' bytes with: fetching without the swarm",
           );
@@ -883,6 +887,7 @@ class FetchDrive {
     const setup = this.swarm;
     if (!setup || setup.drive) return;
     if (this.#sink) {
+      this.coordinator.askServersAsSwarm(false);
       this.run.ui.say("udpget: a streamed output is not shared: fetching without the swarm");
       return;
     }

@@ -22,7 +22,7 @@ import {
   ErrorCode,
   type HashesRequest,
   type HaveRequest,
-  MAX_BLOCK_SIZE,
+  metaReplyOf,
   type MetaRequest,
   type Packet,
   type PeersRequest,
@@ -477,16 +477,7 @@ class UdpServer {
     const d = await this.#files.digest(f, 100);
     if (!d) return this.#refuse(peer, p, ErrorCode.Busy, this.#files.busyMessage(f));
     await this.#send(
-      encode({
-        type: "meta_reply",
-        requestId: p.requestId,
-        size: f.size,
-        mtimeMs: f.mtimeMs,
-        pieceSize: d.pieceSize,
-        maxBlock: MAX_BLOCK_SIZE,
-        digest: d.digest,
-        piecesRoot: d.piecesRoot,
-      }),
+      encode(metaReplyOf(p.requestId, { ...d, size: f.size, mtimeMs: f.mtimeMs })),
       peer,
     );
   }

@@ -5,15 +5,17 @@
  *
  * - a piece nobody was given yet is served, and recorded as given to the asker, now;
  * - the same asker is served again (its losses, its re-requests);
- * - another swarm fetcher asking within `holdMs` of that first grant gets GIVEN_OUT, with a few
- *   pieces never sent, while such pieces remain: it fetches the piece from its peers and asks
- *   for a first copy instead;
- * - after that, or once every piece went out, anything is served: the hold runs once per piece
- *   from its first grant and is never renewed, so no asker can keep a piece from the others for
- *   longer (asking for it again does not extend it), and spare upload helps the tail.
+ * - another swarm fetcher asking while the piece is held gets GIVEN_OUT, with a few pieces never
+ *   sent, while such pieces remain: it fetches the piece from its peers and asks for a first
+ *   copy instead. A piece is held while its holder keeps asking for it and `relayMs` after its
+ *   last request (time for the peers to take it over), and never longer than `holdMs` after
+ *   the first grant: a holder that left releases its pieces in seconds, and none can keep a
+ *   piece from the others by asking again;
+ * - once every piece went out, anything is served: spare upload helps the tail.
  *
- * Requests without the flag (plain fetchers, which share nothing) are never refused and never
- * recorded. Pure: times come in, no clock.
+ * Requests without the flag (plain fetchers, which share nothing) are never refused, and what
+ * they are sent counts as sent (hints name only pieces nobody got) but is held by nobody.
+ * Pure: times come in, no clock.
  *
  * @module
  */
@@ -27,14 +29,18 @@ export type FirstCopyAnswer =
 
 /** Tuning of {@link FirstCopyLedger}. */
 export interface FirstCopyOptions {
-  /** How long a piece stays its holder's after the holder's latest request for it (ms). */
+  /** Longest a piece stays its first holder's, from the first grant (ms). */
   holdMs?: number;
+  /** How long a piece stays its holder's after the holder's latest request for it (ms). */
+  relayMs?: number;
   /** Unsent pieces named in a GIVEN_OUT answer at most. */
   hints?: number;
 }
 
 /** Default `holdMs`: a piece takes well under a second to cross even a capped server. */
 export const FIRST_COPY_HOLD_MS = 10_000;
+/** Default `relayMs`: peers poll have-maps every 100 ms and take a piece in well under this. */
+export const FIRST_COPY_RELAY_MS = 1_000;
 /** Default `hints`. */
 const HINTS = 8;
 
@@ -44,11 +50,14 @@ export class FirstCopyLedger {
   readonly #holder: (string | undefined)[];
   /** When each piece was first given (ms). */
   readonly #givenAt: Float64Array;
+  /** When each piece's holder last asked for it (ms). */
+  readonly #lastAt: Float64Array;
   /** Pieces never given, unordered; `#at[piece]` is a piece's place in it, −1 once given. */
   readonly #unsent: Int32Array;
   readonly #at: Int32Array;
   #unsentCount: number;
   readonly #holdMs: number;
+  readonly #relayMs: number;
   readonly #hints: number;
   /** Bytes per piece. */
   readonly pieceSize: number;
@@ -70,11 +79,13 @@ export class FirstCopyLedger {
     this.#random = random;
     this.#holder = new Array<string | undefined>(pieceCount).fill(undefined);
     this.#givenAt = new Float64Array(pieceCount);
+    this.#lastAt = new Float64Array(pieceCount);
     this.#unsent = new Int32Array(pieceCount);
     this.#at = new Int32Array(pieceCount);
     for (let p = 0; p < pieceCount; p++) this.#unsent[p] = this.#at[p] = p;
     this.#unsentCount = pieceCount;
     this.#holdMs = options.holdMs ?? FIRST_COPY_HOLD_MS;
+    this.#relayMs = options.relayMs ?? FIRST_COPY_RELAY_MS;
     this.#hints = options.hints ?? HINTS;
   }
 
@@ -93,21 +104,29 @@ export class FirstCopyLedger {
     const [first, last] = this.#pieces(offset, length);
     for (let p = first; p <= last; p++) {
       const holder = this.#holder[p];
-      if (holder !== undefined && holder !== asker && now - this.#givenAt[p] < this.#holdMs) {
-        return { kind: "given_out", piece: p, unsent: this.#sample() };
-      }
+      if (holder === undefined || holder === asker) continue;
+      const held = now - this.#givenAt[p] < this.#holdMs && now - this.#lastAt[p] < this.#relayMs;
+      if (held) return { kind: "given_out", piece: p, unsent: this.#sample() };
     }
     return SERVE;
   }
 
-  /** A flagged request from `asker` is being served: pieces nobody had are now the asker's. */
-  record(now: number, asker: string, offset: number, length: number): void {
+  /**
+   * A request from `asker` is being served: pieces nobody had are now the asker's (undefined:
+   * a plain request, whose pieces count as sent but are held by nobody); the holder's own
+   * requests keep its pieces held a while longer (never past the first grant's `holdMs`).
+   */
+  record(now: number, asker: string | undefined, offset: number, length: number): void {
     const [first, last] = this.#pieces(offset, length);
     for (let p = first; p <= last; p++) {
       const at = this.#at[p];
-      if (at < 0) continue; // given before: the first grant (and its hold) stands
+      if (at < 0) {
+        if (asker !== undefined && this.#holder[p] === asker) this.#lastAt[p] = now;
+        continue; // given before: the first grant stands
+      }
       this.#holder[p] = asker;
       this.#givenAt[p] = now;
+      this.#lastAt[p] = now;
       // swap-remove from the unsent set
       const moved = this.#unsent[--this.#unsentCount];
       this.#unsent[at] = moved;
@@ -181,6 +200,14 @@ export class FirstCopyLedgers {
     this.#byFile.set(fileId, made);
     this.#pieces += pieces;
     return made;
+  }
+
+  /** The ledger of file `fileId` if there is one (plain requests never make one), at `now`. */
+  existing(now: number, fileId: bigint, pieceSize: number): FirstCopyLedger | undefined {
+    const l = this.#byFile.get(fileId);
+    if (!l || l.pieceSize !== pieceSize) return undefined;
+    l.lastUsed = now;
+    return l;
   }
 
   /** Drops the ledger idle the longest, if one has been idle long enough. */

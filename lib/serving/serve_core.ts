@@ -202,18 +202,27 @@ export class ServeCore {
     if (file.holds && !file.holds(p.offset, p.length)) {
       return refuse(ErrorCode.NotHeld, "not held yet");
     }
-    const ledger = p.swarm && file.pieceSize
-      ? this.#firstCopies?.of(now, file.fileId, file.size, file.pieceSize)
-      : undefined;
-    const asker = ledger && `${peer.hostname}|${peer.port}`;
+    const ledger = this.#ledgerFor(now, p, file);
+    const asker = p.swarm ? `${peer.hostname}|${peer.port}` : undefined;
     if (ledger && asker) {
       const a = ledger.check(now, asker, p.offset, p.length);
       if (a.kind === "given_out") return refuse(ErrorCode.GivenOut, formatGivenOut(a.unsent));
     }
     const tooMany = this.#transfers?.record(peer, p.name, p.fileId, p.length, now, file.size);
     if (tooMany) return refuse(tooMany.code, tooMany.message, true);
-    if (ledger && asker) ledger.record(now, asker, p.offset, p.length); // (served: now it counts)
+    ledger?.record(now, asker, p.offset, p.length); // (served: now it counts)
     this.#runs(now, p, out);
+  }
+
+  /**
+   * The first-copy ledger of `file` for request `p`: made by a swarm request; a plain one only
+   * adds to a ledger that exists (what it is sent is sent, but plain traffic alone needs none).
+   */
+  #ledgerFor(now: number, p: ChunkRequest, file: ServedPieces) {
+    if (!this.#firstCopies || !file.pieceSize || file.fileId === undefined) return undefined;
+    return p.swarm
+      ? this.#firstCopies.of(now, file.fileId, file.size, file.pieceSize)
+      : this.#firstCopies.existing(now, file.fileId, file.pieceSize);
   }
 
   /** Splits the range into runs; under `--rate` each gets the time the bucket lets it leave. */

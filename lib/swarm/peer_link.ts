@@ -42,7 +42,7 @@ export const DEFAULT_PEER_TIMING: PeerLinkTiming = {
   pexEveryMs: 5000,
   firstPexMs: 300,
   requestTimeoutMs: 1000,
-  deadAfterMs: 6000,
+  deadAfterMs: 3000,
 };
 
 /** What a link tells its owner. */

@@ -17,7 +17,7 @@ import {
   type ChunkRequest,
   encode,
   ErrorCode,
-  MAX_BLOCK_SIZE,
+  metaReplyOf,
   type RequestPacket,
 } from "../wire/packet.ts";
 import type { RequestGate } from "../serving/request_gate.ts";
@@ -174,18 +174,7 @@ export class PeerShare {
   }
 
   #metaReply(requestId: number, out: ShareAction[]): void {
-    const m = this.#meta;
-    const bytes = encode({
-      type: "meta_reply",
-      requestId,
-      size: m.size,
-      mtimeMs: m.mtimeMs,
-      pieceSize: m.pieceSize,
-      maxBlock: MAX_BLOCK_SIZE,
-      digest: m.digest,
-      piecesRoot: m.piecesRoot,
-    });
-    out.push({ kind: "reply", bytes });
+    out.push({ kind: "reply", bytes: encode(metaReplyOf(requestId, this.#meta)) });
   }
 
   #hashesReply(requestId: number, first: number, count: number, out: ShareAction[]): void {

@@ -137,6 +137,13 @@ const MAX_BANNED = 4096;
  */
 const CLAIM_HOLD_MS = 4000;
 
+/**
+ * How long a server's GIVEN_OUT keeps this node from asking it for that piece again (ms): the
+ * server holds a piece for its holder only while the holder is on it and 2 s after (PROTOCOL.md
+ * §10.6), so a piece whose holder left is asked for again soon.
+ */
+const GIVEN_OUT_HOLD_MS = 1000;
+
 /** NOT_HELD answers for claimed pieces before a peer counts as lying about what it holds. */
 const MAX_FALSE_CLAIMS = 4;
 
@@ -178,8 +185,10 @@ export class SwarmNode {
   #claimedSince: Float64Array;
   /** When a server last answered GIVEN_OUT for each piece (ms). */
   #givenOutAt: Float64Array;
-  /** Whether requests to the servers carry the swarm flag now. */
-  #swarmRequests = false;
+  /** Whether requests to the servers carry the swarm flag now (the shell sets it at start). */
+  #swarmRequests = true;
+  /** The tracker said nothing to our last requests (its "unreachable"), and nothing since. */
+  #trackerDown = false;
   #o: SwarmNodeOptions;
   #transfer: SwarmTransfer;
   #share: PeerShare;
@@ -237,7 +246,7 @@ export class SwarmNode {
     (this.availability[piece] === 0 ||
       this.#now - this.#availableSince[piece] > PEER_HOLD_MS) &&
     (this.claimed[piece] === 0 || this.#now - this.#claimedSince[piece] > CLAIM_HOLD_MS) &&
-    this.#now - this.#givenOutAt[piece] > CLAIM_HOLD_MS;
+    this.#now - this.#givenOutAt[piece] > GIVEN_OUT_HOLD_MS;
 
   /**
    * A server gave `piece` to another swarm fetcher (GIVEN_OUT): it is not asked of the servers
@@ -407,8 +416,12 @@ export class SwarmNode {
       if (e.kind === "peers") this.#learn(e.peers.map((c) => fromCompact(c)), now);
       else if (e.kind === "refused") this.#say(`udpget: tracker ${label} refused: ${e.message}`);
       else if (e.kind === "unreachable") {
+        this.#trackerDown = true;
         this.#say(`udpget: tracker ${label} does not answer; fetching without the swarm's help`);
-      } else if (e.kind === "reachable") this.#say(`udpget: tracker ${label} answers again`);
+      } else if (e.kind === "reachable") {
+        this.#trackerDown = false;
+        this.#say(`udpget: tracker ${label} answers again`);
+      }
     }
     for (let b = this.#announcer.pollTransmit(); b; b = this.#announcer.pollTransmit()) {
       this.#sends.push({ kind: "datagram", to: this.#o.tracker, bytes: b });
@@ -457,17 +470,18 @@ export class SwarmNode {
   }
 
   /**
-   * Requests to the servers carry the swarm flag while this node has a peer that answers and
-   * pieces to fetch: only then can it get from peers what a server gave another fetcher.
+   * Requests to the servers carry the swarm flag while this node has pieces to fetch and can get
+   * from peers what a server gave another fetcher: it has a peer that answers, or it has not
+   * found the tracker silent (peers are still to come). A node alone off a silent tracker asks
+   * as a plain fetcher.
    */
   #flagServerRequests(): void {
     let on = false;
     if (!this.#complete && !this.#stopped) {
+      on = !this.#trackerDown;
       for (const p of this.#peers.values()) {
-        if (p.link.answered) {
-          on = true;
-          break;
-        }
+        if (on) break;
+        on = p.link.answered;
       }
     }
     if (on === this.#swarmRequests) return;

@@ -157,6 +157,19 @@ export interface MetaReply {
   piecesRoot: Uint8Array;
 }
 
+/** What a META_REPLY says of a file, as a server or a peer knows it. */
+export type FileDescription = Pick<
+  MetaReply,
+  "size" | "mtimeMs" | "pieceSize" | "digest" | "piecesRoot"
+>;
+
+/** The META_REPLY to request `requestId` describing `m`, with the largest block of version 1. */
+export function metaReplyOf(requestId: number, m: FileDescription): MetaReply {
+  const { size, mtimeMs, pieceSize, digest, piecesRoot } = m;
+  const maxBlock = MAX_BLOCK_SIZE;
+  return { type: "meta_reply", requestId, size, mtimeMs, pieceSize, maxBlock, digest, piecesRoot };
+}
+
 /** Client asks for `length` bytes at `offset`, delivered in `blockSize`-byte CHUNK_REPLY datagrams. */
 export interface ChunkRequest {
   type: "chunk_request";

@@ -84,3 +84,21 @@ Deno.test("first copies: ledgers are bounded; a full table makes room only from 
   assert.equal(ls.of(later, 1n, 10 * PIECE, PIECE), one, "the busy one was kept");
   assert.equal(ls.of(later, 9n, (MAX_LEDGER_PIECES + 1) * PIECE, PIECE), undefined, "too big");
 });
+
+Deno.test("first copies: a holder gone quiet releases its piece after the relay time", () => {
+  const l = new FirstCopyLedger(3, PIECE, seededRandom(6), { holdMs: 10_000, relayMs: 500 });
+  ask(l, 0, "a", 0, PIECE / 2);
+  ask(l, 400, "a", PIECE / 2, PIECE / 2); // still on it
+  assert.equal(ask(l, 800, "b", 0, PIECE).kind, "given_out", "400 ms after its last request");
+  assert.equal(ask(l, 901, "b", 0, PIECE).kind, "serve", "500 ms quiet: it left, or is done");
+});
+
+Deno.test("first copies: what plain requests are sent counts as sent, held by nobody", () => {
+  const l = new FirstCopyLedger(3, PIECE, seededRandom(7));
+  l.record(0, undefined, 0, 2 * PIECE); // a plain fetcher got pieces 0 and 1
+  assert.equal(l.unsent, 1);
+  assert.equal(ask(l, 1, "b", 0, PIECE).kind, "serve", "nobody holds it for the swarm");
+  ask(l, 2, "a", 2 * PIECE, PIECE);
+  const r = ask(l, 3, "b", 2 * PIECE, PIECE);
+  assert.equal(r.kind, "serve", "every piece went out: no more refusals");
+});

@@ -143,24 +143,30 @@ Deno.test("swarm node: a peer dropped for a bad piece is banned and its counts a
   assert.ok(!told.some((t) => t.startsWith("add")));
 });
 
-Deno.test("swarm node: server requests are flagged once a peer answers, and a given-out piece waits for peers", () => {
-  const { node, told } = setup();
+Deno.test("swarm node: server requests stay flagged unless the tracker is silent and no peer answers; a given-out piece waits for peers", () => {
+  const { node, told, askAgain } = setup();
   node.handleTimeout(0);
-  assert.ok(!told.includes("swarm true"), "no peer has answered yet: plain requests");
-  peerAnswers(node, 1, [], []);
-  node.handleTimeout(1);
-  assert.ok(
-    told.includes("swarm true"),
-    "a peer answers: the servers are asked as a swarm fetcher",
-  );
+  assert.ok(!told.some((t) => t.startsWith("swarm")), "flagged from the start (by the shell)");
+  // the tracker never answers, and the one peer met has not answered either: plain requests
+  let t = 0;
+  for (; t < 120_000 && !told.includes("swarm false"); t += 250) {
+    node.handleTimeout(t);
+    while (node.pollSend(t));
+  }
+  assert.ok(told.includes("swarm false"), "alone off a silent tracker: asked as a plain fetcher");
+  t += 21_000; // (the silent peer was given up; it may be met again after 20 s)
+  askAgain(t);
+  peerAnswers(node, t, [], []);
+  node.handleTimeout(t);
+  assert.equal(told.at(-1), "swarm true", "a peer answers: flagged again");
   // a server gave piece 4 to another swarm fetcher and named 6 and 7 as never sent
-  node.serverGaveOut(2, 4, [6, 7]);
+  node.serverGaveOut(t, 4, [6, 7]);
   assert.ok(told.includes("prefer 6,7"), "the unsent pieces are asked next");
   assert.ok(!node.serverMayServe(4), "the given-out piece is left to the peers");
-  node.handleTimeout(2 + 4001);
+  node.handleTimeout(t + 2001);
   assert.ok(node.serverMayServe(4), "not for ever: no peer got it, the server is asked again");
-  node.completed(5000);
-  node.handleTimeout(5001);
+  node.completed(t + 3000);
+  node.handleTimeout(t + 3001);
   assert.equal(told.at(-1), "swarm false", "a complete fetcher asks nothing as a swarm fetcher");
 });
 

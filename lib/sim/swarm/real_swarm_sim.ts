@@ -21,7 +21,8 @@
  *   `sendToPeer`, the queue of runs): a turn runs the coordinator's timers, the node's service,
  *   sends and actions, then sleeps until the next timer (at most 1 s) or a wake-up (a datagram);
  * - the server shell (`server.ts`): requests answered at once except chunk requests under
- *   `--rate`, which are queued and served one after the other, each run sent when its time comes;
+ *   `--rate`, which wait in the real `PacedQueue` (copies covered by a waiting request are left
+ *   to it) and are served one after the other, each run sent when its time comes;
  * - verification is instantaneous (SHA-256 of the piece against the trusted hashes), and so are
  *   the `.part` (an in-memory buffer per fetcher) and the digest step;
  * - the network: each node has one uplink (`Link`: a rate, a FIFO queue, a one-way delay drawn
@@ -38,18 +39,17 @@
 
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { FetchCoordinator } from "../../engine/fetch_coordinator.ts";
+import { FetchCoordinator, PEER_SOURCE_BASE } from "../../engine/fetch_coordinator.ts";
 import type { CoordinatorAction } from "../../engine/fetch_actions.ts";
 import type { FileMeta } from "../../engine/consensus.ts";
 import {
   CHUNK_REPLY_HEADER_SIZE,
   type ChunkReplyHeader,
-  type ChunkRequest,
   decode,
   encode,
   ErrorCode,
   fileIdOf,
-  MAX_BLOCK_SIZE,
+  metaReplyOf,
   type Packet,
 } from "../../wire/packet.ts";
 import { CookieJar } from "../../wire/cookie.ts";
@@ -57,6 +57,7 @@ import { RequestGate } from "../../serving/request_gate.ts";
 import { type RunAction, ServeCore, type ServedPieces } from "../../serving/serve_core.ts";
 import { TransferLog } from "../../serving/transfer_log.ts";
 import { FirstCopyLedgers } from "../../serving/first_copy_ledger.ts";
+import { PacedQueue } from "../../serving/paced_queue.ts";
 import { hashesReplyCount } from "../../serving/serve_policy.ts";
 import { completeHaveReply, HaveLog } from "../../swarm/have_log.ts";
 import { PeerShare } from "../../swarm/peer_share.ts";
@@ -116,6 +117,16 @@ export interface RealFetcherOutcome {
   fromPeers: number;
   /** Data bytes it sent to peers. */
   uploaded: number;
+  /** Data bytes that reached it from the server but were not new (copies, late answers). */
+  serverWaste: number;
+  /** Data bytes that reached it from peers but were not new. */
+  peerWaste: number;
+  /** Bytes its transfer declared lost and asked for again. */
+  rerequested: number;
+  /** Of those, bytes declared lost on the server's path. */
+  lostFromServer: number;
+  /** Of those, bytes declared lost on peers' paths. */
+  lostFromPeers: number;
   /** Its output equals the file (false while unfinished). */
   correct: boolean;
   /** GIVEN_OUT answers it got from the server. */
@@ -148,6 +159,8 @@ export interface RealSwarmOutcome {
   serverShare: number;
   /** GIVEN_OUT answers the server sent. */
   serverGivenOut: number;
+  /** Chunk requests the server's paced queue left to a waiting one that covered them. */
+  serverCoalesced: number;
   /** Of `serverUploaded`, bytes answering requests without the swarm flag (no ledger). */
   serverPlainBytes: number;
   /** Of `serverUploaded`, bytes the server had sent before (to anyone). */
@@ -206,8 +219,7 @@ const MTU = 1500;
 /** `SwarmDrive`'s share-rate credit (ms) and bound on queued runs (not exported there). */
 const SHARE_CREDIT_MS = 50;
 const MAX_QUEUED_RUNS = 4096;
-/** `server.ts`'s bound on chunk requests waiting for `--rate`, and on ledgers. */
-const MAX_PACED = 4096;
+/** `server.ts`'s bound on ledgers (MAX_SEEDED_FILES). */
 const MAX_LEDGER_FILES = 64;
 /** `client.ts`: the drive loop sleeps at most this long with no timer set (ms). */
 const IDLE_TURN_MS = 1000;
@@ -296,7 +308,9 @@ class SimServer {
   #gate: RequestGate;
   #core: ServeCore;
   #transfers = new TransferLog(() => {});
-  #paced: { p: ChunkRequest; from: PeerAddr }[] = [];
+  #paced = new PacedQueue<PeerAddr>();
+  /** Chunk requests not queued because a waiting one of the same client covered them. */
+  coalesced = 0;
   /** Runs of the request being served, waiting for their time. */
   #runs: { a: RunAction; to: PeerAddr; swarm: boolean }[] = [];
   #draining = false;
@@ -342,17 +356,7 @@ class SimServer {
       case "meta_request": {
         this.#transfers.noteMeta(from.hostname, p.name);
         if (p.name !== SIM_NAME) return this.#refuse(from, p.requestId, ErrorCode.NotFound, "no");
-        const m = v.meta;
-        return this.#reply(from, {
-          type: "meta_reply",
-          requestId: p.requestId,
-          size: m.size,
-          mtimeMs: m.mtimeMs,
-          pieceSize: m.pieceSize,
-          maxBlock: MAX_BLOCK_SIZE,
-          digest: m.digest,
-          piecesRoot: m.piecesRoot,
-        });
+        return this.#reply(from, metaReplyOf(p.requestId, v.meta));
       }
       case "hashes_request": {
         if (p.fileId !== v.fileId) return this.#refuse(from, p.requestId, ErrorCode.Stale, "?");
@@ -377,11 +381,12 @@ class SimServer {
           family: 4,
           entries: new Uint8Array(0),
         });
-      case "chunk_request":
-        if (this.#paced.length >= MAX_PACED) return;
-        this.#paced.push({ p, from });
-        if (!this.#draining) this.#drain();
+      case "chunk_request": {
+        const refused = this.#paced.push(p, keyOf(from), from);
+        if (refused === "covered") this.coalesced++;
+        if (refused === undefined && !this.#draining) this.#drain();
         return;
+      }
     }
   }
 
@@ -397,8 +402,9 @@ class SimServer {
         this.#sendRun(next.a, next.to, next.swarm);
         continue;
       }
-      const q = this.#paced.shift();
-      if (!q) break;
+      const e = this.#paced.shift();
+      if (!e) break;
+      const q = { p: e.p, from: e.extra };
       const v = this.version;
       const pieces: ServedPieces = {
         fileId: v.fileId,
@@ -499,6 +505,8 @@ class SimFetcher {
   leftMs = NaN;
   fromServer = 0;
   fromPeers = 0;
+  serverWaste = 0;
+  peerWaste = 0;
   uploaded = 0;
   givenOut = 0;
   dueTurns = 0;
@@ -554,6 +562,7 @@ class SimFetcher {
   start(): void {
     this.net.bind(this.laneAddr, (d) => this.#fromServer(d));
     this.net.bind(this.swarmAddr, (d) => this.#onSwarmSocket(d));
+    this.coordinator.askServersAsSwarm(true); // (as client.ts: flagged from the first request)
     this.coordinator.start(this.clock.now, SIM_NAME);
     this.#turn();
   }
@@ -588,7 +597,7 @@ class SimFetcher {
       if (c.handleBlock(now, 0, d.h)) {
         this.out.set(d.data, d.h.offset);
         this.fromServer += d.h.dataLen;
-      }
+      } else this.serverWaste += d.h.dataLen;
     } else {
       const r = decode(d.bytes);
       if (!r.ok) return;
@@ -613,7 +622,7 @@ class SimFetcher {
       if (this.coordinator.handlePeerBlock(now, peer, d.h)) {
         this.out.set(d.data, d.h.offset);
         this.fromPeers += d.h.dataLen;
-      }
+      } else this.peerWaste += d.h.dataLen;
       if (this.coordinator.wantsService(now)) this.#wake();
       return;
     }
@@ -852,6 +861,17 @@ class SimFetcher {
   }
 }
 
+/** Bytes a fetcher's transfer declared lost, on its server's path and on its peers'. */
+function lostBySide(c: FetchCoordinator): { lostFromServer: number; lostFromPeers: number } {
+  let lostFromServer = 0;
+  let lostFromPeers = 0;
+  for (const s of c.session?.stats() ?? []) {
+    if (s.source >= PEER_SOURCE_BASE) lostFromPeers += s.lost;
+    else lostFromServer += s.lost;
+  }
+  return { lostFromServer, lostFromPeers };
+}
+
 /** Derives the seed of one party's generator from the scenario's seed. */
 function partySeed(seed: number, party: number): number {
   return (Math.imul(seed ^ 0x5bd1e995, 0x9e3779b1) + Math.imul(party + 1, 0x85ebca6b)) >>> 0;
@@ -906,6 +926,10 @@ export function simulateRealSwarm(sc: RealSwarmScenario): RealSwarmOutcome {
     fromServer: f.fromServer,
     fromPeers: f.fromPeers,
     uploaded: f.uploaded,
+    serverWaste: f.serverWaste,
+    peerWaste: f.peerWaste,
+    rerequested: f.coordinator.session?.rerequested ?? 0,
+    ...lostBySide(f.coordinator),
     correct: f.finished && Buffer.compare(f.out, version.file) === 0,
     givenOut: f.givenOut,
     peersMet: f.node?.peers.length ?? 0,
@@ -926,6 +950,7 @@ export function simulateRealSwarm(sc: RealSwarmScenario): RealSwarmOutcome {
     serverUploaded: server.uploaded,
     serverShare: server.uploaded / sc.fileBytes,
     serverGivenOut: server.givenOut,
+    serverCoalesced: server.coalesced,
     serverPlainBytes: server.plainBytes,
     serverRepeatBytes: server.repeatBytes,
     simMs: clock.now,

@@ -1,0 +1,99 @@
+/**
+ * The swarm with the product's real code in the loop (`lib/sim/swarm/real_swarm_sim.ts`): real
+ * fetch coordinators, swarm nodes, peer shares, serve cores, first-copy ledger and BEP 15 tracker
+ * over simulated links. Bounds were set from measured runs (seeds fixed, so every run is the same)
+ * with a margin; the figures measured are in each test's name or comment.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  MiB,
+  realFlashCrowd,
+  realSwarmBoundMs,
+  type RealSwarmOutcome,
+  type RealSwarmScenario,
+  simulateRealSwarm,
+} from "../../../lib/sim/swarm/real_swarm_sim.ts";
+
+/** 64 KiB pieces, 16 KiB blocks. */
+const SMALL_PIECES = { pieceBytes: 64 << 10, blockSize: 16 << 10 };
+
+/** Fraction of all fetchers' new bytes that came from peers. */
+function peerFraction(o: RealSwarmOutcome): number {
+  const peers = o.fetchers.reduce((t, f) => t + f.fromPeers, 0);
+  const server = o.fetchers.reduce((t, f) => t + f.fromServer, 0);
+  return peers / (peers + server);
+}
+
+function figures(o: RealSwarmOutcome): string {
+  return `last ${o.lastDoneMs.toFixed(0)} ms = ${o.ratio.toFixed(2)} × bound, server ` +
+    `${o.serverShare.toFixed(2)} F, peers ${(100 * peerFraction(o)).toFixed(0)} %`;
+}
+
+/** Two fetchers of an N = 8 crowd vanish mid-way (at 1.0 s and 1.5 s of a ~3 s run). */
+function churn(seed: number): RealSwarmScenario {
+  const sc = realFlashCrowd({ peers: 8, seed, ...SMALL_PIECES });
+  sc.fetchers[6].leaveMs = 1000;
+  sc.fetchers[7].leaveMs = 1500;
+  return sc;
+}
+
+Deno.test("real swarm: the bound is max(F/u_s, N·F/(u_s + N·u_i))", () => {
+  assert.equal(realSwarmBoundMs(realFlashCrowd({ peers: 8 })), 2000);
+  assert.equal(realSwarmBoundMs(realFlashCrowd({ peers: 8, serverUpBytesPerSec: 64 * MiB })), 1000);
+});
+
+Deno.test("real swarm: one fetcher alone takes ≤ 1.15 × F/u_s from a capped server (1.05, seed 1)", () => {
+  const o = simulateRealSwarm(realFlashCrowd({ peers: 1, seed: 1 }));
+  assert.ok(o.finished && o.allCorrect);
+  assert.ok(o.ratio <= 1.15, figures(o));
+  assert.ok(o.serverShare <= 1.15, figures(o));
+  assert.equal(o.fetchers[0].fromPeers, 0);
+});
+
+Deno.test("real swarm: N = 8, 64 KiB pieces — all correct, server ≤ 1.2 F, ≥ 75 % from peers, last ≤ 1.4 × bound (seed 1: 1.16×, 1.08 F)", () => {
+  const o = simulateRealSwarm(realFlashCrowd({ peers: 8, seed: 1, ...SMALL_PIECES }));
+  assert.ok(o.finished, figures(o));
+  assert.ok(o.allCorrect);
+  for (const f of o.fetchers) {
+    assert.ok(f.correct);
+    assert.equal(f.error, undefined);
+    assert.ok(f.fromPeers > 0 && f.uploaded > 0, "every fetcher takes from peers and shares");
+  }
+  assert.ok(o.serverShare <= 1.2, figures(o));
+  assert.ok(peerFraction(o) >= 0.75, figures(o));
+  assert.ok(o.ratio <= 1.4, figures(o));
+  assert.ok(o.serverGivenOut > 0, "the first-copy ledger answered GIVEN_OUT");
+});
+
+Deno.test("real swarm: N = 8, 256 KiB pieces — all correct, server ≤ 1.3 F, last ≤ 2 × bound (seed 1: 1.73×, 1.18 F)", () => {
+  // 64 pieces in a 2 s bound: the last pieces' relay (a piece is shared only once verified) is a
+  // large part of so short a run; seeds 2 and 3 give 1.33× and 1.39×
+  const o = simulateRealSwarm(realFlashCrowd({ peers: 8, seed: 1 }));
+  assert.ok(o.finished && o.allCorrect, figures(o));
+  assert.ok(o.serverShare <= 1.3, figures(o));
+  assert.ok(o.ratio <= 2, figures(o));
+  assert.ok(peerFraction(o) >= 0.75, figures(o));
+});
+
+Deno.test("real swarm: two of 8 vanish mid-way — the 6 others finish correct within 3 × bound (seed 1: 2.27×)", () => {
+  // what is left of the stall: a leaver counts as holding its pieces until 3 s of silence
+  const o = simulateRealSwarm(churn(1));
+  const stayed = o.fetchers.filter((f) => Number.isNaN(f.leftMs));
+  assert.equal(stayed.length, 6);
+  assert.ok(o.finished, figures(o));
+  for (const f of stayed) assert.ok(f.correct);
+  assert.ok(o.ratio <= 3, figures(o));
+});
+
+Deno.test("real swarm: the same seed replays exactly, another seed differs", () => {
+  const sc = realFlashCrowd({ peers: 4, seed: 7, ...SMALL_PIECES });
+  const a = simulateRealSwarm(sc);
+  const b = simulateRealSwarm(structuredClone(sc));
+  assert.deepEqual(a, b);
+  const c = simulateRealSwarm({ ...sc, seed: 8 });
+  assert.ok(c.finished && c.allCorrect);
+  assert.notEqual(c.lastDoneMs, a.lastDoneMs);
+});
