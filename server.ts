@@ -264,6 +264,8 @@ class UdpServer {
    */
   #paced: PacedQueue<PeerAddress> | undefined;
   #pacing: Promise<void> | undefined;
+  /** `--rate`, bytes per second; undefined: no cap. */
+  #rate: number | undefined;
   /** `--tracker`: the announces, the tracker, and the files announced by file id. */
   #seeds: SeedAnnouncer | undefined;
   #tracker: PeerAddress | undefined;
@@ -293,6 +295,7 @@ class UdpServer {
       performance.now(),
     );
     if (rate !== undefined) this.#paced = new PacedQueue();
+    this.#rate = rate;
     this.#refusals = new RefusalLog(log, refusalLimits);
     this.#sweep = setInterval(() => {
       // (the clock the core records transfers with: with the epoch's, every transfer looked
@@ -537,7 +540,9 @@ class UdpServer {
     };
     const actions = this.#actions;
     actions.length = 0;
-    this.#core.onChunk(performance.now(), peer.netAddr, p, pieces, actions);
+    // what still waits for the rate decides whether a swarm fetcher gets a repeat (§10.6)
+    const backlogMs = this.#paced && this.#rate ? 1000 * this.#paced.queuedBytes / this.#rate : 0;
+    this.#core.onChunk(performance.now(), peer.netAddr, p, pieces, actions, backlogMs);
     this.stats.peakTransfers = Math.max(this.stats.peakTransfers, this.#transfers.size);
     for (const a of actions.splice(0)) {
       if (a.kind === "refuse") {

@@ -646,6 +646,9 @@ export class FetchCoordinator {
     if (this.#hashFetch?.done) {
       const list = this.#hashFetch.result();
       this.#hashFetch = undefined;
+      if (!list) {
+        this.#notice("udpget: the servers did not send the piece hashes; checking the whole file");
+      }
       this.#decideVerification(list);
     }
   }

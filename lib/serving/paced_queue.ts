@@ -31,6 +31,8 @@ const COVER_SCAN = 512;
 /** The queue (see the module comment). */
 export class PacedQueue<T> {
   readonly #queue: PacedEntry<T>[] = [];
+  /** Bytes the waiting requests ask for. */
+  queuedBytes = 0;
   /** Requests not queued because a waiting one covered them, and their bytes. */
   covered = 0;
   coveredBytes = 0;
@@ -49,17 +51,21 @@ export class PacedQueue<T> {
       return "covered";
     }
     this.#queue.push({ p, asker, extra });
+    this.queuedBytes += p.length;
     return undefined;
   }
 
   /** The oldest waiting request, taken out. */
   shift(): PacedEntry<T> | undefined {
-    return this.#queue.shift();
+    const e = this.#queue.shift();
+    if (e) this.queuedBytes -= e.p.length;
+    return e;
   }
 
   /** Forgets every waiting request (the server is stopping). */
   clear(): void {
     this.#queue.length = 0;
+    this.queuedBytes = 0;
   }
 
   #coveredByWaiting(p: ChunkRequest, asker: string): boolean {

@@ -183,7 +183,8 @@ export class ServeCore {
 
   /**
    * A CHUNK_REQUEST from `peer` for `file` at `now`: pushes to `out` the runs that answer it,
-   * or the ERROR that refuses it.
+   * or the ERROR that refuses it. `backlogMs`: data the shell still has queued (ms of `--rate`),
+   * which decides whether a swarm fetcher gets a repeat (PROTOCOL.md §10.6).
    */
   onChunk(
     now: number,
@@ -191,6 +192,7 @@ export class ServeCore {
     p: ChunkRequest,
     file: ServedPieces,
     out: ServeAction[],
+    backlogMs = 0,
   ): void {
     const refuse = (code: number, message: string, tooMany = false) =>
       void out.push({ kind: "refuse", requestId: p.requestId, code, message, tooMany });
@@ -205,12 +207,12 @@ export class ServeCore {
     const ledger = this.#ledgerFor(now, p, file);
     const asker = p.swarm ? `${peer.hostname}|${peer.port}` : undefined;
     if (ledger && asker) {
-      const a = ledger.check(now, asker, p.offset, p.length);
+      const a = ledger.check(asker, p.offset, p.length, backlogMs);
       if (a.kind === "given_out") return refuse(ErrorCode.GivenOut, formatGivenOut(a.unsent));
     }
     const tooMany = this.#transfers?.record(peer, p.name, p.fileId, p.length, now, file.size);
     if (tooMany) return refuse(tooMany.code, tooMany.message, true);
-    ledger?.record(now, asker, p.offset, p.length); // (served: now it counts)
+    ledger?.record(asker, p.offset, p.length); // (served: now it counts)
     this.#runs(now, p, out);
   }
 

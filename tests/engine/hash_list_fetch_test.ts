@@ -68,3 +68,21 @@ Deno.test("hash list: gives up (undefined) when no server ever answers", () => {
   assert.ok(h.done);
   assert.equal(h.result(), undefined);
 });
+
+Deno.test("hash list: a slow server whose every first attempt times out is not given up while hashes come", () => {
+  // one server, replies with 5 hashes at a time, each only after the request has timed out once:
+  // many more timeouts in all than the give-up count, but never many in a row
+  const h = fetcher(200, [0]);
+  let now = 0;
+  for (let round = 0; round < 200 && !h.done; round++) {
+    const first = h.pollTransmit(now);
+    if (!first) break;
+    now = h.pollTimeout()!;
+    h.handleTimeout(now); // the first attempt is late
+    const again = h.pollTransmit(now)!;
+    now += 10;
+    h.handleReply(now, again.server, reply(again.packet, 5));
+  }
+  assert.ok(h.done);
+  assert.ok(h.result(), "the list came in, 5 hashes at a time");
+});

@@ -319,7 +319,7 @@ class SimServer {
     readonly clock: EventQueue,
     readonly net: Net,
     readonly version: SimVersion,
-    rate: number,
+    readonly rate: number,
     delayMs: number,
     random: () => number,
   ) {
@@ -413,7 +413,8 @@ class SimServer {
         pieceSize: v.meta.pieceSize,
       };
       const actions: Parameters<ServeCore["onChunk"]>[4] = [];
-      this.#core.onChunk(now, { transport: "udp", ...q.from }, q.p, pieces, actions);
+      const backlogMs = 1000 * this.#paced.queuedBytes / this.rate; // (as server.ts)
+      this.#core.onChunk(now, { transport: "udp", ...q.from }, q.p, pieces, actions, backlogMs);
       for (const a of actions) {
         if (a.kind === "refuse") {
           if (a.code === ErrorCode.GivenOut) this.givenOut++;
@@ -713,7 +714,10 @@ class SimFetcher {
       case "open_verifier":
         this.#hashes = a.hashes;
         if (a.hashes && !a.whole) this.#startSwarm(a.hashes);
-        else this.notices.push("sim: no piece hashes: fetching without the swarm");
+        else {
+          c.askServersAsSwarm(false); // (as client.ts: no swarm, so no swarm flag)
+          this.notices.push("sim: no piece hashes: fetching without the swarm");
+        }
         return false;
       case "verify": {
         const ok = this.#verify(a.piece);
