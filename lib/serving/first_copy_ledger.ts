@@ -9,8 +9,7 @@
  *   first pass), with a few of those: the asker fetches it from its peers and asks for a first
  *   copy instead. Peers learn of a piece through have-maps that reach a few tens of peers each,
  *   so in a swarm of hundreds a fetcher often knows no holder yet: a time limit here would hand
- *   the server's upload back to exactly those requests (measured with the product's code in
- *   the simulator: 64 fetchers, 5 copies of the file from the server);
+ *   the server's upload back to exactly those requests;
  * - after the first pass, a repeat is served only while the server's queue is short
  *   (`repeatBacklogMs`): spare upload helps the tail and whatever the swarm lost (a holder that
  *   left), but never delays what is queued, nor replaces what the peers relay.
