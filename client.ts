@@ -736,9 +736,6 @@ class FetchDrive {
       case "peer_dropped":
         this.swarm?.drive?.node.peerDropped(act.peer, act.reason, performance.now());
         return undefined;
-      case "given_out":
-        this.swarm?.drive?.node.serverGaveOut(performance.now(), act.piece, act.unsent);
-        return undefined;
       case "failed":
         return this.#failed(act.error);
     }

@@ -189,7 +189,10 @@ function listeningLine(
     `(BEP 15; ${rules.join("; ")})`;
 }
 
-/** `udpget tracker <port> [--host ADDR] ...`: tracks swarms until SIGINT/SIGTERM. */
+/**
+ * `udpget tracker <port> [--host ADDR] ...`: tracks swarms until SIGINT/SIGTERM; SIGHUP reads
+ * `--whitelist` again.
+ */
 export async function runTracker(args: string[]): Promise<number> {
   const a = parseTrackerArgs(args);
   const whitelist = a.whitelist === undefined ? undefined : await readWhitelist(a.whitelist);
@@ -201,11 +204,15 @@ export async function runTracker(args: string[]): Promise<number> {
   const log = lineSink("text", (line) => console.log(line));
   let core: TrackerCore | undefined;
   // SIGHUP reads the whitelist again, as opentracker does: a new info-hash needs no restart
-  // (which would forget every swarm); a file that fails to read or parse keeps the old list
+  // (which would forget every swarm); a file that fails to read or parse keeps the old list.
+  // Without --whitelist, SIGHUP is left alone (it ends the tracker, as for any program).
+  let reloads = 0;
   const onHangUp = () => {
     if (a.whitelist === undefined || !core) return;
     const c = core;
+    const mine = ++reloads;
     readWhitelist(a.whitelist).then((w) => {
+      if (mine !== reloads) return; // a later SIGHUP's reading wins, whichever ends first
       c.setWhitelist(w);
       log(info("whitelist_reloaded", `whitelist reloaded: ${w.size} info-hashes`));
     }, (e) => {
@@ -216,7 +223,7 @@ export async function runTracker(args: string[]): Promise<number> {
       });
     });
   };
-  Deno.addSignalListener("SIGHUP", onHangUp);
+  if (a.whitelist !== undefined) Deno.addSignalListener("SIGHUP", onHangUp);
   try {
     const stats = await runTrackerServer({
       ...a,
@@ -243,6 +250,6 @@ export async function runTracker(args: string[]): Promise<number> {
     return ExitCode.Ok;
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
-    Deno.removeSignalListener("SIGHUP", onHangUp);
+    if (a.whitelist !== undefined) Deno.removeSignalListener("SIGHUP", onHangUp);
   }
 }

@@ -120,10 +120,5 @@ export type CoordinatorAction =
   | { kind: "finished" }
   /** Swarm peer `peer` is out of the transfer (silent, or it sent a bad piece: `reason`). */
   | { kind: "peer_dropped"; peer: number; reason: string }
-  /**
-   * A server gave `piece` to another swarm fetcher (GIVEN_OUT): it comes from peers; `unsent`
-   * are pieces the server never sent (PROTOCOL.md §10.6).
-   */
-  | { kind: "given_out"; piece: number; unsent: number[] }
   /** The fetch cannot go on: `error` says why, with its exit code. */
   | { kind: "failed"; error: UdpgetError };

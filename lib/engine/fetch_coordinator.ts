@@ -65,6 +65,12 @@ import {
  */
 export const PEER_SOURCE_BASE = 1 << 24;
 
+/**
+ * How long a server's GIVEN_OUT keeps a piece off the servers (ms): the peers relay it; if none
+ * got it, the server is asked again (and decides again, PROTOCOL.md §10.6).
+ */
+const GIVEN_OUT_HOLD_MS = 1000;
+
 /** Drives one fetch from a file name to its verified bytes (see the module comment). */
 export class FetchCoordinator {
   #o: FetchCoordinatorOptions;
@@ -693,7 +699,8 @@ export class FetchCoordinator {
       case "not_held":
         return; // (servers hold every piece: only a swarm's shell keeps have-maps to correct)
       case "given_out":
-        return void this.#actions.push({ kind: "given_out", piece: e.piece, unsent: e.unsent });
+        // (the piece is already held off the servers: `#heldOff`) the unsent ones go first
+        return this.preferForServers(e.unsent);
       case "finished":
       case "failed":
         return this.#endTransfer(e.kind === "finished");
@@ -768,7 +775,8 @@ export class FetchCoordinator {
     const source = this.#servers.length;
     this.#servers.push(server);
     this.#sources[server] = source;
-    const gaveOut = (piece: number) => this.#gaveOut(this.#now, piece);
+    // GIVEN_OUT: the piece is held off every server a moment, before anything is sent again
+    const gaveOut = (piece: number) => this.#heldOff.set(piece, this.#now + GIVEN_OUT_HOLD_MS);
     session.addSource(source, this.#now, this.#serverHas, this.#rtts[server], gaveOut);
     session.setToken(source, this.#tokens[server]);
     session.setSwarmRequests(source, this.#swarmRequests);
@@ -782,23 +790,32 @@ export class FetchCoordinator {
 
   /** Which pieces servers are asked for (a swarm narrows it: see `setServerFilter`). */
   #serverFilter: PieceFilter = () => true;
-  #serverHas: PieceFilter = (piece) => this.#inRing(piece) && this.#serverFilter(piece);
+  #serverHas: PieceFilter = (piece) =>
+    this.#inRing(piece) && this.#serverFilter(piece) && !this.#isHeldOff(piece);
 
   /**
    * Asks servers only for the pieces `filter` accepts (a swarm: those no known peer holds, so
-   * that the servers' upload goes to pieces the peers then relay); `gaveOut` learns, before the
-   * next request leaves, of a piece a server gave another swarm fetcher (GIVEN_OUT).
+   * that the servers' upload goes to pieces the peers then relay).
    */
-  setServerFilter(
-    filter: PieceFilter,
-    gaveOut: (now: number, piece: number) => void = () => {},
-  ): void {
+  setServerFilter(filter: PieceFilter): void {
     this.#serverFilter = filter;
-    this.#gaveOut = gaveOut;
   }
 
-  /** Told at once when a server answers GIVEN_OUT for a piece (before the next request). */
-  #gaveOut: (now: number, piece: number) => void = () => {};
+  /**
+   * Pieces a server answered GIVEN_OUT for (another swarm fetcher got them: peers relay them),
+   * and until when they are not asked of the servers. Held here, not in the swarm's shell: the
+   * first requests carry the swarm flag before the swarm has started.
+   */
+  #heldOff = new Map<number, number>();
+
+  /** Whether `piece` is held off the servers now (an expired hold is forgotten). */
+  #isHeldOff(piece: number): boolean {
+    const until = this.#heldOff.get(piece);
+    if (until === undefined) return false;
+    if (this.#now < until) return true;
+    this.#heldOff.delete(piece);
+    return false;
+  }
 
   /** Whether requests to servers carry the swarm flag (see `askServersAsSwarm`). */
   #swarmRequests = false;

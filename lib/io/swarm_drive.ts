@@ -147,10 +147,7 @@ export class SwarmDrive {
       now,
     );
     ref.node = node;
-    s.coordinator.setServerFilter(
-      node.serverMayServe,
-      (now, piece) => node.serverGaveOut(now, piece, []),
-    );
+    s.coordinator.setServerFilter(node.serverMayServe);
     const file = Deno.openSync(s.partPath, { read: true });
     return new SwarmDrive(node, s.socket, s.coordinator, file, s.key, s.wake);
   }

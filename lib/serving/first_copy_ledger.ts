@@ -10,12 +10,16 @@
  *   copy instead. Peers learn of a piece through have-maps that reach a few tens of peers each,
  *   so in a swarm of hundreds a fetcher often knows no holder yet: a time limit here would hand
  *   the server's upload back to exactly those requests;
- * - after the first pass, a repeat is served only while the server's queue is short
- *   (`repeatBacklogMs`): spare upload helps the tail and whatever the swarm lost (a holder that
- *   left), but never delays what is queued, nor replaces what the peers relay.
+ * - after the first pass, a repeat is served while the server's queue is short
+ *   (`repeatBacklogMs`), or when the piece has not been sent for `repeatAfterMs`: spare upload
+ *   helps the tail and whatever the swarm lost (a holder that left), a busy server does not
+ *   replace what the peers relay, and nothing is withheld for good (a queue kept full by plain
+ *   fetchers cannot starve a swarm fetcher of a piece nobody shares).
  *
- * So a client that sets the flag and never shares holds pieces back for one pass of the file at
- * most, and only while the server is busy. Requests without the flag (plain fetchers, which
+ * A claim costs its asker the piece: a host holds at most `maxOpenClaims` pieces it has not yet
+ * been sent whole (a one-byte request claims nothing more once that many are open). So a client
+ * that sets the flag and never shares holds back what it downloaded, for one pass of the file
+ * at most, and after it only while the server is busy and for `repeatAfterMs` at most. Requests without the flag (plain fetchers, which
  * share nothing) are never refused; what they are sent counts as sent (hints name only pieces
  * nobody got) but is held by nobody. Pure: no clock, no sockets.
  *
@@ -33,12 +37,20 @@ export type FirstCopyAnswer =
 export interface FirstCopyOptions {
   /** Queued data (ms of the server's rate) up to which a repeat is still served. */
   repeatBacklogMs?: number;
+  /** After the first pass, a piece not sent for this long (ms) is served whatever the queue. */
+  repeatAfterMs?: number;
+  /** Pieces a host may hold claimed and not yet sent whole. */
+  maxOpenClaims?: number;
   /** Unsent pieces named in a GIVEN_OUT answer at most. */
   hints?: number;
 }
 
 /** Default `repeatBacklogMs` (the simulator's policy: 50 ms). */
 export const REPEAT_BACKLOG_MS = 50;
+/** Default `repeatAfterMs`: by then its peers hold a piece, or it was lost with its holder. */
+export const REPEAT_AFTER_MS = 5000;
+/** Default `maxOpenClaims`: a fetcher has a few pieces in flight; eight on one host, tens. */
+export const MAX_OPEN_CLAIMS = 64;
 /** Default `hints`. */
 const HINTS = 8;
 
@@ -46,6 +58,16 @@ const HINTS = 8;
 export class FirstCopyLedger {
   /** Who was given each piece first (the asker's address and port), or undefined. */
   readonly #holder: (string | undefined)[];
+  /** Bytes of each piece sent to its holder so far (a claim is open until the whole piece). */
+  readonly #claimBytes: Float64Array;
+  /** When each piece was last sent (ms). */
+  readonly #lastSentAt: Float64Array;
+  /** Open claims per host (the asker's address without the port). */
+  readonly #open = new Map<string, number>();
+  readonly #repeatAfterMs: number;
+  readonly #maxOpenClaims: number;
+  /** The file's size: where the last (shorter) piece ends. */
+  readonly #fileEnd: number;
   /** Pieces never given, unordered; `#at[piece]` is a piece's place in it, −1 once given. */
   readonly #unsent: Int32Array;
   readonly #at: Int32Array;
@@ -60,17 +82,23 @@ export class FirstCopyLedger {
   /** When a request last consulted this ledger (ms): idle ledgers make room for others. */
   lastUsed = 0;
 
-  /** A ledger of `pieceCount` pieces of `pieceSize` bytes, nothing given; `random` picks hints. */
+  /** A ledger of a `size`-byte file in `pieceSize` pieces, nothing given; `random` picks hints. */
   constructor(
-    pieceCount: number,
+    size: number,
     pieceSize: number,
     random: () => number,
     options: FirstCopyOptions = {},
   ) {
+    const pieceCount = Math.max(1, Math.ceil(size / pieceSize));
+    this.#fileEnd = size;
     this.pieceCount = pieceCount;
     this.pieceSize = pieceSize;
     this.#random = random;
     this.#holder = new Array<string | undefined>(pieceCount).fill(undefined);
+    this.#claimBytes = new Float64Array(pieceCount);
+    this.#lastSentAt = new Float64Array(pieceCount);
+    this.#repeatAfterMs = options.repeatAfterMs ?? REPEAT_AFTER_MS;
+    this.#maxOpenClaims = options.maxOpenClaims ?? MAX_OPEN_CLAIMS;
     this.#unsent = new Int32Array(pieceCount);
     this.#at = new Int32Array(pieceCount);
     for (let p = 0; p < pieceCount; p++) this.#unsent[p] = this.#at[p] = p;
@@ -86,37 +114,68 @@ export class FirstCopyLedger {
 
   /**
    * Whether a flagged request from `asker` for bytes `[offset, offset + length)` (already
-   * checked against the file) may be served now, with `backlogMs` of data queued at the server,
-   * or gets GIVEN_OUT. Records nothing: a request served is recorded by {@link record} once it
-   * passed every other check.
+   * checked against the file) may be served at `now`, with `backlogMs` of data queued at the
+   * server, or gets GIVEN_OUT. Records nothing: a request served is recorded by {@link record}
+   * once it passed every other check.
    */
-  check(asker: string, offset: number, length: number, backlogMs = 0): FirstCopyAnswer {
+  check(
+    now: number,
+    asker: string,
+    offset: number,
+    length: number,
+    backlogMs = 0,
+  ): FirstCopyAnswer {
     const [first, last] = this.#pieces(offset, length);
     for (let p = first; p <= last; p++) {
       const holder = this.#holder[p];
       if (holder === undefined || holder === asker) continue;
       if (this.#unsentCount > 0) return { kind: "given_out", piece: p, unsent: this.#sample() };
-      if (backlogMs > this.#repeatBacklogMs) return { kind: "given_out", piece: p, unsent: [] };
+      const busy = backlogMs > this.#repeatBacklogMs;
+      if (busy && now - this.#lastSentAt[p] < this.#repeatAfterMs) {
+        return { kind: "given_out", piece: p, unsent: [] };
+      }
     }
     return SERVE;
   }
 
   /**
-   * A request from `asker` is being served: pieces nobody had are now the asker's (undefined:
-   * a plain request, whose pieces count as sent but are held by nobody).
+   * A request from `asker` is being served at `now`: pieces nobody had are now the asker's
+   * (undefined: a plain request, whose pieces count as sent but are held by nobody; so are those
+   * of a host with `maxOpenClaims` claims open).
    */
-  record(asker: string | undefined, offset: number, length: number): void {
+  record(now: number, asker: string | undefined, offset: number, length: number): void {
     const [first, last] = this.#pieces(offset, length);
+    const host = asker?.slice(0, asker.lastIndexOf("|"));
     for (let p = first; p <= last; p++) {
+      this.#lastSentAt[p] = now;
       const at = this.#at[p];
-      if (at < 0) continue; // given before: the first grant stands
-      this.#holder[p] = asker;
-      // swap-remove from the unsent set
-      const moved = this.#unsent[--this.#unsentCount];
-      this.#unsent[at] = moved;
-      this.#at[moved] = at;
-      this.#at[p] = -1;
+      if (at >= 0) {
+        const claims = host === undefined ? 0 : this.#open.get(host) ?? 0;
+        const claim = host !== undefined && claims < this.#maxOpenClaims;
+        this.#holder[p] = claim ? asker : undefined;
+        if (claim) this.#open.set(host, claims + 1);
+        // swap-remove from the unsent set
+        const moved = this.#unsent[--this.#unsentCount];
+        this.#unsent[at] = moved;
+        this.#at[moved] = at;
+        this.#at[p] = -1;
+      }
+      if (asker !== undefined && this.#holder[p] === asker) this.#sent(p, host!, offset, length);
     }
+  }
+
+  /** Bytes of piece `p` sent to its holder; the claim closes once the whole piece went. */
+  #sent(p: number, host: string, offset: number, length: number): void {
+    const start = p * this.pieceSize;
+    const whole = Math.min(this.pieceSize, this.#fileEnd - start); // (the last one is shorter)
+    const bytes = Math.min(start + whole, offset + length) - Math.max(start, offset);
+    const before = this.#claimBytes[p];
+    if (before >= whole) return;
+    this.#claimBytes[p] = before + Math.max(0, bytes);
+    if (this.#claimBytes[p] < whole) return;
+    const left = (this.#open.get(host) ?? 1) - 1;
+    if (left > 0) this.#open.set(host, left);
+    else this.#open.delete(host);
   }
 
   #pieces(offset: number, length: number): [number, number] {
@@ -179,7 +238,7 @@ export class FirstCopyLedgers {
     while (this.#byFile.size >= this.#maxFiles || this.#pieces + pieces > MAX_LEDGER_PIECES) {
       if (!this.#dropIdle(now)) return undefined;
     }
-    const made = new FirstCopyLedger(pieces, pieceSize, this.#random, this.#options);
+    const made = new FirstCopyLedger(size, pieceSize, this.#random, this.#options);
     made.lastUsed = now;
     this.#byFile.set(fileId, made);
     this.#pieces += pieces;

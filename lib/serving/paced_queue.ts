@@ -33,9 +33,6 @@ export class PacedQueue<T> {
   readonly #queue: PacedEntry<T>[] = [];
   /** Bytes the waiting requests ask for. */
   queuedBytes = 0;
-  /** Requests not queued because a waiting one covered them, and their bytes. */
-  covered = 0;
-  coveredBytes = 0;
 
   /** Requests waiting. */
   get length(): number {
@@ -45,11 +42,7 @@ export class PacedQueue<T> {
   /** Queues `p` from `asker`, or says why not. */
   push(p: ChunkRequest, asker: string, extra: T): PacedRefusal | undefined {
     if (this.#queue.length >= MAX_PACED) return "full";
-    if (this.#coveredByWaiting(p, asker)) {
-      this.covered++;
-      this.coveredBytes += p.length;
-      return "covered";
-    }
+    if (this.#coveredByWaiting(p, asker)) return "covered";
     this.#queue.push({ p, asker, extra });
     this.queuedBytes += p.length;
     return undefined;
@@ -74,6 +67,7 @@ export class PacedQueue<T> {
     for (let i = q.length - 1, n = 0; i >= 0 && n < COVER_SCAN; i--, n++) {
       const w = q[i];
       if (w.asker !== asker || w.p.fileId !== p.fileId || w.p.blockSize !== p.blockSize) continue;
+      if (w.p.swarm !== p.swarm) continue; // (the first-copy ledger may answer them differently)
       if (w.p.offset <= p.offset && w.p.offset + w.p.length >= end && sameBlocks(w.p, p)) {
         return true;
       }

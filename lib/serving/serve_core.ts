@@ -207,12 +207,12 @@ export class ServeCore {
     const ledger = this.#ledgerFor(now, p, file);
     const asker = p.swarm ? `${peer.hostname}|${peer.port}` : undefined;
     if (ledger && asker) {
-      const a = ledger.check(asker, p.offset, p.length, backlogMs);
+      const a = ledger.check(now, asker, p.offset, p.length, backlogMs);
       if (a.kind === "given_out") return refuse(ErrorCode.GivenOut, formatGivenOut(a.unsent));
     }
     const tooMany = this.#transfers?.record(peer, p.name, p.fileId, p.length, now, file.size);
     if (tooMany) return refuse(tooMany.code, tooMany.message, true);
-    ledger?.record(asker, p.offset, p.length); // (served: now it counts)
+    ledger?.record(now, asker, p.offset, p.length); // (served: now it counts)
     this.#runs(now, p, out);
   }
 

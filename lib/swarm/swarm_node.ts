@@ -65,8 +65,6 @@ export interface SwarmTransfer {
   serversMayHaveWork(): void;
   /** Whether requests to servers carry the swarm flag (PROTOCOL.md §10.6). */
   askServersAsSwarm(on: boolean): void;
-  /** The servers should be asked for `pieces` next (a server named them as never sent). */
-  preferForServers(pieces: readonly number[]): void;
 }
 
 /** A peer's address. */
@@ -138,11 +136,10 @@ const MAX_BANNED = 4096;
 const CLAIM_HOLD_MS = 4000;
 
 /**
- * How long a server's GIVEN_OUT keeps this node from asking it for that piece again (ms): the
- * server holds a piece for its holder only while the holder is on it and 2 s after (PROTOCOL.md
- * §10.6), so a piece whose holder left is asked for again soon.
+ * How long a node keeps the swarm flag on its server requests without any peer answering (ms):
+ * peers meet within a second or two; past this, a server's GIVEN_OUT would only make it wait.
  */
-const GIVEN_OUT_HOLD_MS = 1000;
+const FLAG_GRACE_MS = 5000;
 
 /** NOT_HELD answers for claimed pieces before a peer counts as lying about what it holds. */
 const MAX_FALSE_CLAIMS = 4;
@@ -183,12 +180,14 @@ export class SwarmNode {
   readonly claimed: Uint16Array;
   /** Since when each claimed piece has been claimed (ms): a claim holds the servers back only so long. */
   #claimedSince: Float64Array;
-  /** When a server last answered GIVEN_OUT for each piece (ms). */
-  #givenOutAt: Float64Array;
   /** Whether requests to the servers carry the swarm flag now (the shell sets it at start). */
   #swarmRequests = true;
-  /** The tracker said nothing to our last requests (its "unreachable"), and nothing since. */
+  /** The tracker is silent (its "unreachable") or refused us, and has not answered since. */
   #trackerDown = false;
+  /** When the node started (ms): its grace for a first peer to answer. */
+  #startedAt: number;
+  /** NOT_HELD answers counted against an address that then started over (see "restarted"). */
+  #claimsBefore = new Map<string, number>();
   #o: SwarmNodeOptions;
   #transfer: SwarmTransfer;
   #share: PeerShare;
@@ -224,8 +223,8 @@ export class SwarmNode {
     this.claimed = new Uint16Array(o.pieces);
     this.#claimedSince = new Float64Array(o.pieces);
     this.#availableSince = new Float64Array(o.pieces);
-    this.#givenOutAt = new Float64Array(o.pieces).fill(-Infinity);
     this.#announcer = new Announcer(o.announce, now);
+    this.#startedAt = now;
     // a peer that asks us is in the swarm: meet it too (the first to announce learns of the
     // others this way, not at its next announce)
     share.onPeerRequest = (from) => {
@@ -245,18 +244,7 @@ export class SwarmNode {
   serverMayServe: PieceFilter = (piece) =>
     (this.availability[piece] === 0 ||
       this.#now - this.#availableSince[piece] > PEER_HOLD_MS) &&
-    (this.claimed[piece] === 0 || this.#now - this.#claimedSince[piece] > CLAIM_HOLD_MS) &&
-    this.#now - this.#givenOutAt[piece] > GIVEN_OUT_HOLD_MS;
-
-  /**
-   * A server gave `piece` to another swarm fetcher (GIVEN_OUT): it is not asked of the servers
-   * for a while (the peers relay it), and the pieces it never sent (`unsent`) are asked next.
-   */
-  serverGaveOut(now: number, piece: number, unsent: readonly number[]): void {
-    this.#now = now;
-    if (piece >= 0 && piece < this.#o.pieces) this.#givenOutAt[piece] = now;
-    this.#transfer.preferForServers(unsent);
-  }
+    (this.claimed[piece] === 0 || this.#now - this.#claimedSince[piece] > CLAIM_HOLD_MS);
 
   /** The address of peer `peer` (for the shell's data requests). */
   addressOf(peer: number): PeerAddr | undefined {
@@ -414,8 +402,10 @@ export class SwarmNode {
     for (let e = this.#announcer.poll(); e; e = this.#announcer.poll()) {
       const label = this.#o.trackerLabel;
       if (e.kind === "peers") this.#learn(e.peers.map((c) => fromCompact(c)), now);
-      else if (e.kind === "refused") this.#say(`udpget: tracker ${label} refused: ${e.message}`);
-      else if (e.kind === "unreachable") {
+      else if (e.kind === "refused") {
+        this.#trackerDown = true;
+        this.#say(`udpget: tracker ${label} refused: ${e.message}`);
+      } else if (e.kind === "unreachable") {
         this.#trackerDown = true;
         this.#say(`udpget: tracker ${label} does not answer; fetching without the swarm's help`);
       } else if (e.kind === "reachable") {
@@ -460,8 +450,10 @@ export class SwarmNode {
           this.#forgetPeer(p, now, "silent");
           return;
         case "restarted":
-          // it holds less than its old have-map says: meet it anew, with an empty one
+          // it holds less than its old have-map says: meet it anew, with an empty one, but not
+          // with a clean record (starting over must not wipe out its false claims)
           this.#removePeer(p, "started over with fewer pieces");
+          if (this.#claimsBefore.size < MAX_BANNED) this.#claimsBefore.set(p.key, p.falseClaims);
           this.#learn([p.addr], now);
           return;
       }
@@ -471,14 +463,14 @@ export class SwarmNode {
 
   /**
    * Requests to the servers carry the swarm flag while this node has pieces to fetch and can get
-   * from peers what a server gave another fetcher: it has a peer that answers, or it has not
-   * found the tracker silent (peers are still to come). A node alone off a silent tracker asks
-   * as a plain fetcher.
+   * from peers what a server gave another fetcher: a peer answers, or, for its first
+   * `FLAG_GRACE_MS`, peers may still come (the tracker has not been found silent or refusing).
+   * A node alone (firewalled, a refusing tracker, peers gone) asks as a plain fetcher.
    */
   #flagServerRequests(): void {
     let on = false;
     if (!this.#complete && !this.#stopped) {
-      on = !this.#trackerDown;
+      on = !this.#trackerDown && this.#now - this.#startedAt < FLAG_GRACE_MS;
       for (const p of this.#peers.values()) {
         if (on) break;
         on = p.link.answered;
@@ -560,7 +552,9 @@ export class SwarmNode {
         this.#o.timing ?? DEFAULT_PEER_TIMING,
       );
       link.seeding = this.#complete;
-      const p: Peer = { id, addr: a, key, link, inTransfer: false, falseClaims: 0, fetching: [] };
+      const falseClaims = this.#claimsBefore.get(key) ?? 0;
+      this.#claimsBefore.delete(key);
+      const p: Peer = { id, addr: a, key, link, inTransfer: false, falseClaims, fetching: [] };
       this.#peers.set(key, p);
       this.#byId[id] = p;
       this.peers[id] = { address: formatAddr(a), alive: true };

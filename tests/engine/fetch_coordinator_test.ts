@@ -13,7 +13,7 @@ import type {
   FetchCoordinatorOptions,
 } from "../../lib/engine/fetch_actions.ts";
 import { FetchCoordinator } from "../../lib/engine/fetch_coordinator.ts";
-import { fileIdOf, type Packet, TOKEN_PROBE_NAME } from "../../lib/wire/packet.ts";
+import { ErrorCode, fileIdOf, type Packet, TOKEN_PROBE_NAME } from "../../lib/wire/packet.ts";
 
 const PIECE = 4096;
 const PIECES = 4;
@@ -276,4 +276,38 @@ Deno.test("coordinator: after nobody has the name, another can be asked for", ()
   const all = discover(c, [1]);
   assert.equal(only(all, "check_output").length, 1);
   assert.equal(fileIdOf(c.meta!.digest), fileIdOf(meta(1).digest));
+});
+
+Deno.test("coordinator: a swarm fetcher's requests carry the flag from the first; GIVEN_OUT holds the piece off the servers 1 s and the named ones go first", () => {
+  // (a rate limit: the first requests cover one piece, not the whole small file)
+  const c = coordinator(1, { limitBytesPerSec: 20_000 });
+  c.askServersAsSwarm(true); // (as client.ts does for a swarm fetcher, before anything is sent)
+  discover(c, [1]);
+  openPart(c);
+  const first = sends(c, 30).map((t) => t.packet).filter((p) => p.type === "chunk_request");
+  assert.ok(first.length > 0 && first.every((p) => p.swarm === true), "flagged from the first");
+  const refused = first[0];
+  const piece = Math.floor(refused.offset / PIECE);
+  const requested = new Set(first.map((p) => Math.floor(p.offset / PIECE)));
+  const named = [0, 1, 2, 3].findLast((p) => !requested.has(p))!;
+  assert.ok(named !== undefined, `a piece not asked for yet (asked: ${[...requested]})`);
+  c.handleDatagram(31, 0, {
+    type: "error",
+    requestId: refused.requestId,
+    code: ErrorCode.GivenOut,
+    message: `given out; unsent ${named}`,
+  });
+  assert.deepEqual(only(actions(c), "server").filter((s) => s.status === "dropped"), []);
+  const asked = (from: number, to: number) => {
+    const pieces: number[] = [];
+    for (let t = from; t < to; t += 5) {
+      for (const s of sends(c, t)) {
+        if (s.packet.type === "chunk_request") pieces.push(Math.floor(s.packet.offset / PIECE));
+      }
+    }
+    return pieces;
+  };
+  const during = asked(32, 1030);
+  assert.ok(!during.includes(piece), `held off for 1 s: ${during.join(",")}`);
+  assert.equal(during[0], named, "the piece named unsent goes first");
 });

@@ -22,8 +22,9 @@ Deno.test("paced queue: a request asked again while the first still waits is lef
   assert.equal(q.push(chunk(3, 2000, 3000), "a|2", "x"), undefined, "another port: queued");
   assert.equal(q.push(chunk(4, 7000, 2000), "a|1", "x"), undefined, "only partly covered");
   assert.equal(q.push(chunk(5, 0, 1000, 2n), "a|1", "x"), undefined, "another file");
-  assert.deepEqual([q.covered, q.coveredBytes], [1, 3000]);
-  assert.deepEqual([q.shift()?.p.requestId, q.length], [1, 3]);
+  assert.equal(q.push({ ...chunk(7, 2000, 1000), swarm: true }, "a|1", "x"), undefined, "flagged");
+  assert.equal(q.queuedBytes, 8000 + 3000 + 2000 + 1000 + 1000);
+  assert.deepEqual([q.shift()?.p.requestId, q.length], [1, 4]);
   assert.equal(q.push(chunk(6, 2000, 3000), "a|1", "x"), undefined, "the first left: queued");
 });
 

@@ -24,7 +24,6 @@ function setup() {
     handlePeerDatagram: () => {},
     serversMayHaveWork: () => void told.push("servers"),
     askServersAsSwarm: (on) => void told.push(`swarm ${on}`),
-    preferForServers: (pieces) => void told.push(`prefer ${pieces.join(",")}`),
   };
   const share = new PeerShare(
     {
@@ -143,7 +142,7 @@ Deno.test("swarm node: a peer dropped for a bad piece is banned and its counts a
   assert.ok(!told.some((t) => t.startsWith("add")));
 });
 
-Deno.test("swarm node: server requests stay flagged unless the tracker is silent and no peer answers; a given-out piece waits for peers", () => {
+Deno.test("swarm node: server requests stay flagged unless the tracker is silent and no peer answers", () => {
   const { node, told, askAgain } = setup();
   node.handleTimeout(0);
   assert.ok(!told.some((t) => t.startsWith("swarm")), "flagged from the start (by the shell)");
@@ -159,12 +158,6 @@ Deno.test("swarm node: server requests stay flagged unless the tracker is silent
   peerAnswers(node, t, [], []);
   node.handleTimeout(t);
   assert.equal(told.at(-1), "swarm true", "a peer answers: flagged again");
-  // a server gave piece 4 to another swarm fetcher and named 6 and 7 as never sent
-  node.serverGaveOut(t, 4, [6, 7]);
-  assert.ok(told.includes("prefer 6,7"), "the unsent pieces are asked next");
-  assert.ok(!node.serverMayServe(4), "the given-out piece is left to the peers");
-  node.handleTimeout(t + 2001);
-  assert.ok(node.serverMayServe(4), "not for ever: no peer got it, the server is asked again");
   node.completed(t + 3000);
   node.handleTimeout(t + 3001);
   assert.equal(told.at(-1), "swarm false", "a complete fetcher asks nothing as a swarm fetcher");

@@ -129,8 +129,6 @@ export interface RealFetcherOutcome {
   lostFromPeers: number;
   /** Its output equals the file (false while unfinished). */
   correct: boolean;
-  /** GIVEN_OUT answers it got from the server. */
-  givenOut: number;
   /** Peers its node met. */
   peersMet: number;
   /** The error that ended its fetch, if one did. */
@@ -509,7 +507,6 @@ class SimFetcher {
   serverWaste = 0;
   peerWaste = 0;
   uploaded = 0;
-  givenOut = 0;
   dueTurns = 0;
   readonly notices: string[] = [];
 
@@ -736,10 +733,6 @@ class SimFetcher {
       case "peer_dropped":
         this.node?.peerDropped(a.peer, a.reason, now);
         return false;
-      case "given_out":
-        this.givenOut++;
-        this.node?.serverGaveOut(now, a.piece, a.unsent);
-        return false;
       case "failed":
         this.failed = a.error.message;
         this.#vanish(); // (the process exits)
@@ -808,7 +801,7 @@ class SimFetcher {
       now,
     );
     ref.node = node;
-    c.setServerFilter(node.serverMayServe, (now, piece) => node.serverGaveOut(now, piece, []));
+    c.setServerFilter(node.serverMayServe);
     this.node = node;
   }
 
@@ -935,7 +928,6 @@ export function simulateRealSwarm(sc: RealSwarmScenario): RealSwarmOutcome {
     rerequested: f.coordinator.session?.rerequested ?? 0,
     ...lostBySide(f.coordinator),
     correct: f.finished && Buffer.compare(f.out, version.file) === 0,
-    givenOut: f.givenOut,
     peersMet: f.node?.peers.length ?? 0,
     error: f.failed,
     notices: f.notices,
