@@ -28,29 +28,33 @@ export const RUN_FLAGS: readonly string[] = [
   "--v8-flags=--max-semi-space-size=2",
 ];
 
-/** A running `udpget serve`. */
-export interface ServerProcess {
+/** A running `udpget` process that listens (`serve`, `tracker`). */
+export interface ListeningProcess {
   port: number;
   /** Everything it printed so far (stdout and stderr). */
   output(): string;
   /** Resolves true once its output matches `re`, false if it exits first. */
   until(re: RegExp): Promise<boolean>;
+  /** Sends `signal` and goes on (a process that already exited is left alone). */
+  kill(signal: Deno.Signal): void;
   /** Sends `signal` (default SIGTERM) and waits for the exit status. */
   stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
 }
 
+/** A running `udpget serve`. */
+export type ServerProcess = ListeningProcess;
+
 /**
- * Starts `udpget serve 0 --root <root> --host <host>` and waits for its listening line. Unless
- * `extra` says otherwise it runs with `--no-cache`: tests must not write into the user's cache.
+ * Starts `udpget <args>` and waits for its listening line, whose port `portLine` captures;
+ * `what` names it in the error when it exits before listening.
  */
-export async function startServer(
-  root: string,
-  extra: string[] = [],
-  host = "127.0.0.1",
-): Promise<ServerProcess> {
-  const cache = extra.includes("--cache-dir") || extra.includes("--no-cache") ? [] : ["--no-cache"];
+export async function startListening(
+  args: string[],
+  portLine: RegExp,
+  what: string,
+): Promise<ListeningProcess> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [...RUN_FLAGS, MAIN, "serve", "0", "--root", root, "--host", host, ...cache, ...extra],
+    args: [...RUN_FLAGS, MAIN, ...args],
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
@@ -64,7 +68,7 @@ export async function startServer(
   const pump = async (stream: ReadableStream<Uint8Array>) => {
     for await (const chunk of stream) {
       text += dec.decode(chunk, { stream: true });
-      const m = text.match(/on udp [^\s"]+:(\d+)[ \n"]/); // (text or JSON log format)
+      const m = text.match(portLine);
       if (m) portFound(Number(m[1]));
       for (const w of waiters) if (w.re.test(text)) (waiters.delete(w), w.done(true));
     }
@@ -80,30 +84,51 @@ export async function startServer(
   });
   const port = await listening;
   let status: Deno.CommandStatus | undefined;
-  const server: ServerProcess = {
+  const kill = (signal: Deno.Signal) => {
+    try {
+      child.kill(signal);
+    } catch {
+      // already exited
+    }
+  };
+  const proc: ListeningProcess = {
     port,
     output: () => text,
     until: (re) =>
       re.test(text) || ended
         ? Promise.resolve(re.test(text))
         : new Promise((done) => waiters.add({ re, done })),
+    kill,
     async stop(signal: Deno.Signal = "SIGTERM") {
       if (status) return status;
-      try {
-        child.kill(signal);
-      } catch {
-        // already exited
-      }
+      kill(signal);
       status = await exited;
       await pumps;
       return status;
     },
   };
   if (port < 0) {
-    await server.stop();
-    throw new Error(`server did not start: ${text}`);
+    await proc.stop();
+    throw new Error(`${what} did not start: ${text}`);
   }
-  return server;
+  return proc;
+}
+
+/**
+ * Starts `udpget serve 0 --root <root> --host <host>` and waits for its listening line. Unless
+ * `extra` says otherwise it runs with `--no-cache`: tests must not write into the user's cache.
+ */
+export function startServer(
+  root: string,
+  extra: string[] = [],
+  host = "127.0.0.1",
+): Promise<ServerProcess> {
+  const cache = extra.includes("--cache-dir") || extra.includes("--no-cache") ? [] : ["--no-cache"];
+  return startListening(
+    ["serve", "0", "--root", root, "--host", host, ...cache, ...extra],
+    /on udp [^\s"]+:(\d+)[ \n"]/, // (text or JSON log format)
+    "server",
+  );
 }
 
 /** Result of one `udpget fetch` run. */

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { MAIN, RUN_FLAGS } from "../harness.ts";
+import { type ListeningProcess, startListening } from "../harness.ts";
 import { withTimeout } from "../../lib/io/timer.ts";
 import {
   type AnnounceFields,
@@ -18,78 +18,15 @@ import {
 } from "../../lib/tracker/bep15_packet.ts";
 
 /** A running `udpget tracker`. */
-export interface TrackerProcess {
-  port: number;
-  /** Everything it printed so far (stdout and stderr). */
-  output(): string;
-  /** Sends `signal` (default SIGTERM) and waits for the exit status. */
-  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
-  /** Sends `signal` and resolves when the output matches `printed` (undefined after `ms`). */
-  signal(signal: Deno.Signal, printed: RegExp, ms?: number): Promise<string | undefined>;
-}
+export type TrackerProcess = ListeningProcess;
 
 /** Starts `udpget tracker 0 --host 127.0.0.1 <extra>` and waits for its listening line. */
-export async function startTracker(extra: string[] = []): Promise<TrackerProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [...RUN_FLAGS, MAIN, "tracker", "0", "--host", "127.0.0.1", ...extra],
-    stdout: "piped",
-    stderr: "piped",
-    stdin: "null",
-  }).spawn();
-  let text = "";
-  let printedMore = () => {};
-  const dec = new TextDecoder();
-  let portFound!: (port: number) => void;
-  const listening = new Promise<number>((r) => portFound = r);
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream) {
-      text += dec.decode(chunk, { stream: true });
-      printedMore();
-      const m = text.match(/listening on udp [^\s]+:(\d+) /);
-      if (m) portFound(Number(m[1]));
-    }
-  };
-  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  const exited = child.status.then(async (s) => {
-    portFound(-1);
-    await pumps;
-    return s;
-  });
-  let status: Deno.CommandStatus | undefined;
-  const tracker: TrackerProcess = {
-    port: await listening,
-    output: () => text,
-    async signal(signal: Deno.Signal, printed: RegExp, ms = 10_000) {
-      const from = text.length;
-      child.kill(signal);
-      const deadline = Date.now() + ms;
-      while (!printed.test(text.slice(from))) {
-        const left = deadline - Date.now();
-        if (left <= 0) return undefined;
-        // woken by the next output (an event), or by the deadline
-        await new Promise<void>((r) => {
-          const t = setTimeout(r, left);
-          printedMore = () => (clearTimeout(t), r());
-        });
-      }
-      return text.slice(from);
-    },
-    async stop(signal: Deno.Signal = "SIGTERM") {
-      if (status) return status;
-      try {
-        child.kill(signal);
-      } catch {
-        // already exited
-      }
-      status = await exited;
-      return status;
-    },
-  };
-  if (tracker.port < 0) {
-    await tracker.stop();
-    throw new Error(`tracker did not start: ${text}`);
-  }
-  return tracker;
+export function startTracker(extra: string[] = []): Promise<TrackerProcess> {
+  return startListening(
+    ["tracker", "0", "--host", "127.0.0.1", ...extra],
+    /listening on udp [^\s]+:(\d+) /,
+    "tracker",
+  );
 }
 
 /** A BEP 15 client on its own loopback socket (one source port, like one BitTorrent client). */
