@@ -31,6 +31,8 @@ import { dirname } from "node:path";
 import { cpuSeconds, run } from "../wan/wan_path.ts";
 import { type LanPath as Lan, openLanPath, SERVER_ADDRS } from "../wan/lan_path.ts";
 import { withTimeout } from "../lib/io/timer.ts";
+import { gist, sha256sum } from "./tool_output.ts";
+import { sleep } from "../lib/io/timer.ts";
 
 const MiB = 1 << 20;
 const GiB = 1 << 30;
@@ -63,10 +65,6 @@ type Outcome =
   | { kind: "failed"; s: number; why: string }
   | { kind: "timeout"; s: number };
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 function kill(pid: number, signal: Deno.Signal): void {
   try {
     Deno.kill(pid, signal);
@@ -76,22 +74,6 @@ function kill(pid: number, signal: Deno.Signal): void {
 async function childrenOf(pid: number): Promise<number[]> {
   const r = await run("pgrep", ["-P", String(pid)]);
   return r.text.split(/\s+/).filter((p) => /^\d+$/.test(p)).map(Number);
-}
-
-/**
- * The telling line of a failed tool's output: the first that says "error" (Deno's own errors
- * end in a stack backtrace), else the last; without colour codes.
- */
-function gist(text: string): string {
-  // deno-lint-ignore no-control-regex
-  const plain = text.replace(/\x1b\[[0-9;]*m/g, "");
-  const lines = plain.split("\n").map((l) => l.trim()).filter((l) => l !== "");
-  return lines.find((l) => /error/i.test(l)) ?? lines.at(-1) ?? "";
-}
-
-async function sha256sum(path: string): Promise<string | undefined> {
-  const r = await run("sha256sum", [path]);
-  return r.code === 0 ? r.text.split(" ")[0] : undefined;
 }
 
 /**

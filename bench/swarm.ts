@@ -38,6 +38,8 @@ import { dirname } from "node:path";
 import { run } from "../wan/wan_path.ts";
 import { withTimeout } from "../lib/io/timer.ts";
 import type { LanRow } from "./lan.ts";
+import { gist, sha256sum } from "./tool_output.ts";
+import { sleep } from "../lib/io/timer.ts";
 
 const MiB = 1 << 20;
 const FILE = "s.bin";
@@ -55,26 +57,6 @@ export interface SwarmBenchOptions {
   main: string;
   /** Progress lines (stderr). */
   log: (msg: string) => void;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/**
- * The telling line of a failed tool's output: the first that says "error" (Deno's own errors
- * end in a stack backtrace), else the last; without colour codes.
- */
-function gist(text: string): string {
-  // deno-lint-ignore no-control-regex
-  const plain = text.replace(/\x1b\[[0-9;]*m/g, "");
-  const lines = plain.split("\n").map((l) => l.trim()).filter((l) => l !== "");
-  return lines.find((l) => /error/i.test(l)) ?? lines.at(-1) ?? "";
-}
-
-async function sha256sum(path: string): Promise<string | undefined> {
-  const r = await run("sha256sum", [path]);
-  return r.code === 0 ? r.text.split(" ")[0] : undefined;
 }
 
 /** How a process ended: its exit code and `performance.now()` then. */

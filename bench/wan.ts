@@ -24,6 +24,7 @@
 
 import { BENCH_RUN_FLAGS } from "./runtime_flags.ts";
 import { cpuSeconds, openWanPath, totalOf, type WanPath } from "../wan/wan_path.ts";
+import { sha256sum } from "./tool_output.ts";
 
 const MiB = 1 << 20;
 const UDPGET_PORT = 9000;
@@ -113,12 +114,6 @@ async function sh(cmd: Deno.Command): Promise<string> {
   const text = dec.decode(out.stdout) + dec.decode(out.stderr);
   if (out.code !== 0) throw new Error(`command failed (${out.code}): ${text}`);
   return text;
-}
-
-async function sha256sum(path: string): Promise<string | undefined> {
-  const out = await new Deno.Command("sha256sum", { args: [path], stdout: "piped", stderr: "null" })
-    .output();
-  return out.code === 0 ? new TextDecoder().decode(out.stdout).split(" ")[0] : undefined;
 }
 
 /**
