@@ -66,6 +66,36 @@ export class EventQueue {
   }
 }
 
+/**
+ * One machine's next wake-up on an {@link EventQueue}: arming it earlier supersedes the wake-up
+ * pending (which then does nothing), arming it later changes nothing.
+ */
+export class Wakeup {
+  #at = Infinity;
+  #seq = 0;
+
+  /** `fire` runs at each wake-up. */
+  constructor(readonly clock: EventQueue, readonly fire: () => void) {}
+
+  /** Wakes at `at` (not before now), unless already due sooner; undefined: nothing to arm. */
+  arm(at: number | undefined): void {
+    if (at === undefined || at >= this.#at) return;
+    this.#at = Math.max(at, this.clock.now);
+    const seq = ++this.#seq;
+    this.clock.at(this.#at, () => {
+      if (seq !== this.#seq) return; // superseded by an earlier wake-up, or cancelled
+      this.#at = Infinity;
+      this.fire();
+    });
+  }
+
+  /** Forgets the pending wake-up. */
+  cancel(): void {
+    this.#seq++;
+    this.#at = Infinity;
+  }
+}
+
 function before(a: Entry, b: Entry): boolean {
   return a.at < b.at || (a.at === b.at && a.seq < b.seq);
 }

@@ -32,7 +32,7 @@ import {
   type Packet,
   TOKEN_PROBE_NAME,
 } from "../wire/packet.ts";
-import { EventQueue } from "./event_queue.ts";
+import { EventQueue, Wakeup } from "./event_queue.ts";
 import { IP_UDP_HEADER, Link, type LinkSpec } from "./link.ts";
 import {
   type RunAction,
@@ -229,7 +229,10 @@ export function simulateFetch(sc: FetchScenario): FetchOutcome {
   }, 0);
   let finishedAt = -1;
   let failure: string | undefined;
-  let timerAt = Infinity;
+  const timer = new Wakeup(clock, () => {
+    session.handleTimeout(clock.now);
+    pump();
+  });
 
   const handle = (source: number, p: Packet) => {
     const w = session.handleReply(clock.now, source, p);
@@ -278,17 +281,7 @@ export function simulateFetch(sc: FetchScenario): FetchOutcome {
       else if (e.kind === "finished") finishedAt = clock.now;
       else if (e.kind === "failed") failure = e.reason;
     }
-    const next = session.pollTimeout(clock.now);
-    if (next !== undefined && next < timerAt) {
-      timerAt = Math.max(next, clock.now);
-      const at = timerAt;
-      clock.at(at, () => {
-        if (timerAt !== at) return; // superseded by an earlier timer
-        timerAt = Infinity;
-        session.handleTimeout(clock.now);
-        pump();
-      });
-    }
+    timer.arm(session.pollTimeout(clock.now));
   };
 
   sc.servers.forEach((s, i) => session.addSource(i, 0, undefined, 2 * s.down.delayMs));
@@ -468,7 +461,10 @@ export function simulateWholeFetch(sc: WholeFetchScenario): WholeFetchOutcome {
   let verifier: { hashes?: Uint8Array; whole: boolean } | undefined;
   let endedAt = -1;
   let error: UdpgetError | undefined;
-  let timerAt = Infinity;
+  const timer = new Wakeup(clock, () => {
+    coordinator.handleTimeout(clock.now);
+    pump();
+  });
 
   const net = new SimServers(sc.servers, clock, random, (server, p) => {
     const w = coordinator.handleDatagram(clock.now, server, p);
@@ -593,17 +589,7 @@ export function simulateWholeFetch(sc: WholeFetchScenario): WholeFetchOutcome {
         act(a);
       }
     }
-    const next = coordinator.pollTimeout(clock.now);
-    if (next !== undefined && next < timerAt) {
-      timerAt = Math.max(next, clock.now);
-      const at = timerAt;
-      clock.at(at, () => {
-        if (timerAt !== at) return; // superseded by an earlier timer
-        timerAt = Infinity;
-        coordinator.handleTimeout(clock.now);
-        pump();
-      });
-    }
+    timer.arm(coordinator.pollTimeout(clock.now));
   };
 
   coordinator.start(0, SIM_NAME);

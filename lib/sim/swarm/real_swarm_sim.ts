@@ -64,7 +64,7 @@ import { PeerShare } from "../../swarm/peer_share.ts";
 import { type PeerAddr, SwarmNode } from "../../swarm/swarm_node.ts";
 import { swarmId } from "../../swarm/swarm_id.ts";
 import { TrackerCore } from "../../tracker/tracker_core.ts";
-import { EventQueue } from "../event_queue.ts";
+import { EventQueue, Wakeup } from "../event_queue.ts";
 import { IP_UDP_HEADER, Link } from "../link.ts";
 import { seededRandom } from "../prng.ts";
 import { type SimVersion, simVersion } from "../fetch_simulation.ts";
@@ -495,8 +495,8 @@ class SimFetcher {
   #random: () => number;
   #hashes: Uint8Array | undefined;
   #runs: QueuedRun[] = [];
-  #turnSeq = 0;
-  #turnAt = Infinity;
+  /** The loop's next turn (a datagram or a timer). */
+  #turns: Wakeup;
   finished = false;
   failed: string | undefined;
   left = false;
@@ -526,6 +526,7 @@ class SimFetcher {
     const host = `10.0.1.${index + 1}`;
     this.swarmAddr = { hostname: host, port: SWARM_PORT };
     this.laneAddr = { hostname: host, port: LANE_PORT };
+    this.#turns = new Wakeup(clock, () => this.#turn());
     this.link = uplink(shareRate, delayMs, clock, random);
     this.out = new Uint8Array(version.meta.size);
     const s = server.addr;
@@ -575,7 +576,7 @@ class SimFetcher {
 
   /** Its sockets close and its loop stops. */
   #vanish(): void {
-    this.#turnSeq++;
+    this.#turns.cancel();
     this.net.unbind(this.laneAddr);
     this.net.unbind(this.swarmAddr);
   }
@@ -636,14 +637,8 @@ class SimFetcher {
   }
 
   #schedule(at: number): void {
-    if (this.left || this.failed !== undefined || at >= this.#turnAt) return;
-    this.#turnAt = at;
-    const seq = ++this.#turnSeq;
-    this.clock.at(at, () => {
-      if (seq !== this.#turnSeq) return; // superseded by an earlier turn, or gone
-      this.#turnAt = Infinity;
-      this.#turn();
-    });
+    if (this.left || this.failed !== undefined) return;
+    this.#turns.arm(at);
   }
 
   /** One turn of `FetchDrive.#drive` (then of `#swarmTurn` once the file is complete). */
