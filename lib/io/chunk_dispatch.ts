@@ -7,7 +7,11 @@
  * @module
  */
 
-import { type ChunkReplyHeader, readChunkReplyHeader } from "../wire/packet.ts";
+import {
+  type ChunkReplyHeader,
+  emptyChunkReplyHeader,
+  readChunkReplyHeader,
+} from "../wire/packet.ts";
 import type { ReceivedBatch } from "./udp/datagram_socket.ts";
 
 /**
@@ -23,14 +27,7 @@ export type ChunkHandler = (
 
 /** Splits batches into data (to `chunks`) and everything else (see the module comment). */
 export class ChunkDispatch {
-  #header: ChunkReplyHeader = {
-    requestId: 0,
-    fileIdHigh: 0,
-    fileIdLow: 0,
-    offset: 0,
-    dataAt: 0,
-    dataLen: 0,
-  };
+  #header: ChunkReplyHeader = emptyChunkReplyHeader();
   #views = new WeakMap<ArrayBufferLike, DataView>();
 
   /**

@@ -12,6 +12,7 @@
 import {
   CHUNK_REPLY_HEADER_SIZE,
   type ChunkReplyHeader,
+  emptyChunkReplyHeader,
   MAX_DATAGRAM_SIZE,
   readChunkReplyHeader,
 } from "../wire/packet.ts";
@@ -51,14 +52,7 @@ export class SwarmSocket {
   #addrs = new Map<string, PeerAddress>();
   #runBuf = new Uint8Array(RUN_BYTES);
   #headers = new Uint8Array(CHUNK_REPLY_HEADER_SIZE * RUN_BLOCKS);
-  #header: ChunkReplyHeader = {
-    requestId: 0,
-    fileIdHigh: 0,
-    fileIdLow: 0,
-    offset: 0,
-    dataAt: 0,
-    dataLen: 0,
-  };
+  #header: ChunkReplyHeader = emptyChunkReplyHeader();
   /** A receive loop that ended on an error (reported, never swallowed). */
   loopError: string | undefined;
 

@@ -1090,6 +1090,11 @@ export interface ChunkReplyHeader {
   dataLen: number;
 }
 
+/** A header for {@link readChunkReplyHeader} to fill (one per receive loop, reused). */
+export function emptyChunkReplyHeader(): ChunkReplyHeader {
+  return { requestId: 0, fileIdHigh: 0, fileIdLow: 0, offset: 0, dataAt: 0, dataLen: 0 };
+}
+
 /**
  * Hot path for receivers: if `buf[at, at + len)` is a well-formed version-1 CHUNK_REPLY, fills
  * `out` with its fields and returns true; false for anything else (decode it with `decode`).
