@@ -67,6 +67,7 @@ import { CookieJar } from "./lib/wire/cookie.ts";
 import { RequestGate } from "./lib/serving/request_gate.ts";
 import { FirstCopyLedgers } from "./lib/serving/first_copy_ledger.ts";
 import { PacedQueue } from "./lib/serving/paced_queue.ts";
+import { formatBusyRetry } from "./lib/wire/busy_retry.ts";
 import { completeHaveReply } from "./lib/swarm/have_log.ts";
 import { swarmId } from "./lib/swarm/swarm_id.ts";
 import { MAX_SEEDED_FILES, SeedAnnouncer } from "./lib/tracker/seed_announcer.ts";
@@ -137,6 +138,8 @@ export interface ServeStats {
    * their bytes (asked again after a deadline: answering both would send the bytes twice).
    */
   coalesced: number;
+  /** Swarm requests answered BUSY with a retry time: the paced queue was full (§4.2). */
+  busy: number;
 }
 
 /** Runs a server until `opts.signal` aborts; resolves with its counters. */
@@ -245,6 +248,7 @@ class UdpServer {
     duplicates: 0,
     givenOut: 0,
     coalesced: 0,
+    busy: 0,
   };
   #sock: DatagramSocket;
   #files: FileTable;
@@ -294,7 +298,7 @@ class UdpServer {
       { rate, transfers: this.#transfers, firstCopies },
       performance.now(),
     );
-    if (rate !== undefined) this.#paced = new PacedQueue();
+    if (rate !== undefined) this.#paced = new PacedQueue(rate);
     this.#rate = rate;
     this.#refusals = new RefusalLog(log, refusalLimits);
     this.#sweep = setInterval(() => {
@@ -457,9 +461,14 @@ class UdpServer {
    */
   #queueChunk(p: ChunkRequest, peer: PeerAddress): void {
     const queue = this.#paced!;
-    const refused = queue.push(p, `${peer.hostname}|${peer.port}`, peer);
+    const refused = queue.push(p, `${peer.hostname}|${peer.port}`, peer, performance.now());
     if (refused === "full") return void this.stats.refused++;
     if (refused === "covered") return void this.stats.coalesced++;
+    if (refused) {
+      this.stats.busy++;
+      const message = formatBusyRetry(refused.busyMs);
+      return void this.#refuse(peer, p, ErrorCode.Busy, message).catch(() => {}); // (closed)
+    }
     this.#pacing ??= this.#drainPaced().catch(() => {}).finally(() => this.#pacing = undefined);
   }
 
@@ -541,7 +550,7 @@ class UdpServer {
     const actions = this.#actions;
     actions.length = 0;
     // what still waits for the rate decides whether a swarm fetcher gets a repeat (§10.6)
-    const backlogMs = this.#paced && this.#rate ? 1000 * this.#paced.queuedBytes / this.#rate : 0;
+    const backlogMs = this.#paced?.backlogMs ?? 0;
     this.#core.onChunk(performance.now(), peer.netAddr, p, pieces, actions, backlogMs);
     this.stats.peakTransfers = Math.max(this.stats.peakTransfers, this.#transfers.size);
     for (const a of actions.splice(0)) {
@@ -692,6 +701,7 @@ export async function runServe(args: string[]): Promise<number> {
         malformed: stats.malformed,
         given_out: stats.givenOut,
         coalesced: stats.coalesced,
+        busy: stats.busy,
       },
     ));
     if (tftp) log(info("tftp_stopped", describeTftpStats(await tftp.done)));

@@ -839,6 +839,11 @@ export class FetchCoordinator {
     this.serversMayHaveWork();
   }
 
+  /** `piece` goes to the front of the queue (fresh in a swarm: see `SwarmNode`). */
+  preferPiece(piece: number): void {
+    this.#live?.sched.promote([piece]);
+  }
+
   /** Something changed what the servers may be asked for: they may have work again. */
   serversMayHaveWork(): void {
     const session = this.#live;

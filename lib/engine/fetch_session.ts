@@ -19,6 +19,7 @@
 import type { ChunkReplyHeader, ChunkRequest, Packet } from "../wire/packet.ts";
 import { ErrorCode } from "../wire/packet.ts";
 import { parseGivenOut } from "../wire/given_out.ts";
+import { parseBusyRetry } from "../wire/busy_retry.ts";
 import { SourceLedger } from "./blame.ts";
 import type { CongestionController } from "./congestion/controller.ts";
 import { ModelBasedController } from "./congestion/model_based.ts";
@@ -206,6 +207,9 @@ export class FetchSession {
   received = 0;
   rerequested = 0;
 
+  /** Blocks of a whole piece, within the request caps (what a swarm request asks for). */
+  readonly #pieceBlocks: number;
+
   /** A session with no source yet; `now` is the injected clock's current time (ms). */
   constructor(opts: FetchSessionOptions, now: number) {
     this.#opts = opts;
@@ -216,6 +220,15 @@ export class FetchSession {
       pieceSize: opts.pieceSize,
       blockSize: opts.blockSize,
     }, opts.pieceOrder);
+    const maxBytes = Math.min(MAX_REQUEST_BYTES, opts.maxRequestBytes ?? Infinity);
+    this.#pieceBlocks = Math.max(
+      1,
+      Math.min(
+        Math.ceil(opts.pieceSize / opts.blockSize),
+        MAX_REQUEST_BLOCKS,
+        Math.floor(maxBytes / opts.blockSize),
+      ),
+    );
     if (opts.limitBytesPerSec) {
       const rate = opts.limitBytesPerSec;
       this.#limiter = new TokenBucket(rate, Math.max(rate / 50, opts.blockSize * 4), now);
@@ -448,7 +461,7 @@ export class FetchSession {
       if (s.dropped) continue;
       t = Math.min(t, s.path.nextDeadline());
       if (this.#starved.has(s)) continue;
-      const send = s.path.nextSendTime(this.#minRequestBytes(s.path), this.#window(s.path));
+      const send = s.path.nextSendTime(this.#minRequestBytes(s.path), this.#sendWindow(s));
       t = Math.min(t, Math.max(send, this.#limitedUntil));
     }
     return t === Infinity ? undefined : t;
@@ -463,7 +476,7 @@ export class FetchSession {
     if (this.#ended || now < this.#limitedUntil) return false;
     for (const s of this.#sources.values()) {
       if (s.dropped || this.#starved.has(s)) continue;
-      if (s.path.canSend(now, this.#minRequestBytes(s.path), this.#window(s.path))) return true;
+      if (s.path.canSend(now, this.#minRequestBytes(s.path), this.#sendWindow(s))) return true;
     }
     return false;
   }
@@ -475,12 +488,13 @@ export class FetchSession {
 
   #transmitTo(now: number, s: Source): Transmit | "starved" | undefined {
     const { path } = s;
-    if (!path.canSend(now, this.#minRequestBytes(path), this.#window(path))) return undefined;
-    const room = Math.max(this.#opts.blockSize, this.#window(path) - path.inflight);
-    const blocks = Math.max(
-      1,
-      Math.min(this.#requestBlocks(path), Math.floor(room / this.#opts.blockSize)),
+    const window = this.#sendWindow(s);
+    if (!path.canSend(now, this.#minRequestBytes(path), window)) return undefined;
+    const fits = Math.floor(
+      Math.max(this.#opts.blockSize, window - path.inflight) / this.#opts.blockSize,
     );
+    let blocks = Math.max(1, Math.min(this.#requestBlocks(path), fits));
+    if (this.#piecewise(s)) blocks = Math.max(blocks, Math.min(this.#pieceBlocks, fits));
     const a = this.sched.next(path.id, blocks, s.has);
     if (!a) return "starved";
     if (this.#limiter) {
@@ -521,6 +535,27 @@ export class FetchSession {
     const floor = MIN_REQUEST_BLOCKS * bs;
     const wanted = Math.min(this.#requestBlocks(path) * bs, this.#window(path) / 8);
     return Math.min(this.#opts.size, Math.max(floor, wanted));
+  }
+
+  /**
+   * Whether requests to `s` ask for whole pieces: a swarm's. A piece is what a server gives out
+   * first (its ledger's unit) and what a peer can share once verified. Halves asked apart, the
+   * second often waited behind a BUSY while the server refused the piece to everyone else (the
+   * simulator at N = 32: 10 % of pieces reached their first fetcher 0.5–2 s after their first
+   * half, and they set the finish).
+   */
+  #piecewise(s: Source): boolean {
+    return s.swarm || this.#opts.untrusted?.(s.path.id) === true;
+  }
+
+  /**
+   * What may be in flight to `s`: its window, and for whole-piece requests at least two pieces
+   * (a window below that would leave one piece in flight at a time). A swarm source bounds its
+   * own queue (BUSY with a retry time, PROTOCOL.md §4.2), so this does not flood it.
+   */
+  #sendWindow(s: Source): number {
+    const w = this.#window(s.path);
+    return this.#piecewise(s) ? Math.max(w, 2 * this.#pieceBlocks * this.#opts.blockSize) : w;
   }
 
   #window(path: SourcePath): number {
@@ -627,6 +662,17 @@ export class FetchSession {
       s.swarmRefused = true;
       return;
     }
+    const retryMs = code === ErrorCode.Busy ? parseBusyRetry(message) : undefined;
+    if (retryMs !== undefined) {
+      // a source at its upload cap (PROTOCOL.md §4.2): no fault and no back-off, just not now
+      path.health.onHeard(now);
+      // the earliest turn given wins: a source staggers the turns of the requests it refuses
+      // (each one a request later than the last), and a fetcher refused for a whole window
+      // would otherwise come back at its last turn, leaving the source idle until then
+      const until = now + retryMs;
+      path.pausedUntil = path.pausedUntil > now ? Math.min(path.pausedUntil, until) : until;
+      return;
+    }
     if (!path.health.onError(code, message, now)) return this.#drop(s);
     // BUSY, INTERNAL, TOO_MANY: nothing new to this source for a while
     path.pausedUntil = now + path.health.rtt.rto();
@@ -697,7 +743,8 @@ export class FetchSession {
   #newId(): number {
     let id: number;
     do id = this.#opts.nextRequestId() >>> 0; while (
-      !this.#byId.free(id) || this.#retired.get(id) !== undefined
+      // (free in both tables: a request remembered after it retires keeps its slot there)
+      !this.#byId.free(id) || !this.#retired.free(id)
     );
     return id;
   }

@@ -86,6 +86,8 @@ export class PieceScheduler {
   #byPiece: (ActivePiece | undefined)[] = [];
   #queue: number[] = [];
   #verified = 0;
+  /** Pieces in state 0 (queued): while any is left, no block is asked for twice. */
+  #queued = 0;
   #generations = 0;
 
   /**
@@ -100,6 +102,7 @@ export class PieceScheduler {
     this.layout = layout;
     this.pieceCount = Math.ceil(layout.size / layout.pieceSize);
     this.#state = new Uint8Array(this.pieceCount);
+    this.#queued = this.pieceCount;
     // (filled, so the array stays a packed one and not a dictionary)
     this.#byPiece = new Array<ActivePiece | undefined>(this.pieceCount).fill(undefined);
     if (order && order.length === this.pieceCount) {
@@ -138,6 +141,7 @@ export class PieceScheduler {
     this.#active.delete(piece);
     this.#byPiece[piece] = undefined;
     this.#queue = this.#queue.filter((p) => p !== piece);
+    if (this.#state[piece] === 0) this.#queued--;
     this.#state[piece] = 3;
     this.#verified++;
   }
@@ -216,6 +220,7 @@ export class PieceScheduler {
       this.#verified++;
     } else {
       this.#state[piece] = 0;
+      this.#queued++;
       this.#queue.push(piece); // front of the queue: the tail of the array is taken first
     }
   }
@@ -299,6 +304,10 @@ export class PieceScheduler {
       const a = this.#claimRun(server, piece, p, maxBlocks, false);
       if (a) return a;
     }
+    // a second copy only in the end game, once no piece is left queued: a swarm peer that holds
+    // none of the queued pieces has nothing to do yet, and copies it sent would be upload wasted
+    // (at N = 32 in the simulator they were most of the peers' waste)
+    if (this.#queued > 0) return undefined;
     for (const [piece, p] of candidates) {
       const a = this.#claimRun(server, piece, p, maxBlocks, true);
       if (a) return a;
@@ -317,6 +326,7 @@ export class PieceScheduler {
       missing: blocks,
     };
     this.#state[piece] = 1;
+    this.#queued--;
     this.#active.set(piece, p);
     this.#byPiece[piece] = p;
     return p;

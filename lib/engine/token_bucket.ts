@@ -45,6 +45,12 @@ export class TokenBucket {
     this.#last = now;
   }
 
+  /** How long (ms) what was taken but not yet paid for still takes at `now`: the queue ahead. */
+  debtMs(now: number): number {
+    const tokens = Math.min(this.#burst, this.#tokens + ((now - this.#last) * this.#rate) / 1000);
+    return tokens >= 0 ? 0 : (-tokens * 1000) / this.#rate;
+  }
+
   /**
    * Takes `bytes` at `now` (ms) and returns how long to wait (ms) before sending them; the
    * debt is carried, so a caller that waits that long stays exactly on the rate.

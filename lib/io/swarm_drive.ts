@@ -19,9 +19,8 @@ import type { FetchCoordinator } from "../engine/fetch_coordinator.ts";
 import type { FileMeta } from "../engine/consensus.ts";
 import { RequestGate } from "../serving/request_gate.ts";
 import { type RunAction, ServeCore } from "../serving/serve_core.ts";
-import { TransferLog } from "../serving/transfer_log.ts";
 import { HaveLog } from "../swarm/have_log.ts";
-import { PeerShare } from "../swarm/peer_share.ts";
+import { PeerShare, shareCoreOptions } from "../swarm/peer_share.ts";
 import { swarmId } from "../swarm/swarm_id.ts";
 import { type PeerAddr, SwarmNode } from "../swarm/swarm_node.ts";
 import type { BlockSink } from "./block_writer.ts";
@@ -62,9 +61,6 @@ interface QueuedRun {
   to: PeerAddress;
   run: RunAction;
 }
-
-/** Idle credit of the `--share-rate` bucket (ms): see `ServeCoreOptions.creditMs`. */
-const SHARE_CREDIT_MS = 50;
 
 /** Most runs waiting for the share rate; beyond, requests are dropped (the peer asks again). */
 const MAX_QUEUED_RUNS = 4096;
@@ -107,10 +103,7 @@ export class SwarmDrive {
     const random = () => crypto.getRandomValues(new Uint32Array(1))[0];
     const cookies = new CookieJar(crypto.getRandomValues(new Uint8Array(32)));
     const auth = s.key ? new RequestAuthenticator(s.key) : undefined;
-    const core = new ServeCore(
-      { rate: s.shareRate, creditMs: SHARE_CREDIT_MS, transfers: new TransferLog(() => {}) },
-      now,
-    );
+    const core = new ServeCore(shareCoreOptions(s.shareRate), now);
     // (the sharing half lists the node's peers: the node is made just below)
     const ref: { node?: SwarmNode } = {};
     const share = new PeerShare(

@@ -6,12 +6,20 @@
  * covered by one still waiting from the same address and port is not queued: the earlier one
  * brings them, and the client takes late blocks (PROTOCOL.md §6.1 rule 8).
  *
+ * A swarm fetcher's request (flag bit 2) is not queued behind more than `swarmBacklogMs` of data:
+ * it gets BUSY with a retry time instead (PROTOCOL.md §4.2, staggered by a `BacklogGate`). What a
+ * swarm fetcher is sent, the first-copy ledger records as given to it, and others are refused
+ * it; a request served after a second in this queue had long been given up by its fetcher (its
+ * deadline passed, it moved on), so the piece was held by nobody until the pass ended. (The
+ * simulator, N = 32: requests waited up to 1.2 s, and two such pieces set the tail.)
+ *
  * Pure: no sockets, no clock.
  *
  * @module
  */
 
 import type { ChunkRequest } from "../wire/packet.ts";
+import { BacklogGate } from "./backlog_gate.ts";
 
 /** A waiting request, with its asker's address and port as a key, and what the shell needs. */
 export interface PacedEntry<T> {
@@ -20,8 +28,11 @@ export interface PacedEntry<T> {
   extra: T;
 }
 
-/** Why a request was not queued. */
-export type PacedRefusal = "full" | "covered";
+/** Why a request was not queued: full, covered, or a swarm request told to retry in `busyMs`. */
+export type PacedRefusal = "full" | "covered" | { busyMs: number };
+
+/** Default `swarmBacklogMs`: a tenth of a second of the rate. */
+export const SWARM_BACKLOG_MS = 100;
 
 /** Requests waiting at most (beyond, a request is dropped and its client asks again). */
 export const MAX_PACED = 4096;
@@ -33,16 +44,36 @@ export class PacedQueue<T> {
   readonly #queue: PacedEntry<T>[] = [];
   /** Bytes the waiting requests ask for. */
   queuedBytes = 0;
+  readonly #rate: number | undefined;
+  readonly #gate: BacklogGate;
+
+  /**
+   * A queue drained at `rate` bytes/s; without a rate, swarm requests are queued like others.
+   * `swarmBacklogMs`: see the module comment.
+   */
+  constructor(rate?: number, swarmBacklogMs = SWARM_BACKLOG_MS) {
+    this.#rate = rate;
+    this.#gate = new BacklogGate(swarmBacklogMs);
+  }
+
+  /** The waiting data, in ms of the rate (0 without one). */
+  get backlogMs(): number {
+    return this.#rate ? (1000 * this.queuedBytes) / this.#rate : 0;
+  }
 
   /** Requests waiting. */
   get length(): number {
     return this.#queue.length;
   }
 
-  /** Queues `p` from `asker`, or says why not. */
-  push(p: ChunkRequest, asker: string, extra: T): PacedRefusal | undefined {
+  /** Queues `p` from `asker` at `now` (ms), or says why not. */
+  push(p: ChunkRequest, asker: string, extra: T, now = 0): PacedRefusal | undefined {
     if (this.#queue.length >= MAX_PACED) return "full";
     if (this.#coveredByWaiting(p, asker)) return "covered";
+    if (p.swarm && this.#rate) {
+      const busyMs = this.#gate.admit(now, this.backlogMs, (1000 * p.length) / this.#rate);
+      if (busyMs > 0) return { busyMs };
+    }
     this.#queue.push({ p, asker, extra });
     this.queuedBytes += p.length;
     return undefined;

@@ -24,6 +24,8 @@ import {
   type RequestPacket,
   writeChunkReplyHeaders,
 } from "../wire/packet.ts";
+import { BacklogGate } from "./backlog_gate.ts";
+import { formatBusyRetry } from "../wire/busy_retry.ts";
 import { TokenBucket } from "../engine/token_bucket.ts";
 import { DuplicateFilter, requestKey } from "./duplicate_filter.ts";
 import { checkChunkRequest } from "./serve_policy.ts";
@@ -128,6 +130,12 @@ export interface ServeCoreOptions {
    * are served like any other.
    */
   firstCopies?: FirstCopyLedgers;
+  /**
+   * Under `rate`: a chunk request that would wait behind more than this many ms of data already
+   * taken is refused BUSY with a retry time (PROTOCOL.md §4.2, `BacklogGate`) instead of queued.
+   * Undefined: everything is queued (a `serve --rate` server queues in its shell instead).
+   */
+  maxBacklogMs?: number;
 }
 
 /** Default largest run. */
@@ -149,6 +157,9 @@ export class ServeCore {
   #runBlocks: number;
   #transfers: TransferLog | undefined;
   #firstCopies: FirstCopyLedgers | undefined;
+  #backlogGate: BacklogGate | undefined;
+  /** Chunk requests refused BUSY because the queue was full (`maxBacklogMs`). */
+  busy = 0;
 
   constructor(opts: ServeCoreOptions, now: number) {
     this.#runBlocks = opts.runBlocks ?? RUN_BLOCKS;
@@ -162,6 +173,7 @@ export class ServeCore {
       const credit = opts.rate * (opts.creditMs ?? BUCKET_MS) / 1000;
       this.#limiter = new TokenBucket(opts.rate, Math.max(1500, credit), now);
       this.#runBytes = Math.min(runBytes, Math.max(1, (opts.rate * PACED_RUN_MS) / 1000));
+      if (opts.maxBacklogMs !== undefined) this.#backlogGate = new BacklogGate(opts.maxBacklogMs);
     } else this.#runBytes = runBytes;
   }
 
@@ -210,10 +222,23 @@ export class ServeCore {
       const a = ledger.check(now, asker, p.offset, p.length, backlogMs);
       if (a.kind === "given_out") return refuse(ErrorCode.GivenOut, formatGivenOut(a.unsent));
     }
+    const wait = this.#backlogWait(now, p.length);
+    if (wait > 0) {
+      this.busy++;
+      return refuse(ErrorCode.Busy, formatBusyRetry(wait));
+    }
     const tooMany = this.#transfers?.record(peer, p.name, p.fileId, p.length, now, file.size);
     if (tooMany) return refuse(tooMany.code, tooMany.message, true);
     ledger?.record(now, asker, p.offset, p.length); // (served: now it counts)
     this.#runs(now, p, out);
+  }
+
+  /** Ms after which a request of `bytes` refused now may come back; 0 to admit it now. */
+  #backlogWait(now: number, bytes: number): number {
+    const gate = this.#backlogGate;
+    const limiter = this.#limiter;
+    if (!gate || !limiter) return 0;
+    return gate.admit(now, limiter.debtMs(now), (1000 * bytes) / limiter.rate);
   }
 
   /**

@@ -21,9 +21,40 @@ import {
   type RequestPacket,
 } from "../wire/packet.ts";
 import type { RequestGate } from "../serving/request_gate.ts";
-import type { RunAction, ServeAction, ServeCore, ServedPieces } from "../serving/serve_core.ts";
+import type {
+  RunAction,
+  ServeAction,
+  ServeCore,
+  ServeCoreOptions,
+  ServedPieces,
+} from "../serving/serve_core.ts";
+import { TransferLog } from "../serving/transfer_log.ts";
 import { hashesReplyCount } from "../serving/serve_policy.ts";
 import type { HaveLog } from "./have_log.ts";
+
+/**
+ * Idle credit of the `--share-rate` bucket (ms): more than a server's, because the loop that
+ * sends a peer's runs also fetches, and a send it delays would otherwise be upload lost.
+ */
+export const SHARE_CREDIT_MS = 50;
+
+/**
+ * Most data (ms of the share rate) a request may wait behind before it is refused BUSY with a
+ * retry time. Without a bound, thirty askers each keeping a window here queued 0.4–0.6 s (median
+ * and p90 in the simulator at N = 32): past their deadlines, so they asked again elsewhere and
+ * both copies came — 40 % of all peer upload was such duplicates.
+ */
+export const SHARE_MAX_BACKLOG_MS = 100;
+
+/** The serve core options of a sharing peer capped at `shareRate` bytes/s (none: no cap). */
+export function shareCoreOptions(shareRate: number | undefined): ServeCoreOptions {
+  return {
+    rate: shareRate,
+    creditMs: SHARE_CREDIT_MS,
+    maxBacklogMs: SHARE_MAX_BACKLOG_MS,
+    transfers: new TransferLog(() => {}),
+  };
+}
 
 /** The trusted metadata of the shared file. */
 export interface SharedMetadata {

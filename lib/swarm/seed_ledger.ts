@@ -18,7 +18,7 @@
  * @module
  */
 
-import { busyFor } from "./backlog_gate.ts";
+import { busyFor } from "../serving/backlog_gate.ts";
 
 /** What the server does with one request. */
 export type SeedAnswer =

@@ -65,6 +65,8 @@ export interface SwarmTransfer {
   serversMayHaveWork(): void;
   /** Whether requests to servers carry the swarm flag (PROTOCOL.md §10.6). */
   askServersAsSwarm(on: boolean): void;
+  /** `piece` is fresh in the swarm (one peer holds it): fetch it before older pieces. */
+  preferPiece(piece: number): void;
 }
 
 /** A peer's address. */
@@ -113,6 +115,13 @@ export interface SwarmNodeOptions {
 
 /** Default bound on peers in the transfer. */
 export const MAX_PEERS = 30;
+/**
+ * Room beyond `maxPeers` for peers that ask this node for something (they found it; it did not
+ * pick them). Without it, a fetcher that announced after the others had filled their sets was
+ * nobody's peer: it uploaded nothing, and a piece the server gave it first stayed with it until
+ * the server's first pass ended (the simulator, N = 32: everyone waited 0.8 s on one piece).
+ */
+export const ASKING_PEERS_ROOM = 20;
 /** A dead peer may be tried again after this long (ms), if it is listed again. */
 const RETRY_DEAD_MS = 20_000;
 /**
@@ -228,7 +237,7 @@ export class SwarmNode {
     // a peer that asks us is in the swarm: meet it too (the first to announce learns of the
     // others this way, not at its next announce)
     share.onPeerRequest = (from) => {
-      if (!this.#peers.has(keyOf(from.hostname, from.port))) this.#learn([from], this.#now);
+      if (!this.#peers.has(keyOf(from.hostname, from.port))) this.#learn([from], this.#now, true);
     };
   }
 
@@ -494,9 +503,17 @@ export class SwarmNode {
     }
   }
 
-  /** A peer in the transfer holds `piece`. */
+  /**
+   * A peer in the transfer holds `piece`. A piece just come into the swarm goes first (rarest
+   * first, as the peers see it): when a capped server feeds a crowd, every piece must reach
+   * everyone, and the peers' upload has to keep pace with the server (97 % of it at N = 32), so
+   * the pieces the server sent last set the finish; taken in random order instead, they waited
+   * behind older ones at every hop.
+   */
   #held(piece: number): void {
-    if (this.availability[piece]++ === 0) this.#availableSince[piece] = this.#now;
+    if (this.availability[piece]++ !== 0) return;
+    this.#availableSince[piece] = this.#now;
+    if (!this.#complete) this.#transfer.preferPiece(piece);
   }
 
   /** Peer `p`'s latest word on what it fetches from a server replaces its last. */
@@ -521,8 +538,11 @@ export class SwarmNode {
     }
   }
 
-  /** Addresses learnt (tracker or peer exchange): new ones become candidates. */
-  #learn(addrs: PeerAddr[], now: number): void {
+  /**
+   * Addresses learnt (tracker or peer exchange): new ones become candidates. One that `asked`
+   * this node is met at once while the set has room for asking peers too.
+   */
+  #learn(addrs: PeerAddr[], now: number, asked = false): void {
     for (const a of addrs) {
       const key = keyOf(a.hostname, a.port);
       if (a.port === 0 || this.#peers.has(key) || this.#banned.has(key)) continue;
@@ -530,6 +550,11 @@ export class SwarmNode {
       if (this.#o.servers?.some((s) => sameAddr(a, s))) continue;
       const died = this.#dead.get(key);
       if (died !== undefined && now - died < RETRY_DEAD_MS) continue;
+      const max = this.#o.maxPeers ?? MAX_PEERS;
+      if (asked && this.#peers.size < max + ASKING_PEERS_ROOM && this.#nextPeerId < MAX_MET) {
+        this.#meetOne(a, key, now);
+        continue;
+      }
       if (this.#candidates.some((c) => keyOf(c.hostname, c.port) === key)) continue;
       if (this.#candidates.length < 4 * (this.#o.maxPeers ?? MAX_PEERS)) this.#candidates.push(a);
     }
@@ -543,22 +568,27 @@ export class SwarmNode {
       const a = this.#candidates.shift()!;
       const key = keyOf(a.hostname, a.port);
       if (this.#peers.has(key) || this.#banned.has(key)) continue;
-      const id = this.#nextPeerId++;
-      const link = new PeerLink(
-        this.#o.pieces,
-        this.#o.fileId,
-        now,
-        this.#o.nextRequestId,
-        this.#o.timing ?? DEFAULT_PEER_TIMING,
-      );
-      link.seeding = this.#complete;
-      const falseClaims = this.#claimsBefore.get(key) ?? 0;
-      this.#claimsBefore.delete(key);
-      const p: Peer = { id, addr: a, key, link, inTransfer: false, falseClaims, fetching: [] };
-      this.#peers.set(key, p);
-      this.#byId[id] = p;
-      this.peers[id] = { address: formatAddr(a), alive: true };
+      this.#meetOne(a, key, now);
     }
+  }
+
+  /** Takes peer `a` (whose key is `key`) into the set now. */
+  #meetOne(a: PeerAddr, key: string, now: number): void {
+    const id = this.#nextPeerId++;
+    const link = new PeerLink(
+      this.#o.pieces,
+      this.#o.fileId,
+      now,
+      this.#o.nextRequestId,
+      this.#o.timing ?? DEFAULT_PEER_TIMING,
+    );
+    link.seeding = this.#complete;
+    const falseClaims = this.#claimsBefore.get(key) ?? 0;
+    this.#claimsBefore.delete(key);
+    const p: Peer = { id, addr: a, key, link, inTransfer: false, falseClaims, fetching: [] };
+    this.#peers.set(key, p);
+    this.#byId[id] = p;
+    this.peers[id] = { address: formatAddr(a), alive: true };
   }
 
   /** Our own request coming back (a peer list named this node): forget that "peer". */

@@ -24,6 +24,7 @@ function setup() {
     handlePeerDatagram: () => {},
     serversMayHaveWork: () => void told.push("servers"),
     askServersAsSwarm: (on) => void told.push(`swarm ${on}`),
+    preferPiece: (piece) => void told.push(`prefer ${piece}`),
   };
   const share = new PeerShare(
     {

@@ -58,9 +58,10 @@ import { type RunAction, ServeCore, type ServedPieces } from "../../serving/serv
 import { TransferLog } from "../../serving/transfer_log.ts";
 import { FirstCopyLedgers } from "../../serving/first_copy_ledger.ts";
 import { PacedQueue } from "../../serving/paced_queue.ts";
+import { formatBusyRetry } from "../../wire/busy_retry.ts";
 import { hashesReplyCount } from "../../serving/serve_policy.ts";
 import { completeHaveReply, HaveLog } from "../../swarm/have_log.ts";
-import { PeerShare } from "../../swarm/peer_share.ts";
+import { PeerShare, shareCoreOptions } from "../../swarm/peer_share.ts";
 import { type PeerAddr, SwarmNode } from "../../swarm/swarm_node.ts";
 import { swarmId } from "../../swarm/swarm_id.ts";
 import { TrackerCore } from "../../tracker/tracker_core.ts";
@@ -159,6 +160,8 @@ export interface RealSwarmOutcome {
   serverGivenOut: number;
   /** Chunk requests the server's paced queue left to a waiting one that covered them. */
   serverCoalesced: number;
+  /** Swarm chunk requests the server answered BUSY with a retry time (its queue was full). */
+  serverBusy: number;
   /** Of `serverUploaded`, bytes answering requests without the swarm flag (no ledger). */
   serverPlainBytes: number;
   /** Of `serverUploaded`, bytes the server had sent before (to anyone). */
@@ -214,8 +217,7 @@ const LINK_HEADROOM = 1.05;
 const LINK_QUEUE_BYTES = 4 * MiB;
 /** The IP MTU of every path. */
 const MTU = 1500;
-/** `SwarmDrive`'s share-rate credit (ms) and bound on queued runs (not exported there). */
-const SHARE_CREDIT_MS = 50;
+/** `SwarmDrive`'s bound on queued runs (not exported there). */
 const MAX_QUEUED_RUNS = 4096;
 /** `server.ts`'s bound on ledgers (MAX_SEEDED_FILES). */
 const MAX_LEDGER_FILES = 64;
@@ -306,7 +308,9 @@ class SimServer {
   #gate: RequestGate;
   #core: ServeCore;
   #transfers = new TransferLog(() => {});
-  #paced = new PacedQueue<PeerAddr>();
+  #paced: PacedQueue<PeerAddr>;
+  /** Swarm requests answered BUSY with a retry time (the paced queue was full). */
+  busy = 0;
   /** Chunk requests not queued because a waiting one of the same client covered them. */
   coalesced = 0;
   /** Runs of the request being served, waiting for their time. */
@@ -322,6 +326,7 @@ class SimServer {
     random: () => number,
   ) {
     this.link = uplink(rate, delayMs, clock, random);
+    this.#paced = new PacedQueue(rate);
     this.#gate = new RequestGate(new CookieJar(randomBytes(32, random)), undefined, true);
     const firstCopies = new FirstCopyLedgers(MAX_LEDGER_FILES, random);
     this.#core = new ServeCore({ rate, transfers: this.#transfers, firstCopies }, 0);
@@ -380,8 +385,12 @@ class SimServer {
           entries: new Uint8Array(0),
         });
       case "chunk_request": {
-        const refused = this.#paced.push(p, keyOf(from), from);
+        const refused = this.#paced.push(p, keyOf(from), from, now);
         if (refused === "covered") this.coalesced++;
+        else if (typeof refused === "object") {
+          this.busy++;
+          return this.#refuse(from, p.requestId, ErrorCode.Busy, formatBusyRetry(refused.busyMs));
+        }
         if (refused === undefined && !this.#draining) this.#drain();
         return;
       }
@@ -411,7 +420,7 @@ class SimServer {
         pieceSize: v.meta.pieceSize,
       };
       const actions: Parameters<ServeCore["onChunk"]>[4] = [];
-      const backlogMs = 1000 * this.#paced.queuedBytes / this.rate; // (as server.ts)
+      const backlogMs = this.#paced.backlogMs; // (as server.ts)
       this.#core.onChunk(now, { transport: "udp", ...q.from }, q.p, pieces, actions, backlogMs);
       for (const a of actions) {
         if (a.kind === "refuse") {
@@ -758,10 +767,7 @@ class SimFetcher {
     const have = new HaveLog(pieces);
     const random = () => this.#random32();
     const cookies = new CookieJar(randomBytes(32, this.#random));
-    const core = new ServeCore(
-      { rate: this.shareRate, creditMs: SHARE_CREDIT_MS, transfers: new TransferLog(() => {}) },
-      now,
-    );
+    const core = new ServeCore(shareCoreOptions(this.shareRate), now);
     const ref: { node?: SwarmNode } = {};
     const share = new PeerShare(
       { ...meta, fileId, pieceHashes: hashes },
@@ -942,6 +948,7 @@ export function simulateRealSwarm(sc: RealSwarmScenario): RealSwarmOutcome {
     serverShare: server.uploaded / sc.fileBytes,
     serverGivenOut: server.givenOut,
     serverCoalesced: server.coalesced,
+    serverBusy: server.busy,
     serverPlainBytes: server.plainBytes,
     serverRepeatBytes: server.repeatBytes,
     simMs: clock.now,

@@ -36,7 +36,7 @@ import { seededRandom } from "../prng.ts";
 import { type PieceRequest, type SeedMode, SwarmPlanner } from "../../swarm/swarm_planner.ts";
 import { SeedLedger, type SeedLedgerOptions } from "../../swarm/seed_ledger.ts";
 import { type PeerFacts, rankPeers } from "../../swarm/peer_ranking.ts";
-import { BacklogGate, busyFor } from "../../swarm/backlog_gate.ts";
+import { BacklogGate, busyFor } from "../../serving/backlog_gate.ts";
 import { TrackerModel } from "./tracker_model.ts";
 
 /** How a lying peer lies. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BacklogGate, busyFor } from "../../lib/swarm/backlog_gate.ts";
+import { BacklogGate, busyFor } from "../../lib/serving/backlog_gate.ts";
 
 Deno.test("backlog gate: admits up to the backlog, then staggers retry turns", () => {
   assert.equal(busyFor(100, 300), 0);

@@ -1,0 +1,30 @@
+/**
+ * A retry time inside a BUSY error's message (PROTOCOL.md §4.2): a source whose send queue is
+ * full answers `busy; retry in <ms> ms`. Unlike a plain BUSY (a server in trouble, which the
+ * asker backs off from), this one is a source doing its job at its upload cap: the asker takes
+ * the piece elsewhere and comes back to this source after the time it was given, no sooner and
+ * no later. The message stays free text for old clients.
+ *
+ * @module
+ */
+
+/** Longest retry time a message may carry (ms); a longer one is read as this. */
+export const MAX_BUSY_RETRY_MS = 10_000;
+
+/** The BUSY message telling the asker to come back in `ms` (rounded up to whole ms, ≥ 1). */
+export function formatBusyRetry(ms: number): string {
+  return `busy; retry in ${Math.max(1, Math.ceil(Math.min(ms, MAX_BUSY_RETRY_MS)))} ms`;
+}
+
+const RETRY = /^busy; retry in (\d{1,9}) ms(?:$|[^0-9])/;
+
+/**
+ * The retry time (ms) a BUSY message carries, capped at {@link MAX_BUSY_RETRY_MS}; `undefined`
+ * for any other message (a plain BUSY).
+ */
+export function parseBusyRetry(message: string): number | undefined {
+  const m = RETRY.exec(message);
+  if (!m) return undefined;
+  const ms = Number(m[1]);
+  return ms >= 1 ? Math.min(ms, MAX_BUSY_RETRY_MS) : undefined;
+}
