@@ -141,6 +141,14 @@ const MAX_REQUEST_BYTES = 16 << 20;
 const MIN_WINDOW_BYTES = 128 << 10;
 /** Round trips under this (ms) are a LAN's or loopback's (see `lanMinWindowBytes`). */
 const LAN_RTT_MS = 2;
+/**
+ * How long a swarm source (a peer, a `--rate` server asked with the swarm flag) may keep a
+ * request queued before serving it: it answers BUSY with a retry time past 100 ms of queue
+ * (PROTOCOL.md §4.2), so a request waiting that long is not lost. Without this allowance a
+ * peer's first requests, whose deadlines rest on the few-ms round trip of a have-poll, were
+ * declared lost in its queue, asked again elsewhere, and both copies came.
+ */
+const SWARM_QUEUE_MS = 100;
 /** Requests recently retired whose late blocks are still accepted. */
 const RETIRED_MEMORY = 4096;
 /** RETRYs in a row without data before a source counts as failing address validation. */
@@ -508,7 +516,9 @@ export class FetchSession {
     const lane = s.swarm ? a.piece % lanes : s.sent++ % lanes;
     // fewer blocks than asked for: the file (or this source's share) ran out, not the path
     const appLimited = a.blockCount < blocks;
-    const r = path.sent(now, id, a, appLimited, lane);
+    // (a swarm source queues a request up to its bound before it answers BUSY instead)
+    const queueMs = this.#piecewise(s) ? SWARM_QUEUE_MS : 0;
+    const r = path.sent(now, id, a, appLimited, lane, queueMs);
     this.#byId.set(id, s.swarm ? { source: s, r, swarm: true } : { source: s, r });
     const packet: ChunkRequest = {
       type: "chunk_request",
@@ -549,13 +559,17 @@ export class FetchSession {
   }
 
   /**
-   * What may be in flight to `s`: its window, and for whole-piece requests at least two pieces
-   * (a window below that would leave one piece in flight at a time). A swarm source bounds its
-   * own queue (BUSY with a retry time, PROTOCOL.md §4.2), so this does not flood it.
+   * What may be in flight to `s`: its window; for whole-piece requests, between two pieces (a
+   * window below that would leave one piece in flight at a time) and four. A swarm source keeps
+   * its queue short itself (BUSY with a retry time, PROTOCOL.md §4.2): more in flight only
+   * buys refusals, and a LAN window floor (2 MiB) of a hundred fetchers made a storm of them
+   * (the real-code simulator: 84 requests per fetcher in the first 100 ms, answered BUSY).
    */
   #sendWindow(s: Source): number {
     const w = this.#window(s.path);
-    return this.#piecewise(s) ? Math.max(w, 2 * this.#pieceBlocks * this.#opts.blockSize) : w;
+    if (!this.#piecewise(s)) return w;
+    const piece = this.#pieceBlocks * this.#opts.blockSize;
+    return Math.min(4 * piece, Math.max(w, 2 * piece));
   }
 
   #window(path: SourcePath): number {

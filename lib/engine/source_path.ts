@@ -152,8 +152,19 @@ export class SourcePath {
     return Math.max(this.nextSendAt, this.pausedUntil);
   }
 
-  /** Records a request sent at `now`; returns its record. */
-  sent(now: number, id: number, a: Assignment, appLimited: boolean, lane = 0): InFlightRequest {
+  /**
+   * Records a request sent at `now`; returns its record. `queueMs`: how long the source may
+   * keep it queued before serving it (a swarm source's bound, PROTOCOL.md §4.2), added to its
+   * deadline.
+   */
+  sent(
+    now: number,
+    id: number,
+    a: Assignment,
+    appLimited: boolean,
+    lane = 0,
+    queueMs = 0,
+  ): InFlightRequest {
     if (this.requests.length === 0) this.deliveredTime = now; // (idle restart: fresh interval)
     const r: InFlightRequest = {
       id,
@@ -170,7 +181,7 @@ export class SourcePath {
       appLimited,
       inflightAtSend: this.inflight,
       answered: false,
-      deadline: now + this.#timeoutFor(a.length),
+      deadline: now + queueMs + this.#timeoutFor(a.length),
     };
     this.#nextSeq += a.blockCount;
     this.requests.push(r);

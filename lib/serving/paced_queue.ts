@@ -49,11 +49,11 @@ export class PacedQueue<T> {
 
   /**
    * A queue drained at `rate` bytes/s; without a rate, swarm requests are queued like others.
-   * `swarmBacklogMs`: see the module comment.
+   * `swarmBacklogMs`: see the module comment; `random` spreads retry times (`BacklogGate`).
    */
-  constructor(rate?: number, swarmBacklogMs = SWARM_BACKLOG_MS) {
+  constructor(rate?: number, swarmBacklogMs = SWARM_BACKLOG_MS, random = Math.random) {
     this.#rate = rate;
-    this.#gate = new BacklogGate(swarmBacklogMs);
+    this.#gate = new BacklogGate(swarmBacklogMs, undefined, random);
   }
 
   /** The waiting data, in ms of the rate (0 without one). */

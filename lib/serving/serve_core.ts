@@ -136,6 +136,8 @@ export interface ServeCoreOptions {
    * Undefined: everything is queued (a `serve --rate` server queues in its shell instead).
    */
   maxBacklogMs?: number;
+  /** Spreads the retry times of those BUSY answers (default `Math.random`; seeded in tests). */
+  random?: () => number;
 }
 
 /** Default largest run. */
@@ -173,7 +175,13 @@ export class ServeCore {
       const credit = opts.rate * (opts.creditMs ?? BUCKET_MS) / 1000;
       this.#limiter = new TokenBucket(opts.rate, Math.max(1500, credit), now);
       this.#runBytes = Math.min(runBytes, Math.max(1, (opts.rate * PACED_RUN_MS) / 1000));
-      if (opts.maxBacklogMs !== undefined) this.#backlogGate = new BacklogGate(opts.maxBacklogMs);
+      if (opts.maxBacklogMs !== undefined) {
+        this.#backlogGate = new BacklogGate(
+          opts.maxBacklogMs,
+          undefined,
+          opts.random ?? Math.random,
+        );
+      }
     } else this.#runBytes = runBytes;
   }
 

@@ -46,10 +46,17 @@ export const SHARE_CREDIT_MS = 50;
  */
 export const SHARE_MAX_BACKLOG_MS = 100;
 
-/** The serve core options of a sharing peer capped at `shareRate` bytes/s (none: no cap). */
-export function shareCoreOptions(shareRate: number | undefined): ServeCoreOptions {
+/**
+ * The serve core options of a sharing peer capped at `shareRate` bytes/s (none: no cap);
+ * `random` spreads BUSY retry times (seeded in the simulator).
+ */
+export function shareCoreOptions(
+  shareRate: number | undefined,
+  random: () => number = Math.random,
+): ServeCoreOptions {
   return {
     rate: shareRate,
+    random,
     creditMs: SHARE_CREDIT_MS,
     maxBacklogMs: SHARE_MAX_BACKLOG_MS,
     transfers: new TransferLog(() => {}),

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type Assignment, type PieceLayout, PieceScheduler } from "../../lib/engine/scheduler.ts";
+import {
+  type Assignment,
+  END_GAME_PIECES,
+  type PieceLayout,
+  PieceScheduler,
+} from "../../lib/engine/scheduler.ts";
 import { mulberry32 } from "../relay.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -539,6 +544,30 @@ Deno.test("end game: no duplicates while the queue still has pieces", () => {
   assert.deepEqual([b.piece, b.duplicate], [1, false]);
   const c = s.next(2, 4)!;
   assert.equal(c.duplicate, true, "queue is empty now");
+});
+
+Deno.test("end game: a peer holding none of the queued pieces makes no second copies", () => {
+  // pieces 0 and 1; a peer holds only piece 0, a server takes it first: piece 1 is still queued
+  const s = new PieceScheduler({ size: 8, pieceSize: 4, blockSize: 1 }, [0, 1]);
+  const server = s.next(0, 4)!;
+  assert.equal(server.piece, 0);
+  const holdsFirst = (piece: number) => piece === 0;
+  assert.equal(s.next(5, 4, holdsFirst), undefined, "no copy of blocks in flight: 1 is queued");
+  s.next(0, 4); // (the server takes piece 1: nothing queued now)
+  const dup = s.next(5, 4, holdsFirst)!;
+  assert.deepEqual([dup.piece, dup.duplicate], [0, true], "the end game: now it may");
+});
+
+Deno.test(`end game: a peer makes second copies only for the last ${END_GAME_PIECES} pieces`, () => {
+  const pieces = END_GAME_PIECES + 2;
+  const s = new PieceScheduler({ size: 4 * pieces, pieceSize: 4, blockSize: 1 });
+  for (let i = 0; i < pieces; i++) assert.equal(s.next(0, 4)!.duplicate, false);
+  const peer = () => true; // (holds every piece, but is a partial source all the same)
+  assert.equal(s.next(1, 4, peer), undefined, `${pieces} pieces in flight: no copies yet`);
+  assert.equal(s.next(2, 4)!.duplicate, true, "a server still duplicates (multi-server tail)");
+  s.onBlock(0, 1), s.onBlock(1, 1), s.onBlock(2, 1), s.onBlock(3, 1);
+  s.onBlock(4, 1), s.onBlock(5, 1), s.onBlock(6, 1), s.onBlock(7, 1);
+  assert.equal(s.next(1, 4, peer)?.duplicate, true, `${END_GAME_PIECES} left: copies`);
 });
 
 Deno.test("end game: an idle server helps with any block in flight only once elsewhere", () => {

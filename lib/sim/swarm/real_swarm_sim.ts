@@ -326,7 +326,7 @@ class SimServer {
     random: () => number,
   ) {
     this.link = uplink(rate, delayMs, clock, random);
-    this.#paced = new PacedQueue(rate);
+    this.#paced = new PacedQueue(rate, undefined, random);
     this.#gate = new RequestGate(new CookieJar(randomBytes(32, random)), undefined, true);
     const firstCopies = new FirstCopyLedgers(MAX_LEDGER_FILES, random);
     this.#core = new ServeCore({ rate, transfers: this.#transfers, firstCopies }, 0);
@@ -767,7 +767,7 @@ class SimFetcher {
     const have = new HaveLog(pieces);
     const random = () => this.#random32();
     const cookies = new CookieJar(randomBytes(32, this.#random));
-    const core = new ServeCore(shareCoreOptions(this.shareRate), now);
+    const core = new ServeCore(shareCoreOptions(this.shareRate, this.#random), now);
     const ref: { node?: SwarmNode } = {};
     const share = new PeerShare(
       { ...meta, fileId, pieceHashes: hashes },
