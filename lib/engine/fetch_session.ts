@@ -19,7 +19,7 @@
 import type { ChunkReplyHeader, ChunkRequest, Packet } from "../wire/packet.ts";
 import { ErrorCode } from "../wire/packet.ts";
 import { parseGivenOut } from "../wire/given_out.ts";
-import { parseBusyRetry } from "../wire/busy_retry.ts";
+import { parseBusyRetry, SWARM_QUEUE_BOUND_MS } from "../wire/busy_retry.ts";
 import { SourceLedger } from "./blame.ts";
 import type { CongestionController } from "./congestion/controller.ts";
 import { ModelBasedController } from "./congestion/model_based.ts";
@@ -141,14 +141,8 @@ const MAX_REQUEST_BYTES = 16 << 20;
 const MIN_WINDOW_BYTES = 128 << 10;
 /** Round trips under this (ms) are a LAN's or loopback's (see `lanMinWindowBytes`). */
 const LAN_RTT_MS = 2;
-/**
- * How long a swarm source (a peer, a `--rate` server asked with the swarm flag) may keep a
- * request queued before serving it: it answers BUSY with a retry time past 100 ms of queue
- * (PROTOCOL.md §4.2), so a request waiting that long is not lost. Without this allowance a
- * peer's first requests, whose deadlines rest on the few-ms round trip of a have-poll, were
- * declared lost in its queue, asked again elsewhere, and both copies came.
- */
-const SWARM_QUEUE_MS = 100;
+/** Shortest wait a BUSY retry time imposes (ms). */
+const MIN_RETRY_MS = 5;
 /** Requests recently retired whose late blocks are still accepted. */
 const RETIRED_MEMORY = 4096;
 /** RETRYs in a row without data before a source counts as failing address validation. */
@@ -178,6 +172,8 @@ interface Source {
   tokenSince: number;
   /** Requests sent, to take the lanes in turn. */
   sent: number;
+  /** It answered BUSY with a retry time: it keeps a bounded queue (PROTOCOL.md §4.2). */
+  queues: boolean;
 }
 
 /** The fetch engine for one file. */
@@ -279,6 +275,7 @@ export class FetchSession {
       retriesInRow: 0,
       tokenSince: -Infinity,
       sent: 0,
+      queues: false,
     };
     this.#sources.set(id, source);
     this.#order.push(id);
@@ -497,13 +494,13 @@ export class FetchSession {
   #transmitTo(now: number, s: Source): Transmit | "starved" | undefined {
     const { path } = s;
     const window = this.#sendWindow(s);
-    if (!path.canSend(now, this.#minRequestBytes(path), window)) return undefined;
+    if (!path.canSend(now, this.#minRequestBytes(s.path), window)) return undefined;
     const fits = Math.floor(
       Math.max(this.#opts.blockSize, window - path.inflight) / this.#opts.blockSize,
     );
     let blocks = Math.max(1, Math.min(this.#requestBlocks(path), fits));
     if (this.#piecewise(s)) blocks = Math.max(blocks, Math.min(this.#pieceBlocks, fits));
-    const a = this.sched.next(path.id, blocks, s.has);
+    const a = this.sched.next(path.id, blocks, s.has, this.#piecewise(s));
     if (!a) return "starved";
     if (this.#limiter) {
       const wait = this.#limiter.take(a.length, now);
@@ -517,7 +514,7 @@ export class FetchSession {
     // fewer blocks than asked for: the file (or this source's share) ran out, not the path
     const appLimited = a.blockCount < blocks;
     // (a swarm source queues a request up to its bound before it answers BUSY instead)
-    const queueMs = this.#piecewise(s) ? SWARM_QUEUE_MS : 0;
+    const queueMs = this.#queueing(s) ? SWARM_QUEUE_BOUND_MS : 0;
     const r = path.sent(now, id, a, appLimited, lane, queueMs);
     this.#byId.set(id, s.swarm ? { source: s, r, swarm: true } : { source: s, r });
     const packet: ChunkRequest = {
@@ -558,18 +555,37 @@ export class FetchSession {
     return s.swarm || this.#opts.untrusted?.(s.path.id) === true;
   }
 
+  /** Whether `s` is a swarm peer (a source nobody vouched for, holding some pieces). */
+  #isPeer(s: Source): boolean {
+    return this.#opts.untrusted?.(s.path.id) === true;
+  }
+
   /**
-   * What may be in flight to `s`: its window; for whole-piece requests, between two pieces (a
-   * window below that would leave one piece in flight at a time) and four. A swarm source keeps
-   * its queue short itself (BUSY with a retry time, PROTOCOL.md §4.2): more in flight only
-   * buys refusals, and a LAN window floor (2 MiB) of a hundred fetchers made a storm of them
-   * (the real-code simulator: 84 requests per fetcher in the first 100 ms, answered BUSY).
+   * Whether `s` may keep a bounded queue (PROTOCOL.md §4.2): a swarm's source (a peer, or a
+   * server asked with the swarm flag, which under `--rate` answers BUSY with a retry time past
+   * its bound), or any source that answered so. A request to it may wait `SWARM_QUEUE_BOUND_MS` there besides its
+   * round trip: without that allowance, a peer's first requests, whose deadlines rest on the
+   * few-ms round trip of a have-poll, were declared lost in its queue, asked again elsewhere,
+   * and both copies came (the real-code simulator, N = 32: 5.9 F re-requested; with it, 0.4 F).
+   */
+  #queueing(s: Source): boolean {
+    return s.queues || this.#piecewise(s);
+  }
+
+  /**
+   * What may be in flight to `s`: its window; for whole-piece requests, room for one piece more
+   * (up to two), and four pieces at most: a swarm's source keeps its queue short itself, so more
+   * in flight only buys refusals (a LAN window floor of 2 MiB, a hundred fetchers: 84 requests
+   * each in the first 100 ms, answered BUSY, in the real-code simulator). The cost: to one
+   * server over a long fast path, a swarm fetcher keeps four pieces per round trip (1 MiB of
+   * 256 KiB pieces: 20 MiB/s at 50 ms), while its peers answer or for its first 5 s.
    */
   #sendWindow(s: Source): number {
     const w = this.#window(s.path);
     if (!this.#piecewise(s)) return w;
     const piece = this.#pieceBlocks * this.#opts.blockSize;
-    return Math.min(4 * piece, Math.max(w, 2 * piece));
+    const floored = Math.max(w, Math.min(2 * piece, w + piece));
+    return this.#queueing(s) ? Math.min(4 * piece, floored) : floored;
   }
 
   #window(path: SourcePath): number {
@@ -676,21 +692,33 @@ export class FetchSession {
       s.swarmRefused = true;
       return;
     }
-    const retryMs = code === ErrorCode.Busy ? parseBusyRetry(message) : undefined;
-    if (retryMs !== undefined) {
-      // a source at its upload cap (PROTOCOL.md §4.2): no fault and no back-off, just not now
-      path.health.onHeard(now);
-      // the earliest turn given wins: a source staggers the turns of the requests it refuses
-      // (each one a request later than the last), and a fetcher refused for a whole window
-      // would otherwise come back at its last turn, leaving the source idle until then
-      const until = now + retryMs;
-      path.pausedUntil = path.pausedUntil > now ? Math.min(path.pausedUntil, until) : until;
-      return;
-    }
+    // a retry time is honoured from swarm sources only (a plain fetch never asked for one)
+    const peer = this.#opts.untrusted?.(path.id) === true;
+    const retryMs = code === ErrorCode.Busy && (flagged || peer)
+      ? parseBusyRetry(message)
+      : undefined;
+    if (retryMs !== undefined) return this.#retryLater(now, s, retryMs, message, peer);
     if (!path.health.onError(code, message, now)) return this.#drop(s);
     // BUSY, INTERNAL, TOO_MANY: nothing new to this source for a while
     path.pausedUntil = now + path.health.rtt.rto();
     if (code === ErrorCode.TooMany) path.pausedUntil += path.health.rtt.rto();
+  }
+
+  /**
+   * A swarm source at its upload cap answered BUSY with a retry time (PROTOCOL.md §4.2): no
+   * back-off, nothing new to it until then. Of several such answers, the earliest time wins: a
+   * source staggers the turns it hands out, and a fetcher refused a whole window would
+   * otherwise come back at its last turn, the source idle meanwhile (a source spreading turns at
+   * random past its horizon thus sees such a fetcher back at the earliest of them). Never
+   * sooner than `MIN_RETRY_MS`: a peer answering "1 ms" forever costs little. (Not a round
+   * trip: to a busy peer that includes its queue, and fetchers came back ten times too late.)
+   */
+  #retryLater(now: number, s: Source, retryMs: number, message: string, peer: boolean): void {
+    const { path } = s;
+    s.queues = true;
+    if (!path.health.onRetryLater(now, message, peer)) return this.#drop(s);
+    const until = now + Math.max(retryMs, MIN_RETRY_MS);
+    path.retryUntil = path.retryUntil > now ? Math.min(path.retryUntil, until) : until;
   }
 
   #forget(s: Source, r: InFlightRequest): void {

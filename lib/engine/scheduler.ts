@@ -56,8 +56,8 @@ export type BlockOutcome =
 const NO_OWNER = -1;
 
 /**
- * Pieces still being fetched at most when a swarm peer (a source holding only some pieces) may
- * be asked for second copies: a peer's upload is the swarm's scarce resource. (With 100
+ * Pieces still being fetched at most when a swarm's source (a peer, or a server asked with the
+ * swarm flag) may be asked for second copies: upload is the swarm's scarce resource. (With 100
  * fetchers in the real-code simulator, duplicates from the moment nothing was queued cost 11 %
  * of the peers' upload; from four pieces left, 4 %, and the last finished sooner.)
  */
@@ -156,11 +156,18 @@ export class PieceScheduler {
 
   /**
    * Next request for `server`, at most `maxBlocks` blocks, or `undefined` when it has nothing
-   * useful to do right now (wait for a change).
+   * useful to do right now (wait for a change). `has`: the pieces it holds; `swarm`: it is a
+   * swarm's source (a peer, or a server asked with the swarm flag), whose second copies wait
+   * for the end game (see `END_GAME_PIECES`).
    */
-  next(server: number, maxBlocks: number, has: PieceFilter = ALL): Assignment | undefined {
+  next(
+    server: number,
+    maxBlocks: number,
+    has: PieceFilter = ALL,
+    swarm = false,
+  ): Assignment | undefined {
     return this.#continueOwned(server, maxBlocks) ?? this.#takeQueued(server, maxBlocks, has) ??
-      this.#duplicateInFlight(server, maxBlocks, has);
+      this.#duplicateInFlight(server, maxBlocks, has, swarm);
   }
 
   /**
@@ -300,7 +307,12 @@ export class PieceScheduler {
     return undefined;
   }
 
-  #duplicateInFlight(server: number, maxBlocks: number, has: PieceFilter): Assignment | undefined {
+  #duplicateInFlight(
+    server: number,
+    maxBlocks: number,
+    has: PieceFilter,
+    swarm: boolean,
+  ): Assignment | undefined {
     // pieces with the most missing blocks first: they are the likeliest to set the tail
     const candidates = [...this.#active].filter(([piece, p]) =>
       p.owner !== server && (has === ALL || has(piece))
@@ -312,12 +324,12 @@ export class PieceScheduler {
       const a = this.#claimRun(server, piece, p, maxBlocks, false);
       if (a) return a;
     }
-    // a second copy only in the end game, once no piece is left queued: a swarm peer that holds
-    // none of the queued pieces has nothing to do yet, and copies it sent would be upload wasted
-    // (at N = 32 in the simulator they were most of the peers' waste); from a peer, only for the
-    // last few pieces
-    if (this.#queued > 0) return undefined;
-    if (has !== ALL && this.#active.size > END_GAME_PIECES) return undefined;
+    // from a swarm's source, a second copy only in the end game, for the last few pieces: a
+    // peer that holds none of the queued pieces has nothing to do yet, and copies it sent would
+    // be upload wasted (at N = 32 in the simulator they were most of the peers' waste), as
+    // would a server's, the scarcest upload of all. A plain fetch keeps the old rule (any block
+    // in flight once elsewhere), so its slowest server never sets the tail.
+    if (swarm && (this.#queued > 0 || this.#active.size > END_GAME_PIECES)) return undefined;
     for (const [piece, p] of candidates) {
       const a = this.#claimRun(server, piece, p, maxBlocks, true);
       if (a) return a;

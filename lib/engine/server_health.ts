@@ -93,6 +93,24 @@ export class ServerHealth {
   }
 
   /**
+   * The source answered BUSY with a retry time (PROTOCOL.md §4.2): it is alive and at its cap,
+   * so nothing backs off. With `counts`, such answers count as the passing errors of
+   * {@link onError} (a source that answers nothing else for `ERRORS_ONLY_MS` is dropped: a peer
+   * cannot keep a fetcher asking forever); without, they are only a sign of life (a trusted
+   * server of a crowd may turn one fetcher away for long). Returns whether it is still alive.
+   */
+  onRetryLater(now: number, message: string, counts: boolean): boolean {
+    this.#lastHeard = now;
+    this.#timeouts = 0;
+    if (!counts) return this.alive;
+    this.#errorsSince ??= now;
+    if (++this.#errorsInRow >= MAX_ERRORS_IN_ROW && now - this.#errorsSince >= ERRORS_ONLY_MS) {
+      this.drop(`only BUSY answers for ${ERRORS_ONLY_MS / 1000} s: ${message}`);
+    }
+    return this.alive;
+  }
+
+  /**
    * A request sent at `sentAt` got no complete answer by `now`. Backs off once per loss
    * episode (not once per request: many requests in flight time out together), and drops the
    * server when it has been silent for long enough. `anyHeard` is when any server of the

@@ -88,6 +88,8 @@ export class SourcePath {
   nextSendAt = 0;
   /** No new requests before this time: the source answered BUSY, INTERNAL or TOO_MANY. */
   pausedUntil = 0;
+  /** No new requests before this time either: the retry time of a BUSY (PROTOCOL.md §4.2). */
+  retryUntil = 0;
   /** Address-validation token last handed out by the source's RETRY. */
   token: Uint8Array | undefined;
   /** Bytes of new data it delivered first, and when (for its share and rate). */
@@ -149,7 +151,7 @@ export class SourcePath {
   nextSendTime(bytes: number, window = this.cc.window()): number {
     if (!this.health.alive) return Infinity;
     if (this.inflight + bytes > Math.max(window, bytes)) return Infinity;
-    return Math.max(this.nextSendAt, this.pausedUntil);
+    return Math.max(this.nextSendAt, this.pausedUntil, this.retryUntil);
   }
 
   /**

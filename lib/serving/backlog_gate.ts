@@ -37,6 +37,7 @@ export class BacklogGate {
   /**
    * @param maxBacklogMs queued data, in ms at the uplink rate, above which requests are refused
    * @param horizonMs retry turns are handed out at most this far past the plain busy time
+   * @param random spreads refusals beyond the horizon over it (without: all get its end)
    */
   constructor(
     readonly maxBacklogMs: number,

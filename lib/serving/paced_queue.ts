@@ -20,6 +20,7 @@
 
 import type { ChunkRequest } from "../wire/packet.ts";
 import { BacklogGate } from "./backlog_gate.ts";
+import { SWARM_QUEUE_BOUND_MS } from "../wire/busy_retry.ts";
 
 /** A waiting request, with its asker's address and port as a key, and what the shell needs. */
 export interface PacedEntry<T> {
@@ -30,9 +31,6 @@ export interface PacedEntry<T> {
 
 /** Why a request was not queued: full, covered, or a swarm request told to retry in `busyMs`. */
 export type PacedRefusal = "full" | "covered" | { busyMs: number };
-
-/** Default `swarmBacklogMs`: a tenth of a second of the rate. */
-export const SWARM_BACKLOG_MS = 100;
 
 /** Requests waiting at most (beyond, a request is dropped and its client asks again). */
 export const MAX_PACED = 4096;
@@ -51,7 +49,7 @@ export class PacedQueue<T> {
    * A queue drained at `rate` bytes/s; without a rate, swarm requests are queued like others.
    * `swarmBacklogMs`: see the module comment; `random` spreads retry times (`BacklogGate`).
    */
-  constructor(rate?: number, swarmBacklogMs = SWARM_BACKLOG_MS, random = Math.random) {
+  constructor(rate?: number, swarmBacklogMs = SWARM_QUEUE_BOUND_MS, random = Math.random) {
     this.#rate = rate;
     this.#gate = new BacklogGate(swarmBacklogMs, undefined, random);
   }

@@ -29,6 +29,7 @@ import type {
   ServedPieces,
 } from "../serving/serve_core.ts";
 import { TransferLog } from "../serving/transfer_log.ts";
+import { SWARM_QUEUE_BOUND_MS } from "../wire/busy_retry.ts";
 import { hashesReplyCount } from "../serving/serve_policy.ts";
 import type { HaveLog } from "./have_log.ts";
 
@@ -37,14 +38,6 @@ import type { HaveLog } from "./have_log.ts";
  * sends a peer's runs also fetches, and a send it delays would otherwise be upload lost.
  */
 export const SHARE_CREDIT_MS = 50;
-
-/**
- * Most data (ms of the share rate) a request may wait behind before it is refused BUSY with a
- * retry time. Without a bound, thirty askers each keeping a window here queued 0.4–0.6 s (median
- * and p90 in the simulator at N = 32): past their deadlines, so they asked again elsewhere and
- * both copies came — 40 % of all peer upload was such duplicates.
- */
-export const SHARE_MAX_BACKLOG_MS = 100;
 
 /**
  * The serve core options of a sharing peer capped at `shareRate` bytes/s (none: no cap);
@@ -58,7 +51,10 @@ export function shareCoreOptions(
     rate: shareRate,
     random,
     creditMs: SHARE_CREDIT_MS,
-    maxBacklogMs: SHARE_MAX_BACKLOG_MS,
+    // (unbounded, thirty askers each keeping a window here queued 0.4–0.6 s, median and p90 in
+    // the simulator at N = 32: past their deadlines, so they asked again elsewhere and both
+    // copies came — 40 % of all peer upload was such duplicates)
+    maxBacklogMs: SWARM_QUEUE_BOUND_MS,
     transfers: new TransferLog(() => {}),
   };
 }

@@ -185,6 +185,8 @@ export class SwarmNode {
   readonly availability: Uint16Array;
   /** Since when each piece has been held by a peer in the transfer (ms). */
   #availableSince: Float64Array;
+  /** Pieces already put first once (see `#held`): at most once each, whatever peers claim. */
+  #preferred: Uint8Array;
   /** How many known peers are fetching each piece from a server now (their latest word). */
   readonly claimed: Uint16Array;
   /** Since when each claimed piece has been claimed (ms): a claim holds the servers back only so long. */
@@ -232,6 +234,7 @@ export class SwarmNode {
     this.claimed = new Uint16Array(o.pieces);
     this.#claimedSince = new Float64Array(o.pieces);
     this.#availableSince = new Float64Array(o.pieces);
+    this.#preferred = new Uint8Array(o.pieces);
     this.#announcer = new Announcer(o.announce, now);
     this.#startedAt = now;
     // a peer that asks us is in the swarm: meet it too (the first to announce learns of the
@@ -440,7 +443,7 @@ export class SwarmNode {
     for (let e = p.link.poll(); e; e = p.link.poll()) {
       switch (e.kind) {
         case "has":
-          if (p.inTransfer) this.#held(e.piece);
+          if (p.inTransfer) this.#held(e.piece, true);
           grew = true;
           break;
         case "complete":
@@ -504,16 +507,18 @@ export class SwarmNode {
   }
 
   /**
-   * A peer in the transfer holds `piece`. A piece just come into the swarm goes first (rarest
-   * first, as the peers see it): when a capped server feeds a crowd, every piece must reach
-   * everyone, and the peers' upload has to keep pace with the server (97 % of it at N = 32), so
-   * the pieces the server sent last set the finish; taken in random order instead, they waited
-   * behind older ones at every hop.
+   * A peer in the transfer holds `piece`; `fresh`: it just said so (not a have-map read when it
+   * joined). A piece fresh in the swarm goes first, once (rarest first, as the peers see it):
+   * when a capped server feeds a crowd, every piece must reach everyone, and the peers' upload
+   * has to keep pace with the server (97 % of it at N = 32), so the pieces the server sent last
+   * set the finish; taken in random order instead, they waited behind older ones at every hop.
    */
-  #held(piece: number): void {
+  #held(piece: number, fresh = false): void {
     if (this.availability[piece]++ !== 0) return;
     this.#availableSince[piece] = this.#now;
-    if (!this.#complete) this.#transfer.preferPiece(piece);
+    if (!fresh || this.#complete || this.#preferred[piece]) return;
+    this.#preferred[piece] = 1;
+    this.#transfer.preferPiece(piece);
   }
 
   /** Peer `p`'s latest word on what it fetches from a server replaces its last. */
@@ -551,7 +556,9 @@ export class SwarmNode {
       const died = this.#dead.get(key);
       if (died !== undefined && now - died < RETRY_DEAD_MS) continue;
       const max = this.#o.maxPeers ?? MAX_PEERS;
-      if (asked && this.#peers.size < max + ASKING_PEERS_ROOM && this.#nextPeerId < MAX_MET) {
+      const room = this.#peers.size < max + ASKING_PEERS_ROOM && this.#nextPeerId < MAX_MET;
+      // (one per address: a host asking from many ports would take the room for others)
+      if (asked && room && !this.#hasPeerAt(a.hostname)) {
         this.#meetOne(a, key, now);
         continue;
       }
@@ -559,6 +566,12 @@ export class SwarmNode {
       if (this.#candidates.length < 4 * (this.#o.maxPeers ?? MAX_PEERS)) this.#candidates.push(a);
     }
     this.#meet(now);
+  }
+
+  /** Whether a peer at `hostname` (any port) is in the set. */
+  #hasPeerAt(hostname: string): boolean {
+    for (const p of this.#peers.values()) if (p.addr.hostname === hostname) return true;
+    return false;
   }
 
   /** Takes candidates while the peer set has room. */

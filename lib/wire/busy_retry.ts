@@ -8,6 +8,14 @@
  * @module
  */
 
+/**
+ * Most data (ms of its upload cap) a swarm source queues before it answers BUSY with a retry
+ * time instead (a sharing peer under `--share-rate`, a `serve --rate` server for flagged
+ * requests). Askers count on it: a request may wait this long at such a source, besides the
+ * one being sent, before it is late.
+ */
+export const SWARM_QUEUE_BOUND_MS = 100;
+
 /** Longest retry time a message may carry (ms); a longer one is read as this. */
 export const MAX_BUSY_RETRY_MS = 10_000;
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { FetchSession, type SessionEvent } from "../../lib/engine/fetch_session.ts";
 import { type ChunkRequest, ErrorCode } from "../../lib/wire/packet.ts";
+import { formatBusyRetry } from "../../lib/wire/busy_retry.ts";
 
 /** A session of `size` bytes in 1 MiB pieces and 1444-byte blocks, with no source yet. */
 function bare(size: number, lanes?: number): FetchSession {
@@ -163,4 +164,48 @@ Deno.test("session: a server's GIVEN_OUT keeps it, names the unsent pieces; an o
     message: "given out; unsent 1",
   });
   assert.ok(!events(s).some((e) => e.kind === "given_out"));
+});
+
+Deno.test("session: a swarm source's BUSY with a retry time pauses it until the earliest time given, with no fault", () => {
+  const s = bare(8 << 20);
+  s.addSource(0, 0, undefined, 10);
+  s.setSwarmRequests(0, true);
+  let now = 0;
+  const sent: ChunkRequest[] = [];
+  while (sent.length < 2 && now < 1000) sent.push(...drain(s, now++));
+  assert.equal(sent.length, 2, "two whole pieces in flight");
+  const busy = (r: ChunkRequest, ms: number) =>
+    s.handleReply(now, 0, {
+      type: "error",
+      requestId: r.requestId,
+      code: ErrorCode.Busy,
+      message: formatBusyRetry(ms),
+    });
+  busy(sent[1], 300);
+  busy(sent[0], 40); // (the earliest wins: turns are staggered per request)
+  assert.deepEqual(events(s), []);
+  assert.equal(s.alive, 1);
+  const at = now;
+  for (; now < at + 40; now++) {
+    assert.deepEqual(drain(s, now), [], `nothing before its turn (${now})`);
+  }
+  let again: ChunkRequest[] = [];
+  for (; again.length === 0 && now < at + 300; now++) again = drain(s, now);
+  assert.ok(
+    again.length > 0 && now - 1 - at >= 40 && now - 1 - at < 300,
+    `back at ${now - 1 - at} ms: after the earliest time, before the latest`,
+  );
+  // the same message to a plain request is a plain BUSY: the RTO back-off, not the time given
+  const p = bare(8 << 20);
+  p.addSource(0, 0, undefined, 10);
+  const plain = drain(p, 0)[0];
+  p.handleReply(1, 0, {
+    type: "error",
+    requestId: plain.requestId,
+    code: ErrorCode.Busy,
+    message: formatBusyRetry(10_000),
+  });
+  let back = 2;
+  while (drain(p, back).length === 0 && back < 5000) back++;
+  assert.ok(back < 5000, `a plain request's BUSY is not a 10 s pause (back at ${back} ms)`);
 });

@@ -552,9 +552,16 @@ Deno.test("end game: a peer holding none of the queued pieces makes no second co
   const server = s.next(0, 4)!;
   assert.equal(server.piece, 0);
   const holdsFirst = (piece: number) => piece === 0;
-  assert.equal(s.next(5, 4, holdsFirst), undefined, "no copy of blocks in flight: 1 is queued");
+  assert.equal(
+    s.next(5, 4, holdsFirst, true),
+    undefined,
+    "no copy of blocks in flight: 1 is queued",
+  );
+  const copy = s.next(6, 4, holdsFirst)!;
+  assert.equal(copy.duplicate, true, "a server would copy (multi-server tail)");
+  s.release(copy);
   s.next(0, 4); // (the server takes piece 1: nothing queued now)
-  const dup = s.next(5, 4, holdsFirst)!;
+  const dup = s.next(5, 4, holdsFirst, true)!;
   assert.deepEqual([dup.piece, dup.duplicate], [0, true], "the end game: now it may");
 });
 
@@ -562,12 +569,12 @@ Deno.test(`end game: a peer makes second copies only for the last ${END_GAME_PIE
   const pieces = END_GAME_PIECES + 2;
   const s = new PieceScheduler({ size: 4 * pieces, pieceSize: 4, blockSize: 1 });
   for (let i = 0; i < pieces; i++) assert.equal(s.next(0, 4)!.duplicate, false);
-  const peer = () => true; // (holds every piece, but is a partial source all the same)
-  assert.equal(s.next(1, 4, peer), undefined, `${pieces} pieces in flight: no copies yet`);
-  assert.equal(s.next(2, 4)!.duplicate, true, "a server still duplicates (multi-server tail)");
+  const all = () => true; // (a peer holding every piece is still a peer)
+  assert.equal(s.next(1, 4, all, true), undefined, `${pieces} pieces in flight: no copies yet`);
+  assert.equal(s.next(2, 4, all)!.duplicate, true, "a server still duplicates (multi-server tail)");
   s.onBlock(0, 1), s.onBlock(1, 1), s.onBlock(2, 1), s.onBlock(3, 1);
   s.onBlock(4, 1), s.onBlock(5, 1), s.onBlock(6, 1), s.onBlock(7, 1);
-  assert.equal(s.next(1, 4, peer)?.duplicate, true, `${END_GAME_PIECES} left: copies`);
+  assert.equal(s.next(1, 4, all, true)?.duplicate, true, `${END_GAME_PIECES} left: copies`);
 });
 
 Deno.test("end game: an idle server helps with any block in flight only once elsewhere", () => {

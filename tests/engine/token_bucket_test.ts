@@ -220,3 +220,13 @@ Deno.test("property: a backlogged sender sends N bytes in (N − burst)/rate; no
     { seed: 99, numRuns: 200 },
   );
 });
+
+Deno.test("debtMs: what was taken beyond the tokens, in ms of the rate, paid off as time passes", () => {
+  const b = new TokenBucket(1000, 100, 0); // 1000 bytes/s, 100 bytes of burst
+  assert.equal(b.debtMs(0), 0);
+  b.take(600, 0); // 500 bytes owed: half a second
+  assert.equal(b.debtMs(0), 500);
+  assert.equal(b.debtMs(200), 300);
+  assert.equal(b.debtMs(600), 0, "paid off: no credit beyond the burst shows as debt");
+  assert.equal(b.take(0, 200), 300, "debtMs changed nothing");
+});

@@ -37,3 +37,20 @@ Deno.test("paced queue: bounded; beyond the bound a request is refused", () => {
   q.clear();
   assert.equal(q.length, 0);
 });
+
+Deno.test("paced queue: past 100 ms of rate queued, a swarm request gets BUSY with a retry time, a plain one waits", () => {
+  const rate = 1_000_000; // bytes/s: 100 ms is 100 000 bytes
+  const q = new PacedQueue<string>(rate, undefined, () => 0.5);
+  assert.equal(q.push({ ...chunk(1, 0, 150_000), swarm: true }, "a|1", "x", 0), undefined);
+  assert.equal(q.backlogMs, 150);
+  const refused = q.push({ ...chunk(2, 150_000, 10_000), swarm: true }, "b|1", "x", 0);
+  assert.deepEqual(refused, { busyMs: 50 }, "back when 100 ms are left");
+  assert.equal(q.push(chunk(3, 150_000, 10_000), "b|1", "x", 0), undefined, "plain: queued");
+  const copy = q.push({ ...chunk(4, 0, 10_000), swarm: true }, "a|1", "x", 0);
+  assert.equal(copy, "covered", "a copy of a waiting request is left to it, not refused");
+  q.shift();
+  assert.equal(q.push({ ...chunk(5, 0, 10_000), swarm: true }, "b|1", "x", 0), undefined);
+  const unrated = new PacedQueue<string>();
+  unrated.push({ ...chunk(6, 0, 1e7), swarm: true }, "a|1", "x", 0);
+  assert.equal(unrated.push({ ...chunk(7, 1e7, 1000), swarm: true }, "b|1", "x", 0), undefined);
+});

@@ -9,6 +9,7 @@ import { MAX_TRANSFERS_PER_CLIENT, TransferLog } from "../../lib/serving/transfe
 import { type ChunkRequest, ErrorCode, NO_TOKEN } from "../../lib/wire/packet.ts";
 import { FirstCopyLedgers } from "../../lib/serving/first_copy_ledger.ts";
 import { parseGivenOut } from "../../lib/wire/given_out.ts";
+import { parseBusyRetry } from "../../lib/wire/busy_retry.ts";
 import { seededRandom } from "../../lib/sim/prng.ts";
 
 const FILE_ID = 0x1122334455667788n;
@@ -135,4 +136,26 @@ Deno.test("serve core: a swarm request for a piece another swarm fetcher got is 
   const out: ServeAction[] = [];
   plainCore.onChunk(1, other, chunk({ ...one, requestId: 5 }), file, out);
   assert.equal(out[0].kind, "run", "a core without a ledger serves swarm requests too");
+});
+
+Deno.test("serve core: with maxBacklogMs, a request past that much of the rate taken is refused BUSY with a retry time", () => {
+  const rate = 1 << 20;
+  const core = new ServeCore({ rate, creditMs: 0, maxBacklogMs: 100, random: () => 0 }, 0);
+  const first = answer(core, chunk({ length: 256 << 10 }));
+  assert.ok(first.every((a) => a.kind === "run"), "admitted: nothing queued yet");
+  const second = answer(core, chunk({ requestId: 43, offset: 256 << 10, length: 256 << 10 }));
+  assert.equal(second.length, 1);
+  const busy = second[0];
+  assert.ok(busy.kind === "refuse" && busy.code === ErrorCode.Busy, JSON.stringify(busy));
+  const retryMs = parseBusyRetry(busy.message);
+  // 256 KiB and its headers at 1 MiB/s is ~251 ms queued: back once 100 ms are left
+  assert.ok(retryMs !== undefined && retryMs > 140 && retryMs < 160, busy.message);
+  assert.equal(core.busy, 1);
+  const later = answer(
+    core,
+    chunk({ requestId: 44, offset: 256 << 10, length: 256 << 10 }),
+    FILE,
+    200,
+  );
+  assert.ok(later.every((a) => a.kind === "run"), "served once the queue is short again");
 });
