@@ -78,7 +78,12 @@ Deno.test("interop: udpget fetchers swarm through opentracker", async () => {
     await writeServersFile(dir.path, [server.port]);
     for (let i = 0; i < 3; i++) fetchers.push(fetcher(dir.path, i, port, ["--seed-time", "3"]));
     const outs = await withTimeout(Promise.all(fetchers.map((f) => f.done)), 120_000);
-    assert.ok(outs, "the fetchers finished");
+    assert.ok(
+      outs,
+      `the fetchers finished; their stderr:\n${
+        fetchers.map((f, i) => `${i}: ${f.stderr().slice(-800)}`).join("\n")
+      }`,
+    );
     let fromPeers = 0;
     for (const [i, r] of outs.entries()) {
       assert.equal(r.code, 0, r.stderr);
