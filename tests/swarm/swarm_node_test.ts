@@ -177,3 +177,15 @@ Deno.test("swarm node: a peer whose have-log shrank (it started over) is met ane
   assert.equal(node.peers.length, 2, "the same address, met again as a new peer");
   assert.equal(node.availability[5], 1, "and what it holds now counts");
 });
+
+Deno.test("swarm node: a piece new in the swarm goes first, once; pieces read when a peer joins do not", () => {
+  const { node, told } = setup();
+  peerAnswers(node, 1, [0, 1], []);
+  assert.ok(told.includes("add 0"));
+  assert.ok(!told.some((t) => t.startsWith("prefer")), "what a joining peer holds is not news");
+  peerAnswers(node, 200, [0, 1, 4], []);
+  assert.deepEqual(told.filter((t) => t.startsWith("prefer")), ["prefer 4"]);
+  peerAnswers(node, 400, [0, 1, 4, 6], []);
+  peerAnswers(node, 600, [0, 1, 4, 6], []);
+  assert.deepEqual(told.filter((t) => t.startsWith("prefer")), ["prefer 4", "prefer 6"]);
+});
