@@ -610,6 +610,7 @@ class UdpServer {
   }
 
   async #send(bytes: Uint8Array, peer: PeerAddress): Promise<void> {
+    this.#core.charge(performance.now(), bytes.length); // (`--rate` caps replies too)
     const err = await this.#sock.send(peer, single(bytes));
     if (err === undefined) this.stats.bytesSent += bytes.length;
     else this.stats.sendErrors++; // e.g. the client's port is gone: nothing to do about it

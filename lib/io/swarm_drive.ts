@@ -78,6 +78,8 @@ export class SwarmDrive {
   #sending = false;
   /** Wakes the fetch's loop (a datagram came, a run may go). */
   #wake: () => void;
+  /** The sharing half's serve core: what the swarm socket sends counts toward its rate. */
+  #core: ServeCore;
 
   constructor(
     node: SwarmNode,
@@ -86,7 +88,9 @@ export class SwarmDrive {
     file: Deno.FsFile,
     key: Uint8Array | undefined,
     wake: () => void,
+    core: ServeCore,
   ) {
+    this.#core = core;
     this.node = node;
     this.socket = socket;
     this.#c = coordinator;
@@ -142,7 +146,7 @@ export class SwarmDrive {
     ref.node = node;
     s.coordinator.setServerFilter(node.serverMayServe);
     const file = Deno.openSync(s.partPath, { read: true });
-    return new SwarmDrive(node, s.socket, s.coordinator, file, s.key, s.wake);
+    return new SwarmDrive(node, s.socket, s.coordinator, file, s.key, s.wake, core);
   }
 
   /** Starts receiving: peers' data into `writer` through the coordinator, the rest to the node. */
@@ -187,7 +191,7 @@ export class SwarmDrive {
     node.handleTimeout(now);
     for (let s = node.pollSend(now); s; s = node.pollSend(now)) {
       const to = this.socket.address(s.to.hostname, s.to.port);
-      if (s.kind === "datagram") void this.socket.send(to, this.#sealed(s.bytes, s.to));
+      if (s.kind === "datagram") this.#send(now, to, this.#sealed(s.bytes, s.to));
       else if (this.#runs.length < MAX_QUEUED_RUNS) this.#runs.push({ to, run: s.run });
     }
     this.#sendRuns(now);
@@ -198,7 +202,18 @@ export class SwarmDrive {
     const addr = this.node.addressOf(peer);
     if (!addr) return;
     const to = this.socket.address(addr.hostname, addr.port);
-    for (let i = 0; i < copies; i++) void this.socket.send(to, this.#sealed(bytes, addr));
+    const now = performance.now();
+    for (let i = 0; i < copies; i++) this.#send(now, to, this.#sealed(bytes, addr));
+  }
+
+  /**
+   * Sends one datagram that is not a run: replies, have polls and requests count toward
+   * `--share-rate` as the runs do (a cap on the upload, not on the data alone), so on a link of
+   * that capacity they never build a queue in front of the data.
+   */
+  #send(now: number, to: PeerAddress, bytes: Uint8Array): void {
+    this.#core.charge(now, bytes.length);
+    void this.socket.send(to, bytes);
   }
 
   /** When the swarm next needs a turn (ms). */

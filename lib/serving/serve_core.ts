@@ -260,6 +260,16 @@ export class ServeCore {
       : this.#firstCopies.existing(now, file.fileId, file.pieceSize);
   }
 
+  /**
+   * Counts `bytes` the shell sent at `now` outside the runs (a reply, an error, a token) toward
+   * the rate: without it a burst of such replies (a crowd's hash lists) rides on top of data
+   * paced at the full rate, and on a link of that capacity the queue it leaves drains only as
+   * fast as the link's headroom over the cap, delaying every reply and block behind it.
+   */
+  charge(now: number, bytes: number): void {
+    this.#limiter?.take(bytes, now);
+  }
+
   /** Splits the range into runs; under `--rate` each gets the time the bucket lets it leave. */
   #runs(now: number, p: ChunkRequest, out: ServeAction[]): void {
     const bs = p.blockSize;

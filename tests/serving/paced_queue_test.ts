@@ -1,3 +1,4 @@
+import { SWARM_QUEUE_BOUND_MS } from "../../lib/wire/busy_retry.ts";
 import assert from "node:assert/strict";
 import { MAX_PACED, PacedQueue } from "../../lib/serving/paced_queue.ts";
 import { type ChunkRequest, NO_TOKEN } from "../../lib/wire/packet.ts";
@@ -38,13 +39,14 @@ Deno.test("paced queue: bounded; beyond the bound a request is refused", () => {
   assert.equal(q.length, 0);
 });
 
-Deno.test("paced queue: past 100 ms of rate queued, a swarm request gets BUSY with a retry time, a plain one waits", () => {
-  const rate = 1_000_000; // bytes/s: 100 ms is 100 000 bytes
+Deno.test("paced queue: past the queue bound (50 ms of rate), a swarm request gets BUSY with a retry time, a plain one waits", () => {
+  assert.equal(SWARM_QUEUE_BOUND_MS, 50);
+  const rate = 1_000_000; // bytes/s: 50 ms is 50 000 bytes
   const q = new PacedQueue<string>(rate, undefined, () => 0.5);
   assert.equal(q.push({ ...chunk(1, 0, 150_000), swarm: true }, "a|1", "x", 0), undefined);
   assert.equal(q.backlogMs, 150);
   const refused = q.push({ ...chunk(2, 150_000, 10_000), swarm: true }, "b|1", "x", 0);
-  assert.deepEqual(refused, { busyMs: 50 }, "back when 100 ms are left");
+  assert.deepEqual(refused, { busyMs: 100 }, "back when 50 ms are left");
   assert.equal(q.push(chunk(3, 150_000, 10_000), "b|1", "x", 0), undefined, "plain: queued");
   const copy = q.push({ ...chunk(4, 0, 10_000), swarm: true }, "a|1", "x", 0);
   assert.equal(copy, "covered", "a copy of a waiting request is left to it, not refused");

@@ -100,6 +100,21 @@ Deno.test("serve core: --rate spaces the runs at the rate, headers counted", () 
   for (let i = 1; i < runs.length; i++) assert.ok(runs[i].at >= runs[i - 1].at, "in order");
 });
 
+Deno.test("serve core: bytes charged outside the runs (replies) hold back the next run by their time at the rate", () => {
+  const rate = 1 << 20;
+  const plain = new ServeCore({ rate, creditMs: 0 }, 0);
+  const charged = new ServeCore({ rate, creditMs: 0 }, 0);
+  charged.charge(0, 100 << 10); // a crowd's hash lists: 100 KiB of replies sent at time 0
+  const a = answer(plain, chunk({ length: 8192 })) as RunAction[];
+  const b = answer(charged, chunk({ length: 8192 })) as RunAction[];
+  const expectMs = ((100 << 10) / rate) * 1000; // 97.7 ms
+  const lateMs = b[0].at - a[0].at;
+  assert.ok(Math.abs(lateMs - expectMs) < 0.5, `${lateMs} ms later, expected ${expectMs}`);
+  const free = new ServeCore({}, 0);
+  free.charge(0, 100 << 10); // (no --rate: nothing to hold back)
+  assert.equal((answer(free, chunk({ length: 8192 })) as RunAction[])[0].at, 0);
+});
+
 Deno.test("serve core: the transfer caps refuse one client's transfer too many", () => {
   const core = new ServeCore({ transfers: new TransferLog(() => {}) }, 0);
   for (let i = 0; i < MAX_TRANSFERS_PER_CLIENT; i++) {

@@ -74,9 +74,29 @@ Deno.test("peer link: pieces the peer verifies are reported once each, within a 
   assert.deepEqual(first.filter((e) => e.kind === "has"), [{ kind: "has", piece: 3 }]);
   peer.log.add(9);
   peer.log.add(3);
-  const later = step(link, peer, 110, 110 + DEFAULT_PEER_TIMING.havePollMs + 20);
+  const later = step(link, peer, 110, 110 + DEFAULT_PEER_TIMING.maxHavePollMs + 20);
   assert.deepEqual(later.filter((e) => e.kind === "has"), [{ kind: "has", piece: 9 }]);
   assert.ok(link.have.has(9) && link.have.has(3) && !link.have.has(4));
+});
+
+Deno.test("peer link: polls every havePollMs while the peer has news, backing off to maxHavePollMs while it has none", () => {
+  const { havePollMs, maxHavePollMs } = DEFAULT_PEER_TIMING;
+  const quiet = new FakePeer();
+  const idle = newLink();
+  step(idle, quiet, 0, 2000);
+  // at havePollMs throughout it would be 40 polls; backed off, about 2000 / maxHavePollMs
+  assert.ok(quiet.haves <= 2000 / maxHavePollMs + 4, `${quiet.haves} polls of a peer with no news`);
+  assert.ok(quiet.haves >= 2000 / maxHavePollMs - 2, `${quiet.haves}: still polled`);
+  const busy = new FakePeer();
+  const link = newLink();
+  let piece = 0;
+  const seen: number[] = [];
+  for (let t = 0; t < 1000; t += 10) {
+    if (t % 50 === 0) busy.log.add(piece++ % 50); // a piece verified every 50 ms
+    for (const e of step(link, busy, t, t)) if (e.kind === "has") seen.push(e.piece);
+  }
+  assert.ok(busy.haves >= 1000 / havePollMs - 3, `${busy.haves} polls of a peer with news`);
+  assert.equal(seen.length, 20, "every piece heard of");
 });
 
 Deno.test("peer link: peer exchange soon after meeting, then every few seconds", () => {

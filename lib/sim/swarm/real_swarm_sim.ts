@@ -338,6 +338,7 @@ class SimServer {
   }
 
   #send(to: PeerAddr, bytes: Uint8Array): void {
+    this.#core.charge(this.clock.now, bytes.length); // (as server.ts: `--rate` caps replies too)
     this.net.send(this.link, to, { kind: "bytes", from: this.addr, bytes }, bytes.length);
   }
 
@@ -503,6 +504,8 @@ class SimFetcher {
   node: SwarmNode | undefined;
   #random: () => number;
   #hashes: Uint8Array | undefined;
+  /** The sharing half's serve core, once the swarm started. */
+  #shareCore: ServeCore | undefined;
   #runs: QueuedRun[] = [];
   /** The loop's next turn (a datagram or a timer). */
   #turns: Wakeup;
@@ -768,6 +771,7 @@ class SimFetcher {
     const random = () => this.#random32();
     const cookies = new CookieJar(randomBytes(32, this.#random));
     const core = new ServeCore(shareCoreOptions(this.shareRate, this.#random), now);
+    this.#shareCore = core;
     const ref: { node?: SwarmNode } = {};
     const share = new PeerShare(
       { ...meta, fileId, pieceHashes: hashes },
@@ -818,7 +822,7 @@ class SimFetcher {
     }
     node.handleTimeout(now);
     for (let s = node.pollSend(now); s; s = node.pollSend(now)) {
-      if (s.kind === "datagram") this.#send(this.swarmAddr, s.to, s.bytes);
+      if (s.kind === "datagram") this.#sendFromSwarm(now, s.to, s.bytes);
       else if (this.#runs.length < MAX_QUEUED_RUNS) this.#runs.push({ to: s.to, run: s.run });
     }
     this.#sendRuns(now);
@@ -828,7 +832,14 @@ class SimFetcher {
   #sendToPeer(peer: number, bytes: Uint8Array, copies: number): void {
     const addr = this.node?.addressOf(peer);
     if (!addr) return;
-    for (let i = 0; i < copies; i++) this.#send(this.swarmAddr, addr, bytes);
+    const now = this.clock.now;
+    for (let i = 0; i < copies; i++) this.#sendFromSwarm(now, addr, bytes);
+  }
+
+  /** `SwarmDrive.#send`: what the swarm socket sends counts toward the share rate. */
+  #sendFromSwarm(now: number, to: PeerAddr, bytes: Uint8Array): void {
+    this.#shareCore?.charge(now, bytes.length);
+    this.#send(this.swarmAddr, to, bytes);
   }
 
   /** `SwarmDrive.pollTimeout`. */

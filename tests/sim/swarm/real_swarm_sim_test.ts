@@ -45,15 +45,15 @@ Deno.test("real swarm: the bound is max(F/u_s, N·F/(u_s + N·u_i))", () => {
   assert.equal(realSwarmBoundMs(realFlashCrowd({ peers: 8, serverUpBytesPerSec: 64 * MiB })), 1000);
 });
 
-Deno.test("real swarm: one fetcher alone takes ≤ 1.15 × F/u_s from a capped server (1.11, seed 1)", () => {
+Deno.test("real swarm: one fetcher alone takes ≤ 1.1 × F/u_s from a capped server (seed 1: 1.01)", () => {
   const o = simulateRealSwarm(realFlashCrowd({ peers: 1, seed: 1 }));
   assert.ok(o.finished && o.allCorrect);
-  assert.ok(o.ratio <= 1.15, figures(o));
-  assert.ok(o.serverShare <= 1.15, figures(o));
+  assert.ok(o.ratio <= 1.1, figures(o));
+  assert.ok(o.serverShare <= 1.1, figures(o));
   assert.equal(o.fetchers[0].fromPeers, 0);
 });
 
-Deno.test("real swarm: N = 8, 64 KiB pieces — all correct, server ≤ 1.2 F, ≥ 75 % from peers, last ≤ 1.25 × bound (seed 1: 1.10×, 1.04 F)", () => {
+Deno.test("real swarm: N = 8, 64 KiB pieces — all correct, server ≤ 1.2 F, ≥ 75 % from peers, last ≤ 1.2 × bound (seed 1: 1.08×, 1.03 F)", () => {
   const o = simulateRealSwarm(realFlashCrowd({ peers: 8, seed: 1, ...SMALL_PIECES }));
   assert.ok(o.finished, figures(o));
   assert.ok(o.allCorrect);
@@ -64,21 +64,21 @@ Deno.test("real swarm: N = 8, 64 KiB pieces — all correct, server ≤ 1.2 F, �
   }
   assert.ok(o.serverShare <= 1.2, figures(o));
   assert.ok(peerFraction(o) >= 0.75, figures(o));
-  assert.ok(o.ratio <= 1.25, figures(o));
+  assert.ok(o.ratio <= 1.2, figures(o));
   assert.ok(o.serverGivenOut > 0, "the first-copy ledger answered GIVEN_OUT");
 });
 
-Deno.test("real swarm: N = 8, 256 KiB pieces — all correct, server ≤ 1.2 F, last ≤ 1.4 × bound (seed 1: 1.25×, 1.11 F)", () => {
+Deno.test("real swarm: N = 8, 256 KiB pieces — all correct, server ≤ 1.2 F, last ≤ 1.35 × bound (seed 1: 1.21×, 1.02 F)", () => {
   // 64 pieces in a 2 s bound: the last pieces' relay (a piece is shared only once verified) is a
-  // large part of so short a run; seeds 2 and 3 give 1.23× and 1.21×
+  // large part of so short a run
   const o = simulateRealSwarm(realFlashCrowd({ peers: 8, seed: 1 }));
   assert.ok(o.finished && o.allCorrect, figures(o));
   assert.ok(o.serverShare <= 1.2, figures(o));
-  assert.ok(o.ratio <= 1.4, figures(o));
+  assert.ok(o.ratio <= 1.35, figures(o));
   assert.ok(peerFraction(o) >= 0.75, figures(o));
 });
 
-Deno.test("real swarm: two of 8 vanish mid-way — the 6 others finish correct within 3 × bound (seed 1: 2.28×)", () => {
+Deno.test("real swarm: two of 8 vanish mid-way — the 6 others finish correct within 3 × bound (seed 1: 2.02×)", () => {
   // what is left of the stall: a leaver counts as holding its pieces until 3 s of silence
   const o = simulateRealSwarm(churn(1));
   const stayed = o.fetchers.filter((f) => Number.isNaN(f.leftMs));
@@ -98,7 +98,7 @@ Deno.test("real swarm: the same seed replays exactly, another seed differs", () 
   assert.notEqual(c.lastDoneMs, a.lastDoneMs);
 });
 
-Deno.test("real swarm: N = 32 — every fetcher shares, little is wasted or asked twice, last ≤ 1.35 × bound (seed 1: 1.24×, 1.13 F)", () => {
+Deno.test("real swarm: N = 32 — every fetcher shares, little is wasted or asked twice, last ≤ 1.3 × bound (seed 1: 1.19×, 1.08 F)", () => {
   // the failure modes of the first real-code runs at this size (1.88×): peers' queues of half a
   // second and requests declared lost in them (16 F asked again, 21 F of copies), second copies
   // from peers before the end game, one late fetcher that nobody met and that uploaded nothing
@@ -110,5 +110,26 @@ Deno.test("real swarm: N = 32 — every fetcher shares, little is wasted or aske
   assert.ok(total((f) => f.peerWaste) <= 1.6, `peer copies wasted: ${total((f) => f.peerWaste)} F`);
   assert.ok(total((f) => f.rerequested) <= 1.6, `asked again: ${total((f) => f.rerequested)} F`);
   assert.ok(o.serverShare <= 1.2, figures(o));
-  assert.ok(o.ratio <= 1.35, figures(o));
+  assert.ok(o.ratio <= 1.3, figures(o));
+});
+
+Deno.test("real swarm: a crowd on a slow server — replies count toward --rate, so every fetcher gets its hash list and all finish within 2 × bound (seed 1: 1.77×)", () => {
+  // 12 fetchers, 32 KiB/s, 64 hashes each: their hash lists (24 KiB) on top of data paced at the
+  // full rate left a queue on the server's link that drained only as fast as its 5 % headroom,
+  // so replies came seconds late: 3 fetchers went on without the piece hashes and the swarm
+  // was not done in 120 s
+  const o = simulateRealSwarm(realFlashCrowd({
+    peers: 12,
+    seed: 1,
+    fileBytes: 256 << 10,
+    pieceBytes: 4 << 10,
+    blockSize: 4 << 10,
+    serverUpBytesPerSec: 32 << 10,
+    peerUpBytesPerSec: 32 << 10,
+  }));
+  assert.ok(o.finished && o.allCorrect, figures(o));
+  for (const f of o.fetchers) {
+    assert.ok(!f.notices.some((n) => n.includes("piece hashes")), f.notices.join("; "));
+  }
+  assert.ok(o.ratio <= 2, figures(o));
 });
