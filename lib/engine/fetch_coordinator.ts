@@ -184,7 +184,9 @@ export class FetchCoordinator {
     if (!session || this.#plan?.hashes === undefined || this.#plan.whole) return false;
     const source = PEER_SOURCE_BASE + peer;
     const inRing = this.#inRing;
-    session.addSource(source, now, (piece) => inRing(piece) && has(piece), rttMs, forget);
+    const filter = (piece: number) => inRing(piece) && has(piece);
+    // (indexed unless a stream's ring moves under it: then pieces enter the filter unannounced)
+    session.addSource(source, now, filter, rttMs, forget, this.#ring === 0);
     session.setToken(source, token);
     return true;
   }
@@ -199,9 +201,9 @@ export class FetchCoordinator {
     this.#session?.removeSource(PEER_SOURCE_BASE + peer, reason);
   }
 
-  /** Peer `peer` holds pieces it did not before: it may have work again. */
-  peerHas(peer: number): void {
-    this.#live?.sourceHas(PEER_SOURCE_BASE + peer);
+  /** Peer `peer` holds pieces it did not before (`piece`, when one is named): work again. */
+  peerHas(peer: number, piece?: number): void {
+    this.#live?.sourceHas(PEER_SOURCE_BASE + peer, piece);
   }
 
   /** A peer's token changed (its RETRY): later requests carry it. */

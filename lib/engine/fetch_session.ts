@@ -249,7 +249,8 @@ export class FetchSession {
   /**
    * A source joins: a server (holding every piece) or a peer with a have-filter; `forget`
    * withdraws a piece from that filter when the peer answers NOT_HELD for it (or a server
-   * GIVEN_OUT).
+   * GIVEN_OUT). `indexed`: `has` changes only as {@link sourceHas} says (it gains pieces) or by
+   * `forget`, so the scheduler may index the source instead of scanning its queue for it.
    */
   addSource(
     id: number,
@@ -257,8 +258,10 @@ export class FetchSession {
     has: PieceFilter = ALL,
     rttMs?: number,
     forget?: (piece: number) => void,
+    indexed = false,
   ): void {
     if (this.#sources.has(id)) return;
+    if (indexed && has !== ALL) this.sched.indexSource(id, has);
     const cc = this.#opts.makeController?.(id) ?? this.#defaultController(rttMs);
     const path = new SourcePath(id, cc, now, this.#opts.blockSize, (r) => {
       this.#byId.delete(r.id);
@@ -297,9 +300,15 @@ export class FetchSession {
     if (s && !s.swarmRefused) s.swarm = on;
   }
 
-  /** A source has a new piece (swarm peers announce what they verified). */
-  sourceHas(id: number): void {
-    if (this.#sources.has(id)) this.#starved.clear();
+  /** A source has a new piece, `piece` when known (swarm peers announce what they verified). */
+  sourceHas(id: number, piece?: number): void {
+    const s = this.#sources.get(id);
+    if (!s) return;
+    // only this source may have work now: a peer's new piece narrows what the servers are
+    // asked for, if anything (rescanning the queue for them on every have was most of a swarm
+    // fetcher's time at 64 fetchers); they are told when claims and holds end
+    this.#starved.delete(s);
+    if (piece !== undefined) this.sched.sourceHas(id, piece);
   }
 
   /**

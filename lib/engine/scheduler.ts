@@ -13,6 +13,8 @@
  * @module
  */
 
+import { KeyedHeap } from "../base/keyed_heap.ts";
+
 /** Geometry of a transfer. */
 export interface PieceLayout {
   /** File size in bytes. */
@@ -69,6 +71,13 @@ export type PieceFilter = (piece: number) => boolean;
 /** The filter of a source that holds every piece. */
 export const ALL: PieceFilter = () => true;
 
+/** A source holding only some pieces, indexed: its takeable pieces by queue rank. */
+interface IndexedSource {
+  has: PieceFilter;
+  /** (rank, piece) entries; stale ones (taken, re-ranked, withdrawn) are skipped when popped. */
+  heap: KeyedHeap;
+}
+
 interface ActivePiece {
   owner: number;
   generation: number;
@@ -93,6 +102,20 @@ export class PieceScheduler {
   /** The same pieces by index: the per-datagram look-up is an array read, not a hash. */
   #byPiece: (ActivePiece | undefined)[] = [];
   #queue: number[] = [];
+  /**
+   * Each piece's place in the queue: the rank of its newest entry, lower taken first. The
+   * initial order gets 0, 1, 2, …; a piece put first gets a rank below every one given before
+   * (as the newest entry on top of `#queue`, the stack servers pop).
+   */
+  #rank: Float64Array;
+  #lowestRank = 0;
+  /**
+   * Sources that hold only some pieces (swarm peers), indexed: such a source's next piece is
+   * the lowest-ranked takeable one it holds, found in its own heap instead of by popping and
+   * pushing back every queued piece it lacks (at 64 fetchers, that scan was the simulator's
+   * largest cost). Same choice as the scan, so a run replays the same either way.
+   */
+  #indexed = new Map<number, IndexedSource>();
   #verified = 0;
   /** Pieces in state 0 (queued): while any is left, no block is asked for twice. */
   #queued = 0;
@@ -113,9 +136,34 @@ export class PieceScheduler {
     this.#queued = this.pieceCount;
     // (filled, so the array stays a packed one and not a dictionary)
     this.#byPiece = new Array<ActivePiece | undefined>(this.pieceCount).fill(undefined);
-    if (order && order.length === this.pieceCount) {
-      for (let i = order.length - 1; i >= 0; i--) this.#queue.push(order[i]);
-    } else for (let i = this.pieceCount - 1; i >= 0; i--) this.#queue.push(i);
+    this.#rank = new Float64Array(this.pieceCount);
+    const first = order && order.length === this.pieceCount ? order : undefined;
+    for (let i = this.pieceCount - 1; i >= 0; i--) {
+      const piece = first ? first[i] : i;
+      this.#queue.push(piece);
+      this.#rank[piece] = i;
+    }
+  }
+
+  /**
+   * Indexes source `server`, which holds the pieces `has` accepts (a swarm peer): from now on
+   * {@link next} finds its pieces without scanning the queue. Tell it of every piece the source
+   * gains with {@link sourceHas}; pieces it stops holding are skipped (`has` is asked again).
+   */
+  indexSource(server: number, has: PieceFilter): void {
+    const heap = new KeyedHeap();
+    for (let piece = 0; piece < this.pieceCount; piece++) {
+      if (this.#takeable(piece) && has(piece)) heap.push(this.#rank[piece], piece);
+    }
+    this.#indexed.set(server, { has, heap });
+  }
+
+  /** Source `server` now holds `piece` (see {@link indexSource}). */
+  sourceHas(server: number, piece: number): void {
+    const ix = this.#indexed.get(server);
+    if (ix && piece >= 0 && piece < this.pieceCount && this.#takeable(piece)) {
+      ix.heap.push(this.#rank[piece], piece);
+    }
   }
 
   /** True when every piece has been verified. */
@@ -166,7 +214,9 @@ export class PieceScheduler {
     has: PieceFilter = ALL,
     swarm = false,
   ): Assignment | undefined {
-    return this.#continueOwned(server, maxBlocks) ?? this.#takeQueued(server, maxBlocks, has) ??
+    const ix = has === ALL ? undefined : this.#indexed.get(server);
+    return this.#continueOwned(server, maxBlocks) ??
+      (ix ? this.#takeIndexed(server, maxBlocks, ix) : this.#takeQueued(server, maxBlocks, has)) ??
       this.#duplicateInFlight(server, maxBlocks, has, swarm);
   }
 
@@ -179,7 +229,7 @@ export class PieceScheduler {
     for (let i = pieces.length - 1; i >= 0; i--) {
       const piece = pieces[i];
       if (!(piece >= 0 && piece < this.pieceCount) || this.#state[piece] !== 0) continue;
-      this.#queue.push(piece); // (a second entry is harmless: the first one taken wins)
+      this.#putFirst(piece); // (a second entry is harmless: the first one taken wins)
     }
   }
 
@@ -197,7 +247,7 @@ export class PieceScheduler {
     }
     if (lost && p.owner === a.server) {
       p.owner = NO_OWNER;
-      this.#queue.push(a.piece);
+      this.#putFirst(a.piece);
     }
   }
 
@@ -236,7 +286,7 @@ export class PieceScheduler {
     } else {
       this.#state[piece] = 0;
       this.#queued++;
-      this.#queue.push(piece); // front of the queue: the tail of the array is taken first
+      this.#putFirst(piece);
     }
   }
 
@@ -250,7 +300,7 @@ export class PieceScheduler {
       p.holders.fill(NO_OWNER);
       if (p.owner === NO_OWNER) continue;
       p.owner = NO_OWNER;
-      this.#queue.push(piece);
+      this.#putFirst(piece);
     }
   }
 
@@ -259,8 +309,39 @@ export class PieceScheduler {
     for (const [piece, p] of this.#active) {
       if (p.owner !== server) continue;
       p.owner = NO_OWNER;
-      this.#queue.push(piece);
+      this.#putFirst(piece);
     }
+    this.#indexed.delete(server); // (gone: its index with it)
+  }
+
+  /** Puts `piece` at the front of the queue (the tail of the array is taken first). */
+  #putFirst(piece: number): void {
+    this.#queue.push(piece);
+    const rank = --this.#lowestRank;
+    this.#rank[piece] = rank;
+    for (const ix of this.#indexed.values()) if (ix.has(piece)) ix.heap.push(rank, piece);
+  }
+
+  /** Whether `piece` may be taken by a source: queued, or active with nobody owning it. */
+  #takeable(piece: number): boolean {
+    const state = this.#state[piece];
+    return state === 0 || (state === 1 && this.#byPiece[piece]?.owner === NO_OWNER);
+  }
+
+  /** `#takeQueued` for an indexed source: its lowest-ranked takeable piece, no scan. */
+  #takeIndexed(server: number, maxBlocks: number, ix: IndexedSource): Assignment | undefined {
+    const heap = ix.heap;
+    for (let piece = heap.nextId; piece !== undefined; piece = heap.nextId) {
+      const rank = heap.nextKey;
+      heap.popDue();
+      // an entry outranked by a newer one, taken, settled, or no longer held: skipped
+      if (rank !== this.#rank[piece] || !this.#takeable(piece) || !ix.has(piece)) continue;
+      const p = this.#byPiece[piece] ?? this.#newActive(piece);
+      p.owner = server;
+      const a = this.#claimRun(server, piece, p, maxBlocks, false);
+      if (a) return a;
+    }
+    return undefined;
   }
 
   #continueOwned(server: number, maxBlocks: number): Assignment | undefined {

@@ -57,8 +57,8 @@ export interface SwarmTransfer {
   ): boolean;
   /** Peer `peer` leaves the transfer. */
   removePeer(peer: number, reason: string): void;
-  /** Peer `peer` holds more pieces than before. */
-  peerHas(peer: number): void;
+  /** Peer `peer` holds more pieces than before: `piece`, or (without it) some. */
+  peerHas(peer: number, piece?: number): void;
   /** Peer `peer`'s answer to a data request (RETRY, ERROR). */
   handlePeerDatagram(now: number, peer: number, p: Packet): void;
   /** What the servers may be asked for changed (a peer stopped fetching a piece from them). */
@@ -443,7 +443,10 @@ export class SwarmNode {
     for (let e = p.link.poll(); e; e = p.link.poll()) {
       switch (e.kind) {
         case "has":
-          if (p.inTransfer) this.#held(e.piece, true);
+          if (p.inTransfer) {
+            this.#held(e.piece, true);
+            this.#transfer.peerHas(p.id, e.piece);
+          }
           grew = true;
           break;
         case "complete":

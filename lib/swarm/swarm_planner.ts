@@ -35,7 +35,7 @@ import { pickDuplicate } from "./end_game.ts";
 import { LiarDetector, type LiarOptions } from "./liar_detection.ts";
 import { FlightTable } from "./flight_table.ts";
 import { ReadyQueue } from "./ready_queue.ts";
-import { WakeHeap } from "./wake_heap.ts";
+import { KeyedHeap } from "../base/keyed_heap.ts";
 
 /** Who coordinates the seed's first copies (see the module doc). */
 export type SeedMode = "naive" | "fetcher" | "server";
@@ -142,7 +142,7 @@ export class SwarmPlanner {
   /** Bytes of a full piece (pipelines are sized in them). */
   readonly #unit: number;
   /** When backed-off sources may be asked again. */
-  readonly #wakes = new WakeHeap();
+  readonly #wakes = new KeyedHeap();
   /** The fetcher's whole window, sized from its total rate. */
   readonly #window: SourceRate;
   #missing: number;
@@ -312,7 +312,7 @@ export class SwarmPlanner {
    * slow timer calling `onTimer` covers timeouts and the end game.)
    */
   get wakeAt(): number {
-    return this.#wakes.nextAt;
+    return this.#wakes.nextKey;
   }
 
   /**

@@ -924,3 +924,75 @@ Deno.test("dropServer again releases what was handed to the server after the fir
   s.dropServer(0);
   assert.equal(s.next(2, 2)?.piece, 0);
 });
+
+Deno.test("scheduler: an indexed partial source gets the very piece the queue scan gives it, through gains, withdrawals, promotions, losses, drops and bad pieces", () => {
+  const layout: PieceLayout = { size: 40 * 4096 + 100, pieceSize: 4096, blockSize: 1024 };
+  for (let seed = 1; seed <= 40; seed++) {
+    const random = mulberry32(seed);
+    const pick = (n: number) => Math.floor(random() * n);
+    const order = Array.from({ length: 41 }, (_, i) => i).sort(() => random() - 0.5);
+    const indexed = new PieceScheduler(layout, order);
+    const scanned = new PieceScheduler(layout, order);
+    const holds = [new Set<number>(), new Set<number>(), new Set<number>(), new Set<number>()];
+    const filter = (peer: number) => (piece: number) => holds[peer].has(piece);
+    for (let peer = 1; peer <= 3; peer++) indexed.indexSource(peer, filter(peer));
+    const inFlight: Assignment[] = [];
+    for (let step = 0; step < 600; step++) {
+      const peer = 1 + pick(3);
+      const op = pick(10);
+      if (op <= 2) { // a peer gains a piece
+        const piece = pick(41);
+        holds[peer].add(piece);
+        indexed.sourceHas(peer, piece);
+      } else if (op === 3) { // a peer's claim is withdrawn (NOT_HELD)
+        holds[peer].delete(pick(41));
+      } else if (op === 4) { // a piece put first (fresh in the swarm)
+        const pieces = [pick(41), pick(41)];
+        indexed.promote(pieces);
+        scanned.promote(pieces);
+      } else if (op === 5 && inFlight.length > 0) { // a request ends: lost or answered in part
+        const a = inFlight.splice(pick(inFlight.length), 1)[0];
+        const lost = random() < 0.5;
+        if (!lost) {
+          for (const [o, l] of blocksIn(indexed, a).slice(0, 1)) {
+            assert.deepEqual(indexed.onBlock(o, l), scanned.onBlock(o, l));
+          }
+        }
+        indexed.release(a, lost);
+        scanned.release(a, lost);
+      } else if (op === 6 && random() < 0.2) { // a source leaves (and may come back)
+        const who = pick(4);
+        indexed.dropServer(who);
+        scanned.dropServer(who);
+        for (let i = inFlight.length - 1; i >= 0; i--) {
+          if (inFlight[i].server === who) inFlight.splice(i, 1);
+        }
+        if (who > 0) indexed.indexSource(who, filter(who));
+      } else { // a source asks for work; sometimes it is delivered whole, a bad piece or good
+        const who = op === 9 ? 0 : peer;
+        const has = who === 0 ? undefined : filter(who);
+        const a = indexed.next(who, 1 + pick(4), has, true);
+        const b = scanned.next(who, a?.blockCount ?? 1 + pick(4), has, true);
+        assert.deepEqual(
+          a && { ...a, generation: 0 },
+          b && { ...b, generation: 0 },
+          `seed ${seed} step ${step}`,
+        );
+        if (!a || !b) continue;
+        if (random() < 0.5) {
+          inFlight.push(a);
+          continue;
+        }
+        for (const [o, l] of blocksIn(indexed, a)) {
+          const r = indexed.onBlock(o, l);
+          assert.deepEqual(r, scanned.onBlock(o, l));
+          if (r.kind === "new" && r.pieceComplete) {
+            const ok = random() < 0.9;
+            indexed.settlePiece(a.piece, ok);
+            scanned.settlePiece(a.piece, ok);
+          }
+        }
+      }
+    }
+  }
+});
