@@ -159,25 +159,26 @@ export class PeerLink {
   /** Timers: unanswered requests are given up; a silent peer is declared dead. */
   handleTimeout(now: number): void {
     if (this.#over) return;
-    this.#pending = this.#pending.filter((q) => {
-      if (q.deadline > now) return true;
-      this.#due(q.what, now); // try again now
-      return false;
-    });
+    if (this.#pending.some((q) => q.deadline <= now)) {
+      this.#pending = this.#pending.filter((q) => {
+        if (q.deadline > now) return true;
+        this.#due(q.what, now); // try again now
+        return false;
+      });
+    }
     if (now - this.#lastHeard >= this.#t.deadAfterMs) this.#end({ kind: "dead" });
   }
 
   /** The next control request to send to the peer, if one is due. */
   pollTransmit(now: number): Packet | undefined {
     if (this.#over) return undefined;
-    const waiting = (what: Pending["what"]) => this.#pending.some((q) => q.what === what);
-    if (!this.seeding && !this.have.complete && now >= this.#nextHave && !waiting("have")) {
+    if (!this.seeding && !this.have.complete && now >= this.#nextHave && !this.#waiting("have")) {
       const id = this.#send("have", now);
       const q = this.have.query();
       const body = { token: this.token, fileId: this.#fileId, name: "swarm", ...q };
       return { type: "have_request", requestId: id, ...body };
     }
-    if (now >= this.#nextPex && !waiting("peers")) {
+    if (now >= this.#nextPex && !this.#waiting("peers")) {
       const id = this.#send("peers", now);
       return {
         type: "peers_request",
@@ -195,10 +196,17 @@ export class PeerLink {
     if (this.#over) return undefined;
     let t = this.#lastHeard + this.#t.deadAfterMs;
     for (const q of this.#pending) t = Math.min(t, q.deadline);
-    const waiting = (what: Pending["what"]) => this.#pending.some((q) => q.what === what);
-    if (!this.seeding && !this.have.complete && !waiting("have")) t = Math.min(t, this.#nextHave);
-    if (!waiting("peers")) t = Math.min(t, this.#nextPex);
+    if (!this.seeding && !this.have.complete && !this.#waiting("have")) {
+      t = Math.min(t, this.#nextHave);
+    }
+    if (!this.#waiting("peers")) t = Math.min(t, this.#nextPex);
     return t;
+  }
+
+  /** Whether a request of kind `what` awaits its answer. */
+  #waiting(what: Pending["what"]): boolean {
+    for (const q of this.#pending) if (q.what === what) return true;
+    return false;
   }
 
   /** The next event for the owner. */

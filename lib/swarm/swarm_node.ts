@@ -354,9 +354,12 @@ export class SwarmNode {
     this.#drainAnnouncer(now);
     this.#flagServerRequests();
     if (this.#stopped) return;
-    for (const p of [...this.#peers.values()]) {
-      p.link.handleTimeout(now);
-      this.#drainLink(p, now);
+    if (now >= this.#nextLinkDue()) {
+      for (const p of [...this.#peers.values()]) {
+        p.link.handleTimeout(now);
+        this.#drainLink(p, now);
+      }
+      this.#linksChanged();
     }
     this.#meet(now);
   }
@@ -365,13 +368,34 @@ export class SwarmNode {
   pollSend(now: number): SwarmSend | undefined {
     const queued = this.#sends.shift();
     if (queued) return queued;
-    if (this.#stopped) return undefined;
+    if (this.#stopped || now < this.#nextLinkDue()) return undefined;
     for (const p of this.#peers.values()) {
       const q = p.link.pollTransmit(now);
       if (!q) continue;
+      this.#linksChanged();
       return { kind: "datagram", to: p.addr, bytes: encode(q) };
     }
     return undefined;
+  }
+
+  /**
+   * When some peer link next needs a turn (ms): kept, so that the loop's every turn (one per
+   * datagram, often) does not visit fifty links that have nothing due. Anything that can make a
+   * link due sooner — a reply, a send, a new link, a pass over them all — forgets it.
+   */
+  #linksDue = -Infinity;
+
+  #linksChanged(): void {
+    this.#linksDue = -Infinity;
+  }
+
+  #nextLinkDue(): number {
+    if (this.#linksDue === -Infinity) {
+      let t = Infinity;
+      for (const p of this.#peers.values()) t = Math.min(t, p.link.pollTimeout() ?? Infinity);
+      this.#linksDue = t;
+    }
+    return this.#linksDue;
   }
 
   /**
@@ -404,9 +428,7 @@ export class SwarmNode {
   /** When the node next needs `handleTimeout` (ms). */
   pollTimeout(): number | undefined {
     let t = this.#announcer.pollTimeout() ?? Infinity;
-    if (!this.#stopped) {
-      for (const p of this.#peers.values()) t = Math.min(t, p.link.pollTimeout() ?? Infinity);
-    }
+    if (!this.#stopped) t = Math.min(t, this.#nextLinkDue());
     return t === Infinity ? undefined : t;
   }
 
@@ -434,7 +456,10 @@ export class SwarmNode {
     const peer = this.#peers.get(keyOf(from.hostname, from.port));
     if (!peer) return; // not a peer we asked anything
     peer.link.heard(now);
-    if (peer.link.handleReply(now, p)) return this.#drainLink(peer, now);
+    if (peer.link.handleReply(now, p)) {
+      this.#linksChanged();
+      return this.#drainLink(peer, now);
+    }
     if (peer.inTransfer) this.#transfer.handlePeerDatagram(now, peer.id, p);
   }
 
@@ -603,6 +628,7 @@ export class SwarmNode {
     this.#claimsBefore.delete(key);
     const p: Peer = { id, addr: a, key, link, inTransfer: false, falseClaims, fetching: [] };
     this.#peers.set(key, p);
+    this.#linksChanged();
     this.#byId[id] = p;
     this.peers[id] = { address: formatAddr(a), alive: true };
   }
