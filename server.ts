@@ -423,7 +423,8 @@ class UdpServer {
       else if (d.why === "retry") (this.stats.requests++, this.stats.retries++);
       else this.stats.malformed++;
       this.#refusals.gate(addr, d, Date.now());
-      if (d.kind === "answer") await this.#send(d.bytes, peer);
+      // (uncharged: an answer to an unproven address is small, and anyone can ask for it)
+      if (d.kind === "answer") await this.#send(d.bytes, peer, false);
       return;
     }
     const p = d.request;
@@ -461,7 +462,9 @@ class UdpServer {
    */
   #queueChunk(p: ChunkRequest, peer: PeerAddress): void {
     const queue = this.#paced!;
-    const refused = queue.push(p, `${peer.hostname}|${peer.port}`, peer, performance.now());
+    const now = performance.now();
+    const asker = `${peer.hostname}|${peer.port}`;
+    const refused = queue.push(p, asker, peer, now, this.#core.chargedAheadMs(now));
     if (refused === "full") return void this.stats.refused++;
     if (refused === "covered") return void this.stats.coalesced++;
     if (refused) {
@@ -609,8 +612,9 @@ class UdpServer {
     return this.#send(encode({ type: "error", requestId, code, message } as Packet), peer);
   }
 
-  async #send(bytes: Uint8Array, peer: PeerAddress): Promise<void> {
-    this.#core.charge(performance.now(), bytes.length); // (`--rate` caps replies too)
+  /** Sends `bytes`; `charged`: they count toward `--rate` (replies to proven addresses). */
+  async #send(bytes: Uint8Array, peer: PeerAddress, charged = true): Promise<void> {
+    if (charged) this.#core.charge(performance.now(), bytes.length);
     const err = await this.#sock.send(peer, single(bytes));
     if (err === undefined) this.stats.bytesSent += bytes.length;
     else this.stats.sendErrors++; // e.g. the client's port is gone: nothing to do about it

@@ -6,7 +6,9 @@
  * and the wall time. Where `bench/swarm_sim.ts` measures the policy, this measures the product.
  *
  *   deno run bench/real_swarm_sim.ts [--peers 32] [--mib 16] [--piece-kib 64] [--block-kib 16]
- *     [--seed 1]
+ *     [--up-kib 8192] [--seed 1]
+ *
+ * `--up-kib`: the server's `--rate` and every fetcher's `--share-rate`, KiB/s (default 8 MiB/s).
  *
  * @module
  */
@@ -40,6 +42,7 @@ if (import.meta.main) {
       mib: { type: "string", default: "16" },
       "piece-kib": { type: "string", default: "64" },
       "block-kib": { type: "string", default: "16" },
+      "up-kib": { type: "string", default: "8192" },
       seed: { type: "string", default: "1" },
     },
   });
@@ -51,6 +54,8 @@ if (import.meta.main) {
     fileBytes,
     pieceBytes: Number(values["piece-kib"]) << 10,
     blockSize: Number(values["block-kib"]) << 10,
+    serverUpBytesPerSec: Number(values["up-kib"]) << 10,
+    peerUpBytesPerSec: Number(values["up-kib"]) << 10,
   }));
   const wall = (performance.now() - t0) / 1000;
   console.log(

@@ -522,9 +522,7 @@ export class FetchCoordinator {
   /** A stream wrote its first `pieces` pieces out: their ring slots are free again. */
   handleReleased(pieces: number): void {
     this.#released = pieces;
-    const session = this.#session;
-    if (!session) return;
-    for (let source = 0; source < this.#servers.length; source++) session.sourceHas(source);
+    this.#session?.sourcesMayHaveWork();
   }
 
   /** The piece hashes the transfer verifies against, once trusted (a swarm may start then). */

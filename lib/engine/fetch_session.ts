@@ -300,13 +300,18 @@ export class FetchSession {
     if (s && !s.swarmRefused) s.swarm = on;
   }
 
+  /** Every source may have work again (a stream's window moved: pieces entered every filter). */
+  sourcesMayHaveWork(): void {
+    this.#starved.clear();
+  }
+
   /** A source has a new piece, `piece` when known (swarm peers announce what they verified). */
   sourceHas(id: number, piece?: number): void {
     const s = this.#sources.get(id);
     if (!s) return;
     // only this source may have work now: a peer's new piece narrows what the servers are
     // asked for, if anything (rescanning the queue for them on every have was most of a swarm
-    // fetcher's time at 64 fetchers); they are told when claims and holds end
+    // fetcher's time at 64 fetchers); they are told when a claim ends, and once a second (holds)
     this.#starved.delete(s);
     if (piece !== undefined) this.sched.sourceHas(id, piece);
   }
@@ -649,6 +654,9 @@ export class FetchSession {
     if (o.pieceComplete) {
       this.#pendingVerify++;
       this.#events.push({ kind: "verify", piece });
+      // one piece fewer being fetched: a swarm's source may start its end game (second copies
+      // wait for the last few pieces)
+      this.#starved.clear();
     }
     return true;
   }

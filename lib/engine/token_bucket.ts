@@ -52,6 +52,17 @@ export class TokenBucket {
   }
 
   /**
+   * Takes `bytes` at `now` (ms), but never into more than `maxDebtMs` of debt (what was sent
+   * anyway, beyond that, is forgiven): for bytes that went out already and must not hold back
+   * what follows without bound.
+   */
+  charge(bytes: number, now: number, maxDebtMs: number): void {
+    this.take(0, now);
+    const floor = Math.min(this.#tokens, (-maxDebtMs * this.#rate) / 1000);
+    this.#tokens = Math.max(this.#tokens - bytes, floor);
+  }
+
+  /**
    * Takes `bytes` at `now` (ms) and returns how long to wait (ms) before sending them; the
    * debt is carried, so a caller that waits that long stays exactly on the rate.
    */

@@ -14,7 +14,7 @@
 
 import { RequestAuthenticator, seal } from "../wire/auth.ts";
 import { CookieJar } from "../wire/cookie.ts";
-import { fileIdOf } from "../wire/packet.ts";
+import { fileIdOf, requestIdOfRequest } from "../wire/packet.ts";
 import type { FetchCoordinator } from "../engine/fetch_coordinator.ts";
 import type { FileMeta } from "../engine/consensus.ts";
 import { RequestGate } from "../serving/request_gate.ts";
@@ -207,12 +207,13 @@ export class SwarmDrive {
   }
 
   /**
-   * Sends one datagram that is not a run: replies, have polls and requests count toward
-   * `--share-rate` as the runs do (a cap on the upload, not on the data alone), so on a link of
-   * that capacity they never build a queue in front of the data.
+   * Sends one datagram that is not a run. This node's own requests (have polls, peer exchange,
+   * data requests) count toward `--share-rate` as the runs do, and the sharing half counts its
+   * replies: a cap on the upload, not on the data alone, so on a link of that capacity they
+   * never build a queue in front of the data.
    */
   #send(now: number, to: PeerAddress, bytes: Uint8Array): void {
-    this.#core.charge(now, bytes.length);
+    if (isRequestBytes(bytes)) this.#core.charge(now, bytes.length);
     void this.socket.send(to, bytes);
   }
 
@@ -258,5 +259,5 @@ export class SwarmDrive {
 
 /** Whether an encoded datagram is a udpget request (types 1, 3, 5, 9, 11). */
 function isRequestBytes(b: Uint8Array): boolean {
-  return b.length > 3 && b[0] === 0x55 && b[1] === 0x47 && [1, 3, 5, 9, 11].includes(b[3]);
+  return requestIdOfRequest(b) !== undefined;
 }

@@ -64,12 +64,16 @@ export class PacedQueue<T> {
     return this.#queue.length;
   }
 
-  /** Queues `p` from `asker` at `now` (ms), or says why not. */
-  push(p: ChunkRequest, asker: string, extra: T, now = 0): PacedRefusal | undefined {
+  /**
+   * Queues `p` from `asker` at `now` (ms), or says why not. `aheadMs`: what holds the queue back
+   * besides the request being sent (replies charged to the rate), counted as queued data.
+   */
+  push(p: ChunkRequest, asker: string, extra: T, now = 0, aheadMs = 0): PacedRefusal | undefined {
     if (this.#queue.length >= MAX_PACED) return "full";
     if (this.#coveredByWaiting(p, asker)) return "covered";
     if (p.swarm && this.#rate) {
-      const busyMs = this.#gate.admit(now, this.backlogMs, (1000 * p.length) / this.#rate);
+      const backlogMs = aheadMs + this.backlogMs;
+      const busyMs = this.#gate.admit(now, backlogMs, (1000 * p.length) / this.#rate);
       if (busyMs > 0) return { busyMs };
     }
     this.#queue.push({ p, asker, extra });

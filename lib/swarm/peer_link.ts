@@ -4,9 +4,10 @@
  * on timers, with its address-validation token and a liveness verdict. Data requests to the peer
  * are the fetch session's; this machine only keeps the session's view of the peer current.
  *
- * Polling: a HAVE_REQUEST every `havePollMs` while the peer is incomplete (the reply is a list of
- * the pieces verified since the last one, a few bytes), each one only once the previous one is
- * answered or timed out; a PEERS_REQUEST soon after meeting, then every `pexEveryMs`. A peer that
+ * Polling: a HAVE_REQUEST every `havePollMs` while the peer is incomplete and has news (the reply
+ * is a list of the pieces verified since the last one, a few bytes), backing off to
+ * `maxHavePollMs` while its answers have none, each one only once the previous one is answered or
+ * timed out; a PEERS_REQUEST soon after meeting, then every `pexEveryMs`. A peer that
  * answers nothing for `deadAfterMs` is reported dead; the caller removes it from the transfer and
  * may meet it again later under a new source id.
  *

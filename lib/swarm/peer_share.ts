@@ -168,7 +168,14 @@ export class PeerShare {
       return void this.stats.duplicates++;
     }
     this.stats.requests++;
+    const before = out.length;
     this.#serve(now, p, from, out);
+    // replies to a proven address count toward `--share-rate` as the runs do (the gate's own
+    // answers above do not: anyone may ask for those)
+    for (let i = before; i < out.length; i++) {
+      const a = out[i];
+      if (a.kind === "reply") this.#core.charge(now, a.bytes.length);
+    }
   }
 
   #serve(now: number, p: RequestPacket, from: Deno.NetAddr, out: ShareAction[]): void {

@@ -971,8 +971,9 @@ Deno.test("scheduler: an indexed partial source gets the very piece the queue sc
       } else { // a source asks for work; sometimes it is delivered whole, a bad piece or good
         const who = op === 9 ? 0 : peer;
         const has = who === 0 ? undefined : filter(who);
-        const a = indexed.next(who, 1 + pick(4), has, true);
-        const b = scanned.next(who, a?.blockCount ?? 1 + pick(4), has, true);
+        const max = 1 + pick(4);
+        const a = indexed.next(who, max, has, true);
+        const b = scanned.next(who, max, has, true);
         assert.deepEqual(
           a && { ...a, generation: 0 },
           b && { ...b, generation: 0 },

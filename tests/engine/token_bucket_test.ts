@@ -230,3 +230,17 @@ Deno.test("debtMs: what was taken beyond the tokens, in ms of the rate, paid off
   assert.equal(b.debtMs(600), 0, "paid off: no credit beyond the burst shows as debt");
   assert.equal(b.take(0, 200), 300, "debtMs changed nothing");
 });
+
+Deno.test("charge takes what was sent, but never into more than its debt bound", () => {
+  const b = new TokenBucket(1_000_000, 10_000, 0); // 1000 bytes per ms
+  b.charge(10_000, 0, 50); // the burst
+  assert.equal(b.debtMs(0), 0);
+  b.charge(30_000, 0, 50);
+  assert.equal(b.debtMs(0), 30);
+  b.charge(1_000_000, 0, 50); // a flood: held to the bound
+  assert.equal(b.debtMs(0), 50);
+  assert.equal(b.take(1000, 0), 51, "the data after it waits the bound, not the flood");
+  b.charge(1_000_000, 0, 50); // more debt than the bound already (taken): none added
+  assert.equal(b.debtMs(0), 51);
+  assert.equal(b.debtMs(51), 0, "paid back at the rate");
+});

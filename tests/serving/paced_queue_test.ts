@@ -1,6 +1,6 @@
-import { SWARM_QUEUE_BOUND_MS } from "../../lib/wire/busy_retry.ts";
 import assert from "node:assert/strict";
 import { MAX_PACED, PacedQueue } from "../../lib/serving/paced_queue.ts";
+import { SWARM_QUEUE_BOUND_MS } from "../../lib/wire/busy_retry.ts";
 import { type ChunkRequest, NO_TOKEN } from "../../lib/wire/packet.ts";
 
 function chunk(requestId: number, offset: number, length: number, fileId = 1n): ChunkRequest {
@@ -55,4 +55,13 @@ Deno.test("paced queue: past the queue bound (50 ms of rate), a swarm request ge
   const unrated = new PacedQueue<string>();
   unrated.push({ ...chunk(6, 0, 1e7), swarm: true }, "a|1", "x", 0);
   assert.equal(unrated.push({ ...chunk(7, 1e7, 1000), swarm: true }, "b|1", "x", 0), undefined);
+});
+
+Deno.test("paced queue: what is ahead of the queue (replies charged to the rate) counts toward the bound", () => {
+  const rate = 1_000_000;
+  const q = new PacedQueue<string>(rate, undefined, () => 0.5);
+  assert.equal(q.push({ ...chunk(1, 0, 10_000), swarm: true }, "a|1", "x", 0, 0), undefined);
+  const refused = q.push({ ...chunk(2, 10_000, 10_000), swarm: true }, "b|1", "x", 0, 60);
+  assert.deepEqual(refused, { busyMs: 20 }, "10 ms queued and 60 ms ahead: back when 50 are left");
+  assert.equal(q.push(chunk(3, 10_000, 10_000), "b|1", "x", 0, 60), undefined, "plain: queued");
 });

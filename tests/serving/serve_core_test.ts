@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  MAX_CHARGED_DEBT_MS,
   type RunAction,
   type ServeAction,
   ServeCore,
@@ -113,6 +114,26 @@ Deno.test("serve core: bytes charged outside the runs (replies) hold back the ne
   const free = new ServeCore({}, 0);
   free.charge(0, 100 << 10); // (no --rate: nothing to hold back)
   assert.equal((answer(free, chunk({ length: 8192 })) as RunAction[])[0].at, 0);
+});
+
+Deno.test("serve core: charged bytes hold the data back by MAX_CHARGED_DEBT_MS at most, and count as ahead of the queue only once the runs timed are paid", () => {
+  const rate = 1 << 20;
+  const core = new ServeCore({ rate, creditMs: 0 }, 0);
+  assert.equal(core.chargedAheadMs(0), 0);
+  for (let i = 0; i < 10_000; i++) core.charge(0, 1024); // a flood of replies: 10 MiB at once
+  const ahead = core.chargedAheadMs(0);
+  assert.ok(Math.abs(ahead - MAX_CHARGED_DEBT_MS) < 2, `${ahead} ms`);
+  const runs = answer(core, chunk({ length: 8192 })) as RunAction[];
+  assert.ok(
+    runs[0].at <= MAX_CHARGED_DEBT_MS + 10,
+    `the data waits the bound, not 10 s: ${runs[0].at}`,
+  );
+  assert.equal(core.chargedAheadMs(0), 0, "what holds back the next request now is runs timed");
+  core.charge(0, 100 << 10); // past the bound already: nothing more is taken
+  assert.equal(core.chargedAheadMs(0), 0);
+  core.charge(2000, 100 << 10); // later, once all is paid: replies after the runs were timed
+  const expectMs = ((100 << 10) - 1500) / rate * 1000; // (less the bucket's 1500-byte floor)
+  assert.ok(Math.abs(core.chargedAheadMs(2000) - expectMs) < 0.1, `${core.chargedAheadMs(2000)}`);
 });
 
 Deno.test("serve core: the transfer caps refuse one client's transfer too many", () => {

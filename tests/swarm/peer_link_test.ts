@@ -136,3 +136,25 @@ Deno.test("peer link: silence ends in dead, STALE in unusable", () => {
   const e2 = step(other, stale, 0, 500);
   assert.equal(e2.at(-1)?.kind, "unusable");
 });
+
+Deno.test("peer link: a backed-off link polls every havePollMs again once the peer has news", () => {
+  const { havePollMs, maxHavePollMs } = DEFAULT_PEER_TIMING;
+  const peer = new FakePeer();
+  const link = newLink();
+  step(link, peer, 0, 1000); // quiet: backed off to maxHavePollMs
+  const before = peer.haves;
+  step(link, peer, 1010, 1010 + 2 * maxHavePollMs);
+  assert.ok(peer.haves - before <= 3, `${peer.haves - before} polls in ${2 * maxHavePollMs} ms`);
+  peer.log.add(7); // news
+  let t = 1020 + 2 * maxHavePollMs;
+  const heard = step(link, peer, t, t + maxHavePollMs);
+  assert.ok(heard.some((e) => e.kind === "has" && e.piece === 7));
+  t += maxHavePollMs + 10;
+  for (let i = 0; i < 10; i++, t += havePollMs) { // news keeps coming
+    peer.log.add(8 + i);
+    step(link, peer, t, t + havePollMs - 10);
+  }
+  const fast = peer.haves;
+  step(link, peer, t, t + 2 * havePollMs - 10);
+  assert.ok(peer.haves - fast >= 1, "still polled at the base interval after news");
+});

@@ -20,7 +20,7 @@ const META: SharedMetadata = {
 const ASKER: Deno.NetAddr = { transport: "udp", hostname: "10.0.0.2", port: 7000 };
 
 /** A share holding pieces 0 and 2, and a token valid for ASKER. */
-function share() {
+function share(core = new ServeCore({}, 0)) {
   const jar = new CookieJar(new Uint8Array(32).fill(9));
   const have = new HaveLog(4);
   have.add(2);
@@ -30,7 +30,7 @@ function share() {
     META,
     have,
     new RequestGate(jar, undefined),
-    new ServeCore({}, 0),
+    core,
     (a) => {
       asked.push(a);
       return { family: 4, entries: new Uint8Array([10, 0, 0, 3, 0x1b, 0x58]) };
@@ -43,7 +43,7 @@ function share() {
     s.onDatagram(5, 1000, encode({ requestId: id++, token, ...p } as Packet), ASKER, out);
     return out;
   };
-  return { s, ask, asked, token, have };
+  return { s, ask, asked, token, have, core };
 }
 
 function replyOf(actions: ShareAction[]): Packet {
@@ -149,4 +149,29 @@ Deno.test("property: any datagram gets at most one small answer or runs of held 
     }),
     { numRuns: 500 },
   );
+});
+
+Deno.test("peer share: replies to a proven asker count toward --share-rate; the gate's answers to anyone do not", () => {
+  const rate = 1 << 20;
+  const { s, ask, core } = share(new ServeCore({ rate, creditMs: 0 }, 0));
+  for (let i = 0; i < 200; i++) { // a flood from a forged address: RETRYs, uncharged
+    const out: ShareAction[] = [];
+    const p = { type: "have_request" as const, requestId: i, token: NO_TOKEN, fileId: META.fileId };
+    s.onDatagram(5, 1000, encode({ ...p, since: 0, firstPiece: 0, name: "x" }), ASKER, out);
+    assert.equal(replyOf(out).type, "retry");
+  }
+  assert.equal(core.chargedAheadMs(5), 0);
+  let sent = 0;
+  for (let i = 0; i < 20; i++) { // a proven asker's hash lists: charged
+    const out = ask({
+      type: "hashes_request",
+      fileId: META.fileId,
+      firstPiece: 0,
+      count: 4,
+      name: "x",
+    });
+    sent += out[0].kind === "reply" ? out[0].bytes.length : 0;
+  }
+  const expectMs = (sent - 1500) / rate * 1000; // (less the bucket's 1500-byte floor)
+  assert.ok(Math.abs(core.chargedAheadMs(5) - expectMs) < 0.1, `${core.chargedAheadMs(5)} ms`);
 });

@@ -51,6 +51,7 @@ import {
   fileIdOf,
   metaReplyOf,
   type Packet,
+  requestIdOfRequest,
 } from "../../wire/packet.ts";
 import { CookieJar } from "../../wire/cookie.ts";
 import { RequestGate } from "../../serving/request_gate.ts";
@@ -337,8 +338,8 @@ class SimServer {
     this.#send(to, encode(p));
   }
 
-  #send(to: PeerAddr, bytes: Uint8Array): void {
-    this.#core.charge(this.clock.now, bytes.length); // (as server.ts: `--rate` caps replies too)
+  #send(to: PeerAddr, bytes: Uint8Array, charged = true): void {
+    if (charged) this.#core.charge(this.clock.now, bytes.length); // (as server.ts)
     this.net.send(this.link, to, { kind: "bytes", from: this.addr, bytes }, bytes.length);
   }
 
@@ -352,7 +353,7 @@ class SimServer {
     const from = d.from;
     const g = this.#gate.admit(d.bytes, from.hostname, EPOCH_MS + now);
     if (g.kind === "drop") return;
-    if (g.kind === "answer") return this.#send(from, g.bytes);
+    if (g.kind === "answer") return this.#send(from, g.bytes, false);
     const p = g.request;
     if (this.#core.isDuplicate(now, p, from.hostname, from.port)) return;
     const v = this.version;
@@ -386,7 +387,8 @@ class SimServer {
           entries: new Uint8Array(0),
         });
       case "chunk_request": {
-        const refused = this.#paced.push(p, keyOf(from), from, now);
+        const ahead = this.#core.chargedAheadMs(now); // (as server.ts)
+        const refused = this.#paced.push(p, keyOf(from), from, now, ahead);
         if (refused === "covered") this.coalesced++;
         else if (typeof refused === "object") {
           this.busy++;
@@ -836,9 +838,9 @@ class SimFetcher {
     for (let i = 0; i < copies; i++) this.#sendFromSwarm(now, addr, bytes);
   }
 
-  /** `SwarmDrive.#send`: what the swarm socket sends counts toward the share rate. */
+  /** `SwarmDrive.#send`: this node's requests count toward the share rate (replies: the share). */
   #sendFromSwarm(now: number, to: PeerAddr, bytes: Uint8Array): void {
-    this.#shareCore?.charge(now, bytes.length);
+    if (requestIdOfRequest(bytes) !== undefined) this.#shareCore?.charge(now, bytes.length);
     this.#send(this.swarmAddr, to, bytes);
   }
 
