@@ -53,7 +53,7 @@ Deno.test("real swarm: one fetcher alone takes ≤ 1.1 × F/u_s from a capped se
   assert.equal(o.fetchers[0].fromPeers, 0);
 });
 
-Deno.test("real swarm: N = 8, 64 KiB pieces — all correct, server ≤ 1.2 F, ≥ 75 % from peers, last ≤ 1.2 × bound (seed 1: 1.07×, 1.03 F)", () => {
+Deno.test("real swarm: N = 8, 64 KiB pieces — all correct, server ≤ 1.2 F, ≥ 75 % from peers, last ≤ 1.2 × bound (seed 1: 1.07×, 1.05 F)", () => {
   const o = simulateRealSwarm(realFlashCrowd({ peers: 8, seed: 1, ...SMALL_PIECES }));
   assert.ok(o.finished, figures(o));
   assert.ok(o.allCorrect);
@@ -68,7 +68,7 @@ Deno.test("real swarm: N = 8, 64 KiB pieces — all correct, server ≤ 1.2 F, �
   assert.ok(o.serverGivenOut > 0, "the first-copy ledger answered GIVEN_OUT");
 });
 
-Deno.test("real swarm: N = 8, 256 KiB pieces — all correct, server ≤ 1.2 F, last ≤ 1.35 × bound (seed 1: 1.21×, 1.02 F)", () => {
+Deno.test("real swarm: N = 8, 256 KiB pieces — all correct, server ≤ 1.2 F, last ≤ 1.35 × bound (seed 1: 1.19×, 1.02 F)", () => {
   // 64 pieces in a 2 s bound: the last pieces' relay (a piece is shared only once verified) is a
   // large part of so short a run
   const o = simulateRealSwarm(realFlashCrowd({ peers: 8, seed: 1 }));
@@ -98,7 +98,7 @@ Deno.test("real swarm: the same seed replays exactly, another seed differs", () 
   assert.notEqual(c.lastDoneMs, a.lastDoneMs);
 });
 
-Deno.test("real swarm: N = 32 — every fetcher shares, little is wasted or asked twice, last ≤ 1.3 × bound (seed 1: 1.19×, 1.08 F)", () => {
+Deno.test("real swarm: N = 32 — every fetcher shares, little is wasted or asked twice, last ≤ 1.3 × bound (seed 1: 1.20×, 1.07 F)", () => {
   // the failure modes of the first real-code runs at this size (1.88×): peers' queues of half a
   // second and requests declared lost in them (16 F asked again, 21 F of copies), second copies
   // from peers before the end game, one late fetcher that nobody met and that uploaded nothing
@@ -113,7 +113,7 @@ Deno.test("real swarm: N = 32 — every fetcher shares, little is wasted or aske
   assert.ok(o.ratio <= 1.3, figures(o));
 });
 
-Deno.test("real swarm: a crowd on a slow server — replies count toward --rate, so every fetcher gets its hash list and all finish within 2 × bound (seed 1: 1.80×)", () => {
+Deno.test("real swarm: a crowd on a slow server — replies count toward --rate, so every fetcher gets its hash list and all finish within 2 × bound (seed 1: 1.76×)", () => {
   // 12 fetchers, 32 KiB/s, 64 hashes each: their hash lists (24 KiB) on top of data paced at the
   // full rate left a queue on the server's link that drained only as fast as its 5 % headroom,
   // so replies came seconds late: 3 fetchers went on without the piece hashes and the swarm
