@@ -566,6 +566,7 @@ export class SwarmNode {
 
   #falseClaim(p: Peer, piece: number): void {
     if (p.link.have.forget(piece) && p.inTransfer) this.availability[piece]--;
+    this.#linksChanged(); // (a complete peer that is one no more is polled again)
     if (++p.falseClaims >= MAX_FALSE_CLAIMS) {
       this.#ban(p, `claims pieces it does not hold (${p.falseClaims} NOT_HELD answers)`);
     }

@@ -17,8 +17,9 @@ function setup() {
   const jar = new CookieJar(new Uint8Array(32).fill(1));
   const have = new HaveLog(PIECES);
   const told: string[] = [];
+  const forgets: ((piece: number) => void)[] = [];
   const transfer: SwarmTransfer = {
-    addPeer: (_now, peer) => (told.push(`add ${peer}`), true),
+    addPeer: (_now, peer, _has, forget) => (forgets.push(forget), told.push(`add ${peer}`), true),
     removePeer: (peer, reason) => void told.push(`remove ${peer} ${reason}`),
     peerHas: (peer) => void told.push(`has ${peer}`),
     handlePeerDatagram: () => {},
@@ -78,7 +79,7 @@ function setup() {
   node.handleDatagram(0, Date.now(), encode(ask), PEER);
   const askAgain = (now: number) =>
     node.handleDatagram(now, Date.now(), encode({ ...ask, requestId: now }), PEER);
-  return { node, told, askAgain };
+  return { node, told, askAgain, forgets };
 }
 
 /** Answers every HAVE_REQUEST the node sends to the peer with `held` pieces and `fetching`. */
@@ -188,4 +189,16 @@ Deno.test("swarm node: a piece new in the swarm goes first, once; pieces read wh
   peerAnswers(node, 400, [0, 1, 4, 6], []);
   peerAnswers(node, 600, [0, 1, 4, 6], []);
   assert.deepEqual(told.filter((t) => t.startsWith("prefer")), ["prefer 4", "prefer 6"]);
+});
+
+Deno.test("swarm node: a complete peer that turns out to lack a piece (NOT_HELD) is polled for its have-map again at once", () => {
+  const { node, forgets } = setup();
+  peerAnswers(node, 1, [0, 1, 2, 3, 4, 5, 6, 7], []);
+  node.handleTimeout(2);
+  while (node.pollSend(2));
+  const idle = node.pollTimeout() ?? Infinity;
+  assert.ok(idle > 200, `a complete peer is not polled: next turn at ${idle} ms`);
+  forgets[0](3); // it answered NOT_HELD for piece 3
+  const next = node.pollTimeout() ?? Infinity;
+  assert.ok(next <= 60, `polled again within a poll interval, not at ${next} ms`);
 });
