@@ -66,7 +66,8 @@ import { PeerAddress } from "./lib/io/udp/peer_address.ts";
 import { CookieJar } from "./lib/wire/cookie.ts";
 import { RequestGate } from "./lib/serving/request_gate.ts";
 import { FirstCopyLedgers } from "./lib/serving/first_copy_ledger.ts";
-import { PacedQueue } from "./lib/serving/paced_queue.ts";
+import { type PacedEntry, PacedQueue } from "./lib/serving/paced_queue.ts";
+import { DrainLoop } from "./lib/io/drain_loop.ts";
 import { formatBusyRetry } from "./lib/wire/busy_retry.ts";
 import { completeHaveReply } from "./lib/swarm/have_log.ts";
 import { swarmId } from "./lib/swarm/swarm_id.ts";
@@ -267,7 +268,8 @@ class UdpServer {
    * would give up on the hash list, and a swarm needs it). Undefined without a rate.
    */
   #paced: PacedQueue<PeerAddress> | undefined;
-  #pacing: Promise<void> | undefined;
+  /** Answers the queued chunk requests one after the other (started by each one queued). */
+  #pacing: DrainLoop<PacedEntry<PeerAddress>> | undefined;
   /** `--rate`, bytes per second; undefined: no cap. */
   #rate: number | undefined;
   /** `--tracker`: the announces, the tracker, and the files announced by file id. */
@@ -298,7 +300,15 @@ class UdpServer {
       { rate, transfers: this.#transfers, firstCopies },
       performance.now(),
     );
-    if (rate !== undefined) this.#paced = new PacedQueue(rate);
+    if (rate !== undefined) {
+      const paced = new PacedQueue<PeerAddress>(rate);
+      this.#paced = paced;
+      this.#pacing = new DrainLoop(
+        () => paced.shift(),
+        (next) => this.#onChunk(next.p, next.extra),
+        (next, e) => this.#internal(next.extra, next.p, e), // (fails quietly once closed)
+      );
+    }
     this.#rate = rate;
     this.#refusals = new RefusalLog(log, refusalLimits);
     this.#sweep = setInterval(() => {
@@ -465,24 +475,15 @@ class UdpServer {
     const now = performance.now();
     const asker = `${peer.hostname}|${peer.port}`;
     const refused = queue.push(p, asker, peer, now, this.#core.chargedAheadMs(now));
+    // every arrival, refused or not, makes sure the queue is being answered: with waiting
+    // requests and nothing draining them, flagged ones would only ever hear BUSY
+    this.#pacing!.kick();
     if (refused === "full") return void this.stats.refused++;
     if (refused === "covered") return void this.stats.coalesced++;
     if (refused) {
       this.stats.busy++;
       const message = formatBusyRetry(refused.busyMs);
       return void this.#refuse(peer, p, ErrorCode.Busy, message).catch(() => {}); // (closed)
-    }
-    this.#pacing ??= this.#drainPaced().catch(() => {}).finally(() => this.#pacing = undefined);
-  }
-
-  async #drainPaced(): Promise<void> {
-    const queue = this.#paced!;
-    for (let next = queue.shift(); next; next = queue.shift()) {
-      try {
-        await this.#onChunk(next.p, next.extra);
-      } catch (e) {
-        await this.#internal(next.extra, next.p, e).catch(() => {}); // (closed meanwhile)
-      }
     }
   }
 
