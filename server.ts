@@ -584,8 +584,11 @@ class UdpServer {
     a: RunAction,
     peer: PeerAddress,
   ): Promise<"sent" | "shrank" | "too big"> {
-    const wait = a.at - performance.now();
-    if (wait >= 1) await sleep(wait); // sub-ms debts are carried by the bucket
+    // (replies charged while it waits move its time on: wait again, a bounded while)
+    for (let wait = this.#core.sendTime(a) - performance.now(); wait >= 1;) {
+      await sleep(wait); // sub-ms debts are carried by the bucket
+      wait = this.#core.sendTime(a) - performance.now();
+    }
     const data = this.#runBuf.subarray(0, a.length);
     if (!this.#files.readAt(f, data, a.offset)) return "shrank";
     const run = chunkRun(a, this.#headers, data);

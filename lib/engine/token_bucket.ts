@@ -54,12 +54,14 @@ export class TokenBucket {
   /**
    * Takes `bytes` at `now` (ms), but never into more than `maxDebtMs` of debt (what was sent
    * anyway, beyond that, is forgiven): for bytes that went out already and must not hold back
-   * what follows without bound.
+   * what follows without bound. Returns the bytes taken.
    */
-  charge(bytes: number, now: number, maxDebtMs: number): void {
+  charge(bytes: number, now: number, maxDebtMs: number): number {
     this.take(0, now);
     const floor = Math.min(this.#tokens, (-maxDebtMs * this.#rate) / 1000);
+    const before = this.#tokens;
     this.#tokens = Math.max(this.#tokens - bytes, floor);
+    return before - this.#tokens;
   }
 
   /**

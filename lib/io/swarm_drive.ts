@@ -219,7 +219,11 @@ export class SwarmDrive {
 
   /** When the swarm next needs a turn (ms). */
   pollTimeout(): number | undefined {
-    const t = Math.min(this.node.pollTimeout() ?? Infinity, this.#runs[0]?.run.at ?? Infinity);
+    const run = this.#runs[0]?.run;
+    const t = Math.min(
+      this.node.pollTimeout() ?? Infinity,
+      run ? this.#core.sendTime(run) : Infinity,
+    );
     return t === Infinity ? undefined : t;
   }
 
@@ -227,7 +231,7 @@ export class SwarmDrive {
   #sendRuns(now: number): void {
     if (this.#sending) return;
     const next = this.#runs[0];
-    if (!next || next.run.at > now) return;
+    if (!next || this.#core.sendTime(next.run) > now) return;
     this.#runs.shift();
     this.#sending = true;
     this.socket.sendRun(next.to, next.run, this.#file).catch((e) => {

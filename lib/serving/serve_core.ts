@@ -65,6 +65,8 @@ export interface RunAction {
   at: number;
   /** Send with don't-fragment, or answer TOO_BIG (a path MTU probe, PROTOCOL.md §7.4). */
   unfragmented: boolean;
+  /** The core's charged total when the run was timed (see `ServeCore.sendTime`). */
+  charged?: number;
 }
 
 /**
@@ -170,6 +172,8 @@ export class ServeCore {
   #backlogGate: BacklogGate | undefined;
   /** When the last run timed so far will have left (ms), under `--rate`. */
   #runsEnd = -Infinity;
+  /** Ms of the rate taken by `charge` so far (runs timed before a charge wait for it). */
+  #chargedMs = 0;
   /** Chunk requests refused BUSY because the queue was full (`maxBacklogMs`). */
   busy = 0;
 
@@ -279,7 +283,21 @@ export class ServeCore {
    * flood of requests must not stop the data for as long as it lasts.
    */
   charge(now: number, bytes: number): void {
-    this.#limiter?.charge(bytes, now, MAX_CHARGED_DEBT_MS);
+    const limiter = this.#limiter;
+    if (!limiter) return;
+    this.#chargedMs += (1000 * limiter.charge(bytes, now, MAX_CHARGED_DEBT_MS)) / limiter.rate;
+  }
+
+  /**
+   * When run `a` may leave (ms): its time, later by what was charged since it was timed (at
+   * most `MAX_CHARGED_DEBT_MS`). A request's runs are timed when it is taken — a 64 KiB piece
+   * is a second of a 64 KiB/s server — so without this, replies charged meanwhile queued behind
+   * them on the link (32 fetchers on such a server: their hash lists came seconds late and 5 of
+   * them went on without). Bounded, so a flood of replies delays the data, never stops it.
+   */
+  sendTime(a: RunAction): number {
+    if (a.charged === undefined) return a.at;
+    return a.at + Math.min(MAX_CHARGED_DEBT_MS, this.#chargedMs - a.charged);
   }
 
   /**
@@ -316,6 +334,7 @@ export class ServeCore {
         blockSize: bs,
         at,
         unfragmented: p.unfragmented === true,
+        charged: this.#limiter ? this.#chargedMs : undefined,
       });
       off += length;
     }

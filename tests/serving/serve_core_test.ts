@@ -136,6 +136,24 @@ Deno.test("serve core: charged bytes hold the data back by MAX_CHARGED_DEBT_MS a
   assert.ok(Math.abs(core.chargedAheadMs(2000) - expectMs) < 0.1, `${core.chargedAheadMs(2000)}`);
 });
 
+Deno.test("serve core: runs timed before a charge leave later by it (replies go first on the link), by MAX_CHARGED_DEBT_MS at most", () => {
+  const rate = 1 << 20;
+  const core = new ServeCore({ rate, creditMs: 0 }, 0);
+  const runs = answer(core, chunk({ length: 256 << 10 })) as RunAction[];
+  const last = runs[runs.length - 1];
+  assert.equal(core.sendTime(last), last.at, "nothing charged yet");
+  core.charge(0, 100 << 10); // a crowd's hash lists, sent while the runs wait
+  const shift = core.sendTime(last) - last.at;
+  assert.ok(Math.abs(shift - ((100 << 10) / rate) * 1000) < 0.01, `${shift} ms`);
+  for (let i = 0; i < 1000; i++) core.charge(0, 10 << 10); // a flood of replies
+  const flooded = core.sendTime(last) - last.at;
+  assert.ok(flooded > shift && flooded <= MAX_CHARGED_DEBT_MS, `${flooded} ms`);
+  const unrated = new ServeCore({}, 0);
+  const free = answer(unrated, chunk({ length: 8192 })) as RunAction[];
+  unrated.charge(0, 1 << 20);
+  assert.equal(unrated.sendTime(free[0]), free[0].at, "no --rate: no waiting");
+});
+
 Deno.test("serve core: the transfer caps refuse one client's transfer too many", () => {
   const core = new ServeCore({ transfers: new TransferLog(() => {}) }, 0);
   for (let i = 0; i < MAX_TRANSFERS_PER_CLIENT; i++) {

@@ -407,7 +407,8 @@ class SimServer {
       const now = this.clock.now;
       const next = this.#runs[0];
       if (next) {
-        if (next.a.at - now >= 1) return void this.clock.at(next.a.at, () => this.#drain());
+        const at = this.#core.sendTime(next.a); // (as server.ts)
+        if (at - now >= 1) return void this.clock.at(at, () => this.#drain());
         this.#runs.shift();
         this.#sendRun(next.a, next.to, next.swarm);
         continue;
@@ -847,13 +848,20 @@ class SimFetcher {
   /** `SwarmDrive.pollTimeout`. */
   #pollTimeout(): number | undefined {
     if (!this.node) return undefined;
-    const t = Math.min(this.node.pollTimeout() ?? Infinity, this.#runs[0]?.run.at ?? Infinity);
+    const run = this.#runs[0]?.run;
+    const at = run && this.#shareCore ? this.#shareCore.sendTime(run) : Infinity;
+    const t = Math.min(this.node.pollTimeout() ?? Infinity, at);
     return t === Infinity ? undefined : t;
   }
 
   /** `SwarmDrive.#sendRuns`: the runs whose time has come, in order (a send takes no time here). */
   #sendRuns(now: number): void {
-    for (let next = this.#runs[0]; next && next.run.at <= now; next = this.#runs[0]) {
+    const core = this.#shareCore;
+    for (
+      let next = this.#runs[0];
+      next && core && core.sendTime(next.run) <= now;
+      next = this.#runs[0]
+    ) {
       this.#runs.shift();
       const a = next.run;
       for (let off = a.offset; off < a.offset + a.length; off += a.blockSize) {
