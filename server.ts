@@ -587,6 +587,7 @@ class UdpServer {
     // (replies charged while it waits move its time on: wait again, a bounded while)
     for (let wait = this.#core.sendTime(a) - performance.now(); wait >= 1;) {
       await sleep(wait); // sub-ms debts are carried by the bucket
+      if (this.#closed) return "sent"; // (stopping: the file may be closed; nothing to send)
       wait = this.#core.sendTime(a) - performance.now();
     }
     const data = this.#runBuf.subarray(0, a.length);

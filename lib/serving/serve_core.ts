@@ -279,8 +279,9 @@ export class ServeCore {
    * request of its own) toward the rate: without it a burst of such replies (a crowd's hash
    * lists) rides on top of data paced at the full rate, and on a link of that capacity the
    * queue it leaves drains only as fast as the link's headroom over the cap, delaying every
-   * reply and block behind it. They hold the data back by `MAX_CHARGED_DEBT_MS` at most: a
-   * flood of requests must not stop the data for as long as it lasts.
+   * reply and block behind it. Charged before a run is timed, they hold it back by
+   * `MAX_CHARGED_DEBT_MS` at most, and so do those charged after ({@link sendTime}): a flood of
+   * requests must not stop the data for as long as it lasts.
    */
   charge(now: number, bytes: number): void {
     const limiter = this.#limiter;
@@ -290,7 +291,7 @@ export class ServeCore {
 
   /**
    * When run `a` may leave (ms): its time, later by what was charged since it was timed (at
-   * most `MAX_CHARGED_DEBT_MS`). A request's runs are timed when it is taken — a 64 KiB piece
+   * most `MAX_CHARGED_DEBT_MS`, on top of at most as much charged before, in its time). A request's runs are timed when it is taken — a 64 KiB piece
    * is a second of a 64 KiB/s server — so without this, replies charged meanwhile queued behind
    * them on the link (32 fetchers on such a server: their hash lists came seconds late and 5 of
    * them went on without). Bounded, so a flood of replies delays the data, never stops it.

@@ -400,7 +400,7 @@ class SimServer {
     }
   }
 
-  /** `server.ts`'s `#drainPaced`: one request after the other, each run at its time. */
+  /** `server.ts`'s paced `DrainLoop`: one request after the other, each run at its time. */
   #drain(): void {
     this.#draining = true;
     for (;;) {
