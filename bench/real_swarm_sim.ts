@@ -64,4 +64,9 @@ if (import.meta.main) {
       `, server ${o.serverShare.toFixed(2)} F, all correct: ${o.allCorrect}, ${wall.toFixed(1)} s`,
   );
   for (const [k, v] of Object.entries(perFile(o, fileBytes))) console.log(`  ${k}: ${v} F`);
+  console.log(
+    `  server: link carried ${(o.serverLinkBytes / fileBytes).toFixed(3)} F, ` +
+      `first pass over at ${(o.serverFirstPassEndMs / o.boundMs).toFixed(3)} × bound, ` +
+      `${o.serverGivenOut} GIVEN_OUT, ${o.serverBusy} BUSY`,
+  );
 }

@@ -167,6 +167,10 @@ export interface RealSwarmOutcome {
   serverPlainBytes: number;
   /** Of `serverUploaded`, bytes the server had sent before (to anyone). */
   serverRepeatBytes: number;
+  /** Everything the server's uplink carried (data, headers, replies, refusals), bytes. */
+  serverLinkBytes: number;
+  /** When the server last sent a byte it had never sent before (its first pass's end), ms. */
+  serverFirstPassEndMs: number;
   /** Simulated time at the end, ms. */
   simMs: number;
   /** Events processed (a measure of the run's CPU cost). */
@@ -302,6 +306,8 @@ class SimServer {
   givenOut = 0;
   /** Data bytes sent for requests without the swarm flag. */
   plainBytes = 0;
+  /** When the server last sent a byte nobody had been sent before (ms). */
+  firstPassEndMs = 0;
   /** Data bytes sent again (their range had gone out before). */
   repeatBytes = 0;
   /** Which KiB of the file went out already (see `#sent`). */
@@ -452,7 +458,9 @@ class SimServer {
     }
     this.uploaded += a.length;
     if (!swarm) this.plainBytes += a.length;
-    this.repeatBytes += this.#sent(a.offset, a.length);
+    const again = this.#sent(a.offset, a.length);
+    this.repeatBytes += again;
+    if (again < a.length) this.firstPassEndMs = this.clock.now; // (some of it went out first)
   }
 
   /** Records `[offset, offset + length)` as sent (in 1 KiB units); the bytes sent before. */
@@ -972,6 +980,8 @@ export function simulateRealSwarm(sc: RealSwarmScenario): RealSwarmOutcome {
     serverBusy: server.busy,
     serverPlainBytes: server.plainBytes,
     serverRepeatBytes: server.repeatBytes,
+    serverLinkBytes: server.link.stats.bytes,
+    serverFirstPassEndMs: server.firstPassEndMs,
     simMs: clock.now,
     events: clock.processed,
     dueTurns: fetchers.reduce((t, f) => t + f.dueTurns, 0),
