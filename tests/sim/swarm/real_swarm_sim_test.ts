@@ -118,20 +118,7 @@ Deno.test("real swarm: a crowd on a slow server — replies count toward --rate,
   // full rate left a queue on the server's link that drained only as fast as its 5 % headroom,
   // so replies came seconds late: 3 fetchers went on without the piece hashes and the swarm
   // was not done in 120 s
-  const o = simulateRealSwarm(realFlashCrowd({
-    peers: 12,
-    seed: 1,
-    fileBytes: 256 << 10,
-    pieceBytes: 4 << 10,
-    blockSize: 4 << 10,
-    serverUpBytesPerSec: 32 << 10,
-    peerUpBytesPerSec: 32 << 10,
-  }));
-  assert.ok(o.finished && o.allCorrect, figures(o));
-  for (const f of o.fetchers) {
-    assert.ok(!f.notices.some((n) => n.includes("piece hashes")), f.notices.join("; "));
-  }
-  assert.ok(o.ratio <= 2, figures(o));
+  slowServerCrowd(12, 256 << 10, 4 << 10, 4 << 10);
 });
 
 Deno.test("real swarm: N = 200, a flash crowd on a 1 s bound — all correct, ≥ 99 % from peers, server ≤ 1.5 F, last ≤ 1.7 × bound (seed 1: 1.59×, 1.38 F)", () => {
@@ -157,18 +144,27 @@ Deno.test("real swarm: a crowd on a server whose pieces take a second — runs t
   // 16 fetchers, 32 KiB/s, 32 KiB pieces: a request's runs are timed when it is taken, a second
   // ahead; the hash lists charged meanwhile used to queue behind them on the link, came seconds
   // late, and 2 fetchers went on without them (3.5 × the bound)
+  slowServerCrowd(16, 1 * MiB, 32 << 10, 8 << 10);
+});
+
+/**
+ * `peers` fetchers of a `fileBytes` file on a 32 KiB/s server (and 32 KiB/s peers): all finish
+ * correct, within 2 × the bound, and none goes on without the piece hashes.
+ */
+function slowServerCrowd(peers: number, fileBytes: number, pieceBytes: number, blockSize: number) {
+  const rate = 32 << 10;
   const o = simulateRealSwarm(realFlashCrowd({
-    peers: 16,
+    peers,
     seed: 1,
-    fileBytes: 1 * MiB,
-    pieceBytes: 32 << 10,
-    blockSize: 8 << 10,
-    serverUpBytesPerSec: 32 << 10,
-    peerUpBytesPerSec: 32 << 10,
+    fileBytes,
+    pieceBytes,
+    blockSize,
+    serverUpBytesPerSec: rate,
+    peerUpBytesPerSec: rate,
   }));
   assert.ok(o.finished && o.allCorrect, figures(o));
   for (const f of o.fetchers) {
     assert.ok(!f.notices.some((n) => n.includes("piece hashes")), f.notices.join("; "));
   }
   assert.ok(o.ratio <= 2, figures(o));
-});
+}
