@@ -18,9 +18,10 @@ import { fileIdOf, requestIdOfRequest } from "../wire/packet.ts";
 import type { FetchCoordinator } from "../engine/fetch_coordinator.ts";
 import type { FileMeta } from "../engine/consensus.ts";
 import { RequestGate } from "../serving/request_gate.ts";
-import { type RunAction, ServeCore } from "../serving/serve_core.ts";
+import { ServeCore } from "../serving/serve_core.ts";
 import { HaveLog } from "../swarm/have_log.ts";
 import { PeerShare, shareCoreOptions } from "../swarm/peer_share.ts";
+import { ShareOutbox } from "../swarm/share_outbox.ts";
 import { swarmId } from "../swarm/swarm_id.ts";
 import { type PeerAddr, SwarmNode } from "../swarm/swarm_node.ts";
 import type { BlockSink } from "./block_writer.ts";
@@ -57,14 +58,6 @@ export function infoHashOf(meta: FileMeta): Uint8Array {
   return swarmId(meta);
 }
 
-interface QueuedRun {
-  to: PeerAddress;
-  run: RunAction;
-}
-
-/** Most runs waiting for the share rate; beyond, requests are dropped (the peer asks again). */
-const MAX_QUEUED_RUNS = 4096;
-
 /** The swarm's I/O (see the module comment). */
 export class SwarmDrive {
   readonly node: SwarmNode;
@@ -72,15 +65,13 @@ export class SwarmDrive {
   #c: FetchCoordinator;
   #file: Deno.FsFile;
   #key: Uint8Array | undefined;
-  #runs: QueuedRun[] = [];
+  /** Runs waiting for the share rate, and its bookkeeping (pure: the simulator's too). */
+  #outbox: ShareOutbox<PeerAddress>;
   /** Reading the `.part` for a peer failed (a local fault: the fetch ends with it). */
   readError: string | undefined;
   #sending = false;
   /** Wakes the fetch's loop (a datagram came, a run may go). */
   #wake: () => void;
-  /** The sharing half's serve core: what the swarm socket sends counts toward its rate. */
-  #core: ServeCore;
-
   constructor(
     node: SwarmNode,
     socket: SwarmSocket,
@@ -90,7 +81,7 @@ export class SwarmDrive {
     wake: () => void,
     core: ServeCore,
   ) {
-    this.#core = core;
+    this.#outbox = new ShareOutbox(core);
     this.node = node;
     this.socket = socket;
     this.#c = coordinator;
@@ -192,7 +183,7 @@ export class SwarmDrive {
     for (let s = node.pollSend(now); s; s = node.pollSend(now)) {
       const to = this.socket.address(s.to.hostname, s.to.port);
       if (s.kind === "datagram") this.#send(now, to, this.#sealed(s.bytes, s.to));
-      else if (this.#runs.length < MAX_QUEUED_RUNS) this.#runs.push({ to, run: s.run });
+      else this.#outbox.push(to, s.run);
     }
     this.#sendRuns(now);
   }
@@ -206,40 +197,30 @@ export class SwarmDrive {
     for (let i = 0; i < copies; i++) this.#send(now, to, this.#sealed(bytes, addr));
   }
 
-  /**
-   * Sends one datagram that is not a run. This node's own requests (have polls, peer exchange,
-   * data requests) count toward `--share-rate` as the runs do, and the sharing half counts its
-   * replies: a cap on the upload, not on the data alone, so on a link of that capacity they
-   * never build a queue in front of the data.
-   */
+  /** Sends one datagram that is not a run (what it counts toward the rate: `ShareOutbox.sent`). */
   #send(now: number, to: PeerAddress, bytes: Uint8Array): void {
-    if (isRequestBytes(bytes)) this.#core.charge(now, bytes.length);
+    this.#outbox.sent(now, bytes);
     void this.socket.send(to, bytes);
   }
 
   /** When the swarm next needs a turn (ms). */
   pollTimeout(): number | undefined {
-    const run = this.#runs[0]?.run;
-    const t = Math.min(
-      this.node.pollTimeout() ?? Infinity,
-      run ? this.#core.sendTime(run) : Infinity,
-    );
+    const t = Math.min(this.node.pollTimeout() ?? Infinity, this.#outbox.nextAt() ?? Infinity);
     return t === Infinity ? undefined : t;
   }
 
   /** Sends the runs whose time has come, one at a time, in order. */
   #sendRuns(now: number): void {
     if (this.#sending) return;
-    const next = this.#runs[0];
-    if (!next || this.#core.sendTime(next.run) > now) return;
-    this.#runs.shift();
+    const next = this.#outbox.takeDue(now);
+    if (!next) return;
     this.#sending = true;
     this.socket.sendRun(next.to, next.run, this.#file).catch((e) => {
       // the .part could not be read back: our fault, never the peer's; the fetch loop hears it
       this.readError ??= e instanceof Error ? e.message : String(e);
     }).finally(() => {
       this.#sending = false;
-      if (this.#runs.length > 0 || this.readError) this.#wake();
+      if (this.#outbox.length > 0 || this.readError) this.#wake();
     });
   }
 

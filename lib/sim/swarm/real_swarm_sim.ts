@@ -51,7 +51,6 @@ import {
   fileIdOf,
   metaReplyOf,
   type Packet,
-  requestIdOfRequest,
 } from "../../wire/packet.ts";
 import { CookieJar } from "../../wire/cookie.ts";
 import { RequestGate } from "../../serving/request_gate.ts";
@@ -63,6 +62,7 @@ import { formatBusyRetry } from "../../wire/busy_retry.ts";
 import { hashesReplyCount } from "../../serving/serve_policy.ts";
 import { completeHaveReply, HaveLog } from "../../swarm/have_log.ts";
 import { PeerShare, shareCoreOptions } from "../../swarm/peer_share.ts";
+import { ShareOutbox } from "../../swarm/share_outbox.ts";
 import { type PeerAddr, SwarmNode } from "../../swarm/swarm_node.ts";
 import { swarmId } from "../../swarm/swarm_id.ts";
 import { TrackerCore } from "../../tracker/tracker_core.ts";
@@ -222,8 +222,6 @@ const LINK_HEADROOM = 1.05;
 const LINK_QUEUE_BYTES = 4 * MiB;
 /** The IP MTU of every path. */
 const MTU = 1500;
-/** `SwarmDrive`'s bound on queued runs (not exported there). */
-const MAX_QUEUED_RUNS = 4096;
 /** `server.ts`'s bound on ledgers (MAX_SEEDED_FILES). */
 const MAX_LEDGER_FILES = 64;
 /** `client.ts`: the drive loop sleeps at most this long with no timer set (ms). */
@@ -499,12 +497,6 @@ class SimTracker {
   }
 }
 
-/** A run of blocks a peer asked for, waiting for the share rate. */
-interface QueuedRun {
-  to: PeerAddr;
-  run: RunAction;
-}
-
 /** One fetcher: `client.ts`'s drive loop and `SwarmDrive`'s wiring around the real machines. */
 class SimFetcher {
   readonly swarmAddr: PeerAddr;
@@ -515,9 +507,8 @@ class SimFetcher {
   node: SwarmNode | undefined;
   #random: () => number;
   #hashes: Uint8Array | undefined;
-  /** The sharing half's serve core, once the swarm started. */
-  #shareCore: ServeCore | undefined;
-  #runs: QueuedRun[] = [];
+  /** Runs waiting for the share rate (the shell's own queue), once the swarm started. */
+  #outbox: ShareOutbox<PeerAddr> | undefined;
   /** The loop's next turn (a datagram or a timer). */
   #turns: Wakeup;
   finished = false;
@@ -782,7 +773,7 @@ class SimFetcher {
     const random = () => this.#random32();
     const cookies = new CookieJar(randomBytes(32, this.#random));
     const core = new ServeCore(shareCoreOptions(this.shareRate, this.#random), now);
-    this.#shareCore = core;
+    this.#outbox = new ShareOutbox(core);
     const ref: { node?: SwarmNode } = {};
     const share = new PeerShare(
       { ...meta, fileId, pieceHashes: hashes },
@@ -834,7 +825,7 @@ class SimFetcher {
     node.handleTimeout(now);
     for (let s = node.pollSend(now); s; s = node.pollSend(now)) {
       if (s.kind === "datagram") this.#sendFromSwarm(now, s.to, s.bytes);
-      else if (this.#runs.length < MAX_QUEUED_RUNS) this.#runs.push({ to: s.to, run: s.run });
+      else this.#outbox!.push(s.to, s.run);
     }
     this.#sendRuns(now);
   }
@@ -849,28 +840,20 @@ class SimFetcher {
 
   /** `SwarmDrive.#send`: this node's requests count toward the share rate (replies: the share). */
   #sendFromSwarm(now: number, to: PeerAddr, bytes: Uint8Array): void {
-    if (requestIdOfRequest(bytes) !== undefined) this.#shareCore?.charge(now, bytes.length);
+    this.#outbox?.sent(now, bytes);
     this.#send(this.swarmAddr, to, bytes);
   }
 
   /** `SwarmDrive.pollTimeout`. */
   #pollTimeout(): number | undefined {
     if (!this.node) return undefined;
-    const run = this.#runs[0]?.run;
-    const at = run && this.#shareCore ? this.#shareCore.sendTime(run) : Infinity;
-    const t = Math.min(this.node.pollTimeout() ?? Infinity, at);
+    const t = Math.min(this.node.pollTimeout() ?? Infinity, this.#outbox?.nextAt() ?? Infinity);
     return t === Infinity ? undefined : t;
   }
 
   /** `SwarmDrive.#sendRuns`: the runs whose time has come, in order (a send takes no time here). */
   #sendRuns(now: number): void {
-    const core = this.#shareCore;
-    for (
-      let next = this.#runs[0];
-      next && core && core.sendTime(next.run) <= now;
-      next = this.#runs[0]
-    ) {
-      this.#runs.shift();
+    for (let next = this.#outbox?.takeDue(now); next; next = this.#outbox?.takeDue(now)) {
       const a = next.run;
       for (let off = a.offset; off < a.offset + a.length; off += a.blockSize) {
         const n = Math.min(a.blockSize, a.offset + a.length - off);
