@@ -19,16 +19,7 @@ function run(at: number, offset = 0): RunAction {
   };
 }
 
-const REQUEST = encode({
-  type: "chunk_request",
-  requestId: 7,
-  token: NO_TOKEN,
-  fileId: FILE_ID,
-  offset: 0,
-  length: 8192,
-  blockSize: 8192,
-  name: "f.bin",
-});
+const REQUEST = encode(chunkRequest());
 const REPLY = encode(
   { type: "error", requestId: 7, code: ErrorCode.Busy, message: "busy" } as Packet,
 );
@@ -75,7 +66,7 @@ Deno.test("share outbox: a run waits for requests sent after it was timed (Serve
   const out: ServeAction[] = [];
   const peer: Deno.NetAddr = { transport: "udp", hostname: "10.0.0.9", port: 9 };
   const file = { fileId: FILE_ID, size: 1 << 20, changed: false };
-  core.onChunk(0, peer, decodeChunk(), file, out);
+  core.onChunk(0, peer, chunkRequest(), file, out);
   const box = new ShareOutbox<string>(core);
   const first = out[0] as RunAction;
   box.push("p", first);
@@ -87,7 +78,8 @@ Deno.test("share outbox: a run waits for requests sent after it was timed (Serve
   assert.equal(box.takeDue(later)?.run, first);
 });
 
-function decodeChunk() {
+/** A one-block chunk request. */
+function chunkRequest() {
   return {
     type: "chunk_request" as const,
     requestId: 3,
