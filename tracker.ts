@@ -183,6 +183,9 @@ function listeningLine(
     whitelist ? `whitelist of ${whitelist.size} info-hashes` : "any info-hash",
     ...(a.secretFile ? ["authenticated requests only"] : []),
     a.sourceRate > 0 ? `at most ${a.sourceRate} requests/s per address` : "no rate limit",
+    a.peersPerAddress > 0
+      ? `${a.peersPerAddress} peers per address in a swarm`
+      : "no per-address peer limit",
     `datagram I/O: ${layer}`,
   ];
   return `udpget tracker: listening on udp ${formatServer(addr.hostname, addr.port)} ` +
@@ -227,6 +230,7 @@ export async function runTracker(args: string[]): Promise<number> {
   try {
     const stats = await runTrackerServer({
       ...a,
+      swarmLimits: { ...DEFAULT_SWARM_LIMITS, maxPeersPerAddress: a.peersPerAddress },
       whitelist,
       key,
       log,

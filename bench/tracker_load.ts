@@ -4,7 +4,8 @@
  * re-announces them (the steady state: one announce per peer per interval). Reports announces
  * per second for each pass and the tracker's memory (VmHWM and VmRSS from /proc/PID/status).
  *
- * The tracker runs with `--source-rate 0`, since every announce comes from one address here.
+ * The tracker runs with `--source-rate 0 --peers-per-address 0`, since every announce comes from
+ * one address here.
  * Peers differ by the port they announce (the tracker lists address + announced port). The
  * load comes from one socket with a window of requests in flight, matched to replies by
  * transaction id; a request unanswered for 500 ms is sent again, so a datagram lost to a full
@@ -83,7 +84,18 @@ export async function runTrackerLoad(o: TrackerLoadOptions = {}): Promise<Tracke
       stderr: "inherit",
     }).spawn()
     : new Deno.Command(Deno.execPath(), {
-      args: [...BENCH_RUN_FLAGS, MAIN, "tracker", "0", "--host", "127.0.0.1", "--source-rate", "0"],
+      args: [
+        ...BENCH_RUN_FLAGS,
+        MAIN,
+        "tracker",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--source-rate",
+        "0",
+        "--peers-per-address",
+        "0",
+      ],
       stdin: "null",
       stdout: "piped",
       stderr: "inherit",

@@ -10,6 +10,7 @@ import { DEFAULT_PIECE_SIZE, MIN_AUTO_PIECE_SIZE } from "../io/file_digest.ts";
 import { parseRate } from "../engine/token_bucket.ts";
 import { IO_CHOICES, type IoChoice } from "../io/udp/open_socket.ts";
 import { DEFAULT_SOURCE_LIMITS } from "../tracker/source_limiter.ts";
+import { DEFAULT_SWARM_LIMITS } from "../tracker/swarm_table.ts";
 import {
   type CommandSpec,
   HELP_OPTION,
@@ -289,6 +290,14 @@ export const TRACKER_SPEC: CommandSpec = {
         "0: no limit",
       default: String(DEFAULT_SOURCE_RATE),
     },
+    {
+      long: "peers-per-address",
+      type: "string",
+      value: "N",
+      description: "peers listed per swarm from one address (an IPv6 /64 is one); beyond, an " +
+        "announcer gets peers but is not listed; 0: no limit",
+      default: String(DEFAULT_SWARM_LIMITS.maxPeersPerAddress),
+    },
     IO_OPTION,
     HELP_OPTION,
   ],
@@ -374,6 +383,8 @@ export interface TrackerArgs {
   secretFile?: string;
   /** `--source-rate`: requests per second per source address; 0: no limit. */
   sourceRate: number;
+  /** `--peers-per-address`: peers listed per swarm from one address; 0: no limit. */
+  peersPerAddress: number;
   /** `--io`: which datagram layer to use. */
   io: IoChoice;
 }
@@ -522,6 +533,9 @@ export function parseTrackerArgs(args: string[]): TrackerArgs {
     sourceRate: values["source-rate"] === undefined
       ? DEFAULT_SOURCE_RATE
       : parseIntArg(String(values["source-rate"]), "--source-rate", 0, 1_000_000, cmd),
+    peersPerAddress: values["peers-per-address"] === undefined
+      ? DEFAULT_SWARM_LIMITS.maxPeersPerAddress
+      : parseIntArg(String(values["peers-per-address"]), "--peers-per-address", 0, 1_000_000, cmd),
     io: parseIoArg(values.io, cmd),
   };
 }

@@ -21,6 +21,11 @@ export interface SwarmLimits {
   readonly maxPeersPerSwarm: number;
   /** Peers listed in all swarms at most (the same rule). */
   readonly maxPeers: number;
+  /**
+   * Peers listed per swarm from one address at most (an IPv6 /64 counts as one address), the
+   * same rule beyond; 0: no such cap.
+   */
+  readonly maxPeersPerAddress: number;
   /** Peers handed out when an announce asks for the default (`num_want` -1). */
   readonly defaultNumWant: number;
   /** Peers handed out at most, whatever an announce asks. */
@@ -47,11 +52,17 @@ export interface SwarmLimits {
  *   the 1232 bytes an IPv6 path always carries unfragmented.
  * - 10 000 swarms, 5 000 peers per swarm, 250 000 peers in all: about 350 bytes per peer were
  *   measured (bench/tracker_load.ts: 100 000 peers add ~35 MB to the process), so ~90 MB at most.
+ * - 32 peers per address in a swarm: a machine runs one peer per swarm, a few on a test bench,
+ *   and peers behind one NAT address are unreachable through it anyway; without a cap one host
+ *   announcing ports at the source rate fills a swarm's 5 000 places in under a minute, and
+ *   every peer list handed out then names mostly that host. An IPv6 /64 is one address: its
+ *   owner has 2^64 of them.
  */
 export const DEFAULT_SWARM_LIMITS: SwarmLimits = {
   maxSwarms: 10_000,
   maxPeersPerSwarm: 5_000,
   maxPeers: 250_000,
+  maxPeersPerAddress: 32,
   defaultNumWant: 50,
   maxNumWant: 50,
   downloadingIntervalS: 10,
@@ -107,6 +118,8 @@ interface Peer {
 
 class Swarm {
   readonly peers = new Map<string, Peer>();
+  /** Listed peers per address (see `hostOf`). */
+  readonly perHost = new Map<string, number>();
   /** IPv4 leechers, IPv4 seeders, IPv6 leechers, IPv6 seeders. */
   readonly lists: Peer[][] = [[], [], [], []];
   completed = 0;
@@ -171,7 +184,7 @@ export class SwarmTable {
     const wasSeeder = existing !== undefined && existing.list % 2 === 1;
     let peer = existing;
     if (peer) this.#move(swarm!, peer, family * 2 + (seeder ? 1 : 0));
-    else if (a.port !== 0 && this.#roomFor(swarm)) {
+    else if (a.port !== 0 && this.#roomFor(swarm, hostOf(key))) {
       swarm ??= this.#create(a.infoHash);
       if (!swarm) return { ok: false, why: "swarms_full" };
       peer = this.#insert(swarm, key, family * 2 + (seeder ? 1 : 0));
@@ -235,9 +248,11 @@ export class SwarmTable {
     return downloading ? this.limits.downloadingIntervalS : this.limits.seededIntervalS;
   }
 
-  #roomFor(swarm: Swarm | undefined): boolean {
+  #roomFor(swarm: Swarm | undefined, host: string): boolean {
+    const perAddress = this.limits.maxPeersPerAddress;
     return this.#peers < this.limits.maxPeers &&
-      (swarm?.peers.size ?? 0) < this.limits.maxPeersPerSwarm;
+      (swarm?.peers.size ?? 0) < this.limits.maxPeersPerSwarm &&
+      (perAddress <= 0 || (swarm?.perHost.get(host) ?? 0) < perAddress);
   }
 
   /** A new swarm; at the cap, the oldest empty one makes room, if there is one. */
@@ -261,6 +276,8 @@ export class SwarmTable {
     const peer: Peer = { key, list, slot: swarm.lists[list].length, expiresAt: 0 };
     swarm.lists[list].push(peer);
     swarm.peers.set(key, peer);
+    const host = hostOf(key);
+    swarm.perHost.set(host, (swarm.perHost.get(host) ?? 0) + 1);
     this.#empty.delete(swarm);
     this.#peers++;
     if (list % 2 === 1) this.#seeders++;
@@ -270,6 +287,10 @@ export class SwarmTable {
   #remove(swarm: Swarm, peer: Peer, now: number): void {
     this.#unlink(swarm, peer);
     swarm.peers.delete(peer.key);
+    const host = hostOf(peer.key);
+    const left = (swarm.perHost.get(host) ?? 1) - 1;
+    if (left > 0) swarm.perHost.set(host, left);
+    else swarm.perHost.delete(host);
     this.#peers--;
     if (peer.list % 2 === 1) this.#seeders--;
     if (swarm.peers.size === 0) {
@@ -358,4 +379,9 @@ function compactKey(address: Uint8Array, port: number): string {
   let key = "";
   for (let i = 0; i < address.length; i++) key += String.fromCharCode(address[i]);
   return key + String.fromCharCode(port >> 8, port & 0xff);
+}
+
+/** The address part of a peer's key that the per-address cap counts: IPv4, or an IPv6 /64. */
+function hostOf(key: string): string {
+  return key.length === 6 ? key.slice(0, 4) : key.slice(0, 8);
 }

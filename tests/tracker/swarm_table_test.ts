@@ -140,6 +140,33 @@ Deno.test("swarm: caps on swarms, peers per swarm and peers in all", () => {
   assert.deepEqual(peersOf(zero), ["10.0.0.7:6881"]);
 });
 
+Deno.test("swarm: one address lists at most maxPeersPerAddress peers in a swarm (an IPv6 /64 is one address)", () => {
+  const t = table({ maxPeersPerAddress: 3 });
+  const port = (p: number) => ({ port: 1000 + p });
+  for (let p = 0; p < 3; p++) assert.ok(ok(t.announce(ann(v4(1), port(p)), 0)).listed);
+  const fourth = ok(t.announce(ann(v4(1), port(3)), 0));
+  assert.equal(fourth.listed, false, "a fourth port of the same address is not listed");
+  assert.equal(peersOf(fourth).length, 3, "but it gets peers");
+  assert.ok(ok(t.announce(ann(v4(2), port(0)), 0)).listed, "another address is");
+  assert.ok(
+    ok(t.announce(ann(v4(1), { ...port(0), infoHash: "bb".repeat(20) }), 0)).listed,
+    "so is another swarm",
+  );
+  // a stopped (or expired) peer frees its address's place
+  t.announce(ann(v4(1), { ...port(1), event: "stopped" }), 1);
+  assert.ok(ok(t.announce(ann(v4(1), port(3)), 2)).listed);
+  // IPv6: the addresses of one /64 share the cap; another /64 has its own
+  const sameNet = (last: number) => v6(last);
+  for (let i = 1; i <= 3; i++) assert.ok(ok(t.announce(ann(sameNet(i)), 3)).listed);
+  assert.equal(ok(t.announce(ann(sameNet(4)), 3)).listed, false);
+  const otherNet = v6(5);
+  otherNet[7] = 1;
+  assert.ok(ok(t.announce(ann(otherNet), 3)).listed);
+  // 0: no such cap
+  const open = table({ maxPeersPerAddress: 0 });
+  for (let p = 0; p < 50; p++) assert.ok(ok(open.announce(ann(v4(1), port(p)), 0)).listed);
+});
+
 Deno.test("swarm: numwant: -1 is the default, capped, 0 gives none; choice is random", () => {
   const t = table();
   for (let i = 1; i <= 120; i++) t.announce(ann(new Uint8Array([10, 0, 1, i])), 0);

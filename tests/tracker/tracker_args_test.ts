@@ -19,6 +19,7 @@ Deno.test("tracker args: defaults, every option, and the mistakes", () => {
     whitelist: undefined,
     secretFile: undefined,
     sourceRate: DEFAULT_SOURCE_RATE,
+    peersPerAddress: 32,
     io: "auto",
   });
   assert.deepEqual(
@@ -31,10 +32,24 @@ Deno.test("tracker args: defaults, every option, and the mistakes", () => {
       "--secret-file=k",
       "--source-rate",
       "0",
+      "--peers-per-address",
+      "0",
       "--io",
       "deno",
     ]),
-    { port: 0, host: "::", whitelist: "w.txt", secretFile: "k", sourceRate: 0, io: "deno" },
+    {
+      port: 0,
+      host: "::",
+      whitelist: "w.txt",
+      secretFile: "k",
+      sourceRate: 0,
+      peersPerAddress: 0,
+      io: "deno",
+    },
+  );
+  usageError(
+    () => parseTrackerArgs(["1", "--peers-per-address", "many"]),
+    /--peers-per-address must be a whole/,
   );
   usageError(() => parseTrackerArgs([]), /tracker: expects exactly one <port>/);
   usageError(() => parseTrackerArgs(["1", "2"]), /expects exactly one <port>/);
