@@ -186,7 +186,7 @@ export class FetchCoordinator {
     const inRing = this.#inRing;
     const filter = (piece: number) => inRing(piece) && has(piece);
     // (indexed unless a stream's ring moves under it: then pieces enter the filter unannounced)
-    session.addSource(source, now, filter, rttMs, forget, this.#ring === 0);
+    session.addSource(source, now, { has: filter, rttMs, forget, indexed: this.#ring === 0 });
     session.setToken(source, token);
     return true;
   }
@@ -777,7 +777,11 @@ export class FetchCoordinator {
     this.#sources[server] = source;
     // GIVEN_OUT: the piece is held off every server a moment, before anything is sent again
     const gaveOut = (piece: number) => this.#heldOff.set(piece, this.#now + GIVEN_OUT_HOLD_MS);
-    session.addSource(source, this.#now, this.#serverHas, this.#rtts[server], gaveOut);
+    session.addSource(source, this.#now, {
+      has: this.#serverHas,
+      rttMs: this.#rtts[server],
+      forget: gaveOut,
+    });
     session.setToken(source, this.#tokens[server]);
     session.setSwarmRequests(source, this.#swarmRequests);
   }

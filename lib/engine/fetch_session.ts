@@ -123,6 +123,21 @@ export interface SourceStats {
   state: string;
 }
 
+/** How a source joins a session ({@link FetchSession.addSource}). */
+export interface SourceOptions {
+  /** The pieces it holds (default: all, a server). */
+  has?: PieceFilter;
+  /** A round trip measured before (discovery), ms. */
+  rttMs?: number;
+  /** Withdraws a piece from `has` when the source answers NOT_HELD for it (or a server GIVEN_OUT). */
+  forget?: (piece: number) => void;
+  /**
+   * `has` changes only as {@link FetchSession.sourceHas} says (it gains pieces) or by `forget`,
+   * so the scheduler may index the source instead of scanning its queue for it.
+   */
+  indexed?: boolean;
+}
+
 /** Default initial window: 32 MTU-sized datagrams (a little more than QUIC's 10). */
 const INITIAL_WINDOW = 32 * 1444;
 /** Requests are sized to about this many ms of the source's pacing rate. */
@@ -246,20 +261,9 @@ export class FetchSession {
     if (this.sched.done) this.#end({ kind: "finished" });
   }
 
-  /**
-   * A source joins: a server (holding every piece) or a peer with a have-filter; `forget`
-   * withdraws a piece from that filter when the peer answers NOT_HELD for it (or a server
-   * GIVEN_OUT). `indexed`: `has` changes only as {@link sourceHas} says (it gains pieces) or by
-   * `forget`, so the scheduler may index the source instead of scanning its queue for it.
-   */
-  addSource(
-    id: number,
-    now: number,
-    has: PieceFilter = ALL,
-    rttMs?: number,
-    forget?: (piece: number) => void,
-    indexed = false,
-  ): void {
+  /** A source joins at `now`: a server (holding every piece) or a peer (see {@link SourceOptions}). */
+  addSource(id: number, now: number, o: SourceOptions = {}): void {
+    const { has = ALL, rttMs, forget, indexed = false } = o;
     if (this.#sources.has(id)) return;
     if (indexed && has !== ALL) this.sched.indexSource(id, has);
     const cc = this.#opts.makeController?.(id) ?? this.#defaultController(rttMs);

@@ -284,7 +284,7 @@ export function simulateFetch(sc: FetchScenario): FetchOutcome {
     timer.arm(session.pollTimeout(clock.now));
   };
 
-  sc.servers.forEach((s, i) => session.addSource(i, 0, undefined, 2 * s.down.delayMs));
+  sc.servers.forEach((s, i) => session.addSource(i, 0, { rttMs: 2 * s.down.delayMs }));
   pump();
   clock.run(sc.maxSimMs ?? 3_600_000, () => finishedAt >= 0 || failure !== undefined);
   const finished = finishedAt >= 0;

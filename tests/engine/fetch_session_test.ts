@@ -19,7 +19,7 @@ function bare(size: number, lanes?: number): FetchSession {
 
 function session(): FetchSession {
   const s = bare(8 << 20);
-  s.addSource(0, 0, undefined, 10);
+  s.addSource(0, 0, { rttMs: 10 });
   return s;
 }
 
@@ -72,7 +72,7 @@ Deno.test("session: NOT_HELD keeps the source, withdraws the piece and sends it 
   const claimed = new Set([0, 1, 2, 3]);
   const forgotten: number[] = [];
   const forget = (p: number) => void (claimed.delete(p), forgotten.push(p));
-  s.addSource(0, 0, (p) => claimed.has(p), 10, forget);
+  s.addSource(0, 0, { has: (p) => claimed.has(p), rttMs: 10, forget });
   const first = drain(s, 0);
   assert.ok(first.length > 0);
   const piece = Math.floor(first[0].offset / (1 << 20));
@@ -85,7 +85,7 @@ Deno.test("session: NOT_HELD keeps the source, withdraws the piece and sends it 
   assert.deepEqual(events(s), [{ kind: "not_held", source: 0, piece }]);
   assert.deepEqual(forgotten, [piece]);
   assert.equal(s.alive, 1, "still a source");
-  s.addSource(1, 1, undefined, 10);
+  s.addSource(1, 1, { rttMs: 10 });
   const toPiece: number[] = [];
   for (let now = 2; now < 200; now++) {
     for (let t = s.pollTransmit(now); t; t = s.pollTransmit(now)) {
@@ -98,7 +98,7 @@ Deno.test("session: NOT_HELD keeps the source, withdraws the piece and sends it 
 
 Deno.test("session: a server's GIVEN_OUT keeps it, names the unsent pieces; an old server's UNSUPPORTED unflags it", () => {
   const s = bare(4 << 20, 2);
-  s.addSource(0, 0, undefined, 10);
+  s.addSource(0, 0, { rttMs: 10 });
   s.setSwarmRequests(0, true);
   const sent: {
     piece: number;
@@ -168,7 +168,7 @@ Deno.test("session: a server's GIVEN_OUT keeps it, names the unsent pieces; an o
 
 Deno.test("session: a swarm source's BUSY with a retry time pauses it until the earliest time given, with no fault", () => {
   const s = bare(8 << 20);
-  s.addSource(0, 0, undefined, 10);
+  s.addSource(0, 0, { rttMs: 10 });
   s.setSwarmRequests(0, true);
   let now = 0;
   const sent: ChunkRequest[] = [];
@@ -197,7 +197,7 @@ Deno.test("session: a swarm source's BUSY with a retry time pauses it until the 
   );
   // the same message to a plain request is a plain BUSY: the RTO back-off, not the time given
   const p = bare(8 << 20);
-  p.addSource(0, 0, undefined, 10);
+  p.addSource(0, 0, { rttMs: 10 });
   const plain = drain(p, 0)[0];
   p.handleReply(1, 0, {
     type: "error",
