@@ -4,7 +4,8 @@
  * one line naming the path and the cause, no server dropped) with the verified pieces kept for a
  * resume, and the rerun after space was freed ends byte-identical. Real faults on a real file
  * system: a small tmpfs, mounted for the test (the suite runs as root in CI; elsewhere these
- * tests say in one line why they are skipped).
+ * tests say in one line why they are skipped). In a swarm, the same holds for peers: a sharing
+ * fetcher whose disk fills blames none of them.
  */
 
 import assert from "node:assert/strict";
@@ -22,6 +23,7 @@ import {
   tempDir,
   writeServersFile,
 } from "./harness.ts";
+import { fetcher, kill, sameAsSource, swarm } from "./swarm/swarm_fixture.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const MiB = 1 << 20;
@@ -247,6 +249,47 @@ Deno.test({
     } finally {
       await server.stop("SIGKILL");
       await work.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "disk full in a swarm: the sharing fetcher exits 6 blaming no peer and no server; the swarm goes on",
+  ignore,
+  fn: async () => {
+    const s = await swarm(16 * MiB, "4M", 64);
+    try {
+      await withTmpfs(24, async (small) => {
+        await Deno.copyFile(`${s.dir}/servers.txt`, `${small}/servers.txt`);
+        const peer = s.start(0, ["--seed-time", "3"]);
+        // (as above: without FFI nothing is preallocated, so the writes meet the full disk)
+        const flags = RUN_FLAGS.filter((f) => f !== "--allow-ffi");
+        const env = { UDPGET_DEBUG: "1" };
+        const full = fetcher(small, 1, s.tracker.port, ["--seed-time", "0"], env, flags);
+        try {
+          // the event: the debug line shows a verified piece (shared from then on) and a peer
+          // in the transfer (source ids from 1 << 24 are peers)
+          const started = await full.until(/debug: \d+ [1-9]\d* [^\n]*\| 167772\d\d:/);
+          assert.ok(started, full.stderr());
+          const filler = await fill(small);
+          const r = await full.done;
+          assert.equal(r.code, ExitCode.LocalIo, r.stderr);
+          assert.match(r.stderr, /cannot write out1\.bin\.part: No space left on device\n/);
+          assert.doesNotMatch(r.stderr, /excluded|failed the hash/, "no peer blamed");
+          assert.doesNotMatch(r.stderr, /no answer|every server|dropp|os error/, "no server");
+          await Deno.remove(filler);
+          const ok = await peer.done;
+          assert.equal(ok.code, 0, ok.stderr);
+          assert.ok(await sameAsSource(peer.out, s.data), "the other fetcher's file");
+          assert.doesNotMatch(ok.stderr, /excluded/, "nobody excluded the fetcher that left");
+        } finally {
+          kill(full);
+          await full.done.catch(() => {});
+        }
+      });
+    } finally {
+      await s.close();
     }
   },
 });

@@ -29,18 +29,22 @@ export interface Fetcher {
   done: Promise<{ code: number; report: FetchReport | undefined; stderr: string }>;
 }
 
-/** Starts `udpget fetch servers.txt 2 f.bin -o out<i>.bin --json --tracker ...` in `dir`. */
+/**
+ * Starts `udpget fetch servers.txt 2 f.bin -o out<i>.bin --json --tracker ...` in `dir`, with
+ * Deno's `flags` (default the suite's).
+ */
 export function fetcher(
   dir: string,
   i: number,
   tracker: number,
   extra: string[] = [],
   env = {},
+  flags: readonly string[] = RUN_FLAGS,
 ): Fetcher {
   const out = `out${i}.bin`;
   const child = new Deno.Command(Deno.execPath(), {
     args: [
-      ...RUN_FLAGS,
+      ...flags,
       MAIN,
       "fetch",
       "servers.txt",
