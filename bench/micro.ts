@@ -80,7 +80,7 @@ export function measureReceive(bytes = 512 << 20): MicroResult {
     lanes: 1,
     lanMinWindowBytes: 4 << 20,
   }, now);
-  session.addSource(0, now, undefined, 0.2);
+  session.addSource(0, now, { rttMs: 0.2 });
   // the batched layer's writer (pwritev from the slab) into /dev/null where FFI is allowed
   const libc = loadLibc();
   const writer: BlockSink = typeof libc === "string"

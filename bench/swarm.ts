@@ -675,7 +675,14 @@ async function swarmRows(ctx: Ctx): Promise<LanRow[]> {
   await Deno.mkdir(base);
   const rate = String(ctx.rate);
   try {
-    const [tcmd, targs, topts] = udpget(ctx, ["tracker", "0", "--host", "127.0.0.1"]);
+    const [tcmd, targs, topts] = udpget(ctx, [
+      "tracker",
+      "0",
+      "--host",
+      "127.0.0.1",
+      "--peers-per-address", // (every fetcher here announces from 127.0.0.1)
+      "0",
+    ]);
     const tracker = ctx.procs.spawn("udpget tracker", tcmd, targs, topts);
     mine.push(tracker);
     let trackerPort = 0;

@@ -291,8 +291,9 @@ export class ServeCore {
 
   /**
    * When run `a` may leave (ms): its time, later by what was charged since it was timed (at
-   * most `MAX_CHARGED_DEBT_MS`, on top of at most as much charged before, in its time). A request's runs are timed when it is taken — a 64 KiB piece
-   * is a second of a 64 KiB/s server — so without this, replies charged meanwhile queued behind
+   * most `MAX_CHARGED_DEBT_MS`, on top of at most as much charged before, in its time). A
+   * request's runs are timed when it is taken — a 64 KiB piece is a second of a 64 KiB/s
+   * server — so without this, replies charged meanwhile queued behind
    * them on the link (32 fetchers on such a server: their hash lists came seconds late and 5 of
    * them went on without). Bounded, so a flood of replies delays the data, never stops it.
    */

@@ -51,7 +51,9 @@ export interface SwarmLimits {
  * - 50 peers per reply (BitTorrent's usual default): 320 bytes over IPv4, 920 over IPv6, within
  *   the 1232 bytes an IPv6 path always carries unfragmented.
  * - 10 000 swarms, 5 000 peers per swarm, 250 000 peers in all: about 350 bytes per peer were
- *   measured (bench/tracker_load.ts: 100 000 peers add ~35 MB to the process), so ~90 MB at most.
+ *   measured (bench/tracker_load.ts: 100 000 peers add ~35 MB to the process), so ~90 MB at most;
+ *   peers from as many addresses add an entry each to their swarm's per-address count (tens of
+ *   bytes: ~100 MB at most).
  * - 32 peers per address in a swarm: a machine runs one peer per swarm, a few on a test bench,
  *   and peers behind one NAT address are unreachable through it anyway; without a cap one host
  *   announcing ports at the source rate fills a swarm's 5 000 places in under a minute, and

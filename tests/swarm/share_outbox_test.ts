@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { MAX_QUEUED_RUNS, ShareOutbox } from "../../lib/swarm/share_outbox.ts";
 import { type RunAction, type ServeAction, ServeCore } from "../../lib/serving/serve_core.ts";
 import { encode, ErrorCode, NO_TOKEN, type Packet } from "../../lib/wire/packet.ts";
+import { seal } from "../../lib/wire/auth.ts";
 
 const FILE_ID = 0x0102030405060708n;
 
@@ -58,6 +59,12 @@ Deno.test("share outbox: the node's own requests count toward the share rate, re
   for (let i = 0; i < 40; i++) box.sent(0, REQUEST);
   const expectMs = ((40 * REQUEST.length - 1500) / rate) * 1000;
   assert.ok(Math.abs(core.chargedAheadMs(0) - expectMs) < 0.01, `${core.chargedAheadMs(0)} ms`);
+  // a private swarm's requests are sealed (a trailer): still ours, charged whole
+  const sealed = seal(REQUEST, new Uint8Array(32).fill(7), 0, new Uint8Array(8));
+  assert.ok(sealed.length > REQUEST.length);
+  box.sent(0, sealed);
+  const more = (sealed.length / rate) * 1000;
+  assert.ok(Math.abs(core.chargedAheadMs(0) - expectMs - more) < 0.01, "sealed: charged");
 });
 
 Deno.test("share outbox: a run waits for requests sent after it was timed (ServeCore.sendTime)", () => {

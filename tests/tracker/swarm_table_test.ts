@@ -147,6 +147,7 @@ Deno.test("swarm: one address lists at most maxPeersPerAddress peers in a swarm 
   const fourth = ok(t.announce(ann(v4(1), port(3)), 0));
   assert.equal(fourth.listed, false, "a fourth port of the same address is not listed");
   assert.equal(peersOf(fourth).length, 3, "but it gets peers");
+  assert.ok(ok(t.announce(ann(v4(1), port(0)), 0)).listed, "a listed port re-announcing stays");
   assert.ok(ok(t.announce(ann(v4(2), port(0)), 0)).listed, "another address is");
   assert.ok(
     ok(t.announce(ann(v4(1), { ...port(0), infoHash: "bb".repeat(20) }), 0)).listed,
@@ -213,10 +214,11 @@ Deno.test("swarm: IPv4 and IPv6 peers are handed out to their own family, 6 and 
 });
 
 Deno.test("swarm: any sequence of announces keeps counts consistent and under the caps (property)", () => {
-  const limits = { maxSwarms: 3, maxPeersPerSwarm: 4, maxPeers: 7 };
+  const limits = { maxSwarms: 3, maxPeersPerSwarm: 4, maxPeers: 7, maxPeersPerAddress: 2 };
   const step = fc.record({
     hash: fc.integer({ min: 0, max: 4 }),
     addr: fc.integer({ min: 0, max: 9 }),
+    port: fc.integer({ min: 6881, max: 6884 }),
     six: fc.boolean(),
     event: fc.constantFrom("none", "completed", "started", "stopped" as const),
     left: fc.constantFrom(0n, 1n),
@@ -236,10 +238,20 @@ Deno.test("swarm: any sequence of announces keeps counts consistent and under th
       if (!o.ok) continue;
       const size = s.six ? 18 : 6;
       assert.equal(o.peers.length % size, 0);
-      const mine = `${s.six ? s.addr : `10.0.0.${s.addr}`}:6881`;
-      assert.ok(!peersOf(o, size).includes(mine), "never itself");
+      const mine = `${s.six ? s.addr : `10.0.0.${s.addr}`}:${s.port}`;
+      const listed = peersOf(o, size);
+      assert.ok(!listed.includes(mine), "never itself");
       const c = t.scrape(infoHash);
       assert.ok(c.seeders + c.leechers <= limits.maxPeersPerSwarm);
+      // the whole swarm, as a port-0 announcer (answered, never listed) sees it: no address
+      // (an IPv6 /64: v6() differs in the last byte only) lists more than the cap
+      for (const six of [false, true]) {
+        const look = ok(t.announce(ann(six ? v6(200) : v4(200), { infoHash, port: 0 }), now));
+        const hosts = peersOf(look, six ? 18 : 6).map((p) => six ? "/64" : p.split(":")[0]);
+        for (const h of new Set(hosts)) {
+          assert.ok(hosts.filter((x) => x === h).length <= limits.maxPeersPerAddress, h);
+        }
+      }
     }
     const all = [0, 1, 2, 3, 4].map((h) => t.scrape(String(h).padStart(40, "0")));
     assert.equal(all.reduce((n, c) => n + c.seeders + c.leechers, 0), t.peerCount);
