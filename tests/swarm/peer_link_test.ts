@@ -137,6 +137,19 @@ Deno.test("peer link: silence ends in dead, STALE in unusable", () => {
   assert.equal(e2.at(-1)?.kind, "unusable");
 });
 
+Deno.test("peer link: silence counts only once the peer was asked something", () => {
+  const { deadAfterMs, firstPexMs, pexEveryMs } = DEFAULT_PEER_TIMING;
+  const peer = new FakePeer();
+  const link = newLink();
+  link.seeding = true; // (no have polls: between peer exchanges it asks nothing)
+  const idle = step(link, peer, 0, firstPexMs + pexEveryMs - 10);
+  assert.ok(pexEveryMs > deadAfterMs + 1000, "the idle stretch is longer than the limit");
+  assert.ok(!idle.some((e) => e.kind === "dead"), "idle, not dead");
+  peer.silent = true;
+  const asked = step(link, peer, firstPexMs + pexEveryMs, firstPexMs + pexEveryMs + deadAfterMs);
+  assert.deepEqual(asked.filter((e) => e.kind === "dead"), [{ kind: "dead" }]);
+});
+
 Deno.test("peer link: a backed-off link polls every havePollMs again once the peer has news", () => {
   const { havePollMs, maxHavePollMs } = DEFAULT_PEER_TIMING;
   const peer = new FakePeer();

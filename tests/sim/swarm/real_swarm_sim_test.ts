@@ -78,14 +78,15 @@ Deno.test("real swarm: N = 8, 256 KiB pieces — all correct, server ≤ 1.2 F, 
   assert.ok(peerFraction(o) >= 0.75, figures(o));
 });
 
-Deno.test("real swarm: two of 8 vanish mid-way — the 6 others finish correct within 3 × bound (seed 1: 2.34×)", () => {
-  // what is left of the stall: a leaver counts as holding its pieces until 3 s of silence
+Deno.test("real swarm: two of 8 vanish mid-way — the 6 others finish correct within 1.8 × bound (seed 1: 1.53×)", () => {
+  // a leaver counts as holding its pieces until its peers find it silent (1.5 s while asked;
+  // with 3 s of silence of any kind, the last was done at 2.34×)
   const o = simulateRealSwarm(churn(1));
   const stayed = o.fetchers.filter((f) => Number.isNaN(f.leftMs));
   assert.equal(stayed.length, 6);
   assert.ok(o.finished, figures(o));
   for (const f of stayed) assert.ok(f.correct);
-  assert.ok(o.ratio <= 3, figures(o));
+  assert.ok(o.ratio <= 1.8, figures(o));
 });
 
 Deno.test("real swarm: the same seed replays exactly, another seed differs", () => {
@@ -140,7 +141,7 @@ Deno.test("real swarm: N = 200, a flash crowd on a 1 s bound — all correct, �
   assert.ok(o.ratio <= 1.7, figures(o));
 });
 
-Deno.test("real swarm: a crowd on a server whose pieces take a second — runs timed before the replies wait for them, so every fetcher gets its hash list and all finish within 2 × bound (seed 1: 1.54×)", () => {
+Deno.test("real swarm: a crowd on a server whose pieces take a second — runs timed before the replies wait for them, so every fetcher gets its hash list and all finish within 2 × bound (seed 1: 1.55×)", () => {
   // 16 fetchers, 32 KiB/s, 32 KiB pieces: a request's runs are timed when it is taken, a second
   // ahead; the hash lists charged meanwhile used to queue behind them on the link, came seconds
   // late, and 2 fetchers went on without them (3.5 × the bound)
