@@ -32,7 +32,10 @@ export interface PeerLinkTiming {
   firstPexMs: number;
   /** An unanswered request is given up after this long (ms). */
   requestTimeoutMs: number;
-  /** Nothing heard for this long since it was asked something: the peer is dead (ms). */
+  /**
+   * Nothing heard for this long since it was asked something: the peer is dead (ms); longer for
+   * a peer that has answered slowly before (twice its slowest answer).
+   */
   deadAfterMs: number;
 }
 
@@ -97,6 +100,8 @@ export class PeerLink {
   #lastHeard: number;
   /** When the first request since the peer was last heard left (undefined: none since). */
   #askedSince: number | undefined;
+  /** The longest the peer has taken to answer anything after being asked (ms). */
+  #slowestAnswer = 0;
   #events: PeerLinkEvent[] = [];
   #badAnswers = 0;
   #over = false;
@@ -139,8 +144,20 @@ export class PeerLink {
 
   /** Any datagram from the peer shows it is there (data counts too). */
   heard(now: number): void {
+    const asked = this.#askedSince;
+    if (asked !== undefined) this.#slowestAnswer = Math.max(this.#slowestAnswer, now - asked);
     this.#lastHeard = now;
     this.#askedSince = undefined;
+  }
+
+  /**
+   * Silence after being asked that makes the peer dead (ms): `deadAfterMs`, or twice the longest
+   * it ever took to answer. A peer behind a deep queue (an uncapped upload on a slow link keeps
+   * seconds of data in the kernel's and the modem's buffers, and its answers wait behind them)
+   * has shown it answers slowly, not that it left.
+   */
+  #deadLimit(): number {
+    return Math.max(this.#t.deadAfterMs, 2 * this.#slowestAnswer);
   }
 
   /**
@@ -175,7 +192,7 @@ export class PeerLink {
       });
     }
     const asked = this.#askedSince;
-    if (asked !== undefined && now - asked >= this.#t.deadAfterMs) this.#end({ kind: "dead" });
+    if (asked !== undefined && now - asked >= this.#deadLimit()) this.#end({ kind: "dead" });
   }
 
   /** The next control request to send to the peer, if one is due. */
@@ -203,7 +220,7 @@ export class PeerLink {
   /** When the link next has something to do (ms), or undefined when it is over. */
   pollTimeout(): number | undefined {
     if (this.#over) return undefined;
-    let t = this.#askedSince === undefined ? Infinity : this.#askedSince + this.#t.deadAfterMs;
+    let t = this.#askedSince === undefined ? Infinity : this.#askedSince + this.#deadLimit();
     for (const q of this.#pending) t = Math.min(t, q.deadline);
     if (!this.seeding && !this.have.complete && !this.#waiting("have")) {
       t = Math.min(t, this.#nextHave);

@@ -150,6 +150,21 @@ Deno.test("peer link: silence counts only once the peer was asked something", ()
   assert.deepEqual(asked.filter((e) => e.kind === "dead"), [{ kind: "dead" }]);
 });
 
+Deno.test("peer link: a peer that once answered slowly gets twice that long before it counts as dead", () => {
+  const { deadAfterMs } = DEFAULT_PEER_TIMING;
+  const link = newLink();
+  const poll = link.pollTransmit(0)!; // asked at 0...
+  const slow = deadAfterMs - 100;
+  link.heard(slow); // ...and heard from just in time (data or a late answer)
+  link.handleTimeout(slow + 1000);
+  assert.ok(link.pollTransmit(slow + 1000), "asked again, then silence");
+  link.handleTimeout(slow + 1000 + deadAfterMs);
+  assert.equal(link.over, false, "not dead after deadAfterMs: it has been this slow before");
+  link.handleTimeout(slow + 1000 + 2 * slow);
+  assert.equal(link.over, true, "dead after twice its slowest answer");
+  assert.equal(poll.type, "have_request");
+});
+
 Deno.test("peer link: a backed-off link polls every havePollMs again once the peer has news", () => {
   const { havePollMs, maxHavePollMs } = DEFAULT_PEER_TIMING;
   const peer = new FakePeer();
