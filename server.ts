@@ -477,7 +477,7 @@ class UdpServer {
     const refused = queue.push(p, asker, peer, now, this.#core.chargedAheadMs(now));
     // every arrival, refused or not, makes sure the queue is being answered: with waiting
     // requests and nothing draining them, flagged ones would only ever hear BUSY
-    this.#pacing!.kick();
+    if (queue.length > 0) this.#pacing!.kick();
     if (refused === "full") return void this.stats.refused++;
     if (refused === "covered") return void this.stats.coalesced++;
     if (refused) {
