@@ -166,6 +166,51 @@ Deno.test("session: a server's GIVEN_OUT keeps it, names the unsent pieces; an o
   assert.ok(!events(s).some((e) => e.kind === "given_out"));
 });
 
+Deno.test("session: a whole-piece source is never asked for the part of a piece that fits its window", () => {
+  // a server asked as a swarm's records a piece as given out at its first byte: asked for a
+  // head that fit, with the rest left for a later request, it held everyone else off a piece
+  // this fetcher could not share yet
+  const piece = 64 << 10;
+  const blockSize = 4 << 10;
+  let id = 1;
+  const s = new FetchSession({
+    size: 16 * piece,
+    pieceSize: piece,
+    blockSize,
+    fileId: 3n,
+    name: "f",
+    nextRequestId: () => id++,
+  }, 0);
+  s.addSource(0, 0, { rttMs: 10 });
+  s.setSwarmRequests(0, true);
+  const sent: ChunkRequest[] = [];
+  /** Requests being answered, in order, and the next offset each sends. */
+  const due: { r: ChunkRequest; at: number }[] = [];
+  for (let now = 0; now < 400 && !s.sched.done; now++) {
+    for (let t = s.pollTransmit(now); t; t = s.pollTransmit(now)) {
+      sent.push(t.packet);
+      due.push({ r: t.packet, at: t.packet.offset });
+    }
+    // the source sends one block a ms, in the order asked (a paced server)
+    const d = due[0];
+    if (!d) continue;
+    const n = Math.min(blockSize, d.r.offset + d.r.length - d.at);
+    const h = { requestId: d.r.requestId, fileIdHigh: 0, fileIdLow: 3, offset: d.at, dataAt: 0 };
+    s.handleBlock(now, 0, { ...h, dataLen: n });
+    d.at += n;
+    if (d.at >= d.r.offset + d.r.length) due.shift();
+    for (let e = s.poll(); e; e = s.poll()) {
+      if (e.kind === "verify") s.handleVerified(e.piece, true);
+    }
+  }
+  assert.ok(s.sched.done, "the file came");
+  assert.ok(sent.length >= 4, `${sent.length} requests went out`);
+  for (const r of sent) {
+    assert.equal(r.offset % piece, 0, `request at ${r.offset} starts a piece`);
+    assert.equal(r.length, piece, `request at ${r.offset} asks for the whole piece`);
+  }
+});
+
 Deno.test("session: a swarm source's BUSY with a retry time pauses it until the earliest time given, with no fault", () => {
   const s = bare(8 << 20);
   s.addSource(0, 0, { rttMs: 10 });
