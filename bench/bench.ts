@@ -18,6 +18,9 @@
  * Scenario F (one file to N fetchers, every uploader capped: aria2c BitTorrent with opentracker,
  * udpget client/server and the udpget swarm; bench/swarm.ts, root needed; `BENCH_SWARM_*`
  * settings there; a few minutes) is opt-in: `BENCH_ONLY=F`.
+ * Scenario RS (200 fetchers of 64 MiB in 256 KiB pieces, scenario F's caps, with the product's own
+ * code in the simulator, `lib/sim/swarm/real_swarm_sim.ts`; about 11 minutes of one core, 13 GB)
+ * is opt-in: `BENCH_ONLY=RS`.
  *
  * @module
  */
@@ -29,6 +32,7 @@ import { runTrackerLoad } from "./tracker_load.ts";
 import { runSwarmBench } from "./swarm.ts";
 import { runWanBench } from "./wan.ts";
 import { measureReceive, measureSend } from "./micro.ts";
+import { realFlashCrowd, simulateRealSwarm } from "../lib/sim/swarm/real_swarm_sim.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const RELAY = fileURLToPath(new URL("./relay.ts", import.meta.url));
@@ -326,6 +330,7 @@ async function main(): Promise<void> {
   if (ONLY.includes("L")) rows.push(...await runLanBench({ main: MAIN, log }));
   if (ONLY.includes("F")) rows.push(...await runSwarmBench({ main: MAIN, log }));
   if (ONLY.includes("TL")) rows.push(...await trackerLoadRows());
+  if (ONLY.includes("RS")) rows.push(realSwarmRow());
   if (ONLY.includes("M")) await microRows();
   if (!ONLY.some((s) => ["A", "B", "C", "D", "E", "T", "TW"].includes(s))) {
     if (rows.length > 0) printTable();
@@ -749,6 +754,33 @@ function printTable(): void {
 await main();
 
 /** Scenario TL: the same announce flood to `udpget tracker` and to opentracker. */
+/**
+ * Scenario RS: the issue's 200-peer flash crowd with the product's code in the loop, at the
+ * product's own piece size for the file (256 KiB) and scenario F's caps (8 MiB/s everywhere).
+ */
+function realSwarmRow(): Row {
+  log("RS: 200 fetchers, 64 MiB, real code in the simulator");
+  const t0 = performance.now();
+  const fileBytes = 64 * MiB;
+  const o = simulateRealSwarm(realFlashCrowd({
+    peers: 200,
+    seed: 1,
+    fileBytes,
+    pieceBytes: 256 << 10,
+    blockSize: 64 << 10,
+  }));
+  const fromPeers = o.fetchers.reduce((t, f) => t + f.fromPeers, 0) / fileBytes;
+  return {
+    scenario: "RS 200 fetchers, 64 MiB, 256 KiB pieces, 8 MiB/s (simulated, bound 8 s)",
+    what: "udpget swarm (its code in the simulator)",
+    value: o.finished ? `last ${o.ratio.toFixed(3)} × bound` : "not finished",
+    note: `server ${o.serverShare.toFixed(2)} F, peers gave ${fromPeers.toFixed(1)} F, ` +
+      `all correct: ${o.allCorrect}; ${
+        ((performance.now() - t0) / 1000).toFixed(0)
+      } s of wall time`,
+  };
+}
+
 async function trackerLoadRows(): Promise<Row[]> {
   const rows: Row[] = [];
   for (const tracker of ["udpget", "opentracker"] as const) {
