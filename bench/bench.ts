@@ -753,7 +753,6 @@ function printTable(): void {
 
 await main();
 
-/** Scenario TL: the same announce flood to `udpget tracker` and to opentracker. */
 /**
  * Scenario RS: the issue's 200-peer flash crowd with the product's code in the loop, at the
  * product's own piece size for the file (256 KiB) and scenario F's caps (8 MiB/s everywhere).
@@ -781,6 +780,7 @@ function realSwarmRow(): Row {
   };
 }
 
+/** Scenario TL: the same announce flood to `udpget tracker` and to opentracker. */
 async function trackerLoadRows(): Promise<Row[]> {
   const rows: Row[] = [];
   for (const tracker of ["udpget", "opentracker"] as const) {

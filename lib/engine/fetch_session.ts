@@ -604,8 +604,9 @@ export class FetchSession {
    * (up to two), and four pieces at most: a swarm's source keeps its queue short itself, so more
    * in flight only buys refusals (a LAN window floor of 2 MiB, a hundred fetchers: 84 requests
    * each in the first 100 ms, answered BUSY, in the real-code simulator). The cost: to one
-   * server over a long fast path, a swarm fetcher keeps four pieces per round trip (1 MiB of
-   * 256 KiB pieces: 20 MiB/s at 50 ms), while its peers answer or for its first 5 s.
+   * server over a long fast path, a swarm fetcher keeps three to four pieces per round trip (a
+   * new one leaves once a whole piece fits: 256 KiB pieces, 15–20 MiB/s at 50 ms), while its
+   * peers answer or for its first 5 s.
    */
   #sendWindow(s: Source): number {
     const w = this.#window(s.path);
