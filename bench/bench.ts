@@ -19,7 +19,7 @@
  * udpget client/server and the udpget swarm; bench/swarm.ts, root needed; `BENCH_SWARM_*`
  * settings there; a few minutes) is opt-in: `BENCH_ONLY=F`.
  * Scenario RS (200 fetchers of 64 MiB in 256 KiB pieces, scenario F's caps, with the product's own
- * code in the simulator, `lib/sim/swarm/real_swarm_sim.ts`; about 11 minutes of one core, 13 GB)
+ * code in the simulator, `lib/sim/swarm/real_swarm_sim.ts`; 8–11 minutes of one core, 13 GB)
  * is opt-in: `BENCH_ONLY=RS`.
  *
  * @module

@@ -128,7 +128,7 @@ Deno.test("real swarm: N = 200, a flash crowd on a 1 s bound — all correct, �
   // 200 peers is a third of so short a bound; the planner's simulator, in scenario F's shape
   // (128 MiB, 16 s), keeps 200 within 1.25× (tests/sim/swarm/swarm_sim_test.ts), and this code,
   // in the 256 KiB pieces `serve` picks and a 64 MiB file, brings them in at 1.17× (`BENCH_ONLY=RS
-  // deno task bench`: eleven minutes, too long for the suite)
+  // deno task bench`: 8–11 minutes, too long for the suite)
   const o = simulateRealSwarm(realFlashCrowd({
     peers: 200,
     seed: 1,
