@@ -246,10 +246,15 @@ export async function runTracker(args: string[]): Promise<number> {
       throw new UdpgetError(code, `tracker: cannot listen on ${a.host}:${a.port}: ${ioMessage(e)}`);
     });
     const dropped = stats.malformed + stats.oversized + stats.rateLimited + stats.badConnectionId;
+    const t = core?.swarms;
     log(info(
       "stopped",
       `stopped: ${stats.announces} announces, ${stats.scrapes} scrapes, ${stats.connects} ` +
-        `connects, ${stats.errors} errors sent, ${dropped} datagrams dropped`,
+        `connects, ${stats.errors} errors sent, ${dropped} datagrams dropped ` +
+        `(${stats.malformed} malformed, ${stats.badConnectionId} bad connection id, ` +
+        `${stats.rateLimited} rate-limited, ${stats.oversized} oversized); ` +
+        `${stats.swarmsFull} announces refused as the swarm table was full; ` +
+        `held ${t?.swarmCount ?? 0} swarms, ${t?.peerCount ?? 0} peers`,
     ));
     return ExitCode.Ok;
   } finally {

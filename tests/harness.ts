@@ -31,6 +31,8 @@ export const RUN_FLAGS: readonly string[] = [
 /** A running `udpget` process that listens (`serve`, `tracker`). */
 export interface ListeningProcess {
   port: number;
+  /** Its process id (to read `/proc/<pid>/status`). */
+  pid: number;
   /** Everything it printed so far (stdout and stderr). */
   output(): string;
   /** Resolves true once its output matches `re`, false if it exits first. */
@@ -93,6 +95,7 @@ export async function startListening(
   };
   const proc: ListeningProcess = {
     port,
+    pid: child.pid,
     output: () => text,
     until: (re) =>
       re.test(text) || ended
