@@ -166,8 +166,9 @@ interface SwarmSetup {
 
 /**
  * Resolves the tracker and binds the swarm socket (the port peers reach this node on), in the
- * servers' address family. A tracker name that does not resolve is a usage error; a port that
- * cannot be bound, a local one.
+ * servers' address family. A tracker or `--host` of the other family is a usage error; a tracker
+ * name that does not resolve now, or a port that cannot be bound, costs only the swarm's help:
+ * one line, and the fetch goes on from the servers (undefined).
  */
 async function openSwarm(
   a: FetchArgs,
@@ -190,6 +191,14 @@ async function openSwarm(
       `--tracker ${trackerLabel} is ${t.family}, the servers ${family}: a swarm shares one family`,
     );
   }
+  // (a socket of the other family could neither reach the tracker nor be reached by peers)
+  const hostFamily = o.host?.includes(":") ? "ipv6" : "ipv4";
+  if (o.host !== undefined && o.host !== "localhost" && hostFamily !== family) {
+    throw new UdpgetError(
+      ExitCode.Usage,
+      `--host ${o.host} is ${hostFamily}, the servers ${family}: a swarm shares one family`,
+    );
+  }
   const host = o.host === "localhost"
     ? (family === "ipv4" ? "127.0.0.1" : "::1")
     : o.host ?? (family === "ipv4" ? "0.0.0.0" : "::");
@@ -197,10 +206,10 @@ async function openSwarm(
   try {
     socket = SwarmSocket.open(a.io, host, o.sharePort);
   } catch (e) {
-    throw new UdpgetError(
-      ExitCode.LocalIo,
-      `cannot share on ${formatServer(host, o.sharePort)}: ${ioMessage(e)}`,
-    );
+    // (a port in use, an address not on this machine): the servers alone still deliver the file
+    const where = formatServer(host, o.sharePort);
+    say(`udpget: cannot share on ${where}: ${ioMessage(e)}; fetching without the swarm`);
+    return undefined;
   }
   const setup: SwarmSetup = {
     socket,

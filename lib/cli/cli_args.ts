@@ -442,7 +442,7 @@ export function parseIntArg(
   max: number,
   command: string,
 ): number {
-  if (!/^\d+$/.test(text)) {
+  if (!/^-?\d+$/.test(text)) {
     throw usageError(command, `${what} must be a whole number, got "${text}"`);
   }
   const n = Number(text);

@@ -124,7 +124,9 @@ export function parseCommand(spec: CommandSpec, args: string[]): ParsedCommand {
       }
       // parseArgs takes the next word as the value even when it looks like an option, so
       // `-o --force` would write to a file named "--force": almost certainly a forgotten value.
-      if (!t.inlineValue && t.value.startsWith("-") && t.value !== "-") {
+      // A negative number is a value, though: the option's own check says why it is refused.
+      const negative = /^-\d/.test(t.value);
+      if (!t.inlineValue && t.value.startsWith("-") && t.value !== "-" && !negative) {
         throw usageError(
           spec.name,
           `option ${t.rawName} needs a value (${o.value}), got option-like ${t.value}; ` +

@@ -285,7 +285,8 @@ Deno.test("parseIntArg: digits only, inclusive bounds", () => {
   assert.equal(parseIntArg("7", "x", 7, 7, "fetch"), 7);
   assert.equal(parseIntArg("007", "x", 0, 10, "fetch"), 7);
   usageError(() => parseIntArg("8", "x", 0, 7, "fetch"), /x must be in 0\.\.7, got 8/);
-  usageError(() => parseIntArg("-1", "x", -5, 7, "fetch"), /x must be a whole number/);
+  usageError(() => parseIntArg("-1", "x", 0, 7, "fetch"), /x must be in 0\.\.7, got -1/);
+  usageError(() => parseIntArg("1.5", "x", 0, 7, "fetch"), /x must be a whole number/);
   usageError(() => parseIntArg("0x10", "x", 0, 100, "fetch"), /whole number/);
 });
 
@@ -309,6 +310,11 @@ Deno.test("unknown options and missing values are one clean line naming the opti
     /option -o needs a value .*--force/,
   );
   usageError(() => parseFetchArgs(["s", "2", "f", "--quiet=1"]), /option --quiet takes no value/);
+  // a negative number is a value, refused by the option's own range (not "option-like")
+  usageError(
+    () => parseFetchArgs(["s", "2", "f", "--tracker", "h:1", "--seed-time", "-1"]),
+    /^fetch: --seed-time must be in 0\.\.\d+, got -1 /,
+  );
   // what Node's parser says, which must not leak out
   for (const args of [["s", "2", "--bogus"], ["s", "2", "--limit"], ["s", "2", "f", "-q=1"]]) {
     assert.throws(() => parseFetchArgs(args), (e: Error) => !/positional|'/.test(e.message));
