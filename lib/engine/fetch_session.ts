@@ -429,7 +429,8 @@ export class FetchSession {
       this.#starved.clear();
       this.#idleSince = undefined;
     }
-    const anyHeard = this.#lastHeard();
+    // (only a silent path needs it: computed then, not on every timer of every turn)
+    let anyHeard: number | undefined;
     for (const s of this.#sources.values()) {
       if (s.dropped) continue;
       const { path } = s;
@@ -442,6 +443,7 @@ export class FetchSession {
       const silent = oldest !== undefined && heardBefore < oldest.sentAt;
       if (silent) {
         path.cc.onTimeout(now);
+        anyHeard ??= this.#lastHeard();
         if (!path.health.onTimeout(oldest.sentAt, now, anyHeard)) {
           this.#drop(s);
           continue;

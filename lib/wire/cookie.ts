@@ -15,9 +15,18 @@ import { TOKEN_SIZE } from "./packet.ts";
 /** How long a token stays valid: its minute and the next one. */
 export const COOKIE_PERIOD_MS = 60_000;
 
+/**
+ * Tokens remembered at most. Every request is checked, and most come from a few addresses in
+ * one period, so a remembered token saves an HMAC per request; a flood from many addresses only
+ * empties the table more often (each new address costs the HMAC it cost before).
+ */
+const REMEMBERED_TOKENS = 1024;
+
 /** Issues and checks tokens with one secret. */
 export class CookieJar {
   #secret: Uint8Array;
+  /** Tokens by `period|ip`, as computed. */
+  #remembered = new Map<string, Uint8Array>();
 
   /** `secret`: random bytes, kept for the server's lifetime. */
   constructor(secret: Uint8Array) {
@@ -26,7 +35,7 @@ export class CookieJar {
 
   /** A token for `ip` at time `now` (ms). */
   issue(ip: string, now: number): Uint8Array {
-    return this.#mac(ip, Math.floor(now / COOKIE_PERIOD_MS));
+    return this.#mac(ip, Math.floor(now / COOKIE_PERIOD_MS)).slice(); // (the caller's own)
   }
 
   /** Whether `token` was issued to `ip` in this period or the previous one. */
@@ -36,8 +45,14 @@ export class CookieJar {
   }
 
   #mac(ip: string, period: number): Uint8Array {
-    const h = createHmac("sha256", this.#secret).update(`${period}|${ip}`).digest();
-    return new Uint8Array(h.buffer, h.byteOffset, TOKEN_SIZE);
+    const input = `${period}|${ip}`;
+    const known = this.#remembered.get(input);
+    if (known) return known;
+    const h = createHmac("sha256", this.#secret).update(input).digest();
+    const token = new Uint8Array(h.buffer, h.byteOffset, TOKEN_SIZE);
+    if (this.#remembered.size >= REMEMBERED_TOKENS) this.#remembered.clear();
+    this.#remembered.set(input, token);
+    return token;
   }
 }
 

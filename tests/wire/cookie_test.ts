@@ -18,3 +18,25 @@ Deno.test("cookie: another secret's tokens are rejected", () => {
   const other = new CookieJar(new Uint8Array(32).fill(1));
   assert.ok(!jar.valid(other.issue("::1", 0), "::1", 0));
 });
+
+Deno.test("cookie: remembered tokens change nothing — many addresses, periods, and a caller's copy", () => {
+  const jar = new CookieJar(new Uint8Array(32).fill(7));
+  const fresh = () => new CookieJar(new Uint8Array(32).fill(7)); // (remembers nothing yet)
+  // more addresses than it remembers, twice over: each token is the one a fresh jar issues
+  const tokens = new Map<string, Uint8Array>();
+  for (let i = 0; i < 3000; i++) {
+    const ip = `10.${i >> 8}.${i & 255}.1`;
+    tokens.set(ip, jar.issue(ip, 5 * COOKIE_PERIOD_MS));
+  }
+  for (const [ip, t] of tokens) {
+    assert.deepEqual(t, fresh().issue(ip, 5 * COOKIE_PERIOD_MS));
+    assert.ok(jar.valid(t, ip, 6 * COOKIE_PERIOD_MS), "valid in the next period");
+    assert.ok(!jar.valid(t, ip, 7 * COOKIE_PERIOD_MS), "not after");
+    assert.ok(!jar.valid(t, "10.255.255.254", 5 * COOKIE_PERIOD_MS), "not for another address");
+  }
+  // an issued token is the caller's: changing it changes nothing the jar remembers
+  const t = jar.issue("192.0.2.1", 0);
+  t.fill(0);
+  assert.ok(jar.valid(jar.issue("192.0.2.1", 0), "192.0.2.1", 0));
+  assert.ok(!jar.valid(t, "192.0.2.1", 0));
+});
