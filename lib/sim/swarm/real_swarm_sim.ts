@@ -79,6 +79,11 @@ export interface RealSwarmFetcher {
   leaveMs?: number;
   /** Its upload (`--share-rate`), bytes per second (default the scenario's `peerUpBytesPerSec`). */
   upBytesPerSec?: number;
+  /**
+   * A liar: every block it sends a peer has its bytes inverted (the headers are right, so the
+   * bytes land and only the piece hash can tell). It fetches honestly itself.
+   */
+  lies?: boolean;
 }
 
 /** A swarm of real fetchers around one real server and a real tracker. */
@@ -131,6 +136,8 @@ export interface RealFetcherOutcome {
   lostFromPeers: number;
   /** Its output equals the file (false while unfinished). */
   correct: boolean;
+  /** Pieces that failed their hash when it verified them (a liar's bytes among them). */
+  badPieces: number;
   /** Peers its node met. */
   peersMet: number;
   /** The error that ended its fetch, if one did. */
@@ -522,6 +529,7 @@ class SimFetcher {
   peerWaste = 0;
   uploaded = 0;
   dueTurns = 0;
+  badPieces = 0;
   readonly notices: string[] = [];
 
   constructor(
@@ -535,6 +543,7 @@ class SimFetcher {
     delayMs: number,
     blockSize: number | "auto",
     random: () => number,
+    readonly lies = false,
   ) {
     this.#random = random;
     const host = `10.0.1.${index + 1}`;
@@ -727,6 +736,7 @@ class SimFetcher {
         return false;
       case "verify": {
         const ok = this.#verify(a.piece);
+        if (!ok) this.badPieces++;
         c.handleVerified(a.piece, ok);
         if (ok) this.node?.pieceVerified(a.piece);
         return false;
@@ -858,7 +868,9 @@ class SimFetcher {
       for (let off = a.offset; off < a.offset + a.length; off += a.blockSize) {
         const n = Math.min(a.blockSize, a.offset + a.length - off);
         const h = blockHeader(a.requestId, a.fileId, off, n);
-        const data = this.out.subarray(off, off + n);
+        const data = this.lies
+          ? this.out.slice(off, off + n).map((b) => b ^ 0xff)
+          : this.out.subarray(off, off + n);
         const d: Datagram = { kind: "block", from: this.swarmAddr, h, data };
         this.net.send(this.link, next.to, d, CHUNK_REPLY_HEADER_SIZE + n);
       }
@@ -920,6 +932,7 @@ export function simulateRealSwarm(sc: RealSwarmScenario): RealSwarmOutcome {
       delay(),
       sc.blockSize ?? 32 << 10,
       seededRandom(partySeed(sc.seed, i)),
+      f.lies,
     )
   );
   sc.fetchers.forEach((f, i) => {
@@ -941,6 +954,7 @@ export function simulateRealSwarm(sc: RealSwarmScenario): RealSwarmOutcome {
     rerequested: f.coordinator.session?.rerequested ?? 0,
     ...lostBySide(f.coordinator),
     correct: f.finished && Buffer.compare(f.out, version.file) === 0,
+    badPieces: f.badPieces,
     peersMet: f.node?.peers.length ?? 0,
     error: f.failed,
     notices: f.notices,

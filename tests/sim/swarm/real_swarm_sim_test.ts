@@ -89,6 +89,46 @@ Deno.test("real swarm: two of 8 vanish mid-way — the 6 others finish correct w
   assert.ok(o.ratio <= 1.8, figures(o));
 });
 
+Deno.test("real swarm: 20 arrive over 1.4 s and 4 of them leave mid-way — nobody stalls: each is done within 2 × F/u_s of its arrival (seeds 1–3: at most 1.47, 1.52, 1.60)", () => {
+  for (const seed of [1, 2, 3]) {
+    const sc = realFlashCrowd({ peers: 20, seed, fileBytes: 8 * MiB, ...SMALL_PIECES });
+    sc.fetchers = sc.fetchers.map((f, i) => ({
+      ...f,
+      arriveMs: 75 * i,
+      ...(i % 5 === 2 ? { leaveMs: 700 + 60 * i } : {}), // (20 %: 820–1 720 ms, none done)
+    }));
+    const o = simulateRealSwarm(sc);
+    const stayed = o.fetchers.filter((f) => Number.isNaN(f.leftMs));
+    assert.equal(stayed.length, 16);
+    assert.ok(o.finished, `seed ${seed}: ${figures(o)}`);
+    const alone = 1000 * sc.fileBytes / sc.serverUpBytesPerSec;
+    for (const f of stayed) {
+      assert.ok(f.correct);
+      const took = f.doneMs - f.arriveMs;
+      assert.ok(took <= 2 * alone, `seed ${seed}: arrived ${f.arriveMs} ms, took ${took} ms`);
+    }
+  }
+});
+
+Deno.test("real swarm: two liars among 12 (every byte they share inverted) — each costs every honest fetcher one piece, nothing wrong lands", () => {
+  const sc = realFlashCrowd({ peers: 12, fileBytes: 8 * MiB, ...SMALL_PIECES });
+  sc.fetchers[0].lies = true;
+  sc.fetchers[1].lies = true;
+  const o = simulateRealSwarm(sc);
+  const honest = o.fetchers.slice(2);
+  assert.ok(o.finished, figures(o));
+  for (const f of honest) {
+    assert.ok(f.correct, "the honest fetchers' files are the file");
+    // (a piece from a liar fails its hash, and the liar is excluded at once)
+    assert.ok(f.badPieces <= 2, `bad pieces: ${honest.map((h) => h.badPieces)}`);
+    const excluded = f.notices.filter((l) => /excluded: sent a piece that failed its hash/.test(l));
+    assert.ok(excluded.every((l) => /10\.0\.1\.[12]:/.test(l)), excluded.join("\n"));
+  }
+  assert.ok(honest.some((f) => f.badPieces > 0), "the liars did send something");
+  // (the bound counts the liars' uploads as help, which they are not: 10 of 12 share)
+  assert.ok(o.ratio <= 2, figures(o));
+});
+
 Deno.test("real swarm: the same seed replays exactly, another seed differs", () => {
   const sc = realFlashCrowd({ peers: 4, seed: 7, ...SMALL_PIECES });
   const a = simulateRealSwarm(sc);
