@@ -129,6 +129,20 @@ Deno.test("real swarm: two liars among 12 (every byte they share inverted) — e
   assert.ok(o.ratio <= 2, figures(o));
 });
 
+Deno.test("real swarm: peers far apart (25–75 ms one way) — all correct, ≥ 85 % from peers, server ≤ 1.2 F, last ≤ 1.7 × bound (seed 1: 1.49×; 1–5 ms: 1.24×)", () => {
+  const o = simulateRealSwarm(realFlashCrowd({
+    peers: 16,
+    pieceBytes: 256 << 10,
+    blockSize: 64 << 10,
+    minDelayMs: 25,
+    maxDelayMs: 75,
+  }));
+  assert.ok(o.finished && o.allCorrect, figures(o));
+  assert.ok(peerFraction(o) >= 0.85, figures(o));
+  assert.ok(o.serverShare <= 1.2, figures(o));
+  assert.ok(o.ratio <= 1.7, figures(o));
+});
+
 Deno.test("real swarm: the same seed replays exactly, another seed differs", () => {
   const sc = realFlashCrowd({ peers: 4, seed: 7, ...SMALL_PIECES });
   const a = simulateRealSwarm(sc);
