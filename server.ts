@@ -506,6 +506,11 @@ class UdpServer {
     if (f.fileId !== p.fileId) return this.#refuse(peer, p, ErrorCode.Stale, "file changed");
     const count = hashesReplyCount(p.firstPiece, p.count, d.pieceHashes.length / 32);
     if (count === 0) return this.#refuse(peer, p, ErrorCode.OutOfRange, "no such piece");
+    // a crowd's swarm fetchers take the list from each other (PROTOCOL.md §10.7)
+    const pieceSize = this.#files.pieceSizeFor(f.size); // (as #onChunk: one ledger per file)
+    const served = { fileId: f.fileId, size: f.size, changed: false, pieceSize };
+    const wait = this.#core.hashesWait(performance.now(), peer.netAddr, p, served);
+    if (wait > 0) return this.#refuse(peer, p, ErrorCode.Busy, formatBusyRetry(wait));
     const hashes = d.pieceHashes.subarray(p.firstPiece * 32, (p.firstPiece + count) * 32);
     await this.#send(
       encode({

@@ -21,6 +21,7 @@ import {
   CHUNK_REPLY_HEADER_SIZE,
   type ChunkRequest,
   ErrorCode,
+  type HashesRequest,
   type RequestPacket,
   writeChunkReplyHeaders,
 } from "../wire/packet.ts";
@@ -261,6 +262,17 @@ export class ServeCore {
     const limiter = this.#limiter;
     if (!gate || !limiter) return 0;
     return gate.admit(now, limiter.debtMs(now), (1000 * bytes) / limiter.rate);
+  }
+
+  /**
+   * A HASHES_REQUEST `p` from `peer` for `file` at `now`: 0 to answer it, or the retry time of
+   * the BUSY that refuses it (flagged, and the list went out to enough swarm fetchers lately:
+   * PROTOCOL.md §10.7). Plain requests are always answered.
+   */
+  hashesWait(now: number, peer: Deno.NetAddr, p: HashesRequest, file: ServedPieces): number {
+    if (!p.swarm || !this.#firstCopies || !file.pieceSize || file.fileId === undefined) return 0;
+    const ledger = this.#firstCopies.of(now, file.fileId, file.size, file.pieceSize);
+    return ledger?.hashList(now, `${peer.hostname}|${peer.port}`) ?? 0;
   }
 
   /**

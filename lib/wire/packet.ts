@@ -96,15 +96,18 @@ export const ErrorCode = {
 export const UNFRAGMENTED_FLAG = 0x0002;
 
 /**
- * Header flags bit 2, CHUNK_REQUEST only (PROTOCOL.md §10.6): the asker is a swarm fetcher that
- * gets from its peers what another swarm fetcher already got from this server. A server may then
- * answer ERROR GIVEN_OUT instead of sending a piece a second time while pieces it never sent
- * remain, so that its upload (the swarm's floor) carries each piece about once.
+ * Header flags bit 2, CHUNK_REQUEST and HASHES_REQUEST (PROTOCOL.md §10.6, §10.7): the asker is a
+ * swarm fetcher that gets from its peers what another swarm fetcher already got from this server.
+ * A server may then answer ERROR GIVEN_OUT instead of sending a piece a second time while pieces
+ * it never sent remain, and BUSY instead of sending the piece hashes to a whole crowd, so that
+ * its upload (the swarm's floor) carries each piece, and the list, about once.
  */
 export const SWARM_FLAG = 0x0004;
 
 /** The flags a CHUNK_REQUEST may carry (bit 0 is cleared by authentication before decoding). */
 const CHUNK_REQUEST_FLAGS = UNFRAGMENTED_FLAG | SWARM_FLAG;
+/** The flags a HASHES_REQUEST may carry. */
+const HASHES_REQUEST_FLAGS = SWARM_FLAG;
 
 /** One of the defined error code numbers. */
 export type ErrorCodeValue = typeof ErrorCode[keyof typeof ErrorCode];
@@ -204,6 +207,8 @@ export interface HashesRequest {
   firstPiece: number;
   count: number;
   name: string;
+  /** Flags bit 2: a swarm fetcher, which takes BUSY and asks its peers (see {@link SWARM_FLAG}). */
+  swarm?: boolean;
 }
 
 /** Piece hashes, 32 bytes each, for pieces `firstPiece`, `firstPiece + 1`, ... */
@@ -559,6 +564,12 @@ function decodeChunkReply(r: Reader, requestId: number): ChunkReply {
   return { type: "chunk_reply", requestId, fileId, offset, data };
 }
 
+/** The header flags a request of `type` may carry (0 for every other type). */
+function allowedFlags(type: number): number {
+  if (type === PacketType.ChunkRequest) return CHUNK_REQUEST_FLAGS;
+  return type === PacketType.HashesRequest ? HASHES_REQUEST_FLAGS : 0;
+}
+
 function decodeHashesRequest(r: Reader, requestId: number): HashesRequest {
   const token = r.view(TOKEN_SIZE, "token");
   const fileId = r.bigU64("file_id");
@@ -567,7 +578,17 @@ function decodeHashesRequest(r: Reader, requestId: number): HashesRequest {
   expectRange("count", count, 1, U16_MAX);
   const name = r.name();
   r.end();
-  return { type: "hashes_request", requestId, token, fileId, firstPiece, count, name };
+  const p: HashesRequest = {
+    type: "hashes_request",
+    requestId,
+    token,
+    fileId,
+    firstPiece,
+    count,
+    name,
+  };
+  if (r.flags & SWARM_FLAG) p.swarm = true;
+  return p;
 }
 
 function decodeHashesReply(r: Reader, requestId: number): HashesReply {
@@ -699,7 +720,7 @@ function readHeader(bytes: Uint8Array, view: DataView): Header | DecodeError {
   }
   // Checked before the body because a set flag (e.g. bit 0, HMAC trailer) changes its layout.
   const flags = view.getUint16(4);
-  if (flags !== 0 && !(type === PacketType.ChunkRequest && (flags & ~CHUNK_REQUEST_FLAGS) === 0)) {
+  if (flags !== 0 && (flags & ~allowedFlags(type)) !== 0) {
     const message = `unsupported flags 0x${flags.toString(16)}`;
     return { kind: "bad_flags", message, requestId, version, type };
   }
@@ -902,7 +923,7 @@ function encodeHashesRequest(p: HashesRequest): Uint8Array {
   checkInt("count", p.count, 1, U16_MAX);
   const name = nameBytes(p.name);
   const bodySize = TOKEN_SIZE + 8 + 4 + 2 + 2 + name.length;
-  return new Writer(PacketType.HashesRequest, p.requestId, bodySize)
+  return new Writer(PacketType.HashesRequest, p.requestId, bodySize, p.swarm ? SWARM_FLAG : 0)
     .raw(p.token).big64(p.fileId).u32(p.firstPiece).u16(p.count).name(name).finish();
 }
 

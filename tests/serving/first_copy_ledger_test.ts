@@ -3,6 +3,9 @@ import {
   type FirstCopyAnswer,
   FirstCopyLedger,
   FirstCopyLedgers,
+  HASH_LIST_COPIES,
+  HASH_LIST_RETRY_MS,
+  HASH_LIST_WINDOW_MS,
   MAX_LEDGER_PIECES,
 } from "../../lib/serving/first_copy_ledger.ts";
 import { seededRandom } from "../../lib/sim/prng.ts";
@@ -120,4 +123,14 @@ Deno.test("first copies: a host claims at most a few pieces it has not been sent
   assert.equal(ask(l, "h4|1", 7 * PIECE, PIECE).kind, "given_out");
   ask(l, "h3|2", 8 * PIECE, 10); // a third open claim: over the cap, not held
   assert.equal(ask(l, "h4|1", 8 * PIECE, PIECE).kind, "serve");
+});
+
+Deno.test("ledger: the hash list goes to 8 swarm fetchers per 2 s (each again), the rest BUSY ~300 ms", () => {
+  const l = new FirstCopyLedger(64 * PIECE, PIECE, () => 0.5);
+  for (let i = 0; i < HASH_LIST_COPIES; i++) assert.equal(l.hashList(0, `10.0.0.${i}|9`), 0);
+  assert.equal(l.hashList(5, "10.0.0.3|9"), 0, "one of them again: its other ranges");
+  assert.equal(l.hashList(5, "10.0.0.99|9"), HASH_LIST_RETRY_MS, "the ninth: BUSY");
+  assert.equal(l.hashList(5, "10.0.0.0|10"), HASH_LIST_RETRY_MS, "another port is another asker");
+  assert.equal(l.hashList(HASH_LIST_WINDOW_MS - 1, "10.0.0.99|9"), HASH_LIST_RETRY_MS);
+  assert.equal(l.hashList(HASH_LIST_WINDOW_MS, "10.0.0.99|9"), 0, "the window has passed");
 });

@@ -614,6 +614,26 @@ Deno.test("flags bit 2 (swarm) is a CHUNK_REQUEST's only, alone or with bit 1", 
   expectDecodeError(patch(HASHES_REPLY, 4, "0004"), "bad_flags");
 });
 
+Deno.test("flags bit 2 (swarm) on a HASHES_REQUEST: round trip; no other bit", () => {
+  const plain: Packet = {
+    type: "hashes_request",
+    requestId: RID,
+    token: new Uint8Array(16).fill(3),
+    fileId: 7n,
+    firstPiece: 4,
+    count: 9,
+    name: "f",
+  };
+  const bytes = encode({ ...plain, swarm: true });
+  assert.deepEqual(bytes, patch(encode(plain), 4, "0004"), "only the flags differ");
+  const back = decode(bytes);
+  assert.ok(back.ok);
+  assert.deepEqual(back.packet, { ...plain, swarm: true });
+  expectDecodeError(patch(encode(plain), 4, "0002"), "bad_flags", {
+    type: PacketType.HashesRequest,
+  });
+});
+
 Deno.test("decode: trailing bytes are bad_length", () => {
   const fields = { requestId: RID, type: PacketType.MetaRequest, version: VERSION };
   expectDecodeError(concat(META_REQUEST, hexBlock("00")), "bad_length", fields);

@@ -170,6 +170,10 @@ export interface RealSwarmOutcome {
   serverCoalesced: number;
   /** Swarm chunk requests the server answered BUSY with a retry time (its queue was full). */
   serverBusy: number;
+  /** HASHES_REPLYs the server sent (a list of several ranges counts each). */
+  serverHashReplies: number;
+  /** Swarm HASHES_REQUESTs the server answered BUSY: the list had gone to enough fetchers. */
+  serverHashesBusy: number;
   /** Of `serverUploaded`, bytes answering requests without the swarm flag (no ledger). */
   serverPlainBytes: number;
   /** Of `serverUploaded`, bytes the server had sent before (to anyone). */
@@ -323,6 +327,9 @@ class SimServer {
   #paced: PacedQueue<PeerAddr>;
   /** Swarm requests answered BUSY with a retry time (the paced queue was full). */
   busy = 0;
+  /** HASHES_REPLYs sent, and swarm HASHES_REQUESTs answered BUSY (PROTOCOL.md §10.7). */
+  hashLists = 0;
+  hashesBusy = 0;
   /** Chunk requests not queued because a waiting one of the same client covered them. */
   coalesced = 0;
   /** Runs of the request being served, waiting for their time. */
@@ -378,6 +385,18 @@ class SimServer {
         if (p.fileId !== v.fileId) return this.#refuse(from, p.requestId, ErrorCode.Stale, "?");
         const count = hashesReplyCount(p.firstPiece, p.count, v.pieceHashes.length / 32);
         if (count === 0) return this.#refuse(from, p.requestId, ErrorCode.OutOfRange, "none");
+        const served = {
+          fileId: v.fileId,
+          size: v.meta.size,
+          changed: false,
+          pieceSize: v.meta.pieceSize,
+        };
+        const wait = this.#core.hashesWait(now, { transport: "udp", ...from }, p, served);
+        if (wait > 0) {
+          this.hashesBusy++;
+          return this.#refuse(from, p.requestId, ErrorCode.Busy, formatBusyRetry(wait));
+        }
+        this.hashLists++;
         const hashes = v.pieceHashes.subarray(p.firstPiece * 32, (p.firstPiece + count) * 32);
         return this.#reply(from, {
           type: "hashes_reply",
@@ -975,6 +994,8 @@ export function simulateRealSwarm(sc: RealSwarmScenario): RealSwarmOutcome {
     serverGivenOut: server.givenOut,
     serverCoalesced: server.coalesced,
     serverBusy: server.busy,
+    serverHashReplies: server.hashLists,
+    serverHashesBusy: server.hashesBusy,
     serverPlainBytes: server.plainBytes,
     serverRepeatBytes: server.repeatBytes,
     serverLinkBytes: server.link.stats.bytes,
