@@ -1,10 +1,16 @@
 import assert from "node:assert/strict";
 import { HashListFetch } from "../../lib/engine/hash_list_fetch.ts";
-import type { Packet } from "../../lib/wire/packet.ts";
+import { ErrorCode, type Packet } from "../../lib/wire/packet.ts";
+import { formatBusyRetry } from "../../lib/wire/busy_retry.ts";
 
-function fetcher(pieceCount: number, servers = [0, 1]) {
+function fetcher(
+  pieceCount: number,
+  servers = [0, 1],
+  matchesRoot?: (list: Uint8Array) => boolean,
+) {
   let n = 1;
   return new HashListFetch({
+    matchesRoot,
     fileId: 5n,
     name: "f",
     pieceCount,
@@ -85,4 +91,86 @@ Deno.test("hash list: a slow server whose every first attempt times out is not g
   }
   assert.ok(h.done);
   assert.ok(h.result(), "the list came in, 5 hashes at a time");
+});
+
+/** An ERROR answering `req`. */
+function refusal(req: Packet, code: number, message: string): Packet {
+  return { type: "error", requestId: req.requestId, code, message };
+}
+
+const PEER = 1 << 24;
+/** A list is "the file's" when every hash byte is 1 (what `reply` sends by default). */
+const allOnes = (list: Uint8Array) => list.every((b) => b === 1);
+
+Deno.test("hash list in a swarm: flagged to the server; its BUSY sends the ranges to a peer, which gives the list", () => {
+  const h = fetcher(40, [0], allOnes);
+  h.swarm = true;
+  h.addPeer(PEER + 3, new Uint8Array(16).fill(3));
+  const first = h.pollTransmit(0)!;
+  assert.ok(first.packet.type === "hashes_request" && first.packet.swarm === true);
+  assert.equal(first.server, 0, "the server first: in a small swarm nobody else has it yet");
+  h.handleReply(1, 0, refusal(first.packet, ErrorCode.Busy, formatBusyRetry(300)));
+  const second = h.pollTransmit(1)!;
+  assert.equal(second.server, PEER + 3, "while the server is busy: the peer");
+  assert.ok(second.packet.type === "hashes_request" && !second.packet.swarm);
+  assert.deepEqual(second.packet.token, new Uint8Array(16).fill(3), "with the peer's token");
+  h.handleReply(3, PEER + 3, reply(second.packet, 40));
+  assert.ok(h.done && h.result(), "a list that matches the root is taken");
+  assert.deepEqual(h.liars, []);
+});
+
+Deno.test("hash list in a swarm: peers without it are paused, a second BUSY makes the server's requests plain", () => {
+  const h = fetcher(40, [0], allOnes);
+  h.swarm = true;
+  h.addPeer(PEER + 1, new Uint8Array(16));
+  let t = h.pollTransmit(0)!;
+  h.handleReply(1, 0, refusal(t.packet, ErrorCode.Busy, formatBusyRetry(300)));
+  t = h.pollTransmit(1)!;
+  assert.equal(t.server, PEER + 1);
+  h.handleReply(2, t.server, refusal(t.packet, ErrorCode.NotHeld, "no list yet"));
+  assert.equal(h.pollTransmit(2), undefined, "the server busy, the only peer paused");
+  assert.equal(h.pollTimeout(), 102, "until the peer may be asked again (100 ms)");
+  t = h.pollTransmit(102)!;
+  assert.equal(t.server, PEER + 1);
+  h.handleTimeout(102 + 5000); // silent
+  t = h.pollTransmit(5102)!;
+  assert.equal(t.server, 0, "the server's retry time has passed");
+  assert.ok(t.packet.type === "hashes_request" && t.packet.swarm === true);
+  h.handleReply(5103, 0, refusal(t.packet, ErrorCode.Busy, formatBusyRetry(300)));
+  h.handleTimeout(5500);
+  t = h.pollTransmit(5500)!;
+  assert.equal(t.server, 0);
+  assert.ok(t.packet.type === "hashes_request" && !t.packet.swarm, "after two BUSY: plain");
+  h.handleReply(5501, 0, reply(t.packet, 40));
+  assert.ok(h.done && h.result());
+});
+
+Deno.test("hash list in a swarm: a server that predates the flag (UNSUPPORTED) is asked plainly at once", () => {
+  const h = fetcher(10, [0]);
+  h.swarm = true;
+  let t = h.pollTransmit(0)!;
+  h.handleReply(1, 0, refusal(t.packet, ErrorCode.Unsupported, "unsupported flags 0x4"));
+  t = h.pollTransmit(1)!;
+  assert.ok(t.packet.type === "hashes_request" && !t.packet.swarm);
+  h.handleReply(2, 0, reply(t.packet, 10));
+  assert.ok(h.done && h.result());
+});
+
+Deno.test("hash list in a swarm: a peer's list that misses the root is not used, its giver is named, the servers give it", () => {
+  const h = fetcher(40, [0], allOnes);
+  h.swarm = true;
+  h.addPeer(PEER + 7, new Uint8Array(16));
+  let t = h.pollTransmit(0)!;
+  h.handleReply(1, 0, refusal(t.packet, ErrorCode.Busy, formatBusyRetry(300)));
+  t = h.pollTransmit(1)!;
+  assert.equal(t.server, PEER + 7);
+  h.handleReply(2, t.server, reply(t.packet, 40, 9)); // not the file's hashes
+  assert.ok(!h.done, "not taken");
+  assert.deepEqual(h.liars, [PEER + 7]);
+  assert.equal(h.pollTransmit(2), undefined, "peers are not asked again; the server is busy");
+  t = h.pollTransmit(301)!;
+  assert.equal(t.server, 0);
+  h.handleReply(302, 0, reply(t.packet, 40));
+  assert.ok(h.done && h.result());
+  assert.ok(h.result()!.every((b) => b === 1));
 });
