@@ -558,6 +558,8 @@ class FetchDrive {
   #out: string | undefined;
   /** A streamed output (`-o -`, a pipe, a device) and the private directory of its `.part`. */
   #sink: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  /** The swarm was left: no piece hashes to check peers' bytes with. */
+  #swarmLeft = false;
   #tmp: string | undefined;
   #ring = 0;
   #partial: PartialDownload | undefined;
@@ -725,13 +727,8 @@ class FetchDrive {
         return this.#openPart(act.piecewise);
       case "open_verifier":
         this.#openVerifier(act.hashes, act.whole);
-        if (act.hashes && !act.whole) this.#startSwarm(act.hashes);
-        else if (this.swarm) {
-          this.coordinator.askServersAsSwarm(false);
-          run.ui.say(
-            "udpget: no piece hashes to check peers' bytes with: fetching without the swarm",
-          );
-        }
+        if (act.hashes && !act.whole) this.swarm?.drive?.trustHashes(act.hashes);
+        else if (this.swarm?.drive) this.#leaveSwarm();
         return undefined;
       case "verify":
         this.#verify(act.piece);
@@ -835,6 +832,7 @@ class FetchDrive {
       ring,
       output: out,
     });
+    this.#startSwarm();
     this.#progressLine();
     // data goes straight to the coordinator's hot path, written in runs
     this.endpoint.routeChunks((now, server, h, data) => {
@@ -886,10 +884,12 @@ class FetchDrive {
   }
 
   /**
-   * The piece hashes are trusted: the swarm starts (peers' bytes can be checked now, and the
-   * pieces verified here can be shared). Not for a stream: its `.part` holds only a window.
+   * The `.part` is open: the swarm starts, its info-hash known from the agreed metadata. Until
+   * the piece hashes are trusted its peers may only give them (PROTOCOL.md §10.7); then their
+   * bytes can be checked and the pieces verified here shared. Not for a stream: its `.part`
+   * holds only a window.
    */
-  #startSwarm(hashes: Uint8Array): void {
+  #startSwarm(): void {
     const setup = this.swarm;
     if (!setup || setup.drive) return;
     if (this.#sink) {
@@ -905,7 +905,6 @@ class FetchDrive {
       key: setup.key,
       coordinator: this.coordinator,
       meta: this.coordinator.meta!,
-      hashes,
       partPath: this.#partial!.partPath,
       family: setup.family,
       servers: this.servers.map((s) => ({ hostname: s.hostname, port: s.port })),
@@ -916,6 +915,16 @@ class FetchDrive {
     this.run.swarm = setup;
   }
 
+  /** No piece hashes could be had: peers' bytes could not be checked, so the swarm is left. */
+  #leaveSwarm(): void {
+    this.#swarmLeft = true;
+    this.coordinator.askServersAsSwarm(false);
+    this.swarm!.drive!.node.stop(performance.now());
+    this.run.ui.say(
+      "udpget: no piece hashes to check peers' bytes with: fetching without the swarm",
+    );
+  }
+
   /**
    * After the fetch: shares for `seconds` more (one status line), then announces `stopped` and
    * waits a moment for the tracker to hear it. Ctrl-C ends it early; the file is in place
@@ -923,7 +932,7 @@ class FetchDrive {
    */
   async seed(seconds: number): Promise<void> {
     const drive = this.swarm?.drive;
-    if (!drive) return;
+    if (!drive || this.#swarmLeft) return;
     const until = performance.now() + seconds * 1000;
     const node = drive.node;
     this.run.ui.status(() => {

@@ -181,8 +181,10 @@ export class FetchCoordinator {
     rttMs?: number,
   ): boolean {
     const session = this.#live;
-    if (!session || this.#plan?.hashes === undefined || this.#plan.whole) return false;
     const source = PEER_SOURCE_BASE + peer;
+    // before the list is trusted, a peer may give it (PROTOCOL.md §10.7), not pieces
+    this.#hashFetch?.addPeer(source, token);
+    if (!session || this.#plan?.hashes === undefined || this.#plan.whole) return false;
     const inRing = this.#inRing;
     const filter = (piece: number) => inRing(piece) && has(piece);
     // (indexed unless a stream's ring moves under it: then pieces enter the filter unannounced)
@@ -196,8 +198,14 @@ export class FetchCoordinator {
     return this.#live?.sched.activePieces((source) => source < PEER_SOURCE_BASE) ?? [];
   }
 
+  /** Peer `peer` answers: it may give the piece hashes while they are not trusted yet. */
+  peerAnswers(peer: number, token: Uint8Array): void {
+    this.#hashFetch?.addPeer(PEER_SOURCE_BASE + peer, token);
+  }
+
   /** Peer `peer` leaves the transfer (gone, excluded by the shell); its work goes elsewhere. */
   removePeer(peer: number, reason: string): void {
+    this.#hashFetch?.removePeer(PEER_SOURCE_BASE + peer);
     this.#session?.removeSource(PEER_SOURCE_BASE + peer, reason);
   }
 
@@ -214,7 +222,28 @@ export class FetchCoordinator {
   /** A datagram from peer `peer` for the transfer (RETRY, ERROR; data by `handlePeerBlock`). */
   handlePeerDatagram(now: number, peer: number, p: Packet): BlockWrite | undefined {
     this.#now = now;
+    const fetch = this.#hashFetch;
+    if (fetch?.handleReply(now, PEER_SOURCE_BASE + peer, p)) {
+      this.#hashesAnswered();
+      return undefined;
+    }
     return this.#live?.handleReply(now, PEER_SOURCE_BASE + peer, p);
+  }
+
+  /** The hash list fetch took an answer: the list settles if it is in. */
+  #hashesAnswered(): void {
+    if (this.#phase === "hashes") return this.#hashesFirst(true);
+    this.#due = true;
+    this.#settleSides();
+  }
+
+  /** Peers whose piece hashes did not match the agreed root leave the swarm for good. */
+  #dropHashLiars(): void {
+    for (const source of this.#hashFetch?.liars.splice(0) ?? []) {
+      const peer = source - PEER_SOURCE_BASE;
+      const reason = "excluded: sent piece hashes that do not match the agreed root";
+      this.#actions.push({ kind: "peer_dropped", peer, reason });
+    }
   }
 
   /** The hot path for a peer's data, as {@link handleBlock} for a server's. */
@@ -269,14 +298,14 @@ export class FetchCoordinator {
         if (this.#discovery!.handleReply(now, server, p)) this.#discovered(true);
         return undefined;
       case "transfer": {
-        if (
-          this.#late?.handleReply(now, server, p) || this.#hashFetch?.handleReply(now, server, p)
-        ) {
+        if (this.#late?.handleReply(now, server, p)) {
           this.#due = true;
           this.#takeLate();
           this.#settleSides();
           return undefined;
         }
+        const fetch = this.#hashFetch;
+        if (fetch?.handleReply(now, server, p)) return void this.#hashesAnswered();
         const source = this.#sources[server];
         return source < 0 ? undefined : this.#live!.handleReply(now, source, p);
       }
@@ -285,8 +314,9 @@ export class FetchCoordinator {
     // start (it can join then); the probe's and the hash list's go to them
     if (this.#late?.handleReply(now, server, p)) return undefined;
     if (this.#phase === "probe" && this.#probe!.handleReply(now, server, p)) this.#probed(true);
-    if (this.#phase === "hashes" && this.#hashFetch!.handleReply(now, server, p)) {
-      this.#hashesFirst(true);
+    const fetch = this.#hashFetch;
+    if (this.#phase === "hashes" && fetch!.handleReply(now, server, p)) {
+      this.#hashesAnswered();
     }
     return undefined;
   }
@@ -480,7 +510,9 @@ export class FetchCoordinator {
       token: (server) => this.#tokens[server],
       rtt: (server) => this.#rtts[server],
       nextRequestId: o.nextRequestId,
+      matchesRoot: (list) => judgeHashList(list, meta, o.sha256).hashes !== undefined,
     });
+    this.#hashFetch.swarm = this.#swarmRequests;
     if (part.claimed.length === 0) return this.#startTransfer();
     // a resume waits for it, to re-check the pieces it claims before fetching the others
     this.#rechecking = new Set(part.claimed);
@@ -620,6 +652,7 @@ export class FetchCoordinator {
   /** The hash list before a resume's re-check: once in, the claimed pieces are checked. */
   #hashesFirst(took: boolean): void {
     if (took) this.#due = true;
+    this.#dropHashLiars();
     const fetch = this.#hashFetch!;
     if (!fetch.done) return;
     this.#hashFetch = undefined;
@@ -649,6 +682,7 @@ export class FetchCoordinator {
       this.#takeLate();
       this.#late = undefined;
     }
+    this.#dropHashLiars();
     if (this.#hashFetch?.done) {
       const list = this.#hashFetch.result();
       this.#hashFetch = undefined;
@@ -830,6 +864,7 @@ export class FetchCoordinator {
    */
   askServersAsSwarm(on: boolean): void {
     this.#swarmRequests = on;
+    if (this.#hashFetch) this.#hashFetch.swarm = on;
     const session = this.#session;
     if (!session) return;
     for (let source = 0; source < this.#servers.length; source++) {
@@ -860,5 +895,8 @@ export class FetchCoordinator {
 function single(
   t: { server: number; packet: Packet } | undefined,
 ): CoordinatorTransmit | undefined {
+  if (t && t.server >= PEER_SOURCE_BASE) {
+    return { server: -1, peer: t.server - PEER_SOURCE_BASE, lane: 0, packet: t.packet, copies: 1 };
+  }
   return t && { server: t.server, lane: 0, packet: t.packet, copies: 1 };
 }

@@ -28,7 +28,10 @@ import type { BlockSink } from "./block_writer.ts";
 import type { SwarmSocket } from "./swarm_socket.ts";
 import type { PeerAddress } from "./udp/peer_address.ts";
 
-/** What a swarm starts from, once the fetch trusts the piece hashes. */
+/**
+ * What a swarm starts from: the agreed metadata (its info-hash), before the piece hashes are
+ * trusted, so that peers may give them (PROTOCOL.md §10.7); `trustHashes` follows.
+ */
 export interface SwarmStart {
   socket: SwarmSocket;
   /** The tracker's numeric address, and as the user wrote it. */
@@ -40,8 +43,6 @@ export interface SwarmStart {
   key?: Uint8Array;
   coordinator: FetchCoordinator;
   meta: FileMeta;
-  /** The trusted piece hashes. */
-  hashes: Uint8Array;
   /** The `.part`, read for the pieces peers ask for. */
   partPath: string;
   family: "ipv4" | "ipv6";
@@ -67,6 +68,7 @@ export class SwarmDrive {
   #key: Uint8Array | undefined;
   /** Runs waiting for the share rate, and its bookkeeping (pure: the simulator's too). */
   #outbox: ShareOutbox<PeerAddress>;
+  #share: PeerShare;
   /** Reading the `.part` for a peer failed (a local fault: the fetch ends with it). */
   readError: string | undefined;
   #sending = false;
@@ -80,8 +82,10 @@ export class SwarmDrive {
     key: Uint8Array | undefined,
     wake: () => void,
     core: ServeCore,
+    share: PeerShare,
   ) {
     this.#outbox = new ShareOutbox(core);
+    this.#share = share;
     this.node = node;
     this.socket = socket;
     this.#c = coordinator;
@@ -92,7 +96,7 @@ export class SwarmDrive {
 
   /** Sets up the node, its sharing half and its I/O (see {@link SwarmStart}). */
   static start(s: SwarmStart, now: number): SwarmDrive {
-    const pieces = s.hashes.length / 32;
+    const pieces = Math.ceil(s.meta.size / s.meta.pieceSize);
     const fileId = fileIdOf(s.meta.digest);
     const have = new HaveLog(pieces);
     const random = () => crypto.getRandomValues(new Uint32Array(1))[0];
@@ -102,7 +106,7 @@ export class SwarmDrive {
     // (the sharing half lists the node's peers: the node is made just below)
     const ref: { node?: SwarmNode } = {};
     const share = new PeerShare(
-      { ...s.meta, fileId, pieceHashes: s.hashes },
+      { ...s.meta, fileId, pieceHashes: new Uint8Array(0) },
       have,
       new RequestGate(cookies, auth),
       core,
@@ -137,7 +141,12 @@ export class SwarmDrive {
     ref.node = node;
     s.coordinator.setServerFilter(node.serverMayServe);
     const file = Deno.openSync(s.partPath, { read: true });
-    return new SwarmDrive(node, s.socket, s.coordinator, file, s.key, s.wake, core);
+    return new SwarmDrive(node, s.socket, s.coordinator, file, s.key, s.wake, core, share);
+  }
+
+  /** The piece hashes are trusted: peers may be asked for them, and pieces may be shared. */
+  trustHashes(hashes: Uint8Array): void {
+    this.#share.trustHashes(hashes);
   }
 
   /** Starts receiving: peers' data into `writer` through the coordinator, the rest to the node. */

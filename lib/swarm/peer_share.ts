@@ -67,7 +67,10 @@ export interface SharedMetadata {
   mtimeMs: number;
   digest: Uint8Array;
   piecesRoot: Uint8Array;
-  /** 32 bytes a piece, verified against `piecesRoot`. */
+  /**
+   * 32 bytes a piece, verified against `piecesRoot`; empty until the fetcher trusts its list
+   * (`trustHashes`): a node joins its swarm before, to get the list from peers (§10.7).
+   */
   pieceHashes: Uint8Array;
 }
 
@@ -218,8 +221,16 @@ export class PeerShare {
     out.push({ kind: "reply", bytes: encode(metaReplyOf(requestId, this.#meta)) });
   }
 
+  /** The piece hashes are trusted now: they are shared from here on. */
+  trustHashes(hashes: Uint8Array): void {
+    this.#meta = { ...this.#meta, pieceHashes: hashes };
+  }
+
   #hashesReply(requestId: number, first: number, count: number, out: ShareAction[]): void {
     const m = this.#meta;
+    if (m.pieceHashes.length === 0 && m.size > 0) {
+      return this.#refuse(requestId, ErrorCode.NotHeld, "no piece hashes yet", out);
+    }
     const n = hashesReplyCount(first, count, m.pieceHashes.length / 32);
     if (n === 0) return this.#refuse(requestId, ErrorCode.OutOfRange, "no such piece", out);
     const hashes = m.pieceHashes.subarray(first * 32, (first + n) * 32);

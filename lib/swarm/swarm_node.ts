@@ -57,6 +57,11 @@ export interface SwarmTransfer {
   ): boolean;
   /** Peer `peer` leaves the transfer. */
   removePeer(peer: number, reason: string): void;
+  /**
+   * Peer `peer` answers (with `token` our address is proven by): it may be asked for the piece
+   * hashes while they are not trusted yet (PROTOCOL.md §10.7), before it holds any piece.
+   */
+  peerAnswers(peer: number, token: Uint8Array): void;
   /** Peer `peer` holds more pieces than before: `piece`, or (without it) some. */
   peerHas(peer: number, piece?: number): void;
   /** Peer `peer`'s answer to a data request (RETRY, ERROR). */
@@ -313,6 +318,7 @@ export class SwarmNode {
     const p = this.#byId[peer];
     if (!p) return;
     if (/failed the hash/.test(reason)) this.#ban(p, `sent a piece that failed its hash`);
+    else if (/^excluded: /.test(reason)) this.#ban(p, reason.slice("excluded: ".length));
     else this.#forgetPeer(p, now, reason);
   }
 
@@ -458,9 +464,11 @@ export class SwarmNode {
     peer.link.heard(now);
     if (peer.link.handleReply(now, p)) {
       this.#linksChanged();
+      if (!peer.inTransfer) this.#transfer.peerAnswers(peer.id, peer.link.token);
       return this.#drainLink(peer, now);
     }
-    if (peer.inTransfer) this.#transfer.handlePeerDatagram(now, peer.id, p);
+    // (also before it joins the transfer: the answer to a request for the piece hashes)
+    this.#transfer.handlePeerDatagram(now, peer.id, p);
   }
 
   #drainLink(p: Peer, now: number): void {

@@ -14,6 +14,7 @@ import type {
 } from "../../lib/engine/fetch_actions.ts";
 import { FetchCoordinator } from "../../lib/engine/fetch_coordinator.ts";
 import { ErrorCode, fileIdOf, type Packet, TOKEN_PROBE_NAME } from "../../lib/wire/packet.ts";
+import { formatBusyRetry } from "../../lib/wire/busy_retry.ts";
 
 const PIECE = 4096;
 const PIECES = 4;
@@ -310,4 +311,50 @@ Deno.test("coordinator: a swarm fetcher's requests carry the flag from the first
   const during = asked(32, 1030);
   assert.ok(!during.includes(piece), `held off for 1 s: ${during.join(",")}`);
   assert.equal(during[0], named, "the piece named unsent goes first");
+});
+
+Deno.test("coordinator: a swarm fetcher's hash list from a peer while the server is busy; a peer's bad list excludes it and the server's is used", () => {
+  for (const liar of [false, true]) {
+    const c = coordinator(1);
+    c.askServersAsSwarm(true);
+    discover(c, [1]);
+    openPart(c);
+    const [ask] = sends(c, 30).filter((t) => t.packet.type === "hashes_request");
+    assert.ok(ask.packet.type === "hashes_request" && ask.packet.swarm, "flagged to the server");
+    c.handleDatagram(31, 0, {
+      type: "error",
+      requestId: ask.packet.requestId,
+      code: ErrorCode.Busy,
+      message: formatBusyRetry(300),
+    });
+    c.peerAnswers(7, new Uint8Array(16).fill(7)); // (a peer met: it answered a have poll)
+    const [toPeer] = sends(c, 32).filter((t) => t.packet.type === "hashes_request");
+    assert.equal(toPeer.peer, 7, "the peer is asked while the server is busy");
+    assert.ok(toPeer.packet.type === "hashes_request");
+    const list = hashesOf(liar ? 9 : 1);
+    c.handlePeerDatagram(33, 7, {
+      type: "hashes_reply",
+      requestId: toPeer.packet.requestId,
+      fileId: toPeer.packet.fileId,
+      firstPiece: 0,
+      hashes: list,
+    });
+    const after = actions(c);
+    if (!liar) {
+      const [opened] = only(after, "open_verifier");
+      assert.deepEqual(opened.hashes, hashesOf(1), "the peer's list, checked against the root");
+      continue;
+    }
+    assert.deepEqual(only(after, "open_verifier"), [], "a list that misses the root is not used");
+    assert.deepEqual(only(after, "peer_dropped"), [{
+      kind: "peer_dropped",
+      peer: 7,
+      reason: "excluded: sent piece hashes that do not match the agreed root",
+    }]);
+    const again = sends(c, 331).filter((t) => t.packet.type === "hashes_request");
+    assert.deepEqual(again.map((t) => [t.server, t.peer]), [[0, undefined]], "the server again");
+    answerHashes(c, 332, again, hashesOf(1));
+    const [opened] = only(actions(c), "open_verifier");
+    assert.deepEqual(opened.hashes, hashesOf(1));
+  }
 });

@@ -23,6 +23,7 @@ function setup() {
     removePeer: (peer, reason) => void told.push(`remove ${peer} ${reason}`),
     peerHas: (peer) => void told.push(`has ${peer}`),
     handlePeerDatagram: () => {},
+    peerAnswers: () => {},
     serversMayHaveWork: () => void told.push("servers"),
     askServersAsSwarm: (on) => void told.push(`swarm ${on}`),
     preferPiece: (piece) => void told.push(`prefer ${piece}`),

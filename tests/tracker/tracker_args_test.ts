@@ -54,7 +54,10 @@ Deno.test("tracker args: defaults, every option, and the mistakes", () => {
   usageError(() => parseTrackerArgs([]), /tracker: expects exactly one <port>/);
   usageError(() => parseTrackerArgs(["1", "2"]), /expects exactly one <port>/);
   usageError(() => parseTrackerArgs(["70000"]), /port must be in 0\.\.65535/);
-  usageError(() => parseTrackerArgs(["1", "--source-rate", "-1"]), /needs a value/);
+  usageError(
+    () => parseTrackerArgs(["1", "--source-rate", "-1"]),
+    /--source-rate must be in 0\.\.\d+, got -1/,
+  );
   usageError(
     () => parseTrackerArgs(["1", "--source-rate", "fast"]),
     /--source-rate must be a whole/,

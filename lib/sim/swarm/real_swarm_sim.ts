@@ -533,6 +533,8 @@ class SimFetcher {
   node: SwarmNode | undefined;
   #random: () => number;
   #hashes: Uint8Array | undefined;
+  /** The node's sharing half (it gets the piece hashes once they are trusted). */
+  #share: PeerShare | undefined;
   /** Runs waiting for the share rate (the shell's own queue), once the swarm started. */
   #outbox: ShareOutbox<PeerAddr> | undefined;
   /** The loop's next turn (a datagram or a timer). */
@@ -744,12 +746,14 @@ class SimFetcher {
         return true;
       case "open_part":
         c.handlePartReady(now, { claimed: [], ring: 0, output: SIM_NAME });
+        this.#startSwarm(); // (as client.ts: before the hash list, which peers may give)
         return true;
       case "open_verifier":
         this.#hashes = a.hashes;
-        if (a.hashes && !a.whole) this.#startSwarm(a.hashes);
+        if (a.hashes && !a.whole) this.#share?.trustHashes(a.hashes);
         else {
           c.askServersAsSwarm(false); // (as client.ts: no swarm, so no swarm flag)
+          this.node?.stop(now);
           this.notices.push("sim: no piece hashes: fetching without the swarm");
         }
         return false;
@@ -791,12 +795,12 @@ class SimFetcher {
   // --- the swarm (SwarmDrive) --------------------------------------------------------------
 
   /** `SwarmDrive.start`, with seeded randomness instead of `crypto`. */
-  #startSwarm(hashes: Uint8Array): void {
+  #startSwarm(): void {
     if (this.node) return;
     const now = this.clock.now;
     const c = this.coordinator;
     const meta: FileMeta = c.meta!;
-    const pieces = hashes.length / 32;
+    const pieces = Math.ceil(meta.size / meta.pieceSize);
     const fileId = fileIdOf(meta.digest);
     const have = new HaveLog(pieces);
     const random = () => this.#random32();
@@ -805,7 +809,7 @@ class SimFetcher {
     this.#outbox = new ShareOutbox(core);
     const ref: { node?: SwarmNode } = {};
     const share = new PeerShare(
-      { ...meta, fileId, pieceHashes: hashes },
+      { ...meta, fileId, pieceHashes: new Uint8Array(0) },
       have,
       new RequestGate(cookies, undefined),
       core,
@@ -839,6 +843,7 @@ class SimFetcher {
     ref.node = node;
     c.setServerFilter(node.serverMayServe);
     this.node = node;
+    this.#share = share;
   }
 
   /** `SwarmDrive.service`. */
