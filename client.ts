@@ -832,7 +832,7 @@ class FetchDrive {
       ring,
       output: out,
     });
-    this.#startSwarm();
+    this.#startSwarm(piecewise);
     this.#progressLine();
     // data goes straight to the coordinator's hot path, written in runs
     this.endpoint.routeChunks((now, server, h, data) => {
@@ -889,9 +889,18 @@ class FetchDrive {
    * bytes can be checked and the pieces verified here shared. Not for a stream: its `.part`
    * holds only a window.
    */
-  #startSwarm(): void {
+  #startSwarm(piecewise: boolean): void {
     const setup = this.swarm;
     if (!setup || setup.drive) return;
+    if (!piecewise) {
+      // (--verify full, --checksum: nothing is trusted before the whole file, so no peer's bytes)
+      this.#swarmLeft = true;
+      this.coordinator.askServersAsSwarm(false);
+      this.run.ui.say(
+        "udpget: no piece hashes to check peers' bytes with: fetching without the swarm",
+      );
+      return;
+    }
     if (this.#sink) {
       this.coordinator.askServersAsSwarm(false);
       this.run.ui.say("udpget: a streamed output is not shared: fetching without the swarm");
