@@ -68,7 +68,6 @@ export class SwarmDrive {
   #key: Uint8Array | undefined;
   /** Runs waiting for the share rate, and its bookkeeping (pure: the simulator's too). */
   #outbox: ShareOutbox<PeerAddress>;
-  #share: PeerShare;
   /** Reading the `.part` for a peer failed (a local fault: the fetch ends with it). */
   readError: string | undefined;
   #sending = false;
@@ -82,10 +81,8 @@ export class SwarmDrive {
     key: Uint8Array | undefined,
     wake: () => void,
     core: ServeCore,
-    share: PeerShare,
   ) {
     this.#outbox = new ShareOutbox(core);
-    this.#share = share;
     this.node = node;
     this.socket = socket;
     this.#c = coordinator;
@@ -141,12 +138,12 @@ export class SwarmDrive {
     ref.node = node;
     s.coordinator.setServerFilter(node.serverMayServe);
     const file = Deno.openSync(s.partPath, { read: true });
-    return new SwarmDrive(node, s.socket, s.coordinator, file, s.key, s.wake, core, share);
+    return new SwarmDrive(node, s.socket, s.coordinator, file, s.key, s.wake, core);
   }
 
   /** The piece hashes are trusted: peers may be asked for them, and pieces may be shared. */
   trustHashes(hashes: Uint8Array): void {
-    this.#share.trustHashes(hashes);
+    this.node.hashesTrusted(hashes, performance.now());
   }
 
   /** Starts receiving: peers' data into `writer` through the coordinator, the rest to the node. */

@@ -308,6 +308,19 @@ export class SwarmNode {
     this.#announcer.stop(now);
   }
 
+  /**
+   * The piece hashes are trusted now (PROTOCOL.md §10.7): the share gets them, and the peers
+   * met before join the transfer at once (a complete peer's have-map does not grow: it would
+   * wait for the once-a-second retry otherwise, and the servers send what it holds).
+   */
+  hashesTrusted(hashes: Uint8Array, now: number): void {
+    this.#now = now;
+    this.#share.trustHashes(hashes);
+    for (const p of this.#peers.values()) {
+      if (!p.inTransfer && p.link.have.count > 0) this.#join(p, now);
+    }
+  }
+
   /** Whether the tracker heard `stopped` (or gave up): the shell may close. */
   get stopped(): boolean {
     return this.#announcer.done;

@@ -533,8 +533,6 @@ class SimFetcher {
   node: SwarmNode | undefined;
   #random: () => number;
   #hashes: Uint8Array | undefined;
-  /** The node's sharing half (it gets the piece hashes once they are trusted). */
-  #share: PeerShare | undefined;
   /** Runs waiting for the share rate (the shell's own queue), once the swarm started. */
   #outbox: ShareOutbox<PeerAddr> | undefined;
   /** The loop's next turn (a datagram or a timer). */
@@ -750,7 +748,7 @@ class SimFetcher {
         return true;
       case "open_verifier":
         this.#hashes = a.hashes;
-        if (a.hashes && !a.whole) this.#share?.trustHashes(a.hashes);
+        if (a.hashes && !a.whole) this.node?.hashesTrusted(a.hashes, now);
         else {
           c.askServersAsSwarm(false); // (as client.ts: no swarm, so no swarm flag)
           this.node?.stop(now);
@@ -843,7 +841,6 @@ class SimFetcher {
     ref.node = node;
     c.setServerFilter(node.serverMayServe);
     this.node = node;
-    this.#share = share;
   }
 
   /** `SwarmDrive.service`. */
