@@ -143,6 +143,20 @@ Deno.test("real swarm: peers far apart (25–75 ms one way) — all correct, ≥
   assert.ok(o.ratio <= 1.7, figures(o));
 });
 
+Deno.test("real swarm: a late joiner takes the file from 8 seeding peers at ≤ 1.4 × F/(8·u_i) (seed 1: 298 ms against 250)", () => {
+  // (the list trusted, the peers it met before join the transfer at once: waiting for the
+  // once-a-second retry, it took 382 ms and the server's bytes)
+  const sc = realFlashCrowd({ peers: 9, pieceBytes: 256 << 10, blockSize: 64 << 10 });
+  sc.fetchers[8].arriveMs = 4000; // (the others are done by 2.4 s)
+  const o = simulateRealSwarm(sc);
+  const late = o.fetchers[8];
+  assert.ok(o.finished && late.correct, figures(o));
+  const ideal = 1000 * sc.fileBytes / (8 * sc.peerUpBytesPerSec);
+  const took = late.doneMs - late.arriveMs;
+  assert.ok(took <= 1.4 * ideal, `took ${took} ms, ideal ${ideal} ms`);
+  assert.ok(late.fromPeers >= 0.9 * sc.fileBytes, `from peers: ${late.fromPeers}`);
+});
+
 Deno.test("real swarm: the same seed replays exactly, another seed differs", () => {
   const sc = realFlashCrowd({ peers: 4, seed: 7, ...SMALL_PIECES });
   const a = simulateRealSwarm(sc);
