@@ -67,6 +67,7 @@ if (import.meta.main) {
   console.log(
     `  server: link carried ${(o.serverLinkBytes / fileBytes).toFixed(3)} F, ` +
       `first pass over at ${(o.serverFirstPassEndMs / o.boundMs).toFixed(3)} × bound, ` +
-      `${o.serverGivenOut} GIVEN_OUT, ${o.serverBusy} BUSY`,
+      `${o.serverGivenOut} GIVEN_OUT, ${o.serverBusy} BUSY, ${o.serverHashReplies} hash replies ` +
+      `(${o.serverHashesBusy} swarm hash requests told BUSY)`,
   );
 }
