@@ -56,6 +56,12 @@ export interface HashListOptions {
 
 /** How long a peer that had no list (NOT_HELD, an error, silence) is not asked again, ms. */
 const PEER_PAUSE_MS = 100;
+/**
+ * A peer's answer is awaited this long at first, doubling after each silence up to
+ * `PEER_TIMEOUT_MAX_MS` (a far peer, or one whose queue is full, answers late but answers).
+ */
+const PEER_TIMEOUT_MS = 250;
+const PEER_TIMEOUT_MAX_MS = 2000;
 /** A server's BUSY answers to flagged requests before requests to it go plain. */
 const BUSY_BEFORE_PLAIN = 2;
 
@@ -64,6 +70,8 @@ interface HashPeer {
   token: Uint8Array;
   /** Not asked before this (ms). */
   waitUntil: number;
+  /** How long its answer is awaited, ms. */
+  timeoutMs: number;
 }
 
 interface Range {
@@ -71,9 +79,10 @@ interface Range {
   first: number;
   next: number;
   end: number;
-  /** Peers gave some of its hashes, the last of them `giver`. */
+  /** Peers gave some of its hashes. */
   byPeer: boolean;
-  giver: number;
+  /** It was sent with the swarm flag (a server's refusal of the flag is not a failure). */
+  flagged: boolean;
   attempt: number;
   id: number | undefined;
   server: number;
@@ -105,6 +114,10 @@ export class HashListFetch implements RequestMachine {
   #now = -Infinity;
   /** Peers whose list did not match the root (the caller excludes them). */
   readonly liars: number[] = [];
+  /** Every peer that gave hashes since the list was last judged. */
+  #givers = new Set<number>();
+  /** Per server: when its last BUSY that counted came (refusals of one burst count once). */
+  #busyCountedAt = new Map<number, number>();
 
   /** Plans the ranges; nothing is sent before `pollTransmit`. */
   constructor(o: HashListOptions) {
@@ -118,7 +131,7 @@ export class HashListFetch implements RequestMachine {
         next: first,
         end,
         byPeer: false,
-        giver: -1,
+        flagged: false,
         attempt: 0,
         id: undefined,
         server: -1,
@@ -152,12 +165,18 @@ export class HashListFetch implements RequestMachine {
       : 0;
     if (got === 0 || p.type !== "hashes_reply") {
       if (peer) return this.#peerFailed(now, server, peer), true;
-      if (p.type === "error" && this.#refusedAsSwarm(now, server, p.code, p.message)) return true;
+      if (p.type === "error" && r.flagged && this.#refusedAsSwarm(now, r, p.code, p.message)) {
+        return true;
+      }
       return this.#fail(r), true;
     }
     this.hashes.set(p.hashes.subarray(0, got * 32), r.next * 32);
     r.next += got;
-    if (peer) Object.assign(r, { byPeer: true, giver: server });
+    if (peer) {
+      r.byPeer = true;
+      this.#givers.add(server);
+      peer.timeoutMs = PEER_TIMEOUT_MS; // (it answers: back to the short wait)
+    }
     // progress: the failures so far were a slow server's, not a dead one's. The timeout steps
     // back down only one step: under a loaded server every first attempt timed out, and with a
     // count that never forgot, fetchers gave the list up while it was coming (found by the
@@ -175,7 +194,7 @@ export class HashListFetch implements RequestMachine {
       const peer = this.#peers.get(r.server);
       if (peer) {
         r.id = undefined;
-        this.#peerFailed(now, r.server, peer);
+        this.#peerFailed(now, r.server, peer, true);
       } else this.#fail(r);
     }
     this.#judgePeersList();
@@ -193,13 +212,15 @@ export class HashListFetch implements RequestMachine {
   addPeer(source: number, token: Uint8Array): void {
     const known = this.#peers.get(source);
     if (known) known.token = token;
-    else this.#peers.set(source, { token, waitUntil: -Infinity });
+    else this.#peers.set(source, { token, waitUntil: -Infinity, timeoutMs: PEER_TIMEOUT_MS });
   }
 
   /** Peer `source` is gone (or excluded): it is asked no more. */
   removePeer(source: number): void {
     this.#peers.delete(source);
     if (this.#current === source) this.#current = undefined;
+    // (a range in flight to it goes elsewhere at once; a late answer is not taken)
+    for (const r of this.#ranges) if (r.id !== undefined && r.server === source) r.id = undefined;
   }
 
   pollTransmit(now: number): RequestTransmit | undefined {
@@ -225,7 +246,8 @@ export class HashListFetch implements RequestMachine {
       count: r.end - r.next,
       name: this.#o.name,
     };
-    if (!peer && this.#swarm && !this.#plain.has(source)) packet.swarm = true;
+    r.flagged = !peer && this.#swarm && !this.#plain.has(source);
+    if (r.flagged) packet.swarm = true;
     return { server: source, packet };
   }
 
@@ -246,7 +268,8 @@ export class HashListFetch implements RequestMachine {
   }
 
   #timeout(r: Range): number {
-    if (this.#peers.has(r.server)) return attemptTimeout(HASHES_RETRY, 0, undefined);
+    const peer = this.#peers.get(r.server);
+    if (peer) return peer.timeoutMs;
     return attemptTimeout(HASHES_RETRY, r.attempt, this.#o.rtt(r.server));
   }
 
@@ -273,30 +296,38 @@ export class HashListFetch implements RequestMachine {
     return undefined;
   }
 
-  /** A server refused a flagged request BUSY (with a retry time) or UNSUPPORTED: true if so. */
-  #refusedAsSwarm(now: number, server: number, code: number, message: string): boolean {
-    if (code === ErrorCode.Unsupported && !this.#plain.has(server)) {
+  /**
+   * A server refused flagged request `r` BUSY (with a retry time) or UNSUPPORTED: true if so.
+   * The refusals of one burst of ranges count as one: a list of several ranges is asked at once.
+   */
+  #refusedAsSwarm(now: number, r: Range, code: number, message: string): boolean {
+    const server = r.server;
+    if (code === ErrorCode.Unsupported) {
       this.#plain.add(server); // (a server that predates the flag: asked plainly at once)
       return true;
     }
     const wait = code === ErrorCode.Busy ? parseBusyRetry(message) : undefined;
-    if (wait === undefined || this.#plain.has(server)) return false;
-    const count = (this.#busyCount.get(server) ?? 0) + 1;
-    this.#busyCount.set(server, count);
-    if (count >= BUSY_BEFORE_PLAIN) this.#plain.add(server);
-    this.#busyUntil.set(server, now + wait);
+    if (wait === undefined) return false;
+    if (r.sentAt >= (this.#busyCountedAt.get(server) ?? -Infinity)) {
+      const count = (this.#busyCount.get(server) ?? 0) + 1;
+      this.#busyCount.set(server, count);
+      this.#busyCountedAt.set(server, now);
+      if (count >= BUSY_BEFORE_PLAIN) this.#plain.add(server);
+    }
+    this.#busyUntil.set(server, Math.max(this.#busyUntil.get(server) ?? -Infinity, now + wait));
     return true;
   }
 
-  #peerFailed(now: number, source: number, peer: HashPeer): void {
+  #peerFailed(now: number, source: number, peer: HashPeer, silent = false): void {
     peer.waitUntil = now + PEER_PAUSE_MS;
+    if (silent) peer.timeoutMs = Math.min(PEER_TIMEOUT_MAX_MS, 2 * peer.timeoutMs);
     if (this.#current === source) this.#current = undefined;
   }
 
   /**
    * Once every range is in: a list peers had a part in that does not hash to the root is not
-   * used. Its peer ranges are asked again of the servers alone; the peers that gave them are
-   * named in `liars` if there was one (two or more: which lied is unknown, none is blamed).
+   * used. Its peer ranges are asked again of the servers alone; the peer that gave hashes is
+   * named in `liars` if only one did (two or more: which lied is unknown, none is blamed).
    */
   #judgePeersList(): void {
     const { matchesRoot } = this.#o;
@@ -304,10 +335,13 @@ export class HashListFetch implements RequestMachine {
     const fromPeers = this.#ranges.filter((r) => r.byPeer);
     if (fromPeers.length === 0 || matchesRoot(this.hashes)) {
       for (const r of fromPeers) r.byPeer = false; // (judged: good)
+      this.#givers.clear();
       return;
     }
-    const givers = new Set(fromPeers.map((r) => r.giver));
-    if (givers.size === 1) this.liars.push(...givers);
+    // (every peer that gave any hash counts: blaming the last giver of each range alone would
+    // let a liar give one bad hash, go quiet, and have an honest peer that finished it banned)
+    if (this.#givers.size === 1) this.liars.push(...this.#givers);
+    this.#givers.clear();
     this.#peersOff = true;
     for (const r of fromPeers) Object.assign(r, { next: r.first, byPeer: false, attempt: 0 });
   }

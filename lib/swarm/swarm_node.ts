@@ -686,7 +686,8 @@ export class SwarmNode {
       }
     }
     this.#setFetching(p, []);
-    if (p.inTransfer) this.#transfer.removePeer(p.id, reason);
+    // (also one not in the transfer yet: it may be asked for the piece hashes until then)
+    this.#transfer.removePeer(p.id, reason);
     p.inTransfer = false;
     const f = this.peers[p.id];
     if (f) Object.assign(f, { alive: false, reason });

@@ -99,6 +99,13 @@ function refusal(req: Packet, code: number, message: string): Packet {
 }
 
 const PEER = 1 << 24;
+
+/** Everything `h` sends at `now`. */
+function sends(h: HashListFetch, now: number) {
+  const out = [];
+  for (let t = h.pollTransmit(now); t; t = h.pollTransmit(now)) out.push(t);
+  return out;
+}
 /** A list is "the file's" when every hash byte is 1 (what `reply` sends by default). */
 const allOnes = (list: Uint8Array) => list.every((b) => b === 1);
 
@@ -173,4 +180,47 @@ Deno.test("hash list in a swarm: a peer's list that misses the root is not used,
   h.handleReply(302, 0, reply(t.packet, 40));
   assert.ok(h.done && h.result());
   assert.ok(h.result()!.every((b) => b === 1));
+});
+
+Deno.test("hash list in a swarm: a bad list two peers gave blames neither (a liar cannot get the peer that finished it banned)", () => {
+  const h = fetcher(100, [0], allOnes); // (three ranges: 45 + 45 + 10)
+  h.swarm = true;
+  h.addPeer(PEER + 1, new Uint8Array(16));
+  h.addPeer(PEER + 2, new Uint8Array(16));
+  for (const t of sends(h, 0)) {
+    h.handleReply(1, t.server, refusal(t.packet, ErrorCode.Busy, formatBusyRetry(300)));
+  }
+  const first = sends(h, 2);
+  assert.deepEqual(first.map((t) => t.server), [PEER + 1, PEER + 1, PEER + 1], "one peer");
+  h.handleReply(3, PEER + 1, reply(first[0].packet, 1, 9)); // one bad hash, then no more
+  for (const t of first.slice(1)) {
+    h.handleReply(3, PEER + 1, refusal(t.packet, ErrorCode.NotHeld, "x"));
+  }
+  for (let now = 4; now < 300 && !h.done; now += 1) {
+    for (const t of sends(h, now)) {
+      assert.equal(t.server, PEER + 2, "the server is busy: the other peer finishes it");
+      const p = t.packet as { count: number };
+      h.handleReply(now, t.server, reply(t.packet, p.count));
+    }
+  }
+  assert.ok(!h.done, "the list misses the root: not taken");
+  assert.deepEqual(h.liars, [], "two peers gave it: neither is blamed");
+  const again = sends(h, 301);
+  assert.ok(again.length > 0 && again.every((t) => t.server === 0), "the servers give it now");
+});
+
+Deno.test("hash list in a swarm: the BUSY answers to one burst of ranges count once", () => {
+  const h = fetcher(100, [0], allOnes);
+  h.swarm = true;
+  const burst = sends(h, 0);
+  assert.equal(burst.length, 3);
+  for (const t of burst) {
+    h.handleReply(1, t.server, refusal(t.packet, ErrorCode.Busy, formatBusyRetry(300)));
+  }
+  const after = sends(h, 301);
+  assert.equal(after.length, 3);
+  assert.ok(
+    after.every((t) => t.packet.type === "hashes_request" && t.packet.swarm),
+    "still flagged",
+  );
 });
