@@ -6,7 +6,6 @@
 
 import assert from "node:assert/strict";
 import {
-  encodeAnnounceRequest,
   encodeConnectRequest,
   parseResponse,
   type TrackerResponse,
@@ -14,7 +13,7 @@ import {
 import { DEFAULT_SWARM_LIMITS } from "../../lib/tracker/swarm_table.ts";
 import { withTimeout } from "../../lib/io/timer.ts";
 import { seededRandom } from "../../lib/sim/prng.ts";
-import { startTracker, TrackerClient } from "./tracker_process.ts";
+import { announceRequest, startTracker, TrackerClient } from "./tracker_process.ts";
 
 /** Resident memory of process `pid`, bytes (Linux). */
 async function residentBytes(pid: number): Promise<number> {
@@ -86,20 +85,8 @@ class Flooder {
 
 /** An announce over `connectionId` for `infoHash` from `port`. */
 function announce(connectionId: Uint8Array, infoHash: Uint8Array, port: number, tid: number) {
-  return encodeAnnounceRequest({
-    connectionId,
-    transactionId: tid,
-    infoHash,
-    peerId: new Uint8Array(20).fill(port & 0xff),
-    downloaded: 0n,
-    left: 1n,
-    uploaded: 0n,
-    event: "started",
-    ip: 0,
-    key: 0,
-    numWant: 50,
-    port,
-  });
+  const peerId = new Uint8Array(20).fill(port & 0xff);
+  return announceRequest({ connectionId, transactionId: tid, infoHash, peerId, numWant: 50, port });
 }
 
 /** `n` datagrams no tracker answers: garbage, forged ids, truncated and oversized requests. */

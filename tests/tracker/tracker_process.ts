@@ -29,6 +29,24 @@ export function startTracker(extra: string[] = []): Promise<TrackerProcess> {
   );
 }
 
+/** An announce (`started`, 1 byte left, port 6881, the default number of peers) with `f` set. */
+export function announceRequest(
+  f: Partial<AnnounceFields> & Pick<AnnounceFields, "connectionId" | "transactionId" | "infoHash">,
+): Uint8Array {
+  return encodeAnnounceRequest({
+    peerId: new Uint8Array(20),
+    downloaded: 0n,
+    left: 1n,
+    uploaded: 0n,
+    event: "started",
+    ip: 0,
+    key: 0,
+    numWant: -1,
+    port: 6881,
+    ...f,
+  });
+}
+
 /** A BEP 15 client on its own loopback socket (one source port, like one BitTorrent client). */
 export class TrackerClient {
   readonly sock: Deno.DatagramConn = Deno.listenDatagram({
@@ -61,20 +79,9 @@ export class TrackerClient {
   /** Announces with `fields` over a fresh connection id. */
   async announce(fields: Partial<AnnounceFields> & { infoHash: Uint8Array }) {
     const connectionId = await this.connect();
-    return await this.request(encodeAnnounceRequest({
-      connectionId,
-      transactionId: this.#tid++,
-      peerId: new Uint8Array(20).fill(this.#tid),
-      downloaded: 0n,
-      left: 1n,
-      uploaded: 0n,
-      event: "started",
-      ip: 0,
-      key: 0,
-      numWant: -1,
-      port: 6881,
-      ...fields,
-    }));
+    const transactionId = this.#tid++;
+    const peerId = new Uint8Array(20).fill(this.#tid);
+    return await this.request(announceRequest({ connectionId, transactionId, peerId, ...fields }));
   }
 
   /** Scrapes `infoHashes` over a fresh connection id. */
