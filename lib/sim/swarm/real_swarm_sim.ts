@@ -194,6 +194,16 @@ export interface RealSwarmOutcome {
 export const MiB = 1 << 20;
 
 /**
+ * The IPv4 address of fetcher `index`: 10.0.1.1 to 10.0.1.254, then 10.0.2.1 and on (the server
+ * and the tracker are 10.0.0.1 and 10.0.0.2). Until session 8 it was 10.0.1.(index + 1): past
+ * 255 the octet wrapped in the tracker's 4-byte addresses, so fetchers 255 and on were listed at
+ * other fetchers' addresses, and the runs of 500 and 1000 fetchers measured that.
+ */
+export function simFetcherHost(index: number): string {
+  return `10.0.${1 + Math.floor(index / 254)}.${(index % 254) + 1}`;
+}
+
+/**
  * The lower bound of the last finish when every fetcher starts at 0 (ms): the server must send
  * the file once, and all fetchers together must receive N copies with the server's and their own
  * upload: max(F / u_s, N·F / (u_s + Σ u_i)).
@@ -565,7 +575,7 @@ class SimFetcher {
     readonly lies = false,
   ) {
     this.#random = random;
-    const host = `10.0.1.${index + 1}`;
+    const host = simFetcherHost(index);
     this.swarmAddr = { hostname: host, port: SWARM_PORT };
     this.laneAddr = { hostname: host, port: LANE_PORT };
     this.#turns = new Wakeup(clock, () => this.#turn());

@@ -14,8 +14,10 @@ import {
   realSwarmBoundMs,
   type RealSwarmOutcome,
   type RealSwarmScenario,
+  simFetcherHost,
   simulateRealSwarm,
 } from "../../../lib/sim/swarm/real_swarm_sim.ts";
+import { parseIpv4 } from "../../../lib/io/udp/peer_address.ts";
 
 /** 64 KiB pieces, 16 KiB blocks. */
 const SMALL_PIECES = { pieceBytes: 64 << 10, blockSize: 16 << 10 };
@@ -155,6 +157,17 @@ Deno.test("real swarm: a late joiner takes the file from 8 seeding peers at ≤ 
   const took = late.doneMs - late.arriveMs;
   assert.ok(took <= 1.4 * ideal, `took ${took} ms, ideal ${ideal} ms`);
   assert.ok(late.fromPeers >= 0.9 * sc.fileBytes, `from peers: ${late.fromPeers}`);
+});
+
+Deno.test("real swarm: 2000 fetchers have 2000 distinct, valid IPv4 addresses, none the server's or the tracker's", () => {
+  const hosts = Array.from({ length: 2000 }, (_, i) => simFetcherHost(i));
+  assert.equal(simFetcherHost(0), "10.0.1.1");
+  assert.equal(simFetcherHost(253), "10.0.1.254", "the first 254 as before");
+  assert.equal(new Set(hosts).size, 2000);
+  for (const h of hosts) {
+    assert.ok(parseIpv4(h) !== undefined, h);
+    assert.ok(h !== "10.0.0.1" && h !== "10.0.0.2" && !h.endsWith(".0") && !h.endsWith(".255"), h);
+  }
 });
 
 Deno.test("real swarm: the same seed replays exactly, another seed differs", () => {
