@@ -892,15 +892,8 @@ class FetchDrive {
   #startSwarm(piecewise: boolean): void {
     const setup = this.swarm;
     if (!setup || setup.drive) return;
-    if (!piecewise) {
-      // (--verify full, --checksum: nothing is trusted before the whole file, so no peer's bytes)
-      this.#swarmLeft = true;
-      this.coordinator.askServersAsSwarm(false);
-      this.run.ui.say(
-        "udpget: no piece hashes to check peers' bytes with: fetching without the swarm",
-      );
-      return;
-    }
+    // (--verify full, --checksum: nothing is trusted before the whole file, so no peer's bytes)
+    if (!piecewise) return this.#leaveSwarm();
     if (this.#sink) {
       this.coordinator.askServersAsSwarm(false);
       this.run.ui.say("udpget: a streamed output is not shared: fetching without the swarm");
@@ -924,11 +917,14 @@ class FetchDrive {
     this.run.swarm = setup;
   }
 
-  /** No piece hashes could be had: peers' bytes could not be checked, so the swarm is left. */
+  /**
+   * No piece hashes can vouch for peers' bytes (none could be had, or only the whole file is
+   * trusted): the swarm is left, or not joined.
+   */
   #leaveSwarm(): void {
     this.#swarmLeft = true;
     this.coordinator.askServersAsSwarm(false);
-    this.swarm!.drive!.node.stop(performance.now());
+    this.swarm?.drive?.node.stop(performance.now());
     this.run.ui.say(
       "udpget: no piece hashes to check peers' bytes with: fetching without the swarm",
     );
