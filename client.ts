@@ -1005,7 +1005,7 @@ class FetchDrive {
       this.#verifying--;
       this.coordinator.handleVerified(piece, ok);
       if (ok) partial.recordVerified(piece);
-      if (ok) this.swarm?.drive?.node.pieceVerified(piece);
+      if (ok) this.swarm?.drive?.node.pieceVerified(piece, performance.now());
       if (ok) this.#output?.verified(piece);
       this.wake.notify();
     }, (err) => {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type ChunkRequest, ErrorCode, MAX_BLOCK_SIZE } from "../wire/packet.ts";
+import { type ChunkRequest, ErrorCode, HASHES_PER_REPLY, MAX_BLOCK_SIZE } from "../wire/packet.ts";
 
 /** Longest range one request may ask for (bounds the work a single datagram can trigger). */
 export const MAX_REQUEST_BYTES = 16 << 20;
@@ -15,9 +15,6 @@ export const MAX_REQUEST_BYTES = 16 << 20;
  * blocks would keep the server sending for minutes (found by the fuzz test).
  */
 export const MAX_BLOCKS_PER_REQUEST = 1024;
-
-/** Hashes per HASHES_REPLY: 40 × 32 B keeps the reply under an Ethernet-sized datagram. */
-export const HASHES_PER_REPLY = 40;
 
 /** Why a request is refused, as sent back to the client. */
 export interface Refusal {

@@ -4,13 +4,15 @@
  * on timers, with its address-validation token and a liveness verdict. Data requests to the peer
  * are the fetch session's; this machine only keeps the session's view of the peer current.
  *
- * Polling: a HAVE_REQUEST every `havePollMs` while the peer is incomplete and has news (the reply
- * is a list of the pieces verified since the last one, a few bytes), backing off to
- * `maxHavePollMs` while its answers have none, each one only once the previous one is answered or
- * timed out; a PEERS_REQUEST soon after meeting, then every `pexEveryMs`. A peer that
- * answers nothing for `deadAfterMs` after being asked is reported dead; the caller removes it
- * from the transfer and may meet it again later under a new source id. A link with nothing to
- * ask (a complete peer, between peer exchanges) is not judged by its silence.
+ * Polling: while the peer is incomplete, a HAVE_REQUEST that may wait (flags bit 2): the peer
+ * answers with the pieces verified since the last answer (a few bytes) as soon as it has any, or
+ * after `HAVE_HOLD_MS` with none; the next poll leaves once the answer is in, `havePollMs` after
+ * the last at the earliest. A peer that answers at once with nothing (it does not hold polls, or
+ * has no room to) is polled backing off to `maxHavePollMs`. A PEERS_REQUEST soon after meeting,
+ * then every `pexEveryMs`. A peer that answers nothing for `deadAfterMs` after being asked is
+ * reported dead; the caller removes it from the transfer and may meet it again later under a new
+ * source id. A link with nothing to ask (a complete peer, between peer exchanges) is not judged
+ * by its silence.
  *
  * Pure: the clock comes in as arguments, request ids from the injected generator.
  *
@@ -19,6 +21,7 @@
 
 import { ErrorCode, HaveForm, NO_TOKEN, type Packet } from "../wire/packet.ts";
 import { HaveMap } from "./have_map.ts";
+import { HAVE_HOLD_MS } from "./held_polls.ts";
 
 /** Timers of a peer link. */
 export interface PeerLinkTiming {
@@ -41,15 +44,16 @@ export interface PeerLinkTiming {
 
 /**
  * Default timers. A piece is relayed only once its next holder hears of it, so the have poll is
- * part of every hop's delay: 50 ms between polls while a peer has news (the real-code simulator,
- * 100 fetchers, 64 KiB pieces at 8 MiB/s: 1.45 × the bound against 1.50 at 100 ms), backing off
- * to 200 ms while it has none, so that a slow swarm (a 256 KiB piece a quarter second at 1 MiB/s)
- * does not spend its upload on empty answers — a few dozen bytes each way per poll, to each of
- * up to fifty peers. Peer exchange every 5 s meshes a swarm in seconds whatever the tracker's
- * interval. Dead after 1.5 s of silence while asked (seven polls or more): a peer that left
- * keeps its pieces in everyone's have-maps until then, and the servers are not asked for them
- * (the real-code simulator, two of eight leaving: the last done at 2.3 × the bound with 3 s,
- * 1.5 × with 1.5 s).
+ * part of every hop's delay: a held poll tells at once, and while a peer has news one poll leaves
+ * every 50 ms, no more often (the real-code simulator, 100 fetchers, 64 KiB pieces at 8 MiB/s,
+ * before polls were held: 1.45 × the bound against 1.50 at 100 ms; 200 fetchers polling every
+ * 5 ms: a faster ramp, but the polls took a tenth of the peers' upload). A peer that does not hold
+ * polls is polled backing off to 200 ms while it has nothing new, so that a slow swarm does not
+ * spend its upload on empty answers — a few dozen bytes each way per poll, to each of up to fifty
+ * peers. Peer exchange every 5 s meshes a swarm in seconds whatever the tracker's interval. Dead
+ * after 1.5 s of silence while asked (seven polls or more): a peer that left keeps its pieces in
+ * everyone's have-maps until then, and the servers are not asked for them (the real-code
+ * simulator, two of eight leaving: the last done at 2.3 × the bound with 3 s, 1.5 × with 1.5 s).
  */
 export const DEFAULT_PEER_TIMING: PeerLinkTiming = {
   havePollMs: 50,
@@ -103,6 +107,10 @@ export class PeerLink {
   /** The longest the peer has taken to answer anything after being asked (ms). */
   #slowestAnswer = 0;
   #events: PeerLinkEvent[] = [];
+  /** When the latest have poll left. */
+  #haveSentAt = -Infinity;
+  /** Polls carry "may wait" (flags bit 2) until the peer answers UNSUPPORTED to one. */
+  #mayWait = true;
   #badAnswers = 0;
   #over = false;
   /** Whether the peer ever answered (only such peers are passed on in peer exchange). */
@@ -201,7 +209,8 @@ export class PeerLink {
     if (!this.seeding && !this.have.complete && now >= this.#nextHave && !this.#waiting("have")) {
       const id = this.#send("have", now);
       const q = this.have.query();
-      const body = { token: this.token, fileId: this.#fileId, name: "swarm", ...q };
+      const wait = this.#mayWait ? { wait: true } : {};
+      const body = { token: this.token, fileId: this.#fileId, name: "swarm", ...q, ...wait };
       return { type: "have_request", requestId: id, ...body };
     }
     if (now >= this.#nextPex && !this.#waiting("peers")) {
@@ -243,9 +252,13 @@ export class PeerLink {
   #send(what: Pending["what"], now: number): number {
     const id = this.#nextId() >>> 0;
     this.#askedSince ??= now;
-    this.#pending.push({ id, what, deadline: now + this.#t.requestTimeoutMs });
-    if (what === "have") this.#nextHave = now + this.#havePoll;
-    else this.#nextPex = now + this.#t.pexEveryMs;
+    // (a have poll may be held at the peer until it has news: its answer may take that longer)
+    const hold = what === "have" ? HAVE_HOLD_MS : 0;
+    this.#pending.push({ id, what, deadline: now + hold + this.#t.requestTimeoutMs });
+    if (what === "have") {
+      this.#nextHave = now + this.#havePoll;
+      this.#haveSentAt = now;
+    } else this.#nextPex = now + this.#t.pexEveryMs;
     return id;
   }
 
@@ -265,7 +278,13 @@ export class PeerLink {
     });
     if (!ok) return this.#bad(now, "a have-map that does not fit the file");
     const t = this.#t;
-    this.#havePoll = news > 0 ? t.havePollMs : Math.min(t.maxHavePollMs, this.#havePoll * 1.5);
+    // An empty answer after a hold is the peer saying "nothing yet" as late as it could: poll
+    // again at once (it holds the next one too). An empty answer at once is a peer that does not
+    // hold polls (or has no room to): back off as from any poll that found nothing.
+    const held = now - this.#haveSentAt >= HAVE_HOLD_MS / 2;
+    const quiet = news === 0 && !held;
+    this.#havePoll = quiet ? Math.min(t.maxHavePollMs, this.#havePoll * 1.5) : t.havePollMs;
+    this.#nextHave = Math.max(now, this.#haveSentAt + this.#havePoll);
     this.#badAnswers = 0;
     if (this.have.complete && !wasComplete) this.#events.push({ kind: "complete" });
     this.#events.push({ kind: "fetching", pieces: u32s(p.fetching, this.have.pieces) });
@@ -283,6 +302,10 @@ export class PeerLink {
     // STALE: it shares another file (or none); anything else: it is busy or confused, retry later
     if (code === ErrorCode.Stale) {
       return this.#end({ kind: "unusable", reason: `STALE: ${message}` });
+    }
+    if (code === ErrorCode.Unsupported && what === "have" && this.#mayWait) {
+      this.#mayWait = false; // (a peer older than held polls: poll it plainly, at once)
+      return void (this.#nextHave = now);
     }
     if (what === "have") this.#nextHave = now + 5 * this.#t.maxHavePollMs;
     this.#bad(now, message);

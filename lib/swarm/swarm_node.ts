@@ -43,7 +43,7 @@ import { type AnnounceProgress, Announcer, type AnnouncerOptions } from "../trac
 import { splitCompactPeer } from "../tracker/bep15_packet.ts";
 import { HaveLog } from "./have_log.ts";
 import { DEFAULT_PEER_TIMING, PeerLink, type PeerLinkTiming } from "./peer_link.ts";
-import type { PeerShare } from "./peer_share.ts";
+import type { HeldReply, PeerShare } from "./peer_share.ts";
 
 /** What the swarm needs of the transfer (the fetch coordinator implements it). */
 export interface SwarmTransfer {
@@ -290,9 +290,28 @@ export class SwarmNode {
     this.#announcer.setProgress(p);
   }
 
-  /** A piece was verified here: it is shared from now on. */
-  pieceVerified(piece: number): void {
+  /**
+   * A piece was verified here at `now`: it is shared from now on, and the have polls held for
+   * news are answered at once.
+   */
+  pieceVerified(piece: number, now: number): void {
+    this.#now = now;
     this.have.add(piece);
+    this.#releaseHeld(now);
+  }
+
+  /** Answers the held have polls that are due (news, or their hold is over). */
+  #releaseHeld(now: number): void {
+    if (this.#share.heldUntil() === undefined) return;
+    const out: HeldReply[] = [];
+    this.#share.releaseHeld(now, out);
+    for (const r of out) {
+      this.#sends.push({
+        kind: "datagram",
+        to: { hostname: r.to.hostname, port: r.to.port },
+        bytes: r.bytes,
+      });
+    }
   }
 
   /** The file is complete: announce it; have-polls stop (nothing more is needed). */
@@ -369,6 +388,7 @@ export class SwarmNode {
       }
       for (const [key, died] of this.#dead) if (now - died >= RETRY_DEAD_MS) this.#dead.delete(key);
     }
+    this.#releaseHeld(now);
     this.#announcer.handleTimeout(now);
     this.#drainAnnouncer(now);
     this.#flagServerRequests();
@@ -447,6 +467,8 @@ export class SwarmNode {
   /** When the node next needs `handleTimeout` (ms). */
   pollTimeout(): number | undefined {
     let t = this.#announcer.pollTimeout() ?? Infinity;
+    t = Math.min(t, this.#share.heldUntil() ?? Infinity);
+    if (this.#sends.length > 0) t = Math.min(t, this.#now); // (answers to send: a turn now)
     if (!this.#stopped) t = Math.min(t, this.#nextLinkDue());
     return t === Infinity ? undefined : t;
   }

@@ -53,6 +53,14 @@ export const MAX_HASHES_PER_REPLY = Math.floor(
   (MAX_DATAGRAM_SIZE - HASHES_REPLY_HEADER_SIZE) / DIGEST_SIZE,
 );
 
+/**
+ * Hashes per HASHES_REPLY that udpget's servers and peers send (40 × 32 B keeps the reply under
+ * an Ethernet-sized datagram; the wire allows {@link MAX_HASHES_PER_REPLY}). A client plans its
+ * ranges no longer than this, so that they are asked in parallel instead of continued one short
+ * reply after another (a 128-piece list was four round trips in a row).
+ */
+export const HASHES_PER_REPLY = 40;
+
 /** Numeric packet types, as carried in header byte 3. */
 export const PacketType = {
   MetaRequest: 1,
@@ -100,7 +108,8 @@ export const UNFRAGMENTED_FLAG = 0x0002;
  * swarm fetcher that gets from its peers what another swarm fetcher already got from this server.
  * A server may then answer ERROR GIVEN_OUT instead of sending a piece a second time while pieces
  * it never sent remain, and BUSY instead of sending the piece hashes to a whole crowd, so that
- * its upload (the swarm's floor) carries each piece, and the list, about once.
+ * its upload (the swarm's floor) carries each piece, and the list, about once. On HAVE_REQUEST
+ * (§10.3) the same bit says the poll may wait for news.
  */
 export const SWARM_FLAG = 0x0004;
 
@@ -108,6 +117,11 @@ export const SWARM_FLAG = 0x0004;
 const CHUNK_REQUEST_FLAGS = UNFRAGMENTED_FLAG | SWARM_FLAG;
 /** The flags a HASHES_REQUEST may carry. */
 const HASHES_REQUEST_FLAGS = SWARM_FLAG;
+/**
+ * The flags a HAVE_REQUEST may carry: bit 2 there means "may wait" (PROTOCOL.md §10.3): a source
+ * with nothing new to tell may hold the poll until it verifies a piece.
+ */
+const HAVE_REQUEST_FLAGS = SWARM_FLAG;
 
 /** One of the defined error code numbers. */
 export type ErrorCodeValue = typeof ErrorCode[keyof typeof ErrorCode];
@@ -250,6 +264,11 @@ export interface HaveRequest {
   /** First piece of the bitfield page wanted, when a bitfield is sent. */
   firstPiece: number;
   name: string;
+  /**
+   * Flags bit 2: the asker may wait — a source with nothing past `since` may hold the poll until
+   * it verifies a piece, `HAVE_HOLD_MS` at most (PROTOCOL.md §10.3).
+   */
+  wait?: boolean;
 }
 
 /** How a HAVE_REPLY lists pieces. */
@@ -567,6 +586,7 @@ function decodeChunkReply(r: Reader, requestId: number): ChunkReply {
 /** The header flags a request of `type` may carry (0 for every other type). */
 function allowedFlags(type: number): number {
   if (type === PacketType.ChunkRequest) return CHUNK_REQUEST_FLAGS;
+  if (type === PacketType.HaveRequest) return HAVE_REQUEST_FLAGS;
   return type === PacketType.HashesRequest ? HASHES_REQUEST_FLAGS : 0;
 }
 
@@ -623,7 +643,17 @@ function decodeHaveRequest(r: Reader, requestId: number): HaveRequest {
   const firstPiece = r.u32("first_piece");
   const name = r.name();
   r.end();
-  return { type: "have_request", requestId, token, fileId, since, firstPiece, name };
+  const p: HaveRequest = {
+    type: "have_request",
+    requestId,
+    token,
+    fileId,
+    since,
+    firstPiece,
+    name,
+  };
+  if (r.flags & SWARM_FLAG) p.wait = true;
+  return p;
 }
 
 function decodeHaveReply(r: Reader, requestId: number): HaveReply {
@@ -954,7 +984,13 @@ function encodeHaveRequest(p: HaveRequest): Uint8Array {
   checkInt("since", p.since, 0, U32_MAX);
   checkInt("firstPiece", p.firstPiece, 0, U32_MAX);
   const name = nameBytes(p.name);
-  return new Writer(PacketType.HaveRequest, p.requestId, TOKEN_SIZE + 8 + 4 + 4 + 2 + name.length)
+  const flags = p.wait ? SWARM_FLAG : 0;
+  return new Writer(
+    PacketType.HaveRequest,
+    p.requestId,
+    TOKEN_SIZE + 8 + 4 + 4 + 2 + name.length,
+    flags,
+  )
     .raw(p.token).big64(p.fileId).u32(p.since).u32(p.firstPiece).name(name).finish();
 }
 

@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
-import { type ChunkRequest, ErrorCode, MAX_BLOCK_SIZE } from "../../lib/wire/packet.ts";
+import {
+  type ChunkRequest,
+  ErrorCode,
+  HASHES_PER_REPLY,
+  MAX_BLOCK_SIZE,
+} from "../../lib/wire/packet.ts";
 import {
   checkChunkRequest,
-  HASHES_PER_REPLY,
   hashesReplyCount,
   MAX_BLOCKS_PER_REQUEST,
   MAX_REQUEST_BYTES,

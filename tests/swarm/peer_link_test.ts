@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { DEFAULT_PEER_TIMING, PeerLink, type PeerLinkEvent } from "../../lib/swarm/peer_link.ts";
+import { HAVE_HOLD_MS } from "../../lib/swarm/held_polls.ts";
 import { HaveLog } from "../../lib/swarm/have_log.ts";
 import { decode, encode, ErrorCode, type Packet } from "../../lib/wire/packet.ts";
 
@@ -185,4 +186,58 @@ Deno.test("peer link: a backed-off link polls every havePollMs again once the pe
   const fast = peer.haves;
   step(link, peer, t, t + 2 * havePollMs - 10);
   assert.ok(peer.haves - fast >= 1, "still polled at the base interval after news");
+});
+
+Deno.test("peer link: polls may wait; a peer that holds them tells of a piece at once, and a hold's empty answer is followed at once", () => {
+  const peer = new FakePeer();
+  peer.retryOnce = false;
+  const link = newLink();
+  link.token = new Uint8Array(16).fill(4);
+  let held: { p: Packet & { type: "have_request" }; at: number } | undefined;
+  const heard: [number, number][] = [];
+  let dead = false;
+  for (let now = 0; now <= 2000; now += 10) {
+    if (now === 1000) peer.log.add(6); // a piece verified
+    if (now === 1030) peer.log.add(7); // and another, soon after
+    link.handleTimeout(now);
+    for (let p = link.pollTransmit(now); p; p = link.pollTransmit(now)) {
+      if (p.type !== "have_request") continue;
+      assert.equal(p.wait, true, "every have poll may wait");
+      assert.equal(held, undefined, "one poll at a time");
+      held = { p, at: now };
+    }
+    if (held && (peer.log.held > held.p.since || now - held.at >= HAVE_HOLD_MS)) {
+      peer.haves++;
+      const back = decode(encode(peer.log.answer(held.p, FILE)));
+      assert.ok(back.ok && link.handleReply(now, back.packet), "a held answer is still awaited");
+      held = undefined; // (the next poll leaves at the next turn)
+    }
+    for (let e = link.poll(); e; e = link.poll()) {
+      if (e.kind === "has") heard.push([e.piece, now]);
+      if (e.kind === "dead") dead = true;
+    }
+  }
+  for (let e = link.poll(); e; e = link.poll()) if (e.kind === "has") heard.push([e.piece, 2000]);
+  assert.equal(dead, false, "a peer that holds polls is not silent");
+  // (the poll after news leaves havePollMs after the last, not after a backed-off interval)
+  assert.deepEqual(heard, [[6, 1000], [7, 1030]], "told as soon as the pieces are verified");
+  // quiet: one poll per hold (and the turn between), not one per havePollMs
+  assert.ok(peer.haves >= 8 && peer.haves <= 11, `${peer.haves} polls in 2 s`);
+});
+
+Deno.test("peer link: a peer older than held polls (UNSUPPORTED to the flag) is polled without it, at once", () => {
+  const link = newLink();
+  link.token = new Uint8Array(16).fill(4);
+  const first = link.pollTransmit(0);
+  assert.ok(first?.type === "have_request" && first.wait === true);
+  const refusal = {
+    type: "error" as const,
+    requestId: first.requestId,
+    code: ErrorCode.Unsupported,
+    message: "flags 0x4 not allowed",
+  };
+  assert.ok(link.handleReply(3, refusal));
+  const again = link.pollTransmit(3);
+  assert.ok(again?.type === "have_request", "asked again at once");
+  assert.equal(again.wait, undefined, "without the flag");
 });

@@ -4,7 +4,13 @@ import { CookieJar } from "../../lib/wire/cookie.ts";
 import { RequestGate } from "../../lib/serving/request_gate.ts";
 import { ServeCore } from "../../lib/serving/serve_core.ts";
 import { HaveLog } from "../../lib/swarm/have_log.ts";
-import { PeerShare, type ShareAction, type SharedMetadata } from "../../lib/swarm/peer_share.ts";
+import {
+  type HeldReply,
+  PeerShare,
+  type ShareAction,
+  type SharedMetadata,
+} from "../../lib/swarm/peer_share.ts";
+import { HAVE_HOLD_MS } from "../../lib/swarm/held_polls.ts";
 import { decode, encode, ErrorCode, NO_TOKEN, type Packet } from "../../lib/wire/packet.ts";
 
 const PIECE = 1 << 16;
@@ -174,4 +180,44 @@ Deno.test("peer share: replies to a proven asker count toward --share-rate; the 
   }
   const expectMs = (sent - 1500) / rate * 1000; // (less the bucket's 1500-byte floor)
   assert.ok(Math.abs(core.chargedAheadMs(5) - expectMs) < 0.1, `${core.chargedAheadMs(5)} ms`);
+});
+
+Deno.test("peer share: a have poll that may wait is held until a piece is verified, or for HAVE_HOLD_MS; never when there is news", () => {
+  const { s, token, have } = share(); // (pieces 2 and 0 held: a log of 2)
+  let id = 100;
+  const poll = (now: number, since: number, wait = true): ShareAction[] => {
+    const out: ShareAction[] = [];
+    const p = { type: "have_request", requestId: id++, token, fileId: META.fileId, firstPiece: 0 };
+    s.onDatagram(now, 1000, encode({ ...p, since, name: "swarm", wait } as Packet), ASKER, out);
+    return out;
+  };
+  const listed = (bytes: Uint8Array) => {
+    const r = decode(bytes);
+    assert.ok(r.ok && r.packet.type === "have_reply");
+    return { first: r.packet.first, held: r.packet.held, count: r.packet.entries.length / 4 };
+  };
+  assert.deepEqual(poll(10, 2), [], "nothing past 2: held");
+  assert.equal(s.heldUntil(), 10 + HAVE_HOLD_MS);
+  const none: HeldReply[] = [];
+  s.releaseHeld(50, none);
+  assert.equal(none.length, 0, "no news yet");
+  have.add(1);
+  const out: HeldReply[] = [];
+  s.releaseHeld(60, out);
+  assert.equal(out.length, 1);
+  assert.deepEqual(out[0].to, ASKER);
+  assert.deepEqual(listed(out[0].bytes), { first: 2, held: 3, count: 1 }, "piece 1, at once");
+  assert.equal(s.heldUntil(), undefined);
+
+  assert.deepEqual(poll(70, 3), []);
+  const early: HeldReply[] = [];
+  s.releaseHeld(70 + HAVE_HOLD_MS - 1, early);
+  assert.equal(early.length, 0);
+  s.releaseHeld(70 + HAVE_HOLD_MS, early);
+  assert.deepEqual(listed(early[0].bytes), { first: 3, held: 3, count: 0 }, "nothing new, in time");
+
+  assert.equal(poll(300, 1).length, 1, "news already: answered at once");
+  assert.equal(poll(300, 3, false).length, 1, "a poll that may not wait: at once");
+  have.add(3);
+  assert.equal(poll(300, 4).length, 1, "a complete source answers at once");
 });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { SwarmNode, type SwarmTransfer } from "../../lib/swarm/swarm_node.ts";
 import { HaveLog } from "../../lib/swarm/have_log.ts";
 import { PeerShare } from "../../lib/swarm/peer_share.ts";
+import { HAVE_HOLD_MS } from "../../lib/swarm/held_polls.ts";
 import { RequestGate } from "../../lib/serving/request_gate.ts";
 import { ServeCore } from "../../lib/serving/serve_core.ts";
 import { CookieJar } from "../../lib/wire/cookie.ts";
@@ -80,7 +81,15 @@ function setup() {
   node.handleDatagram(0, Date.now(), encode(ask), PEER);
   const askAgain = (now: number) =>
     node.handleDatagram(now, Date.now(), encode({ ...ask, requestId: now }), PEER);
-  return { node, told, askAgain, forgets };
+  /** The peer polls us with "may wait", knowing the first `since` entries of our log. */
+  const pollWaiting = (now: number, since: number) =>
+    node.handleDatagram(
+      now,
+      Date.now(),
+      encode({ ...ask, requestId: now, since, wait: true }),
+      PEER,
+    );
+  return { node, told, askAgain, pollWaiting, forgets };
 }
 
 /** Answers every HAVE_REQUEST the node sends to the peer with `held` pieces and `fetching`. */
@@ -202,4 +211,31 @@ Deno.test("swarm node: a complete peer that turns out to lack a piece (NOT_HELD)
   forgets[0](3); // it answered NOT_HELD for piece 3
   const next = node.pollTimeout() ?? Infinity;
   assert.ok(next <= 60, `polled again within a poll interval, not at ${next} ms`);
+});
+
+Deno.test("swarm node: a have poll held for news is answered in the turn a piece is verified, or when its hold ends", () => {
+  const { node, pollWaiting } = setup();
+  const repliesToPeer = (now: number) => {
+    const out: Packet[] = [];
+    for (let s = node.pollSend(now); s; s = node.pollSend(now)) {
+      if (s.kind !== "datagram" || s.to.port !== PEER.port) continue;
+      const r = decode(s.bytes);
+      if (r.ok && r.packet.type === "have_reply") out.push(r.packet);
+    }
+    return out;
+  };
+  repliesToPeer(0); // (the answer to setup's first poll)
+  pollWaiting(10, 0);
+  node.handleTimeout(20);
+  assert.deepEqual(repliesToPeer(20), [], "nothing to tell: held");
+  assert.ok((node.pollTimeout() ?? Infinity) <= 10 + HAVE_HOLD_MS, "the node wakes for its end");
+  node.pieceVerified(5, 30);
+  assert.equal(node.pollTimeout(), 30, "an answer to send: a turn now");
+  const told = repliesToPeer(30);
+  assert.equal(told.length, 1);
+  assert.ok(told[0].type === "have_reply" && told[0].held === 1 && told[0].requestId === 10);
+  pollWaiting(40, 1);
+  node.handleTimeout(40 + HAVE_HOLD_MS);
+  const late = repliesToPeer(40 + HAVE_HOLD_MS);
+  assert.ok(late.length === 1 && late[0].type === "have_reply" && late[0].held === 1, "in time");
 });

@@ -409,7 +409,11 @@ const haveRequestArb: fc.Arbitrary<HaveRequest> = fc.record({
   since: u32,
   firstPiece: u32,
   name,
-}, PLAIN);
+  wait: fc.constant(true),
+}, {
+  ...PLAIN,
+  requiredKeys: ["type", "requestId", "token", "fileId", "since", "firstPiece", "name"],
+});
 
 const haveReplyArb: fc.Arbitrary<HaveReply> = fc.record({
   type: fc.constant("have_reply" as const),
@@ -632,6 +636,41 @@ Deno.test("flags bit 2 (swarm) on a HASHES_REQUEST: round trip; no other bit", (
   expectDecodeError(patch(encode(plain), 4, "0002"), "bad_flags", {
     type: PacketType.HashesRequest,
   });
+});
+
+Deno.test("flags bit 2 (may wait) on a HAVE_REQUEST: round trip; no other bit; not on its reply", () => {
+  const plain: Packet = {
+    type: "have_request",
+    requestId: RID,
+    token: new Uint8Array(16).fill(3),
+    fileId: 7n,
+    since: 12,
+    firstPiece: 0,
+    name: "swarm",
+  };
+  const bytes = encode({ ...plain, wait: true });
+  assert.deepEqual(bytes, patch(encode(plain), 4, "0004"), "only the flags differ");
+  const back = decode(bytes);
+  assert.ok(back.ok);
+  assert.deepEqual(back.packet, { ...plain, wait: true });
+  const unflagged = decode(encode(plain));
+  assert.ok(unflagged.ok && unflagged.packet.type === "have_request");
+  assert.equal(unflagged.packet.wait, undefined);
+  expectDecodeError(patch(encode(plain), 4, "0002"), "bad_flags", {
+    type: PacketType.HaveRequest,
+  });
+  const reply = encode({
+    type: "have_reply",
+    requestId: RID,
+    fileId: 7n,
+    pieces: 8,
+    held: 0,
+    form: 0,
+    first: 0,
+    entries: new Uint8Array(0),
+    fetching: new Uint8Array(0),
+  });
+  expectDecodeError(patch(reply, 4, "0004"), "bad_flags");
 });
 
 Deno.test("decode: trailing bytes are bad_length", () => {

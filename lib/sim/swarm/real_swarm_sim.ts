@@ -769,7 +769,7 @@ class SimFetcher {
         const ok = this.#verify(a.piece);
         if (!ok) this.badPieces++;
         c.handleVerified(a.piece, ok);
-        if (ok) this.node?.pieceVerified(a.piece);
+        if (ok) this.node?.pieceVerified(a.piece, now);
         return false;
       }
       case "digest":

@@ -1,0 +1,61 @@
+import assert from "node:assert/strict";
+import { HAVE_HOLD_MS, HeldPolls } from "../../lib/swarm/held_polls.ts";
+import { type HaveRequest, NO_TOKEN } from "../../lib/wire/packet.ts";
+
+function poll(requestId: number, since: number): HaveRequest {
+  const p = {
+    type: "have_request",
+    requestId,
+    token: NO_TOKEN,
+    fileId: 1n,
+    firstPiece: 0,
+  } as const;
+  return { ...p, since, name: "swarm", wait: true };
+}
+
+Deno.test("held polls: held while the log has nothing new; all answered once it grows", () => {
+  const h = new HeldPolls<string>();
+  assert.equal(h.hold(0, "a", poll(1, 3), "A", 3), true);
+  assert.equal(h.hold(5, "b", poll(2, 3), "B", 3), true);
+  assert.equal(h.hold(6, "c", poll(3, 2), "C", 3), false, "news already: answer at once");
+  assert.deepEqual(h.due(10, 3), [], "no news, no hold over");
+  assert.deepEqual(h.due(11, 4).map((p) => p.to), ["A", "B"]);
+  assert.equal(h.size, 0);
+  assert.equal(h.nextDeadline(), undefined);
+});
+
+Deno.test("held polls: a hold ends after HAVE_HOLD_MS, the earliest first", () => {
+  const h = new HeldPolls<string>();
+  h.hold(0, "a", poll(1, 0), "A", 0);
+  h.hold(30, "b", poll(2, 0), "B", 0);
+  assert.equal(h.nextDeadline(), HAVE_HOLD_MS);
+  assert.deepEqual(h.due(HAVE_HOLD_MS - 1, 0), []);
+  assert.deepEqual(h.due(HAVE_HOLD_MS, 0).map((p) => p.request.requestId), [1]);
+  assert.equal(h.nextDeadline(), 30 + HAVE_HOLD_MS);
+  assert.deepEqual(h.due(30 + HAVE_HOLD_MS, 0).map((p) => p.to), ["B"]);
+});
+
+Deno.test("held polls: one per asker (the newest, held anew); a full table holds no more", () => {
+  const h = new HeldPolls<string>(2);
+  h.hold(0, "a", poll(1, 0), "A", 0);
+  h.hold(10, "b", poll(2, 0), "B", 0);
+  assert.equal(h.hold(20, "c", poll(3, 0), "C", 0), false, "full");
+  assert.equal(h.hold(40, "a", poll(4, 0), "A", 0), true, "a newer poll of a held asker");
+  assert.equal(h.size, 2);
+  assert.equal(h.nextDeadline(), 10 + HAVE_HOLD_MS, "b's hold ends first now");
+  const answered = h.due(50, 1);
+  assert.deepEqual(
+    answered.map((p) => p.request.requestId),
+    [2, 4],
+    "a's older poll is not answered",
+  );
+});
+
+Deno.test("held polls: a poll held after the log grew still hears of it at the next look", () => {
+  const h = new HeldPolls<string>();
+  h.hold(0, "a", poll(1, 3), "A", 3);
+  // the log grew to 4 and b was held at 4 before anyone looked: a has news, b none
+  h.hold(1, "b", poll(2, 4), "B", 4);
+  assert.deepEqual(h.due(2, 4).map((p) => p.to), ["A"]);
+  assert.equal(h.size, 1);
+});
