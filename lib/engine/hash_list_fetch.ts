@@ -19,7 +19,7 @@
  * @module
  */
 
-import { ErrorCode, HASHES_PER_REPLY, type Packet } from "../wire/packet.ts";
+import { ErrorCode, MAX_HASHES_PER_REPLY, type Packet } from "../wire/packet.ts";
 import { parseBusyRetry } from "../wire/busy_retry.ts";
 import {
   attemptTimeout,
@@ -123,8 +123,7 @@ export class HashListFetch implements RequestMachine {
   constructor(o: HashListOptions) {
     this.#o = o;
     this.hashes = new Uint8Array(o.pieceCount * 32);
-    // a range is what one reply brings: longer ones were continued reply by reply, in a row
-    const per = Math.max(1, Math.min(HASHES_PER_REPLY, Math.floor((o.blockSize + 4) / 32)));
+    const per = Math.max(1, Math.min(MAX_HASHES_PER_REPLY, Math.floor((o.blockSize + 4) / 32)));
     for (let first = 0; first < o.pieceCount; first += per) {
       const end = Math.min(o.pieceCount, first + per);
       this.#ranges.push({

@@ -55,9 +55,8 @@ export const MAX_HASHES_PER_REPLY = Math.floor(
 
 /**
  * Hashes per HASHES_REPLY that udpget's servers and peers send (40 × 32 B keeps the reply under
- * an Ethernet-sized datagram; the wire allows {@link MAX_HASHES_PER_REPLY}). A client plans its
- * ranges no longer than this, so that they are asked in parallel instead of continued one short
- * reply after another (a 128-piece list was four round trips in a row).
+ * an Ethernet-sized datagram; the wire allows {@link MAX_HASHES_PER_REPLY}, and a client asks
+ * again for the rest of a range a short reply did not bring).
  */
 export const HASHES_PER_REPLY = 40;
 

@@ -14,7 +14,7 @@ function fetcher(
     fileId: 5n,
     name: "f",
     pieceCount,
-    blockSize: 16384, // (a range is still one 40-hash reply: what servers send)
+    blockSize: 1444, // 45 hashes per reply
     servers,
     token: () => new Uint8Array(16),
     rtt: () => 50,
@@ -33,11 +33,11 @@ function reply(req: Packet, count: number, fill = 1): Packet {
   };
 }
 
-Deno.test("hash list: ranges of one reply each (40 hashes, whatever the block size), asked in parallel from the servers in turn", () => {
+Deno.test("hash list: ranges fit one MTU-sized reply, asked in parallel from the servers in turn", () => {
   const h = fetcher(100);
   const sent = [];
   for (let t = h.pollTransmit(0); t; t = h.pollTransmit(0)) sent.push(t);
-  assert.equal(sent.length, 3); // 40 + 40 + 20
+  assert.equal(sent.length, 3); // 45 + 45 + 10
   assert.deepEqual(sent.map((t) => t.server), [0, 1, 0]);
   for (const t of sent) {
     const p = t.packet as { count: number };
@@ -183,7 +183,7 @@ Deno.test("hash list in a swarm: a peer's list that misses the root is not used,
 });
 
 Deno.test("hash list in a swarm: a bad list two peers gave blames neither (a liar cannot get the peer that finished it banned)", () => {
-  const h = fetcher(100, [0], allOnes); // (three ranges: 40 + 40 + 20)
+  const h = fetcher(100, [0], allOnes); // (three ranges: 45 + 45 + 10)
   h.swarm = true;
   h.addPeer(PEER + 1, new Uint8Array(16));
   h.addPeer(PEER + 2, new Uint8Array(16));
