@@ -55,7 +55,7 @@ Deno.test("real swarm: one fetcher alone takes ≤ 1.1 × F/u_s from a capped se
   assert.equal(o.fetchers[0].fromPeers, 0);
 });
 
-Deno.test("real swarm: N = 8, 64 KiB pieces — all correct, server ≤ 1.2 F, ≥ 75 % from peers, last ≤ 1.2 × bound (seed 1: 1.08×, 1.02 F)", () => {
+Deno.test("real swarm: N = 8, 64 KiB pieces — all correct, server ≤ 1.2 F, ≥ 75 % from peers, last ≤ 1.2 × bound (seed 1: 1.09×, 1.03 F)", () => {
   const o = simulateRealSwarm(realFlashCrowd({ peers: 8, seed: 1, ...SMALL_PIECES }));
   assert.ok(o.finished, figures(o));
   assert.ok(o.allCorrect);
@@ -70,7 +70,7 @@ Deno.test("real swarm: N = 8, 64 KiB pieces — all correct, server ≤ 1.2 F, �
   assert.ok(o.serverGivenOut > 0, "the first-copy ledger answered GIVEN_OUT");
 });
 
-Deno.test("real swarm: N = 8, 256 KiB pieces — all correct, server ≤ 1.2 F, last ≤ 1.35 × bound (seed 1: 1.19×, 1.05 F)", () => {
+Deno.test("real swarm: N = 8, 256 KiB pieces — all correct, server ≤ 1.2 F, last ≤ 1.35 × bound (seed 1: 1.14×, 1.02 F)", () => {
   // 64 pieces in a 2 s bound: the last pieces' relay (a piece is shared only once verified) is a
   // large part of so short a run
   const o = simulateRealSwarm(realFlashCrowd({ peers: 8, seed: 1 }));
@@ -80,18 +80,19 @@ Deno.test("real swarm: N = 8, 256 KiB pieces — all correct, server ≤ 1.2 F, 
   assert.ok(peerFraction(o) >= 0.75, figures(o));
 });
 
-Deno.test("real swarm: two of 8 vanish mid-way — the 6 others finish correct within 1.8 × bound (seed 1: 1.53×)", () => {
+Deno.test("real swarm: two of 8 vanish mid-way — the 6 others finish correct within 1.6 × bound (seed 1: 1.32×)", () => {
   // a leaver counts as holding its pieces until its peers find it silent (1.5 s while asked;
-  // with 3 s of silence of any kind, the last was done at 2.34×)
+  // with 3 s of silence of any kind, the last was done at 2.34×; 1.53× before have polls were
+  // held at the source and the share's bucket lost its 50 ms of idle credit)
   const o = simulateRealSwarm(churn(1));
   const stayed = o.fetchers.filter((f) => Number.isNaN(f.leftMs));
   assert.equal(stayed.length, 6);
   assert.ok(o.finished, figures(o));
   for (const f of stayed) assert.ok(f.correct);
-  assert.ok(o.ratio <= 1.8, figures(o));
+  assert.ok(o.ratio <= 1.6, figures(o));
 });
 
-Deno.test("real swarm: 20 arrive over 1.4 s and 4 of them leave mid-way — nobody stalls: each is done within 2 × F/u_s of its arrival (seeds 1–3: at most 1.47, 1.52, 1.60)", () => {
+Deno.test("real swarm: 20 arrive over 1.4 s and 4 of them leave mid-way — nobody stalls: each is done within 2 × F/u_s of its arrival (seeds 1–3: at most 1.40, 1.33, 1.33)", () => {
   for (const seed of [1, 2, 3]) {
     const sc = realFlashCrowd({ peers: 20, seed, fileBytes: 8 * MiB, ...SMALL_PIECES });
     sc.fetchers = sc.fetchers.map((f, i) => ({
@@ -131,7 +132,7 @@ Deno.test("real swarm: two liars among 12 (every byte they share inverted) — e
   assert.ok(o.ratio <= 2, figures(o));
 });
 
-Deno.test("real swarm: peers far apart (25–75 ms one way) — all correct, ≥ 85 % from peers, server ≤ 1.2 F, last ≤ 1.7 × bound (seed 1: 1.44×; 1–5 ms: 1.28×)", () => {
+Deno.test("real swarm: peers far apart (25–75 ms one way) — all correct, ≥ 85 % from peers, server ≤ 1.2 F, last ≤ 1.7 × bound (seed 1: 1.52×, seeds 1–4 1.42–1.52; 1–5 ms: 1.21×)", () => {
   const o = simulateRealSwarm(realFlashCrowd({
     peers: 16,
     pieceBytes: 256 << 10,
@@ -145,7 +146,7 @@ Deno.test("real swarm: peers far apart (25–75 ms one way) — all correct, ≥
   assert.ok(o.ratio <= 1.7, figures(o));
 });
 
-Deno.test("real swarm: a late joiner takes the file from 8 seeding peers at ≤ 1.4 × F/(8·u_i) (seed 1: 298 ms against 250)", () => {
+Deno.test("real swarm: a late joiner takes the file from 8 seeding peers at ≤ 1.4 × F/(8·u_i) (seed 1: 303 ms against 250)", () => {
   // (the list trusted, the peers it met before join the transfer at once: waiting for the
   // once-a-second retry, it took 382 ms and the server's bytes)
   const sc = realFlashCrowd({ peers: 9, pieceBytes: 256 << 10, blockSize: 64 << 10 });
@@ -180,7 +181,7 @@ Deno.test("real swarm: the same seed replays exactly, another seed differs", () 
   assert.notEqual(c.lastDoneMs, a.lastDoneMs);
 });
 
-Deno.test("real swarm: N = 32 — every fetcher shares, little is wasted or asked twice, last ≤ 1.3 × bound (seed 1: 1.16×, 1.06 F)", () => {
+Deno.test("real swarm: N = 32 — every fetcher shares, little is wasted or asked twice, last ≤ 1.3 × bound (seed 1: 1.14×, 1.02 F)", () => {
   // the failure modes of the first real-code runs at this size (1.88×): peers' queues of half a
   // second and requests declared lost in them (16 F asked again, 21 F of copies), second copies
   // from peers before the end game, one late fetcher that nobody met and that uploaded nothing
@@ -195,7 +196,7 @@ Deno.test("real swarm: N = 32 — every fetcher shares, little is wasted or aske
   assert.ok(o.ratio <= 1.3, figures(o));
 });
 
-Deno.test("real swarm: a crowd on a slow server — replies count toward --rate, so every fetcher gets its hash list and all finish within 2 × bound (seed 1: 1.65×)", () => {
+Deno.test("real swarm: a crowd on a slow server — replies count toward --rate, so every fetcher gets its hash list and all finish within 2 × bound (seed 1: 1.66×)", () => {
   // 12 fetchers, 32 KiB/s, 64 hashes each: their hash lists (24 KiB) on top of data paced at the
   // full rate left a queue on the server's link that drained only as fast as its 5 % headroom,
   // so replies came seconds late: 3 fetchers went on without the piece hashes and the swarm
@@ -203,9 +204,9 @@ Deno.test("real swarm: a crowd on a slow server — replies count toward --rate,
   slowServerCrowd(12, 256 << 10, 4 << 10, 4 << 10);
 });
 
-Deno.test("real swarm: N = 200, a flash crowd on a 1 s bound — all correct, ≥ 99 % from peers, server ≤ 1.5 F, last ≤ 1.6 × bound (seed 1: 1.51×, 1.41 F; 1.59× before the hash lists came from peers)", () => {
-  // 8 MiB in 64 KiB pieces at 8 MiB/s: a piece takes 8 ms to send but a relay hop (the have
-  // poll, the holder's queue, the send) tens of ms, so spreading the server's last pieces through
+Deno.test("real swarm: N = 200, a flash crowd on a 1 s bound — all correct, ≥ 99 % from peers, server ≤ 1.5 F, last ≤ 1.55 × bound (seed 1: 1.45×, 1.32 F; 1.51× before have polls were held, 1.59× before the hash lists came from peers)", () => {
+  // 8 MiB in 64 KiB pieces at 8 MiB/s: a piece takes 8 ms to send but a relay hop (the holder's
+  // queue and its BUSY turns, the send) tens of ms, so spreading the server's last pieces through
   // 200 peers is a third of so short a bound; the planner's simulator, in scenario F's shape
   // (128 MiB, 16 s), keeps 200 within 1.25× (tests/sim/swarm/swarm_sim_test.ts), and this code,
   // in the 256 KiB pieces `serve` picks and a 64 MiB file, brings them in at 1.14× (`BENCH_ONLY=RS
@@ -221,13 +222,13 @@ Deno.test("real swarm: N = 200, a flash crowd on a 1 s bound — all correct, �
   for (const f of o.fetchers) assert.equal(f.error, undefined);
   assert.ok(peerFraction(o) >= 0.99, figures(o));
   assert.ok(o.serverShare <= 1.5, figures(o));
-  assert.ok(o.ratio <= 1.6, figures(o));
+  assert.ok(o.ratio <= 1.55, figures(o));
   // the server sends the piece hashes to a few (8 × 4 ranges: 32 replies; 800 when each of the
   // 200 asked it), the rest take them from their peers (PROTOCOL.md §10.7)
   assert.ok(o.serverHashReplies <= 48, `the server sent ${o.serverHashReplies} hash replies`);
 });
 
-Deno.test("real swarm: a crowd on a server whose pieces take a second — runs timed before the replies wait for them, so every fetcher gets its hash list and all finish within 2 × bound (seed 1: 1.53×)", () => {
+Deno.test("real swarm: a crowd on a server whose pieces take a second — runs timed before the replies wait for them, so every fetcher gets its hash list and all finish within 2 × bound (seed 1: 1.50×)", () => {
   // 16 fetchers, 32 KiB/s, 32 KiB pieces: a request's runs are timed when it is taken, a second
   // ahead; the hash lists charged meanwhile used to queue behind them on the link, came seconds
   // late, and 2 fetchers went on without them (3.5 × the bound)
