@@ -49,7 +49,7 @@ export interface PeerLinkTiming {
  * before polls were held: 1.45 × the bound against 1.50 at 100 ms; 200 fetchers polling every
  * 5 ms: a faster ramp, but the polls took a tenth of the peers' upload). A peer that does not hold
  * polls is polled backing off to 200 ms while it has nothing new, so that a slow swarm does not
- * spend its upload on empty answers — a few dozen bytes each way per poll, to each of up to fifty
+ * spend its upload on empty answers — a few dozen bytes each way per poll, to each of up to seventy
  * peers. Peer exchange every 5 s meshes a swarm in seconds whatever the tracker's interval. Dead
  * after 1.5 s of silence while asked (seven polls or more): a peer that left keeps its pieces in
  * everyone's have-maps until then, and the servers are not asked for them (the real-code
