@@ -204,7 +204,7 @@ Deno.test("real swarm: a crowd on a slow server — replies count toward --rate,
   slowServerCrowd(12, 256 << 10, 4 << 10, 4 << 10);
 });
 
-Deno.test("real swarm: N = 200, a flash crowd on a 1 s bound — all correct, ≥ 99 % from peers, server ≤ 1.5 F, last ≤ 1.55 × bound (seed 1: 1.45×, 1.32 F; 1.51× before have polls were held, 1.59× before the hash lists came from peers)", () => {
+Deno.test("real swarm: N = 200, a flash crowd on a 1 s bound — all correct, ≥ 99 % from peers, server ≤ 1.5 F, last ≤ 1.5 × bound (seed 1: 1.39×, 1.31 F; 1.51× before have polls were held and askers given room for 40, 1.59× before the hash lists came from peers)", () => {
   // 8 MiB in 64 KiB pieces at 8 MiB/s: a piece takes 8 ms to send but a relay hop (the holder's
   // queue and its BUSY turns, the send) tens of ms, so spreading the server's last pieces through
   // 200 peers is a third of so short a bound; the planner's simulator, in scenario F's shape
@@ -222,7 +222,7 @@ Deno.test("real swarm: N = 200, a flash crowd on a 1 s bound — all correct, �
   for (const f of o.fetchers) assert.equal(f.error, undefined);
   assert.ok(peerFraction(o) >= 0.99, figures(o));
   assert.ok(o.serverShare <= 1.5, figures(o));
-  assert.ok(o.ratio <= 1.55, figures(o));
+  assert.ok(o.ratio <= 1.5, figures(o));
   // the server sends the piece hashes to a few (8 × 4 ranges: 32 replies; 800 when each of the
   // 200 asked it), the rest take them from their peers (PROTOCOL.md §10.7)
   assert.ok(o.serverHashReplies <= 48, `the server sent ${o.serverHashReplies} hash replies`);
