@@ -184,13 +184,18 @@ export class FetchCoordinator {
     const source = PEER_SOURCE_BASE + peer;
     // before the list is trusted, a peer may give it (PROTOCOL.md §10.7), not pieces
     this.#hashFetch?.addPeer(source, token);
-    if (!session || this.#plan?.hashes === undefined || this.#plan.whole) return false;
+    if (!session || !this.acceptsPeers()) return false;
     const inRing = this.#inRing;
     const filter = (piece: number) => inRing(piece) && has(piece);
     // (indexed unless a stream's ring moves under it: then pieces enter the filter unannounced)
     session.addSource(source, now, { has: filter, rttMs, forget, indexed: this.#ring === 0 });
     session.setToken(source, token);
     return true;
+  }
+
+  /** Whether `addPeer` can take peers now: the transfer runs, with piece hashes to check them. */
+  acceptsPeers(): boolean {
+    return this.#live !== undefined && this.#plan?.hashes !== undefined && !this.#plan.whole;
   }
 
   /** Pieces being fetched from servers right now (what a swarm node advertises). */

@@ -72,6 +72,8 @@ export interface SwarmTransfer {
   askServersAsSwarm(on: boolean): void;
   /** `piece` is fresh in the swarm (one peer holds it): fetch it before older pieces. */
   preferPiece(piece: number): void;
+  /** Whether `addPeer` can take peers now (not before the transfer runs with trusted hashes). */
+  acceptsPeers(): boolean;
 }
 
 /** A peer's address. */
@@ -340,10 +342,18 @@ export class SwarmNode {
   hashesTrusted(hashes: Uint8Array, now: number): void {
     this.#now = now;
     this.#share.trustHashes(hashes);
+    this.#joinWaiting(now);
+  }
+
+  /** The peers met that hold pieces and are not in the transfer yet join it. */
+  #joinWaiting(now: number): void {
     for (const p of this.#peers.values()) {
       if (!p.inTransfer && p.link.have.count > 0) this.#join(p, now);
     }
   }
+
+  /** Whether the transfer took peers when last asked (see `handleTimeout`). */
+  #accepting = false;
 
   /** Whether the tracker heard `stopped` (or gave up): the shell may close. */
   get stopped(): boolean {
@@ -388,12 +398,16 @@ export class SwarmNode {
       // claims that have held the servers back long enough let them go (see CLAIM_HOLD_MS)
       this.#lastServerNudge = now;
       this.#transfer.serversMayHaveWork();
-      for (const p of this.#peers.values()) {
-        if (!p.inTransfer && p.link.have.count > 0) this.#join(p, now);
-      }
+      this.#joinWaiting(now);
       for (const [key, died] of this.#dead) if (now - died >= RETRY_DEAD_MS) this.#dead.delete(key);
     }
     this.#releaseHeld(now);
+    if (!this.#accepting && this.#transfer.acceptsPeers()) {
+      // a resume's re-check ran after the list was trusted: the peers met meanwhile (a seed's
+      // have-map never grows to call them again) join now, not at the next once-a-second pass
+      this.#accepting = true;
+      this.#joinWaiting(now);
+    }
     this.#announcer.handleTimeout(now);
     this.#drainAnnouncer(now);
     this.#flagServerRequests();

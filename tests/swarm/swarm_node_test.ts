@@ -18,9 +18,15 @@ function setup() {
   const jar = new CookieJar(new Uint8Array(32).fill(1));
   const have = new HaveLog(PIECES);
   const told: string[] = [];
+  const ready = { now: true };
   const forgets: ((piece: number) => void)[] = [];
   const transfer: SwarmTransfer = {
-    addPeer: (_now, peer, _has, forget) => (forgets.push(forget), told.push(`add ${peer}`), true),
+    addPeer: (_now, peer, _has, forget) => {
+      if (!ready.now) return false; // (a resume's re-check: the transfer does not run yet)
+      forgets.push(forget);
+      told.push(`add ${peer}`);
+      return true;
+    },
     removePeer: (peer, reason) => void told.push(`remove ${peer} ${reason}`),
     peerHas: (peer) => void told.push(`has ${peer}`),
     handlePeerDatagram: () => {},
@@ -28,6 +34,7 @@ function setup() {
     serversMayHaveWork: () => void told.push("servers"),
     askServersAsSwarm: (on) => void told.push(`swarm ${on}`),
     preferPiece: (piece) => void told.push(`prefer ${piece}`),
+    acceptsPeers: () => ready.now,
   };
   const share = new PeerShare(
     {
@@ -89,7 +96,7 @@ function setup() {
       encode({ ...ask, requestId: now, since, wait: true }),
       PEER,
     );
-  return { node, told, askAgain, pollWaiting, forgets };
+  return { node, told, askAgain, pollWaiting, forgets, ready };
 }
 
 /** Answers every HAVE_REQUEST the node sends to the peer with `held` pieces and `fetching`. */
@@ -238,4 +245,14 @@ Deno.test("swarm node: a have poll held for news is answered in the turn a piece
   node.handleTimeout(40 + HAVE_HOLD_MS);
   const late = repliesToPeer(40 + HAVE_HOLD_MS);
   assert.ok(late.length === 1 && late[0].type === "have_reply" && late[0].held === 1, "in time");
+});
+
+Deno.test("swarm node: peers met while the transfer could not take them (a resume's re-check) join as soon as it can", () => {
+  const { node, told, ready } = setup();
+  ready.now = false;
+  peerAnswers(node, 100, [0, 1, 2, 3, 4, 5, 6, 7], []); // (a seed: its have-map will not grow)
+  assert.ok(!told.some((t) => t.startsWith("add")), "not taken during the re-check");
+  ready.now = true;
+  node.handleTimeout(150);
+  assert.ok(told.includes("add 0"), `joined at once, not at the next once-a-second pass: ${told}`);
 });
