@@ -55,7 +55,7 @@ Deno.test("real swarm: one fetcher alone takes ≤ 1.1 × F/u_s from a capped se
   assert.equal(o.fetchers[0].fromPeers, 0);
 });
 
-Deno.test("real swarm: N = 8, 64 KiB pieces — all correct, server ≤ 1.2 F, ≥ 75 % from peers, last ≤ 1.2 × bound (seed 1: 1.09×, 1.03 F)", () => {
+Deno.test("real swarm: N = 8, 64 KiB pieces — all correct, server ≤ 1.2 F, ≥ 75 % from peers, last ≤ 1.2 × bound (seed 1: 1.08×, 1.02 F)", () => {
   const o = simulateRealSwarm(realFlashCrowd({ peers: 8, seed: 1, ...SMALL_PIECES }));
   assert.ok(o.finished, figures(o));
   assert.ok(o.allCorrect);
@@ -80,19 +80,19 @@ Deno.test("real swarm: N = 8, 256 KiB pieces — all correct, server ≤ 1.2 F, 
   assert.ok(peerFraction(o) >= 0.75, figures(o));
 });
 
-Deno.test("real swarm: two of 8 vanish mid-way — the 6 others finish correct within 1.6 × bound (seed 1: 1.32×)", () => {
+Deno.test("real swarm: two of 8 vanish mid-way — the 6 others finish correct within 1.7 × bound (seed 1: 1.08×; seeds 2–5: 1.57, 1.53, 1.59, 1.28)", () => {
   // a leaver counts as holding its pieces until its peers find it silent (1.5 s while asked;
-  // with 3 s of silence of any kind, the last was done at 2.34×; 1.53× before have polls were
-  // held at the source and the share's bucket lost its 50 ms of idle credit)
+  // with 3 s of silence of any kind, the last was done at 2.34×; seeds 1–5 were at 1.53–1.62×
+  // before have polls were held and peers met early joined the transfer as soon as it runs)
   const o = simulateRealSwarm(churn(1));
   const stayed = o.fetchers.filter((f) => Number.isNaN(f.leftMs));
   assert.equal(stayed.length, 6);
   assert.ok(o.finished, figures(o));
   for (const f of stayed) assert.ok(f.correct);
-  assert.ok(o.ratio <= 1.6, figures(o));
+  assert.ok(o.ratio <= 1.7, figures(o));
 });
 
-Deno.test("real swarm: 20 arrive over 1.4 s and 4 of them leave mid-way — nobody stalls: each is done within 2 × F/u_s of its arrival (seeds 1–3: at most 1.40, 1.33, 1.33)", () => {
+Deno.test("real swarm: 20 arrive over 1.4 s and 4 of them leave mid-way — nobody stalls: each is done within 2 × F/u_s of its arrival (seeds 1–3: at most 1.41, 1.42, 1.38)", () => {
   for (const seed of [1, 2, 3]) {
     const sc = realFlashCrowd({ peers: 20, seed, fileBytes: 8 * MiB, ...SMALL_PIECES });
     sc.fetchers = sc.fetchers.map((f, i) => ({
@@ -132,7 +132,7 @@ Deno.test("real swarm: two liars among 12 (every byte they share inverted) — e
   assert.ok(o.ratio <= 2, figures(o));
 });
 
-Deno.test("real swarm: peers far apart (25–75 ms one way) — all correct, ≥ 85 % from peers, server ≤ 1.2 F, last ≤ 1.7 × bound (seed 1: 1.52×, seeds 1–4 1.42–1.52; 1–5 ms: 1.21×)", () => {
+Deno.test("real swarm: peers far apart (25–75 ms one way) — all correct, ≥ 85 % from peers, server ≤ 1.2 F, last ≤ 1.7 × bound (seed 1: 1.44×; 1–5 ms: 1.21×)", () => {
   const o = simulateRealSwarm(realFlashCrowd({
     peers: 16,
     pieceBytes: 256 << 10,
@@ -181,7 +181,7 @@ Deno.test("real swarm: the same seed replays exactly, another seed differs", () 
   assert.notEqual(c.lastDoneMs, a.lastDoneMs);
 });
 
-Deno.test("real swarm: N = 32 — every fetcher shares, little is wasted or asked twice, last ≤ 1.3 × bound (seed 1: 1.14×, 1.02 F)", () => {
+Deno.test("real swarm: N = 32 — every fetcher shares, little is wasted or asked twice, last ≤ 1.3 × bound (seed 1: 1.15×, 1.01 F)", () => {
   // the failure modes of the first real-code runs at this size (1.88×): peers' queues of half a
   // second and requests declared lost in them (16 F asked again, 21 F of copies), second copies
   // from peers before the end game, one late fetcher that nobody met and that uploaded nothing
@@ -204,7 +204,7 @@ Deno.test("real swarm: a crowd on a slow server — replies count toward --rate,
   slowServerCrowd(12, 256 << 10, 4 << 10, 4 << 10);
 });
 
-Deno.test("real swarm: N = 200, a flash crowd on a 1 s bound — all correct, ≥ 99 % from peers, server ≤ 1.5 F, last ≤ 1.5 × bound (seed 1: 1.39×, 1.31 F; 1.51× before have polls were held and askers given room for 40, 1.59× before the hash lists came from peers)", () => {
+Deno.test("real swarm: N = 200, a flash crowd on a 1 s bound — all correct, ≥ 99 % from peers, server ≤ 1.5 F, last ≤ 1.5 × bound (seed 1: 1.39×, 1.29 F; 1.51× before have polls were held and askers given room for 40, 1.59× before the hash lists came from peers)", () => {
   // 8 MiB in 64 KiB pieces at 8 MiB/s: a piece takes 8 ms to send but a relay hop (the holder's
   // queue and its BUSY turns, the send) tens of ms, so spreading the server's last pieces through
   // 200 peers is a third of so short a bound; the planner's simulator, in scenario F's shape
