@@ -80,6 +80,16 @@ export class HeldPolls<A> {
     return out;
   }
 
+  /**
+   * Whether `due` would answer any poll at `now` with a log of `held` entries: the log grew since
+   * the last `due`, or the first hold is over (a yes can find none, once after the log grew; a no
+   * is never wrong). Allocates nothing: the loop asks on every turn.
+   */
+  anyDue(now: number, held: number): boolean {
+    if (this.#polls.size === 0) return false;
+    return held > this.#held || (this.nextDeadline() ?? Infinity) <= now;
+  }
+
   /** When the first hold ends (ms), or undefined when none is held. */
   nextDeadline(): number | undefined {
     for (const poll of this.#polls.values()) return poll.deadline;

@@ -250,6 +250,11 @@ export class PeerShare {
     }
   }
 
+  /** Whether `releaseHeld` would answer any held poll at `now` (nothing is allocated to ask). */
+  heldDue(now: number): boolean {
+    return this.#held.anyDue(now, this.#have.held);
+  }
+
   /** When the first held poll is due at the latest (ms), or undefined when none is held. */
   heldUntil(): number | undefined {
     return this.#held.nextDeadline();

@@ -309,7 +309,7 @@ export class SwarmNode {
 
   /** Answers the held have polls that are due (news, or their hold is over). */
   #releaseHeld(now: number): void {
-    if (this.#share.heldUntil() === undefined) return;
+    if (!this.#share.heldDue(now)) return; // (every turn: nothing allocated when nothing is due)
     const out: HeldReply[] = [];
     this.#share.releaseHeld(now, out);
     for (const r of out) {

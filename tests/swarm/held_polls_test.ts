@@ -59,3 +59,15 @@ Deno.test("held polls: a poll held after the log grew still hears of it at the n
   assert.deepEqual(h.due(2, 4).map((p) => p.to), ["A"]);
   assert.equal(h.size, 1);
 });
+
+Deno.test("held polls: anyDue says whether due would answer any, without taking them", () => {
+  const h = new HeldPolls<string>();
+  assert.equal(h.anyDue(0, 0), false, "none held");
+  h.hold(0, "a", poll(1, 2), "A", 2);
+  assert.deepEqual(h.due(5, 2), [], "(a first look: the log's length is known from here)");
+  assert.equal(h.anyDue(10, 2), false);
+  assert.equal(h.anyDue(10, 3), true, "the log grew");
+  assert.equal(h.anyDue(HAVE_HOLD_MS, 2), true, "the hold is over");
+  assert.equal(h.size, 1, "nothing taken");
+  assert.equal(h.due(HAVE_HOLD_MS, 2).length, 1);
+});
