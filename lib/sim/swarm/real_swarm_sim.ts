@@ -108,6 +108,21 @@ export interface RealSwarmScenario {
   maxDelayMs?: number;
   /** Gives up at this simulated time, ms (default 120 000). */
   maxSimMs?: number;
+  /** Called as the run goes (`bench/swarm_trace.ts` draws timelines from it); none by default. */
+  trace?: RealSwarmTrace;
+}
+
+/** Hooks into a run, for timelines: they see the run and change nothing in it. */
+export interface RealSwarmTrace {
+  /** Fetcher `index` verified `piece` at `ms`. */
+  verified?(index: number, piece: number, ms: number): void;
+  /**
+   * Every `sampleMs` of simulated time: the bytes each fetcher's uplink (then the server's, last)
+   * has carried so far.
+   */
+  sample?(ms: number, uplinkBytes: number[]): void;
+  /** The sampling period of `sample`, ms (default 10). */
+  sampleMs?: number;
 }
 
 /** What became of one fetcher. */
@@ -573,6 +588,7 @@ class SimFetcher {
     blockSize: number | "auto",
     random: () => number,
     readonly lies = false,
+    readonly trace?: RealSwarmTrace,
   ) {
     this.#random = random;
     const host = simFetcherHost(index);
@@ -769,7 +785,10 @@ class SimFetcher {
         const ok = this.#verify(a.piece);
         if (!ok) this.badPieces++;
         c.handleVerified(a.piece, ok);
-        if (ok) this.node?.pieceVerified(a.piece, now);
+        if (ok) {
+          this.node?.pieceVerified(a.piece, now);
+          this.trace?.verified?.(this.index, a.piece, now);
+        }
         return false;
       }
       case "digest":
@@ -964,6 +983,7 @@ export function simulateRealSwarm(sc: RealSwarmScenario): RealSwarmOutcome {
       sc.blockSize ?? 32 << 10,
       seededRandom(partySeed(sc.seed, i)),
       f.lies,
+      sc.trace,
     )
   );
   sc.fetchers.forEach((f, i) => {
@@ -971,6 +991,15 @@ export function simulateRealSwarm(sc: RealSwarmScenario): RealSwarmOutcome {
     if (f.leaveMs !== undefined) clock.at(f.leaveMs, () => fetchers[i].leave());
   });
   const allSettled = () => fetchers.every((f) => f.settled);
+  const sample = sc.trace?.sample;
+  if (sample) {
+    const every = sc.trace?.sampleMs ?? 10;
+    const tick = () => {
+      sample(clock.now, [...fetchers.map((f) => f.link.stats.bytes), server.link.stats.bytes]);
+      if (!allSettled()) clock.at(clock.now + every, tick);
+    };
+    clock.at(0, tick);
+  }
   clock.run(sc.maxSimMs ?? 120_000, allSettled);
 
   const outcomes: RealFetcherOutcome[] = fetchers.map((f, i) => ({
