@@ -1,6 +1,14 @@
 /**
- * The chunk requests a `--rate` server has not started to answer yet, in arrival order. Under a
- * cap, requests wait here for seconds when many clients share the server; a client whose
+ * The chunk requests a `--rate` server has not started to answer yet. They are taken in arrival
+ * order per asker (address and port), and the askers in turn: the next request is the oldest of
+ * the asker served longest ago (among the first `FAIR_SCAN` waiting). Why: a swarm fetcher asks
+ * for two pieces at once, and served in arrival order, the first fetchers to ask got two pieces in
+ * a row while the others waited; a crowd relays a piece only from its holders, so the server's
+ * first pieces should go to as many fetchers as it can (the real-code simulator, 32 fetchers:
+ * the first eight pieces went to four fetchers; with turns, 1.20–1.22 × the bound over seeds 1–5
+ * against 1.22–1.26). Plain clients sharing a server get even turns too.
+ *
+ * Under a cap, requests wait here for seconds when many clients share the server; a client whose
  * request waited past its deadline asks again for the same bytes (with a new request id), and
  * answering both would spend the capped upload twice on them. So a request whose bytes are all
  * covered by one still waiting from the same address and port is not queued: the earlier one
@@ -34,6 +42,10 @@ export type PacedRefusal = "full" | "covered" | { busyMs: number };
 
 /** Requests waiting at most (beyond, a request is dropped and its client asks again). */
 export const MAX_PACED = 4096;
+/** Waiting requests looked through for the next asker's turn (the oldest first). */
+const FAIR_SCAN = 64;
+/** Askers whose last turn is remembered (the least recent are forgotten first). */
+const MAX_TURNS_KEPT = 1024;
 /** Waiting requests looked through for one that covers a new request (the newest first). */
 const COVER_SCAN = 512;
 
@@ -44,6 +56,9 @@ export class PacedQueue<T> {
   queuedBytes = 0;
   readonly #rate: number | undefined;
   readonly #gate: BacklogGate;
+  /** Per asker, the number of the turn it was last served in (see `shift`). */
+  readonly #lastTurn = new Map<string, number>();
+  #turns = 0;
 
   /**
    * A queue drained at `rate` bytes/s; without a rate, swarm requests are queued like others.
@@ -81,10 +96,30 @@ export class PacedQueue<T> {
     return undefined;
   }
 
-  /** The oldest waiting request, taken out. */
+  /**
+   * The next request to serve, taken out: the oldest waiting of the asker whose last turn is the
+   * longest ago (an asker never served, or forgotten, first).
+   */
   shift(): PacedEntry<T> | undefined {
-    const e = this.#queue.shift();
-    if (e) this.queuedBytes -= e.p.length;
+    const q = this.#queue;
+    let next = 0;
+    let nextTurn = Infinity;
+    for (let i = 0; i < q.length && i < FAIR_SCAN; i++) {
+      const turn = this.#lastTurn.get(q[i].asker) ?? -1;
+      if (turn < nextTurn) [next, nextTurn] = [i, turn];
+      if (turn < 0) break;
+    }
+    const [e] = q.splice(next, 1);
+    if (!e) return undefined;
+    this.queuedBytes -= e.p.length;
+    this.#lastTurn.delete(e.asker); // (re-set last: the map is in the order of turns)
+    this.#lastTurn.set(e.asker, ++this.#turns);
+    if (this.#lastTurn.size > MAX_TURNS_KEPT) {
+      for (const asker of this.#lastTurn.keys()) {
+        this.#lastTurn.delete(asker);
+        break;
+      }
+    }
     return e;
   }
 
@@ -92,6 +127,7 @@ export class PacedQueue<T> {
   clear(): void {
     this.#queue.length = 0;
     this.queuedBytes = 0;
+    this.#lastTurn.clear();
   }
 
   #coveredByWaiting(p: ChunkRequest, asker: string): boolean {

@@ -68,6 +68,11 @@ export interface RunAction {
   unfragmented: boolean;
   /** The core's charged total when the run was timed (see `ServeCore.sendTime`). */
   charged?: number;
+  /**
+   * Set by a sharing peer on a run of a piece rare among its peers (`PeerShare`): it leaves
+   * before the runs queued without one, lower ranks first (`ShareOutbox`).
+   */
+  rank?: number;
 }
 
 /**
@@ -309,7 +314,7 @@ export class ServeCore {
    * them on the link (32 fetchers on such a server: their hash lists came seconds late and 5 of
    * them went on without). Bounded, so a flood of replies delays the data, never stops it.
    */
-  sendTime(a: RunAction): number {
+  sendTime(a: Pick<RunAction, "at" | "charged">): number {
     if (a.charged === undefined) return a.at;
     return a.at + Math.min(MAX_CHARGED_DEBT_MS, this.#chargedMs - a.charged);
   }

@@ -5,10 +5,11 @@
  * are the fetch session's; this machine only keeps the session's view of the peer current.
  *
  * Polling: while the peer is incomplete, a HAVE_REQUEST that may wait (flags bit 2): the peer
- * answers with the pieces verified since the last answer (a few bytes) as soon as it has any, or
- * after `HAVE_HOLD_MS` with none; the next poll leaves once the answer is in, `havePollMs` after
- * the last at the earliest. A peer that answers at once with nothing (it does not hold polls, or
- * has no room to) is polled backing off to `maxHavePollMs`. A PEERS_REQUEST soon after meeting,
+ * answers with the pieces verified since the last answer (a few bytes) when it has news (at once
+ * for a rare piece, else in batches: `HeldPolls`), or after `HAVE_HOLD_MS` with none; the next
+ * poll leaves as soon as the answer is in. A peer that answers at once with nothing (it does not
+ * hold polls, or has no room to) is polled backing off to `maxHavePollMs`; one that does not know
+ * the flag is polled every `havePollMs` at most while it has news. A PEERS_REQUEST soon after meeting,
  * then every `pexEveryMs`. A peer that answers nothing for `deadAfterMs` after being asked is
  * reported dead; the caller removes it from the transfer and may meet it again later under a new
  * source id. A link with nothing to ask (a complete peer, between peer exchanges) is not judged
@@ -44,10 +45,11 @@ export interface PeerLinkTiming {
 
 /**
  * Default timers. A piece is relayed only once its next holder hears of it, so the have poll is
- * part of every hop's delay: a held poll tells at once, and while a peer has news one poll leaves
- * every 50 ms, no more often (the real-code simulator, 100 fetchers, 64 KiB pieces at 8 MiB/s,
- * before polls were held: 1.45 × the bound against 1.50 at 100 ms; 200 fetchers polling every
- * 5 ms: a faster ramp, but the polls took a tenth of the peers' upload). A peer that does not hold
+ * part of every hop's delay: a held poll tells at once and paces itself (`HeldPolls`); a peer
+ * that does not know held polls is polled every 50 ms while it has news, no more often (the
+ * real-code simulator, 100 fetchers, 64 KiB pieces at 8 MiB/s, before polls were held: 1.45 × the
+ * bound against 1.50 at 100 ms; 200 fetchers polling every 5 ms: a faster ramp, but the polls
+ * took a tenth of the peers' upload). A peer that does not hold
  * polls is polled backing off to 200 ms while it has nothing new, so that a slow swarm does not
  * spend its upload on empty answers — a few dozen bytes each way per poll, to each of up to seventy
  * peers. Peer exchange every 5 s meshes a swarm in seconds whatever the tracker's interval. Dead
@@ -284,7 +286,11 @@ export class PeerLink {
     const held = now - this.#haveSentAt >= HAVE_HOLD_MS / 2;
     const quiet = news === 0 && !held;
     this.#havePoll = quiet ? Math.min(t.maxHavePollMs, this.#havePoll * 1.5) : t.havePollMs;
-    this.#nextHave = Math.max(now, this.#haveSentAt + this.#havePoll);
+    // A peer that holds polls sets the pace itself (news of a rare piece at once, of others in
+    // batches): ask again at once, so the next news is not late by our interval.
+    this.#nextHave = this.#mayWait && !quiet
+      ? now
+      : Math.max(now, this.#haveSentAt + this.#havePoll);
     this.#badAnswers = 0;
     if (this.have.complete && !wasComplete) this.#events.push({ kind: "complete" });
     this.#events.push({ kind: "fetching", pieces: u32s(p.fetching, this.have.pieces) });

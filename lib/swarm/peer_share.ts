@@ -48,6 +48,13 @@ import { HeldPolls } from "./held_polls.ts";
 export const SHARE_CREDIT_MS = 10;
 
 /**
+ * A piece fewer than this many peers hold, as this node knows (its peers' have-maps, and the
+ * copies it has sent itself), is rare here: fresh from a server, or one hop from it. Its news is
+ * told at once (`SwarmNode.pieceVerified`) and requests for it go first (`ShareOutbox`).
+ */
+export const RARE_HOLDERS = 2;
+
+/**
  * The serve core options of a sharing peer capped at `shareRate` bytes/s (none: no cap);
  * `random` spreads BUSY retry times (seeded in the simulator).
  */
@@ -140,6 +147,10 @@ export class PeerShare {
    * is in the swarm, at that address (its requests leave from the port it shares on).
    */
   onPeerRequest: ((from: Deno.NetAddr) => void) | undefined;
+  /** How many of this node's peers hold `piece`, as far as it knows (none set: 0). */
+  holders: ((piece: number) => number) | undefined;
+  /** Copies of each piece this node has admitted a request for (they count as holders). */
+  #copies: Uint16Array;
 
   constructor(
     meta: SharedMetadata,
@@ -151,6 +162,7 @@ export class PeerShare {
   ) {
     this.#fetching = fetching;
     this.#meta = meta;
+    this.#copies = new Uint16Array(have.pieces);
     this.#have = have;
     this.#gate = gate;
     this.#core = core;
@@ -224,14 +236,25 @@ export class PeerShare {
   #chunk(now: number, p: ChunkRequest, from: Deno.NetAddr, out: ShareAction[]): void {
     const actions = this.#scratch;
     actions.length = 0;
+    // (a request within one piece, as peers ask: its rank is that piece's known holders)
+    const piece = Math.floor(p.offset / this.#meta.pieceSize);
+    const inPiece = piece === Math.floor((p.offset + p.length - 1) / this.#meta.pieceSize);
+    const holders = inPiece && piece < this.#copies.length
+      ? (this.holders?.(piece) ?? 0) + this.#copies[piece]
+      : Infinity;
+    const rare = holders < RARE_HOLDERS;
     this.#core.onChunk(now, from, p, this.#pieces, actions);
+    let admitted = false;
     for (const a of actions) {
-      if (a.kind === "run") out.push(a);
-      else {
+      if (a.kind === "run") {
+        out.push(rare ? { ...a, rank: holders } : a);
+        admitted = true;
+      } else {
         if (a.code === ErrorCode.NotHeld) this.stats.notHeld++;
         this.#refuse(a.requestId, a.code, a.message, out);
       }
     }
+    if (admitted && inPiece && this.#copies[piece] < 0xffff) this.#copies[piece]++;
   }
 
   #haveReply(p: HaveRequest): Uint8Array {
@@ -239,11 +262,12 @@ export class PeerShare {
   }
 
   /**
-   * The held polls due at `now` (the have-log grew, or their hold is over), answered: pushes to
-   * `out` what to send where. The node calls it when it verified a piece and on its timers.
+   * The held polls due at `now` (news held long enough, or of a `rare` piece; or their hold is
+   * over), answered: pushes to `out` what to send where. The node calls it when it verified a
+   * piece and on its timers.
    */
-  releaseHeld(now: number, out: HeldReply[]): void {
-    for (const poll of this.#held.due(now, this.#have.held)) {
+  releaseHeld(now: number, out: HeldReply[], rare = false): void {
+    for (const poll of this.#held.due(now, this.#have.held, rare)) {
       const bytes = this.#haveReply(poll.request);
       this.#core.charge(now, bytes.length); // (a reply to a proven address, as in onDatagram)
       out.push({ to: poll.to, bytes });

@@ -1,8 +1,21 @@
 /**
  * What a sharing fetcher's swarm socket has to send, as a pure queue beside its serve core: the
- * runs of blocks peers asked for, each leaving at its time under `--share-rate` (later by the
- * replies charged since it was timed, `ServeCore.sendTime`), in order; and the rule that this
- * node's own requests count toward the rate too. The shell (`lib/io/swarm_drive.ts`) reads the
+ * runs of blocks peers asked for, leaving at the times the core gave them under `--share-rate`
+ * (later by the replies charged since, `ServeCore.sendTime`); and the rule that this node's own
+ * requests count toward the rate too.
+ *
+ * Order: runs leave in the order queued, except runs with a rank (a piece rare among this node's
+ * peers, `PeerShare`), which go before every run without one, lower ranks first. Such a run takes
+ * the earliest send time waiting, and the runs it passes the later ones: the times stay the
+ * core's, only their order changes. Why: a fresh piece is relayed hop by hop, and at every hop it
+ * waited behind the holder's queue of pieces many peers hold already (the real-code simulator, 200
+ * fetchers of 8 MiB: a request waited a median 27 ms for its first block, sending the piece takes
+ * 8). Few runs are ranked (a piece counts as rare until this node sent it twice), so a run without
+ * a rank is held back by a few runs at most. Measured (16 KiB blocks, with held polls' batches):
+ * 200 fetchers 1.305 and 1.338 × the bound at seeds 1 and 2, against 1.324 and 1.350 in queue
+ * order; 32 fetchers 1.20–1.22 against 1.22–1.26 over seeds 1–5. The cost is borne by whoever needs
+ * common pieces: the last of 20 fetchers arriving 75 ms apart took 1.45 × F/u_s on average over 24
+ * seeds against 1.39 (1.44 before held polls' batches). The shell (`lib/io/swarm_drive.ts`) reads the
  * `.part` and sends; the simulator (`lib/sim/swarm/real_swarm_sim.ts`) uses the same queue, so
  * what decides when bytes leave is the product's code in both.
  *
@@ -24,6 +37,10 @@ export interface OutgoingRun<A> {
 /** The queue of runs and the rate's bookkeeping of a sharing node (see the module comment). */
 export class ShareOutbox<A> {
   readonly #runs: OutgoingRun<A>[] = [];
+  /** The send times the core gave the runs queued, in the order given. */
+  readonly #slots: Pick<RunAction, "at" | "charged">[] = [];
+  /** Runs with a rank: the first this many of `#runs`. */
+  #ranked = 0;
   readonly #core: ServeCore;
 
   /** Runs paced by `core` (the sharing half's serve core, which timed them). */
@@ -39,20 +56,29 @@ export class ShareOutbox<A> {
   /** Queues `run` for `to`; false (dropped) when {@link MAX_QUEUED_RUNS} already wait. */
   push(to: A, run: RunAction): boolean {
     if (this.#runs.length >= MAX_QUEUED_RUNS) return false;
-    this.#runs.push({ to, run });
+    this.#slots.push({ at: run.at, charged: run.charged });
+    const rank = run.rank;
+    if (rank === undefined) return this.#runs.push({ to, run }), true;
+    let i = 0;
+    while (i < this.#ranked && this.#runs[i].run.rank! <= rank) i++;
+    this.#runs.splice(i, 0, { to, run });
+    this.#ranked++;
     return true;
   }
 
   /** When the next run may leave (ms), or undefined when none waits. */
   nextAt(): number | undefined {
-    const next = this.#runs[0];
-    return next && this.#core.sendTime(next.run);
+    const slot = this.#slots[0];
+    return slot && this.#core.sendTime(slot);
   }
 
-  /** The next run if its time has come at `now`, taken out; runs leave in the order queued. */
+  /** The next run if its time has come at `now`, taken out (see the module comment's order). */
   takeDue(now: number): OutgoingRun<A> | undefined {
     const at = this.nextAt();
-    return at !== undefined && at <= now ? this.#runs.shift() : undefined;
+    if (at === undefined || at > now) return undefined;
+    this.#slots.shift();
+    if (this.#ranked > 0) this.#ranked--;
+    return this.#runs.shift();
   }
 
   /**

@@ -43,7 +43,7 @@ import { type AnnounceProgress, Announcer, type AnnouncerOptions } from "../trac
 import { splitCompactPeer } from "../tracker/bep15_packet.ts";
 import { HaveLog } from "./have_log.ts";
 import { DEFAULT_PEER_TIMING, PeerLink, type PeerLinkTiming } from "./peer_link.ts";
-import type { HeldReply, PeerShare } from "./peer_share.ts";
+import { type HeldReply, type PeerShare, RARE_HOLDERS } from "./peer_share.ts";
 
 /** What the swarm needs of the transfer (the fetch coordinator implements it). */
 export interface SwarmTransfer {
@@ -251,6 +251,7 @@ export class SwarmNode {
     this.#startedAt = now;
     // a peer that asks us is in the swarm: meet it too (the first to announce learns of the
     // others this way, not at its next announce)
+    share.holders = (piece) => this.availability[piece];
     share.onPeerRequest = (from) => {
       if (!this.#peers.has(keyOf(from.hostname, from.port))) this.#learn([from], this.#now, true);
     };
@@ -299,19 +300,28 @@ export class SwarmNode {
 
   /**
    * A piece was verified here at `now`: it is shared from now on, and the have polls held for
-   * news are answered at once.
+   * news are answered — at once if the piece is rare among this node's peers ({@link isRare}),
+   * else with the next batch (`HAVE_BATCH_MS`).
    */
   pieceVerified(piece: number, now: number): void {
     this.#now = now;
     this.have.add(piece);
-    this.#releaseHeld(now);
+    this.#releaseHeld(now, this.isRare(piece));
+  }
+
+  /**
+   * Whether fewer than {@link RARE_HOLDERS} peers in the transfer hold `piece`, as far as this
+   * node knows: its news is told at once and requests for it go first (`PeerShare`).
+   */
+  isRare(piece: number): boolean {
+    return this.availability[piece] < RARE_HOLDERS;
   }
 
   /** Answers the held have polls that are due (news, or their hold is over). */
-  #releaseHeld(now: number): void {
+  #releaseHeld(now: number, rare = false): void {
     if (!this.#share.heldDue(now)) return; // (every turn: nothing allocated when nothing is due)
     const out: HeldReply[] = [];
-    this.#share.releaseHeld(now, out);
+    this.#share.releaseHeld(now, out, rare);
     for (const r of out) {
       this.#sends.push({
         kind: "datagram",

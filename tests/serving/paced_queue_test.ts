@@ -65,3 +65,19 @@ Deno.test("paced queue: what is ahead of the queue (replies charged to the rate)
   assert.deepEqual(refused, { busyMs: 20 }, "10 ms queued and 60 ms ahead: back when 50 are left");
   assert.equal(q.push(chunk(3, 10_000, 10_000), "b|1", "x", 0, 60), undefined, "plain: queued");
 });
+
+Deno.test("paced queue: askers take turns; each one's requests in the order they came", () => {
+  const q = new PacedQueue<string>();
+  q.push(chunk(1, 0, 1000), "a|1", "x");
+  q.push(chunk(2, 1000, 1000), "a|1", "x"); // (a's second, before b and c asked)
+  q.push(chunk(3, 2000, 1000), "b|1", "x");
+  q.push(chunk(4, 3000, 1000), "b|1", "x");
+  q.push(chunk(5, 4000, 1000), "c|1", "x");
+  const order = [];
+  for (let e = q.shift(); e; e = q.shift()) order.push(e.p.requestId);
+  assert.deepEqual(order, [1, 3, 5, 2, 4], "one each, the one served longest ago first");
+  assert.equal(q.queuedBytes, 0);
+  q.push(chunk(6, 0, 1000), "a|1", "x");
+  q.push(chunk(7, 0, 1000), "d|1", "x");
+  assert.equal(q.shift()?.p.requestId, 7, "an asker never served goes before one served");
+});

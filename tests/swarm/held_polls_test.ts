@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { HAVE_HOLD_MS, HeldPolls } from "../../lib/swarm/held_polls.ts";
+import { HAVE_BATCH_MS, HAVE_HOLD_MS, HeldPolls } from "../../lib/swarm/held_polls.ts";
 import { type HaveRequest, NO_TOKEN } from "../../lib/wire/packet.ts";
 
 function poll(requestId: number, since: number): HaveRequest {
@@ -13,15 +13,30 @@ function poll(requestId: number, since: number): HaveRequest {
   return { ...p, since, name: "swarm", wait: true };
 }
 
-Deno.test("held polls: held while the log has nothing new; all answered once it grows", () => {
+Deno.test("held polls: held while the log has nothing new; all told at once of a rare piece", () => {
   const h = new HeldPolls<string>();
   assert.equal(h.hold(0, "a", poll(1, 3), "A", 3), true);
   assert.equal(h.hold(5, "b", poll(2, 3), "B", 3), true);
   assert.equal(h.hold(6, "c", poll(3, 2), "C", 3), false, "news already: answer at once");
   assert.deepEqual(h.due(10, 3), [], "no news, no hold over");
-  assert.deepEqual(h.due(11, 4).map((p) => p.to), ["A", "B"]);
+  assert.deepEqual(h.due(11, 4, true).map((p) => p.to), ["A", "B"]);
   assert.equal(h.size, 0);
   assert.equal(h.nextDeadline(), undefined);
+});
+
+Deno.test("held polls: news of a piece that is not rare waits for HAVE_BATCH_MS of hold", () => {
+  const h = new HeldPolls<string>();
+  h.hold(0, "a", poll(1, 3), "A", 3);
+  h.hold(10, "b", poll(2, 3), "B", 3);
+  assert.deepEqual(h.due(5, 4), [], "a held 5 ms: its news waits");
+  assert.equal(h.nextDeadline(), HAVE_BATCH_MS, "the loop wakes when a's batch is over");
+  assert.equal(h.anyDue(HAVE_BATCH_MS - 1, 4), false);
+  assert.equal(h.anyDue(HAVE_BATCH_MS, 4), true);
+  assert.deepEqual(h.due(HAVE_BATCH_MS, 4).map((p) => p.to), ["A"], "b was held later");
+  assert.equal(h.nextDeadline(), 10 + HAVE_BATCH_MS);
+  assert.deepEqual(h.due(10 + HAVE_BATCH_MS, 4).map((p) => p.to), ["B"]);
+  h.hold(40, "a", poll(3, 4), "A", 4);
+  assert.equal(h.nextDeadline(), 40 + HAVE_HOLD_MS, "no news: only the hold ends it");
 });
 
 Deno.test("held polls: a hold ends after HAVE_HOLD_MS, the earliest first", () => {
@@ -43,7 +58,7 @@ Deno.test("held polls: one per asker (the newest, held anew); a full table holds
   assert.equal(h.hold(40, "a", poll(4, 0), "A", 0), true, "a newer poll of a held asker");
   assert.equal(h.size, 2);
   assert.equal(h.nextDeadline(), 10 + HAVE_HOLD_MS, "b's hold ends first now");
-  const answered = h.due(50, 1);
+  const answered = h.due(50, 1, true);
   assert.deepEqual(
     answered.map((p) => p.request.requestId),
     [2, 4],
@@ -56,7 +71,7 @@ Deno.test("held polls: a poll held after the log grew still hears of it at the n
   h.hold(0, "a", poll(1, 3), "A", 3);
   // the log grew to 4 and b was held at 4 before anyone looked: a has news, b none
   h.hold(1, "b", poll(2, 4), "B", 4);
-  assert.deepEqual(h.due(2, 4).map((p) => p.to), ["A"]);
+  assert.deepEqual(h.due(2, 4, true).map((p) => p.to), ["A"]);
   assert.equal(h.size, 1);
 });
 

@@ -241,3 +241,38 @@ Deno.test("peer link: a peer older than held polls (UNSUPPORTED to the flag) is 
   assert.ok(again?.type === "have_request", "asked again at once");
   assert.equal(again.wait, undefined, "without the flag");
 });
+
+Deno.test("peer link: a peer that holds polls sets their pace: news in, the next poll leaves at once", () => {
+  const { havePollMs } = DEFAULT_PEER_TIMING;
+  const peer = new FakePeer();
+  peer.retryOnce = false;
+  const link = newLink();
+  link.token = new Uint8Array(16).fill(4);
+  const answer = (now: number, p: Packet | undefined) => {
+    assert.ok(p?.type === "have_request");
+    const back = decode(encode(peer.answer(p)!));
+    assert.ok(back.ok && link.handleReply(now, back.packet));
+  };
+  const first = link.pollTransmit(0);
+  peer.log.add(4); // (verified while the poll was held: the answer tells of it, 5 ms later)
+  answer(5, first);
+  const next = link.pollTransmit(5);
+  assert.ok(next?.type === "have_request" && next.wait, "asked again at once, may wait");
+  // a peer that does not know held polls is asked havePollMs apart at most, news or not
+  const old = newLink();
+  old.token = new Uint8Array(16).fill(4);
+  const flagged = old.pollTransmit(0)!;
+  const refusal = {
+    type: "error" as const,
+    requestId: flagged.requestId,
+    code: ErrorCode.Unsupported,
+    message: "flags 0x4 not allowed",
+  };
+  assert.ok(old.handleReply(1, refusal));
+  const plain = old.pollTransmit(1);
+  peer.log.add(5);
+  const back = decode(encode(peer.answer(plain!)!));
+  assert.ok(back.ok && old.handleReply(6, back.packet));
+  assert.equal(old.pollTransmit(6), undefined, "not at once");
+  assert.ok(old.pollTransmit(1 + havePollMs)?.type === "have_request", "havePollMs after the last");
+});

@@ -7,6 +7,7 @@ import { HaveLog } from "../../lib/swarm/have_log.ts";
 import {
   type HeldReply,
   PeerShare,
+  RARE_HOLDERS,
   type ShareAction,
   type SharedMetadata,
 } from "../../lib/swarm/peer_share.ts";
@@ -220,4 +221,21 @@ Deno.test("peer share: a have poll that may wait is held until a piece is verifi
   assert.equal(poll(300, 3, false).length, 1, "a poll that may not wait: at once");
   have.add(3);
   assert.equal(poll(300, 4).length, 1, "a complete source answers at once");
+});
+
+Deno.test("peer share: a request for a rare piece is ranked (it goes first) for two copies; common pieces are not", () => {
+  const { s, ask, have } = share();
+  have.add(3);
+  s.holders = (piece) => (piece === 0 ? 5 : piece === 3 ? 1 : 0);
+  const rank = (piece: number) => {
+    const [a] = ask({ ...chunk, offset: piece * PIECE, length: 1000 });
+    assert.ok(a.kind === "run", "served");
+    return a.rank;
+  };
+  assert.equal(rank(0), undefined, "five peers hold piece 0: not rare");
+  assert.deepEqual([rank(2), rank(2), rank(2)], [0, 1, undefined], "copies sent count as holders");
+  assert.deepEqual([rank(3), rank(3)], [1, undefined], `rare below ${RARE_HOLDERS} holders`);
+  // a request across two pieces (peers do not send them) is not ranked
+  const [across] = ask({ ...chunk, offset: 3 * PIECE - 500, length: 1000 });
+  assert.ok(across.kind === "run" && across.rank === undefined);
 });

@@ -42,6 +42,27 @@ Deno.test("share outbox: runs leave in the order queued, each once its time has 
   assert.equal(box.length, 0);
 });
 
+Deno.test("share outbox: a ranked run (a rare piece) goes first, lower ranks first, at the times queued", () => {
+  const box = new ShareOutbox<string>(new ServeCore({}, 0));
+  box.push("a", run(10, 0));
+  box.push("b", run(20, 8192));
+  box.push("r1", { ...run(30, 16384), rank: 1 });
+  box.push("r0", { ...run(40, 24576), rank: 0 });
+  box.push("r1b", { ...run(50, 32768), rank: 1 });
+  assert.equal(box.nextAt(), 10, "the earliest time waiting, whoever takes it");
+  const order: string[] = [];
+  for (const t of [10, 20, 30, 40, 50]) {
+    assert.equal(box.takeDue(t - 1), undefined, "not before the time queued first");
+    order.push(box.takeDue(t)!.to);
+  }
+  assert.deepEqual(order, ["r0", "r1", "r1b", "a", "b"], "ranked first; equal ranks in order");
+  assert.equal(box.length, 0);
+  box.push("c", run(60, 0));
+  box.push("r", { ...run(70, 8192), rank: 0 });
+  assert.equal(box.takeDue(60)?.to, "r", "a ranked run passes the unranked after a drain too");
+  assert.equal(box.takeDue(70)?.to, "c");
+});
+
 Deno.test("share outbox: at most MAX_QUEUED_RUNS wait; beyond, runs are dropped", () => {
   const box = new ShareOutbox<number>(new ServeCore({}, 0));
   for (let i = 0; i < MAX_QUEUED_RUNS; i++) assert.ok(box.push(i, run(0)));
