@@ -55,7 +55,7 @@ Deno.test("real swarm: one fetcher alone takes ≤ 1.1 × F/u_s from a capped se
   assert.equal(o.fetchers[0].fromPeers, 0);
 });
 
-Deno.test("real swarm: N = 8, 64 KiB pieces — all correct, server ≤ 1.2 F, ≥ 75 % from peers, last ≤ 1.2 × bound (seed 1: 1.08×, 1.02 F)", () => {
+Deno.test("real swarm: N = 8, 64 KiB pieces — all correct, server ≤ 1.2 F, ≥ 75 % from peers, last ≤ 1.2 × bound (seed 1: 1.05×, 1.00 F)", () => {
   const o = simulateRealSwarm(realFlashCrowd({ peers: 8, seed: 1, ...SMALL_PIECES }));
   assert.ok(o.finished, figures(o));
   assert.ok(o.allCorrect);
@@ -70,7 +70,7 @@ Deno.test("real swarm: N = 8, 64 KiB pieces — all correct, server ≤ 1.2 F, �
   assert.ok(o.serverGivenOut > 0, "the first-copy ledger answered GIVEN_OUT");
 });
 
-Deno.test("real swarm: N = 8, 256 KiB pieces — all correct, server ≤ 1.2 F, last ≤ 1.35 × bound (seed 1: 1.14×, 1.02 F)", () => {
+Deno.test("real swarm: N = 8, 256 KiB pieces — all correct, server ≤ 1.2 F, last ≤ 1.35 × bound (seed 1: 1.14×, 1.08 F)", () => {
   // 64 pieces in a 2 s bound: the last pieces' relay (a piece is shared only once verified) is a
   // large part of so short a run
   const o = simulateRealSwarm(realFlashCrowd({ peers: 8, seed: 1 }));
@@ -80,10 +80,12 @@ Deno.test("real swarm: N = 8, 256 KiB pieces — all correct, server ≤ 1.2 F, 
   assert.ok(peerFraction(o) >= 0.75, figures(o));
 });
 
-Deno.test("real swarm: two of 8 vanish mid-way — the 6 others finish correct within 1.7 × bound (seed 1: 1.08×; seeds 2–5: 1.57, 1.53, 1.59, 1.28)", () => {
+Deno.test("real swarm: two of 8 vanish mid-way — the 6 others finish correct within 1.7 × bound (seed 1: 1.53×; seeds 2–5: 1.52, 2.02, 1.28, 1.53)", () => {
   // a leaver counts as holding its pieces until its peers find it silent (1.5 s while asked;
   // with 3 s of silence of any kind, the last was done at 2.34×; seeds 1–5 were at 1.53–1.62×
-  // before have polls were held and peers met early joined the transfer as soon as it runs)
+  // before have polls were held and peers met early joined the transfer as soon as it runs; over
+  // seeds 1–16 most runs end at 1.52–1.54× or 1.27–1.29×: a piece only a leaver held is refused
+  // GIVEN_OUT by the server until its first pass is over, and seed 3 waits for it until 2.02×)
   const o = simulateRealSwarm(churn(1));
   const stayed = o.fetchers.filter((f) => Number.isNaN(f.leftMs));
   assert.equal(stayed.length, 6);
@@ -92,7 +94,7 @@ Deno.test("real swarm: two of 8 vanish mid-way — the 6 others finish correct w
   assert.ok(o.ratio <= 1.7, figures(o));
 });
 
-Deno.test("real swarm: 20 arrive over 1.4 s and 4 of them leave mid-way — nobody stalls: each is done within 2 × F/u_s of its arrival (seeds 1–3: at most 1.41, 1.42, 1.38)", () => {
+Deno.test("real swarm: 20 arrive over 1.4 s and 4 of them leave mid-way — nobody stalls: each is done within 2 × F/u_s of its arrival (seeds 1–3: at most 1.31, 1.44, 1.50)", () => {
   for (const seed of [1, 2, 3]) {
     const sc = realFlashCrowd({ peers: 20, seed, fileBytes: 8 * MiB, ...SMALL_PIECES });
     sc.fetchers = sc.fetchers.map((f, i) => ({
@@ -113,7 +115,7 @@ Deno.test("real swarm: 20 arrive over 1.4 s and 4 of them leave mid-way — nobo
   }
 });
 
-Deno.test("real swarm: two liars among 12 (every byte they share inverted) — each costs every honest fetcher one piece, nothing wrong lands", () => {
+Deno.test("real swarm: two liars among 12 (every byte they share inverted) — each costs every honest fetcher a piece or two, nothing wrong lands", () => {
   const sc = realFlashCrowd({ peers: 12, fileBytes: 8 * MiB, ...SMALL_PIECES });
   sc.fetchers[0].lies = true;
   sc.fetchers[1].lies = true;
@@ -122,8 +124,9 @@ Deno.test("real swarm: two liars among 12 (every byte they share inverted) — e
   assert.ok(o.finished, figures(o));
   for (const f of honest) {
     assert.ok(f.correct, "the honest fetchers' files are the file");
-    // (a piece from a liar fails its hash, and the liar is excluded at once)
-    assert.ok(f.badPieces <= 2, `bad pieces: ${honest.map((h) => h.badPieces)}`);
+    // (a piece from a liar fails its hash, and the liar is excluded at once; pieces it had in
+    // flight to the same fetcher by then fail too: seed 1, one fetcher lost 3 pieces, 9 lost 2)
+    assert.ok(f.badPieces <= 4, `bad pieces: ${honest.map((h) => h.badPieces)}`);
     const excluded = f.notices.filter((l) => /excluded: sent a piece that failed its hash/.test(l));
     assert.ok(excluded.every((l) => /10\.0\.1\.[12]:/.test(l)), excluded.join("\n"));
   }
@@ -132,7 +135,7 @@ Deno.test("real swarm: two liars among 12 (every byte they share inverted) — e
   assert.ok(o.ratio <= 2, figures(o));
 });
 
-Deno.test("real swarm: peers far apart (25–75 ms one way) — all correct, ≥ 85 % from peers, server ≤ 1.2 F, last ≤ 1.7 × bound (seed 1: 1.44×; 1–5 ms: 1.21×)", () => {
+Deno.test("real swarm: peers far apart (25–75 ms one way) — all correct, ≥ 85 % from peers, server ≤ 1.2 F, last ≤ 1.7 × bound (seed 1: 1.41×; 1–5 ms: 1.21×)", () => {
   const o = simulateRealSwarm(realFlashCrowd({
     peers: 16,
     pieceBytes: 256 << 10,
@@ -181,7 +184,7 @@ Deno.test("real swarm: the same seed replays exactly, another seed differs", () 
   assert.notEqual(c.lastDoneMs, a.lastDoneMs);
 });
 
-Deno.test("real swarm: N = 32 — every fetcher shares, little is wasted or asked twice, last ≤ 1.3 × bound (seed 1: 1.15×, 1.01 F)", () => {
+Deno.test("real swarm: N = 32 — every fetcher shares, little is wasted or asked twice, last ≤ 1.3 × bound (seed 1: 1.12×, 1.01 F)", () => {
   // the failure modes of the first real-code runs at this size (1.88×): peers' queues of half a
   // second and requests declared lost in them (16 F asked again, 21 F of copies), second copies
   // from peers before the end game, one late fetcher that nobody met and that uploaded nothing
@@ -196,7 +199,7 @@ Deno.test("real swarm: N = 32 — every fetcher shares, little is wasted or aske
   assert.ok(o.ratio <= 1.3, figures(o));
 });
 
-Deno.test("real swarm: a crowd on a slow server — replies count toward --rate, so every fetcher gets its hash list and all finish within 2 × bound (seed 1: 1.66×)", () => {
+Deno.test("real swarm: a crowd on a slow server — replies count toward --rate, so every fetcher gets its hash list and all finish within 2 × bound (seed 1: 1.64×)", () => {
   // 12 fetchers, 32 KiB/s, 64 hashes each: their hash lists (24 KiB) on top of data paced at the
   // full rate left a queue on the server's link that drained only as fast as its 5 % headroom,
   // so replies came seconds late: 3 fetchers went on without the piece hashes and the swarm
@@ -204,7 +207,7 @@ Deno.test("real swarm: a crowd on a slow server — replies count toward --rate,
   slowServerCrowd(12, 256 << 10, 4 << 10, 4 << 10);
 });
 
-Deno.test("real swarm: N = 200, a flash crowd on a 1 s bound — all correct, ≥ 99 % from peers, server ≤ 1.5 F, last ≤ 1.5 × bound (seed 1: 1.39×, 1.29 F; 1.51× before have polls were held and askers given room for 40, 1.59× before the hash lists came from peers)", () => {
+Deno.test("real swarm: N = 200, a flash crowd on a 1 s bound — all correct, ≥ 99 % from peers, server ≤ 1.5 F, last ≤ 1.45 × bound (seed 1: 1.31×, 1.23 F; 1.39× before rare pieces were told of at once and sent first, 1.51× before have polls were held and askers given room for 40, 1.59× before the hash lists came from peers)", () => {
   // 8 MiB in 64 KiB pieces at 8 MiB/s: a piece takes 8 ms to send but a relay hop (the holder's
   // queue and its BUSY turns, the send) tens of ms, so spreading the server's last pieces through
   // 200 peers is a third of so short a bound; the planner's simulator, in scenario F's shape
@@ -222,13 +225,13 @@ Deno.test("real swarm: N = 200, a flash crowd on a 1 s bound — all correct, �
   for (const f of o.fetchers) assert.equal(f.error, undefined);
   assert.ok(peerFraction(o) >= 0.99, figures(o));
   assert.ok(o.serverShare <= 1.5, figures(o));
-  assert.ok(o.ratio <= 1.5, figures(o));
+  assert.ok(o.ratio <= 1.45, figures(o));
   // the server sends the piece hashes to a few (8 × 4 ranges: 32 replies; 800 when each of the
   // 200 asked it), the rest take them from their peers (PROTOCOL.md §10.7)
   assert.ok(o.serverHashReplies <= 48, `the server sent ${o.serverHashReplies} hash replies`);
 });
 
-Deno.test("real swarm: a crowd on a server whose pieces take a second — runs timed before the replies wait for them, so every fetcher gets its hash list and all finish within 2 × bound (seed 1: 1.50×)", () => {
+Deno.test("real swarm: a crowd on a server whose pieces take a second — runs timed before the replies wait for them, so every fetcher gets its hash list and all finish within 2 × bound (seed 1: 1.52×)", () => {
   // 16 fetchers, 32 KiB/s, 32 KiB pieces: a request's runs are timed when it is taken, a second
   // ahead; the hash lists charged meanwhile used to queue behind them on the link, came seconds
   // late, and 2 fetchers went on without them (3.5 × the bound)
