@@ -62,6 +62,16 @@ function step(link: PeerLink, peer: FakePeer, from: number, to: number): PeerLin
   return events;
 }
 
+/** What a peer older than held polls answers to a poll with the flag (request `requestId`). */
+function unsupported(requestId: number): Packet {
+  return {
+    type: "error",
+    requestId,
+    code: ErrorCode.Unsupported,
+    message: "flags 0x4 not allowed",
+  };
+}
+
 function newLink(now = 0): PeerLink {
   let id = 1;
   return new PeerLink(50, FILE, now, () => id++);
@@ -230,13 +240,7 @@ Deno.test("peer link: a peer older than held polls (UNSUPPORTED to the flag) is 
   link.token = new Uint8Array(16).fill(4);
   const first = link.pollTransmit(0);
   assert.ok(first?.type === "have_request" && first.wait === true);
-  const refusal = {
-    type: "error" as const,
-    requestId: first.requestId,
-    code: ErrorCode.Unsupported,
-    message: "flags 0x4 not allowed",
-  };
-  assert.ok(link.handleReply(3, refusal));
+  assert.ok(link.handleReply(3, unsupported(first.requestId)));
   const again = link.pollTransmit(3);
   assert.ok(again?.type === "have_request", "asked again at once");
   assert.equal(again.wait, undefined, "without the flag");
@@ -261,14 +265,7 @@ Deno.test("peer link: a peer that holds polls sets their pace: news in, the next
   // a peer that does not know held polls is asked havePollMs apart at most, news or not
   const old = newLink();
   old.token = new Uint8Array(16).fill(4);
-  const flagged = old.pollTransmit(0)!;
-  const refusal = {
-    type: "error" as const,
-    requestId: flagged.requestId,
-    code: ErrorCode.Unsupported,
-    message: "flags 0x4 not allowed",
-  };
-  assert.ok(old.handleReply(1, refusal));
+  assert.ok(old.handleReply(1, unsupported(old.pollTransmit(0)!.requestId)));
   const plain = old.pollTransmit(1);
   peer.log.add(5);
   const back = decode(encode(peer.answer(plain!)!));
