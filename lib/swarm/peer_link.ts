@@ -6,10 +6,10 @@
  *
  * Polling: while the peer is incomplete, a HAVE_REQUEST that may wait (flags bit 2): the peer
  * answers with the pieces verified since the last answer (a few bytes) when it has news (at once
- * for a rare piece, else in batches: `HeldPolls`), or after `HAVE_HOLD_MS` with none; the next
- * poll leaves as soon as the answer is in. A peer that answers at once with nothing (it does not
- * hold polls, or has no room to) is polled backing off to `maxHavePollMs`; one that does not know
- * the flag is polled every `havePollMs` at most while it has news. A PEERS_REQUEST soon after meeting,
+ * for a rare piece, else in batches: `HeldPolls`), or after `HAVE_HOLD_MS` with none; the next poll
+ * leaves as soon as the answer is in. A peer that answers at once with nothing (it does not hold
+ * polls, or has no room to) is polled backing off to `maxHavePollMs`; one that does not know the
+ * flag is polled every `havePollMs` at most while it has news. A PEERS_REQUEST soon after meeting,
  * then every `pexEveryMs`. A peer that answers nothing for `deadAfterMs` after being asked is
  * reported dead; the caller removes it from the transfer and may meet it again later under a new
  * source id. A link with nothing to ask (a complete peer, between peer exchanges) is not judged
@@ -45,17 +45,17 @@ export interface PeerLinkTiming {
 
 /**
  * Default timers. A piece is relayed only once its next holder hears of it, so the have poll is
- * part of every hop's delay: a held poll tells at once and paces itself (`HeldPolls`); a peer
- * that does not know held polls is polled every 50 ms while it has news, no more often (the
- * real-code simulator, 100 fetchers, 64 KiB pieces at 8 MiB/s, before polls were held: 1.45 × the
- * bound against 1.50 at 100 ms; 200 fetchers polling every 5 ms: a faster ramp, but the polls
- * took a tenth of the peers' upload). A peer that does not hold
- * polls is polled backing off to 200 ms while it has nothing new, so that a slow swarm does not
- * spend its upload on empty answers — a few dozen bytes each way per poll, to each of up to seventy
- * peers. Peer exchange every 5 s meshes a swarm in seconds whatever the tracker's interval. Dead
- * after 1.5 s of silence while asked (seven polls or more): a peer that left keeps its pieces in
- * everyone's have-maps until then, and the servers are not asked for them (the real-code
- * simulator, two of eight leaving: the last done at 2.3 × the bound with 3 s, 1.5 × with 1.5 s).
+ * part of every hop's delay: a held poll tells at once and paces itself (`HeldPolls`); a peer that
+ * does not know held polls is polled every 50 ms while it has news, no more often (the real-code
+ * simulator, 100 fetchers, 64 KiB pieces at 8 MiB/s, before polls were held: 1.45 × the bound
+ * against 1.50 at 100 ms; 200 fetchers polling every 5 ms: a faster ramp, but the polls took a
+ * tenth of the peers' upload). A peer that does not hold polls is polled backing off to 200 ms
+ * while it has nothing new, so that a slow swarm does not spend its upload on empty answers — a few
+ * dozen bytes each way per poll, to each of up to seventy peers. Peer exchange every 5 s meshes a
+ * swarm in seconds whatever the tracker's interval. Dead after 1.5 s of silence while asked (seven
+ * polls or more): a peer that left keeps its pieces in everyone's have-maps until then, and the
+ * servers are not asked for them (the real-code simulator, two of eight leaving: the last done at
+ * 2.3 × the bound with 3 s, 1.5 × with 1.5 s).
  */
 export const DEFAULT_PEER_TIMING: PeerLinkTiming = {
   havePollMs: 50,

@@ -6,17 +6,17 @@
  *
  * Order: runs leave in the order queued, except runs with a rank (a piece rare among this node's
  * peers, `PeerShare`), which go before every run without one, lower ranks first. Such a run takes
- * the earliest send time waiting, and the runs it passes the later ones: the times stay the
- * core's, only their order changes. Why: a fresh piece is relayed hop by hop, and at every hop it
- * waited behind the holder's queue of pieces many peers hold already (the real-code simulator, 200
+ * the earliest send time waiting, and the runs it passes the later ones: the times stay the core's,
+ * only their order changes. Why: a fresh piece is relayed hop by hop, and at every hop it waited
+ * behind the holder's queue of pieces many peers hold already (the real-code simulator, 200
  * fetchers of 8 MiB: a request waited a median 27 ms for its first block, sending the piece takes
  * 8). Few runs are ranked (a piece counts as rare until this node sent it twice), so a run without
  * a rank is held back by a few runs at most. Measured (16 KiB blocks, with held polls' batches):
  * 200 fetchers 1.305 and 1.338 × the bound at seeds 1 and 2, against 1.324 and 1.350 in queue
  * order; 32 fetchers 1.20–1.22 against 1.22–1.26 over seeds 1–5. The cost is borne by whoever needs
  * common pieces: the last of 20 fetchers arriving 75 ms apart took 1.45 × F/u_s on average over 24
- * seeds against 1.39 (1.44 before held polls' batches). The shell (`lib/io/swarm_drive.ts`) reads the
- * `.part` and sends; the simulator (`lib/sim/swarm/real_swarm_sim.ts`) uses the same queue, so
+ * seeds against 1.39 (1.44 before held polls' batches). The shell (`lib/io/swarm_drive.ts`) reads
+ * the `.part` and sends; the simulator (`lib/sim/swarm/real_swarm_sim.ts`) uses the same queue, so
  * what decides when bytes leave is the product's code in both.
  *
  * @module
