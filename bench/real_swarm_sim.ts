@@ -34,29 +34,37 @@ function perFile(o: RealSwarmOutcome, fileBytes: number): Record<string, string>
   };
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      peers: { type: "string", default: "32" },
-      mib: { type: "string", default: "16" },
-      "piece-kib": { type: "string", default: "64" },
-      "block-kib": { type: "string", default: "16" },
-      "up-kib": { type: "string", default: "8192" },
-      seed: { type: "string", default: "1" },
-    },
-  });
-  const fileBytes = Number(values.mib) * MiB;
-  const t0 = performance.now();
-  const o = simulateRealSwarm(realFlashCrowd({
+/** The command-line options of a flash crowd (see the module comment), with their defaults. */
+export function crowdOptions(peers: string, mib: string) {
+  return {
+    peers: { type: "string", default: peers },
+    mib: { type: "string", default: mib },
+    "piece-kib": { type: "string", default: "64" },
+    "block-kib": { type: "string", default: "16" },
+    "up-kib": { type: "string", default: "8192" },
+    seed: { type: "string", default: "1" },
+  } as const;
+}
+
+/** The flash crowd those options describe (`--up-kib`: the server's and every fetcher's cap). */
+export function crowdScenario(values: Record<keyof ReturnType<typeof crowdOptions>, string>) {
+  const up = Number(values["up-kib"]) << 10;
+  return realFlashCrowd({
     peers: Number(values.peers),
     seed: Number(values.seed),
-    fileBytes,
+    fileBytes: Number(values.mib) * MiB,
     pieceBytes: Number(values["piece-kib"]) << 10,
     blockSize: Number(values["block-kib"]) << 10,
-    serverUpBytesPerSec: Number(values["up-kib"]) << 10,
-    peerUpBytesPerSec: Number(values["up-kib"]) << 10,
-  }));
+    serverUpBytesPerSec: up,
+    peerUpBytesPerSec: up,
+  });
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({ args: Deno.args, options: crowdOptions("32", "16") });
+  const fileBytes = Number(values.mib) * MiB;
+  const t0 = performance.now();
+  const o = simulateRealSwarm(crowdScenario(values));
   const wall = (performance.now() - t0) / 1000;
   console.log(
     `real swarm, N = ${values.peers}, ${values.mib} MiB: ` +

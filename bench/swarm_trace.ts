@@ -13,7 +13,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { MiB, realFlashCrowd, simulateRealSwarm } from "../lib/sim/swarm/real_swarm_sim.ts";
+import { simulateRealSwarm } from "../lib/sim/swarm/real_swarm_sim.ts";
+import { crowdOptions, crowdScenario } from "./real_swarm_sim.ts";
 
 /** The value at quantile `q` of `xs` (sorted here). */
 function quantile(xs: number[], q: number): number {
@@ -25,34 +26,22 @@ if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
-      peers: { type: "string", default: "200" },
-      mib: { type: "string", default: "8" },
-      "piece-kib": { type: "string", default: "64" },
-      "block-kib": { type: "string", default: "16" },
-      "up-kib": { type: "string", default: "8192" },
-      seed: { type: "string", default: "1" },
+      ...crowdOptions("200", "8"),
       "bin-ms": { type: "string", default: "50" },
       "max-ms": { type: "string", default: "120000" },
     },
   });
-  const n = Number(values.peers);
+  const sc = crowdScenario(values);
+  const n = sc.fetchers.length;
   const binMs = Number(values["bin-ms"]);
-  const up = Number(values["up-kib"]) << 10;
-  const pieceBytes = Number(values["piece-kib"]) << 10;
-  const fileBytes = Number(values.mib) * MiB;
-  const pieces = Math.ceil(fileBytes / pieceBytes);
+  const up = sc.peerUpBytesPerSec;
+  const pieces = Math.ceil(sc.fileBytes / sc.pieceBytes);
   const holders: number[][] = Array.from({ length: pieces }, () => []);
   /** When each fetcher verified its first piece (ms). */
   const firstHeld = new Array<number>(n).fill(Infinity);
   const samples: { ms: number; bytes: number[] }[] = [];
-  const o = simulateRealSwarm(realFlashCrowd({
-    peers: n,
-    seed: Number(values.seed),
-    fileBytes,
-    pieceBytes,
-    blockSize: Number(values["block-kib"]) << 10,
-    serverUpBytesPerSec: up,
-    peerUpBytesPerSec: up,
+  const o = simulateRealSwarm({
+    ...sc,
     maxSimMs: Number(values["max-ms"]),
     trace: {
       verified: (i, piece, ms) => {
@@ -62,7 +51,7 @@ if (import.meta.main) {
       sample: (ms, bytes) => samples.push({ ms, bytes }),
       sampleMs: binMs,
     },
-  }));
+  });
   console.log(
     `N = ${n}, ${values.mib} MiB: last ${o.ratio.toFixed(3)} × bound (${o.boundMs.toFixed(0)} ms)` +
       `, server ${o.serverShare.toFixed(2)} F, server first pass over at ` +
