@@ -22,7 +22,7 @@ import {
 } from "../lib/sim/swarm/real_swarm_sim.ts";
 
 /** The outcome's totals as multiples of the file: what came from where, and what was wasted. */
-function perFile(o: RealSwarmOutcome, fileBytes: number): Record<string, string> {
+export function perFile(o: RealSwarmOutcome, fileBytes: number): Record<string, string> {
   const sum = (pick: (f: RealSwarmOutcome["fetchers"][number]) => number) =>
     (o.fetchers.reduce((t, f) => t + pick(f), 0) / fileBytes).toFixed(2);
   return {

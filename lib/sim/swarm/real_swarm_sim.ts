@@ -121,6 +121,10 @@ export interface RealSwarmTrace {
    * has carried so far.
    */
   sample?(ms: number, uplinkBytes: number[]): void;
+  /** Fetcher `index` reached a step of its start at `ms`: its metadata, its piece hashes. */
+  milestone?(index: number, step: "meta" | "hashes", ms: number): void;
+  /** Fetcher `index` sent a datagram other than a block (its bytes, as encoded). */
+  datagram?(index: number, bytes: Uint8Array, ms: number): void;
   /** The sampling period of `sample`, ms (default 10). */
   sampleMs?: number;
 }
@@ -770,10 +774,12 @@ class SimFetcher {
         return true;
       case "open_part":
         c.handlePartReady(now, { claimed: [], ring: 0, output: SIM_NAME });
+        this.trace?.milestone?.(this.index, "meta", now);
         this.#startSwarm(); // (as client.ts: before the hash list, which peers may give)
         return true;
       case "open_verifier":
         this.#hashes = a.hashes;
+        this.trace?.milestone?.(this.index, "hashes", now);
         if (a.hashes && !a.whole) this.node?.hashesTrusted(a.hashes, now);
         else {
           c.askServersAsSwarm(false); // (as client.ts: no swarm, so no swarm flag)
@@ -929,6 +935,7 @@ class SimFetcher {
   }
 
   #send(from: PeerAddr, to: PeerAddr, bytes: Uint8Array): void {
+    this.trace?.datagram?.(this.index, bytes, this.clock.now);
     this.net.send(this.link, to, { kind: "bytes", from, bytes }, bytes.length);
   }
 }
