@@ -214,6 +214,11 @@ export class FetchCoordinator {
     this.#session?.removeSource(PEER_SOURCE_BASE + peer, reason);
   }
 
+  /** Peer `peer` is asked nothing while `paused` (silent a while: maybe gone, maybe slow). */
+  pausePeer(peer: number, paused: boolean): void {
+    this.#session?.pauseSource(PEER_SOURCE_BASE + peer, paused);
+  }
+
   /** Peer `peer` holds pieces it did not before (`piece`, when one is named): work again. */
   peerHas(peer: number, piece?: number): void {
     this.#live?.sourceHas(PEER_SOURCE_BASE + peer, piece);

@@ -189,6 +189,8 @@ interface Source {
   sent: number;
   /** It answered BUSY with a retry time: it keeps a bounded queue (PROTOCOL.md §4.2). */
   queues: boolean;
+  /** Asked nothing for now (a swarm peer gone quiet): maybe gone, not given up. */
+  paused: boolean;
 }
 
 /** The fetch engine for one file. */
@@ -283,6 +285,7 @@ export class FetchSession {
       tokenSince: -Infinity,
       sent: 0,
       queues: false,
+      paused: false,
     };
     this.#sources.set(id, source);
     this.#order.push(id);
@@ -328,6 +331,24 @@ export class FetchSession {
     const s = this.#sources.get(id);
     if (!s || s.dropped) return;
     if (!s.path.health.onUnreachable(now, reason)) this.#drop(s);
+  }
+
+  /**
+   * Source `id` is asked nothing while `paused` (a swarm peer silent a while: maybe gone, maybe
+   * slow). Pausing gives its requests in flight up at once, so their pieces go to other sources
+   * (as when a source is dropped; late blocks of those requests are strays); resuming lets it be
+   * asked again.
+   */
+  pauseSource(id: number, paused: boolean): void {
+    const s = this.#sources.get(id);
+    if (!s || s.dropped || s.paused === paused) return;
+    s.paused = paused;
+    this.#starved.clear();
+    if (!paused) return;
+    for (const r of s.path.clear()) {
+      this.#byId.delete(r.id);
+      this.sched.release(r.a, true);
+    }
   }
 
   /** A source leaves (or is excluded by the shell). */
@@ -460,7 +481,7 @@ export class FetchSession {
     for (let k = 0; k < n; k++) {
       const id = this.#order[(this.#turn + k) % n];
       const s = this.#sources.get(id)!;
-      if (s.dropped || this.#starved.has(s)) continue;
+      if (s.dropped || s.paused || this.#starved.has(s)) continue;
       const t = this.#transmitTo(now, s);
       if (t === "starved") this.#starved.add(s);
       else if (t !== undefined) {
@@ -485,7 +506,7 @@ export class FetchSession {
     for (const s of this.#sources.values()) {
       if (s.dropped) continue;
       t = Math.min(t, s.path.nextDeadline());
-      if (this.#starved.has(s)) continue;
+      if (s.paused || this.#starved.has(s)) continue;
       const send = s.path.nextSendTime(this.#minRequestBytes(s), this.#sendWindow(s));
       t = Math.min(t, Math.max(send, this.#limitedUntil));
     }
@@ -500,7 +521,7 @@ export class FetchSession {
     if (this.#events.length > 0) return true;
     if (this.#ended || now < this.#limitedUntil) return false;
     for (const s of this.#sources.values()) {
-      if (s.dropped || this.#starved.has(s)) continue;
+      if (s.dropped || s.paused || this.#starved.has(s)) continue;
       if (s.path.canSend(now, this.#minRequestBytes(s), this.#sendWindow(s))) return true;
     }
     return false;

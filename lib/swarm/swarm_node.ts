@@ -57,6 +57,8 @@ export interface SwarmTransfer {
   ): boolean;
   /** Peer `peer` leaves the transfer. */
   removePeer(peer: number, reason: string): void;
+  /** Peer `peer` is asked nothing while `paused` (it went quiet: maybe gone, maybe slow). */
+  pausePeer(peer: number, paused: boolean): void;
   /**
    * Peer `peer` answers (with `token` our address is proven by): it may be asked for the piece
    * hashes while they are not trusted yet (PROTOCOL.md §10.7), before it holds any piece.
@@ -176,6 +178,10 @@ interface Peer {
   falseClaims: number;
   /** The pieces it last said it fetches from a server. */
   fetching: number[];
+  /** Silent a while (its link said `quiet`): its pieces are not counted as available. */
+  quiet: boolean;
+  /** The claims it had when it went quiet, and since when they counted (see `#quiet`). */
+  claimsBefore?: Map<number, number>;
 }
 
 /** Per-peer figures, for the report. */
@@ -283,7 +289,10 @@ export class SwarmNode {
 
   /** Data arrived from peer `peer`: it is alive. */
   heard(peer: number, now: number): void {
-    this.#byId[peer]?.link.heard(now);
+    const p = this.#byId[peer];
+    if (!p) return;
+    p.link.heard(now);
+    if (p.quiet) this.#drainLink(p, now); // (it is back: counted again at once)
   }
 
   /** Live peers in the transfer. */
@@ -540,7 +549,7 @@ export class SwarmNode {
     for (let e = p.link.poll(); e; e = p.link.poll()) {
       switch (e.kind) {
         case "has":
-          if (p.inTransfer) {
+          if (p.inTransfer && !p.quiet) {
             this.#held(e.piece, true);
             this.#transfer.peerHas(p.id, e.piece);
           }
@@ -558,6 +567,12 @@ export class SwarmNode {
         case "unusable":
           this.#ban(p, e.reason);
           return;
+        case "quiet":
+          this.#quiet(p, true);
+          break;
+        case "back":
+          this.#quiet(p, false);
+          break;
         case "dead":
           this.#forgetPeer(p, now, "silent");
           return;
@@ -596,7 +611,7 @@ export class SwarmNode {
   /** A peer with pieces is taken into the transfer (once), or told it has more. */
   #join(p: Peer, now: number): void {
     if (p.inTransfer) return this.#transfer.peerHas(p.id);
-    if (this.#complete) return;
+    if (this.#complete || p.quiet) return; // (a quiet peer joins once heard again)
     const has: PieceFilter = (piece) => p.link.have.has(piece);
     const forget = (piece: number) => this.#falseClaim(p, piece);
     p.inTransfer = this.#transfer.addPeer(now, p.id, has, forget, p.link.token);
@@ -630,14 +645,41 @@ export class SwarmNode {
     // servers back longer than CLAIM_HOLD_MS
     for (const piece of before) if (!now.has(piece)) freed = --this.claimed[piece] === 0 || freed;
     for (const piece of now) {
-      if (!before.has(piece) && this.claimed[piece]++ === 0) this.#claimedSince[piece] = this.#now;
+      if (before.has(piece) || this.claimed[piece]++ !== 0) continue;
+      this.#claimedSince[piece] = p.claimsBefore?.get(piece) ?? this.#now;
     }
     p.fetching = [...now];
+    p.claimsBefore = undefined;
     if (freed) this.#transfer.serversMayHaveWork();
   }
 
+  /**
+   * Peer `p` went quiet (`on`) or was heard again. A quiet peer's pieces and claims do not keep
+   * the servers from being asked for them, and it is asked for nothing: a piece only a leaver
+   * had would wait for its death. It stays in the transfer: a peer only slow is heard again,
+   * counted and asked again.
+   */
+  #quiet(p: Peer, on: boolean): void {
+    if (p.quiet === on) return;
+    p.quiet = on;
+    if (!p.inTransfer) return;
+    for (let piece = 0; piece < this.#o.pieces; piece++) {
+      if (!p.link.have.has(piece)) continue;
+      if (on) this.availability[piece]--;
+      else this.#held(piece);
+    }
+    this.#transfer.pausePeer(p.id, on);
+    if (!on) return;
+    // its claims go too (a leaver's would hold the servers back CLAIM_HOLD_MS), but keep their
+    // start: made anew at each return, a peer going quiet and back would never see them expire
+    const since = new Map(p.fetching.map((piece) => [piece, this.#claimedSince[piece]]));
+    this.#setFetching(p, []);
+    p.claimsBefore = since;
+    this.#transfer.serversMayHaveWork();
+  }
+
   #falseClaim(p: Peer, piece: number): void {
-    if (p.link.have.forget(piece) && p.inTransfer) this.availability[piece]--;
+    if (p.link.have.forget(piece) && p.inTransfer && !p.quiet) this.availability[piece]--;
     this.#linksChanged(); // (a complete peer that is one no more is polled again)
     if (++p.falseClaims >= MAX_FALSE_CLAIMS) {
       this.#ban(p, `claims pieces it does not hold (${p.falseClaims} NOT_HELD answers)`);
@@ -699,7 +741,16 @@ export class SwarmNode {
     link.seeding = this.#complete;
     const falseClaims = this.#claimsBefore.get(key) ?? 0;
     this.#claimsBefore.delete(key);
-    const p: Peer = { id, addr: a, key, link, inTransfer: false, falseClaims, fetching: [] };
+    const p: Peer = {
+      id,
+      addr: a,
+      key,
+      link,
+      inTransfer: false,
+      falseClaims,
+      fetching: [],
+      quiet: false,
+    };
     this.#peers.set(key, p);
     this.#linksChanged();
     this.#byId[id] = p;
@@ -731,7 +782,7 @@ export class SwarmNode {
   #removePeer(p: Peer, reason: string): void {
     if (!this.#peers.delete(p.key)) return;
     this.#byId[p.id] = undefined;
-    if (p.inTransfer) {
+    if (p.inTransfer && !p.quiet) {
       for (let piece = 0; piece < this.#o.pieces; piece++) {
         if (p.link.have.has(piece)) this.availability[piece]--;
       }

@@ -254,3 +254,31 @@ Deno.test("session: a swarm source's BUSY with a retry time pauses it until the 
   while (drain(p, back).length === 0 && back < 5000) back++;
   assert.ok(back < 5000, `a plain request's BUSY is not a 10 s pause (back at ${back} ms)`);
 });
+
+Deno.test("session: a paused source is asked nothing; what it had in flight goes to others at once; resumed, it is asked again", () => {
+  const s = bare(4 << 20);
+  s.addSource(0, 0, { rttMs: 10 });
+  const before = drain(s, 0);
+  assert.ok(before.length > 0);
+  const pieces = new Set(before.map((r) => Math.floor(r.offset / (1 << 20))));
+  s.pauseSource(0, true);
+  assert.deepEqual(drain(s, 1), [], "paused: no request leaves");
+  assert.equal(s.wantsService(1), false);
+  assert.equal(s.alive, 1, "still a source, not dropped");
+  assert.deepEqual(events(s), [], "no event: nothing was dropped");
+  s.addSource(1, 2, { rttMs: 10 });
+  const moved = new Set<number>();
+  for (let now = 2; now < 5; now++) {
+    for (let t = s.pollTransmit(now); t; t = s.pollTransmit(now)) {
+      assert.equal(t.source, 1, "only the other source is asked");
+      moved.add(Math.floor(t.packet.offset / (1 << 20)));
+    }
+  }
+  for (const p of pieces) assert.ok(moved.has(p), `piece ${p} was asked of the other source`);
+  s.pauseSource(0, false);
+  const after: number[] = [];
+  for (let now = 5; now < 200 && after.length === 0; now++) {
+    for (let t = s.pollTransmit(now); t; t = s.pollTransmit(now)) after.push(t.source);
+  }
+  assert.ok(after.includes(0), "resumed: asked again");
+});

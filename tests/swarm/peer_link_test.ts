@@ -139,7 +139,7 @@ Deno.test("peer link: silence ends in dead, STALE in unusable", () => {
   quiet.silent = true;
   const link = newLink();
   const events = step(link, quiet, 0, DEFAULT_PEER_TIMING.deadAfterMs + 100);
-  assert.deepEqual(events, [{ kind: "dead" }]);
+  assert.deepEqual(events, [{ kind: "quiet" }, { kind: "dead" }]);
   assert.ok(link.over && link.pollTransmit(10_000) === undefined);
   const stale = new FakePeer();
   stale.stale = true;
@@ -155,10 +155,42 @@ Deno.test("peer link: silence counts only once the peer was asked something", ()
   link.seeding = true; // (no have polls: between peer exchanges it asks nothing)
   const idle = step(link, peer, 0, firstPexMs + pexEveryMs - 10);
   assert.ok(pexEveryMs > deadAfterMs + 1000, "the idle stretch is longer than the limit");
-  assert.ok(!idle.some((e) => e.kind === "dead"), "idle, not dead");
+  assert.ok(!idle.some((e) => e.kind === "dead" || e.kind === "quiet"), "idle, not quiet");
   peer.silent = true;
   const asked = step(link, peer, firstPexMs + pexEveryMs, firstPexMs + pexEveryMs + deadAfterMs);
   assert.deepEqual(asked.filter((e) => e.kind === "dead"), [{ kind: "dead" }]);
+});
+
+Deno.test("peer link: silent a while after being asked, the peer is quiet (once); heard again, it is back", () => {
+  const { quietAfterMs, deadAfterMs } = DEFAULT_PEER_TIMING;
+  assert.ok(quietAfterMs > HAVE_HOLD_MS + 100, "a held poll's answer comes well before");
+  const peer = new FakePeer();
+  peer.silent = true;
+  const link = newLink();
+  assert.deepEqual(step(link, peer, 0, quietAfterMs - 10), [], "not yet");
+  assert.equal(link.pollTimeout(), quietAfterMs, "woken when it turns quiet");
+  assert.deepEqual(step(link, peer, quietAfterMs, quietAfterMs + 300), [{ kind: "quiet" }]);
+  link.heard(quietAfterMs + 310); // (a block of data, or a late answer)
+  assert.deepEqual(link.poll(), { kind: "back" });
+  assert.equal(link.poll(), undefined);
+  // (it took 810 ms to be heard: quiet and dead now both wait twice that after the next ask)
+  const again = step(link, peer, quietAfterMs + 320, 5 * deadAfterMs);
+  assert.deepEqual(again, [{ kind: "dead" }], "asked again, silent again");
+});
+
+Deno.test("peer link: a peer that once answered slowly gets twice that long before it counts as quiet", () => {
+  const { quietAfterMs } = DEFAULT_PEER_TIMING;
+  const link = newLink();
+  link.pollTransmit(0);
+  const slow = quietAfterMs; // (its answers wait behind its queue on a slow uplink)
+  link.heard(slow);
+  link.handleTimeout(slow + 1000);
+  const poll = link.pollTransmit(slow + 1000);
+  assert.ok(poll, "asked again, then silence");
+  link.handleTimeout(slow + 1000 + quietAfterMs + 10);
+  assert.equal(link.poll(), undefined, "not quiet after quietAfterMs: it has been this slow");
+  link.handleTimeout(slow + 1000 + 2 * slow);
+  assert.deepEqual(link.poll(), { kind: "quiet" });
 });
 
 Deno.test("peer link: a peer that once answered slowly gets twice that long before it counts as dead", () => {

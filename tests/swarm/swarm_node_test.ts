@@ -28,6 +28,7 @@ function setup() {
       return true;
     },
     removePeer: (peer, reason) => void told.push(`remove ${peer} ${reason}`),
+    pausePeer: (peer, paused) => void told.push(`${paused ? "pause" : "resume"} ${peer}`),
     peerHas: (peer) => void told.push(`has ${peer}`),
     handlePeerDatagram: () => {},
     peerAnswers: () => {},
@@ -159,6 +160,30 @@ Deno.test("swarm node: a peer dropped for a bad piece is banned and its counts a
   assert.ok(node.peers.length === 1, "no new peer entry for the banned address");
   assert.equal(node.livePeers, 0);
   assert.ok(!told.some((t) => t.startsWith("add")));
+});
+
+Deno.test("swarm node: a peer silent a while (quiet) no longer keeps the servers off its pieces and is asked nothing; heard again, it counts again", () => {
+  const { node, told } = setup();
+  peerAnswers(node, 1, [0, 1], [2]);
+  assert.ok(!node.serverMayServe(0) && !node.serverMayServe(2));
+  told.length = 0;
+  // it answers nothing from now on (its next poll left at 1)
+  for (let t = 10; t <= 600; t += 10) {
+    node.handleTimeout(t);
+    while (node.pollSend(t));
+  }
+  assert.deepEqual([...node.availability], [0, 0, 0, 0, 0, 0, 0, 0]);
+  assert.deepEqual([...node.claimed], [0, 0, 0, 0, 0, 0, 0, 0]);
+  assert.ok(node.serverMayServe(0) && node.serverMayServe(2), "the servers may be asked");
+  assert.ok(told.includes("pause 0") && told.includes("servers"), told.join(", "));
+  assert.ok(!told.some((t) => t.startsWith("remove")), "not removed: it may be only slow");
+  assert.equal(node.peers[0].alive, true);
+  told.length = 0;
+  node.heard(0, 700); // (a block from it)
+  node.handleTimeout(700);
+  assert.deepEqual([...node.availability], [1, 1, 0, 0, 0, 0, 0, 0], "counted once again");
+  assert.ok(told.includes("resume 0"), told.join(", "));
+  assert.ok(!node.serverMayServe(0));
 });
 
 Deno.test("swarm node: server requests stay flagged unless the tracker is silent and no peer answers", () => {

@@ -34,7 +34,7 @@ function figures(o: RealSwarmOutcome): string {
     `${o.serverShare.toFixed(2)} F, peers ${(100 * peerFraction(o)).toFixed(0)} %`;
 }
 
-/** Two fetchers of an N = 8 crowd vanish mid-way (at 1.0 s and 1.5 s of a ~3 s run). */
+/** Two fetchers of an N = 8 crowd vanish mid-way (at 1.0 s and 1.5 s; the bound is 2 s). */
 function churn(seed: number): RealSwarmScenario {
   const sc = realFlashCrowd({ peers: 8, seed, ...SMALL_PIECES });
   sc.fetchers[6].leaveMs = 1000;
@@ -80,21 +80,22 @@ Deno.test("real swarm: N = 8, 256 KiB pieces — all correct, server ≤ 1.2 F, 
   assert.ok(peerFraction(o) >= 0.75, figures(o));
 });
 
-Deno.test("real swarm: two of 8 vanish mid-way — the 6 others finish correct within 1.7 × bound (seed 1: 1.53×; seeds 2–5: 1.52, 2.02, 1.28, 1.53)", () => {
-  // a leaver counts as holding its pieces until its peers find it silent (1.5 s while asked;
-  // with 3 s of silence of any kind, the last was done at 2.34×; seeds 1–5 were at 1.53–1.62×
-  // before have polls were held and peers met early joined the transfer as soon as it runs; over
-  // seeds 1–16 most runs end at 1.52–1.54× or 1.27–1.29×: a piece only a leaver held is refused
-  // GIVEN_OUT by the server until its first pass is over, and seed 3 waits for it until 2.02×)
-  const o = simulateRealSwarm(churn(1));
-  const stayed = o.fetchers.filter((f) => Number.isNaN(f.leftMs));
-  assert.equal(stayed.length, 6);
-  assert.ok(o.finished, figures(o));
-  for (const f of stayed) assert.ok(f.correct);
-  assert.ok(o.ratio <= 1.7, figures(o));
+Deno.test("real swarm: two of 8 vanish mid-way — the 6 others finish correct within 1.4 × bound (seeds 1–3: 1.04, 1.34, 1.08×; seeds 4–8: 1.06–1.07)", () => {
+  // a leaver is asked nothing, and no longer keeps the servers off its pieces, once it has been
+  // silent 0.5 s while asked (dropped after 1.5 s). Before that, a piece the server gave a
+  // leaver just before it left waited for its death: seeds 1–3 at 1.53, 1.52, 2.02×, 4–8 at
+  // 1.28–1.53× (with 3 s of silence before a peer was dropped, seed 1 at 2.34×)
+  for (const seed of [1, 2, 3]) {
+    const o = simulateRealSwarm(churn(seed));
+    const stayed = o.fetchers.filter((f) => Number.isNaN(f.leftMs));
+    assert.equal(stayed.length, 6);
+    assert.ok(o.finished, `seed ${seed}: ${figures(o)}`);
+    for (const f of stayed) assert.ok(f.correct);
+    assert.ok(o.ratio <= 1.4, `seed ${seed}: ${figures(o)}`);
+  }
 });
 
-Deno.test("real swarm: 20 arrive over 1.4 s and 4 of them leave mid-way — nobody stalls: each is done within 2 × F/u_s of its arrival (seeds 1–3: at most 1.31, 1.44, 1.50)", () => {
+Deno.test("real swarm: 20 arrive over 1.4 s and 4 of them leave mid-way — nobody stalls: each is done within 1.4 × F/u_s of its arrival (seeds 1–3: at most 1.31, 1.26, 1.31; 1.31, 1.44, 1.50 before quiet peers were asked nothing)", () => {
   for (const seed of [1, 2, 3]) {
     const sc = realFlashCrowd({ peers: 20, seed, fileBytes: 8 * MiB, ...SMALL_PIECES });
     sc.fetchers = sc.fetchers.map((f, i) => ({
@@ -110,7 +111,7 @@ Deno.test("real swarm: 20 arrive over 1.4 s and 4 of them leave mid-way — nobo
     for (const f of stayed) {
       assert.ok(f.correct);
       const took = f.doneMs - f.arriveMs;
-      assert.ok(took <= 2 * alone, `seed ${seed}: arrived ${f.arriveMs} ms, took ${took} ms`);
+      assert.ok(took <= 1.4 * alone, `seed ${seed}: arrived ${f.arriveMs} ms, took ${took} ms`);
     }
   }
 });
@@ -207,25 +208,28 @@ Deno.test("real swarm: a crowd on a slow server — replies count toward --rate,
   slowServerCrowd(12, 256 << 10, 4 << 10, 4 << 10);
 });
 
-Deno.test("real swarm: N = 200, a flash crowd on a 1 s bound — all correct, ≥ 99 % from peers, server ≤ 1.5 F, last ≤ 1.45 × bound (seed 1: 1.31×, 1.23 F; 1.39× before rare pieces were told of at once and sent first, 1.51× before have polls were held and askers given room for 40, 1.59× before the hash lists came from peers)", () => {
-  // 8 MiB in 64 KiB pieces at 8 MiB/s: a piece takes 8 ms to send but a relay hop (the holder's
-  // queue and its BUSY turns, the send) tens of ms, so spreading the server's last pieces through
-  // 200 peers is a third of so short a bound; the planner's simulator, in scenario F's shape
-  // (128 MiB, 16 s), keeps 200 within 1.25× (tests/sim/swarm/swarm_sim_test.ts), and this code,
-  // in the 256 KiB pieces `serve` picks and a 64 MiB file, brings them in at 1.14× (`BENCH_ONLY=RS
-  // deno task bench`: 8–11 minutes, too long for the suite)
+Deno.test("real swarm: N = 200, a flash crowd of 32 MiB in 256 KiB pieces (a 4 s bound) — all correct, ≥ 99 % from peers, server ≤ 1.2 F, last ≤ 1.25 × bound (seeds 1–3: 1.203, 1.208, 1.213×; 1.10–1.12 F)", () => {
+  // the issue's goal, in the 256 KiB pieces `serve` picks for scenario F. A shorter bound costs
+  // more, not because peers upload less but because a few fixed latencies weigh more in it: the
+  // metadata and the piece hashes (tens of ms), each relay hop of a piece fresh from the server
+  // (its news, the holder's queue, the send: tens of ms, eight doublings to reach 200). Of 8 MiB
+  // in 64 KiB pieces (1 s): 1.31 / 1.33 × at seeds 1 / 2 — 1.39× before rare pieces were told
+  // of at once and sent first, 1.51× before have polls were held and askers given room for 40,
+  // 1.59× before the hash lists came from peers (`deno run -A bench/real_swarm_sim.ts --peers
+  // 200 --mib 8 --piece-kib 64 --block-kib 64`); of 64 MiB (8 s) 1.14× (`BENCH_ONLY=RS deno
+  // task bench`)
   const o = simulateRealSwarm(realFlashCrowd({
     peers: 200,
     seed: 1,
-    fileBytes: 8 * MiB,
-    pieceBytes: 64 << 10,
+    fileBytes: 32 * MiB,
+    pieceBytes: 256 << 10,
     blockSize: 64 << 10,
   }));
   assert.ok(o.finished && o.allCorrect, figures(o));
   for (const f of o.fetchers) assert.equal(f.error, undefined);
   assert.ok(peerFraction(o) >= 0.99, figures(o));
-  assert.ok(o.serverShare <= 1.5, figures(o));
-  assert.ok(o.ratio <= 1.45, figures(o));
+  assert.ok(o.serverShare <= 1.2, figures(o));
+  assert.ok(o.ratio <= 1.25, figures(o));
   // the server sends the piece hashes to a few (8 × 4 ranges: 32 replies; 800 when each of the
   // 200 asked it), the rest take them from their peers (PROTOCOL.md §10.7)
   assert.ok(o.serverHashReplies <= 48, `the server sent ${o.serverHashReplies} hash replies`);
