@@ -13,8 +13,8 @@
  * then every `pexEveryMs`. A peer that answers nothing for `quietAfterMs` after being asked is
  * reported quiet (and back when it is heard again): its pieces no longer keep the servers from
  * being asked for them, while it may still be only slow. One that answers nothing for
- * `deadAfterMs` is reported dead; the caller removes it from the transfer and may meet it again later under a new
- * source id. A link with nothing to ask (a complete peer, between peer exchanges) is not judged
+ * `deadAfterMs` is reported dead; the caller removes it from the transfer and may meet it again
+ * later under a new source id. A link with nothing to ask (a complete peer, between peer exchanges) is not judged
  * by its silence.
  *
  * Pure: the clock comes in as arguments, request ids from the injected generator.
