@@ -344,11 +344,7 @@ export class FetchSession {
     if (!s || s.dropped || s.paused === paused) return;
     s.paused = paused;
     this.#starved.clear();
-    if (!paused) return;
-    for (const r of s.path.clear()) {
-      this.#byId.delete(r.id);
-      this.sched.release(r.a, true);
-    }
+    if (paused) this.#giveUpInFlight(s);
   }
 
   /** A source leaves (or is excluded by the shell). */
@@ -801,13 +797,18 @@ export class FetchSession {
     this.#retired.put(r.id, { source, r });
   }
 
-  #drop(s: Source): void {
-    if (s.dropped) return;
-    s.dropped = true;
+  /** Every request in flight to `s` is given up: its blocks go back to be asked of anyone. */
+  #giveUpInFlight(s: Source): void {
     for (const r of s.path.clear()) {
       this.#byId.delete(r.id);
       this.sched.release(r.a, true);
     }
+  }
+
+  #drop(s: Source): void {
+    if (s.dropped) return;
+    s.dropped = true;
+    this.#giveUpInFlight(s);
     this.sched.dropServer(s.path.id);
     this.#starved.clear();
     this.#events.push({
