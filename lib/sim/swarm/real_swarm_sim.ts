@@ -26,7 +26,8 @@
  * - verification is instantaneous (SHA-256 of the piece against the trusted hashes), and so are
  *   the `.part` (an in-memory buffer per fetcher) and the digest step;
  * - the network: each node has one uplink (`Link`: a rate, a FIFO queue, a one-way delay drawn
- *   per node), no loss; downlinks are unlimited. The share rate and the server's `--rate` are the
+ *   per node), no loss unless `loss` is set; downlinks are unlimited. The share rate and the
+ *   server's `--rate` are the
  *   caps the lower bound uses; the links carry 5 % more, for headers;
  * - randomness (request ids, peer ids, cookie secrets, piece orders, tracker choices, the
  *   ledger's hints) comes from seeded generators, and the wall clock from the simulated one.
@@ -106,6 +107,8 @@ export interface RealSwarmScenario {
   minDelayMs?: number;
   /** See `minDelayMs`. */
   maxDelayMs?: number;
+  /** Fraction of IP packets every uplink loses (a datagram is lost with any of its fragments). */
+  loss?: number;
   /** Gives up at this simulated time, ms (default 120 000). */
   maxSimMs?: number;
   /** Called as the run goes (`bench/swarm_trace.ts` draws timelines from it); none by default. */
@@ -304,10 +307,17 @@ function keyOf(a: PeerAddr): string {
   return `${a.hostname}|${a.port}`;
 }
 
-/** A link capped at `bytesPerSec` (plus headroom) with `delayMs` one way. */
-function uplink(bytesPerSec: number, delayMs: number, clock: EventQueue, random: () => number) {
+/** One node's path into the network: its one-way delay (ms) and the IP packets it loses. */
+interface NodePath {
+  delayMs: number;
+  loss: number;
+}
+
+/** A link capped at `bytesPerSec` (plus headroom) along `path`. */
+function uplink(bytesPerSec: number, path: NodePath, clock: EventQueue, random: () => number) {
+  const { delayMs, loss } = path;
   return new Link(
-    { rateBps: bytesPerSec * 8 * LINK_HEADROOM, delayMs, queueBytes: LINK_QUEUE_BYTES, loss: 0 },
+    { rateBps: bytesPerSec * 8 * LINK_HEADROOM, delayMs, queueBytes: LINK_QUEUE_BYTES, loss },
     clock,
     random,
   );
@@ -370,10 +380,10 @@ class SimServer {
     readonly net: Net,
     readonly version: SimVersion,
     readonly rate: number,
-    delayMs: number,
+    path: NodePath,
     random: () => number,
   ) {
-    this.link = uplink(rate, delayMs, clock, random);
+    this.link = uplink(rate, path, clock, random);
     this.#paced = new PacedQueue(rate, undefined, random);
     this.#gate = new RequestGate(new CookieJar(randomBytes(32, random)), undefined, true);
     const firstCopies = new FirstCopyLedgers(MAX_LEDGER_FILES, random);
@@ -588,7 +598,7 @@ class SimFetcher {
     readonly tracker: SimTracker,
     readonly version: SimVersion,
     readonly shareRate: number,
-    delayMs: number,
+    path: NodePath,
     blockSize: number | "auto",
     random: () => number,
     readonly lies = false,
@@ -599,7 +609,7 @@ class SimFetcher {
     this.swarmAddr = { hostname: host, port: SWARM_PORT };
     this.laneAddr = { hostname: host, port: LANE_PORT };
     this.#turns = new Wakeup(clock, () => this.#turn());
-    this.link = uplink(shareRate, delayMs, clock, random);
+    this.link = uplink(shareRate, path, clock, random);
     this.out = new Uint8Array(version.meta.size);
     const s = server.addr;
     this.coordinator = new FetchCoordinator({
@@ -966,14 +976,15 @@ export function simulateRealSwarm(sc: RealSwarmScenario): RealSwarmOutcome {
   const delays = seededRandom(partySeed(sc.seed, 1_000_000));
   const lo = sc.minDelayMs ?? 1;
   const hi = sc.maxDelayMs ?? 5;
-  const delay = () => lo + (hi - lo) * delays();
+  const loss = sc.loss ?? 0;
+  const path = (): NodePath => ({ delayMs: lo + (hi - lo) * delays(), loss });
   const version = simVersion(sc.fileBytes, sc.pieceBytes, sc.seed);
   const server = new SimServer(
     clock,
     net,
     version,
     sc.serverUpBytesPerSec,
-    delay(),
+    path(),
     seededRandom(partySeed(sc.seed, 1_000_001)),
   );
   const tracker = new SimTracker(clock, net, seededRandom(partySeed(sc.seed, 1_000_002)));
@@ -986,7 +997,7 @@ export function simulateRealSwarm(sc: RealSwarmScenario): RealSwarmOutcome {
       tracker,
       version,
       f.upBytesPerSec ?? sc.peerUpBytesPerSec,
-      delay(),
+      path(),
       sc.blockSize ?? 32 << 10,
       seededRandom(partySeed(sc.seed, i)),
       f.lies,
